@@ -1,0 +1,130 @@
+//! The command line: subcommands and flags, each flag with its `TWIML_FAILOVER_*` environment twin.
+//!
+//! Flags are all optional here so that the config file can sit between them and the defaults
+//! (precedence: flag > env > config file > default); `config::Config::load` does that merge.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// One binary that answers Twilio webhooks as the primary handler or as its fallback.
+#[derive(Debug, Parser)]
+#[command(name = "twiml-failover", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook server.
+    Serve(ServeArgs),
+    /// Lint every template of both roles; prints `file:line:col: message` per problem, exit 1 if any.
+    Check(CheckArgs),
+    /// Print the X-Twilio-Signature Twilio would send for a URL and parameters.
+    Sign(SignArgs),
+}
+
+/// Flags of `serve` (and the settings `check` shares with it).
+#[derive(Debug, Default, Clone, Args)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "TWIML_FAILOVER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "TWIML_FAILOVER_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Which template set answers: primary or fallback [default: primary].
+    #[arg(long, env = "TWIML_FAILOVER_ROLE", value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Template directory holding primary/ and fallback/ [default: twiml-templates].
+    #[arg(long, env = "TWIML_FAILOVER_TEMPLATES", value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Base URL Twilio is configured with (e.g. https://voice.example.com); signatures are checked
+    /// against it plus the request path and query.
+    #[arg(long, env = "TWIML_FAILOVER_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "TWIML_FAILOVER_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// File holding the primary auth token (instead of TWILIO_AUTH_TOKEN).
+    #[arg(long, env = "TWIML_FAILOVER_AUTH_TOKEN_FILE", value_name = "PATH")]
+    pub auth_token_file: Option<PathBuf>,
+    /// File holding the secondary auth token, accepted too during a rotation.
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_SECONDARY_AUTH_TOKEN_FILE",
+        value_name = "PATH"
+    )]
+    pub secondary_auth_token_file: Option<PathBuf>,
+    /// Rebuild the signed URL from X-Forwarded-Proto/Host when --public-url is not set (only behind
+    /// a proxy that overwrites them) [default: false].
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_TRUST_FORWARDED_HEADERS",
+        value_name = "BOOL"
+    )]
+    pub trust_forwarded_headers: Option<bool>,
+    /// Seconds to finish in-flight requests after SIGTERM/SIGINT [default: 25].
+    #[arg(long, env = "TWIML_FAILOVER_DRAIN_TIMEOUT", value_name = "SECONDS")]
+    pub drain_timeout: Option<f64>,
+    /// Largest accepted request body in bytes [default: 65536].
+    #[arg(long, env = "TWIML_FAILOVER_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Seconds a client may take to send the request head [default: 5].
+    #[arg(long, env = "TWIML_FAILOVER_HEADER_TIMEOUT", value_name = "SECONDS")]
+    pub header_timeout: Option<f64>,
+    /// Seconds a whole request may take, body included [default: 10].
+    #[arg(long, env = "TWIML_FAILOVER_REQUEST_TIMEOUT", value_name = "SECONDS")]
+    pub request_timeout: Option<f64>,
+    /// Requests handled at once; beyond it requests get 503 at once [default: 1024].
+    #[arg(long, env = "TWIML_FAILOVER_MAX_CONCURRENCY", value_name = "N")]
+    pub max_concurrency: Option<usize>,
+    /// Open connections at most; further connections wait in the kernel backlog [default: 10000].
+    #[arg(long, env = "TWIML_FAILOVER_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// PEM certificate chain; with --tls-key, serve HTTPS.
+    #[arg(long, env = "TWIML_FAILOVER_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "TWIML_FAILOVER_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Flags of `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Template directory holding primary/ and fallback/ [default: twiml-templates].
+    #[arg(long, env = "TWIML_FAILOVER_TEMPLATES", value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// TOML config file (for [vars] and extra_params).
+    #[arg(long, env = "TWIML_FAILOVER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Flags of `sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The full URL Twilio would request (scheme, host, path and query; no #fragment needed).
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The auth token or shared key secret (default: $TWILIO_AUTH_TOKEN).
+    #[arg(
+        long,
+        env = "TWILIO_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: String,
+    /// HMAC_SHA1 (auth tokens) or HMAC_SHA256 (shared keys).
+    #[arg(long, default_value = "HMAC_SHA1", value_name = "NAME")]
+    pub algorithm: String,
+    /// Sign a JSON body: adds ?bodySHA256=<hex sha256 of FILE> to the URL and prints that URL too.
+    #[arg(long, value_name = "FILE", conflicts_with = "params")]
+    pub json: Option<PathBuf>,
+    /// Form parameters as NAME=VALUE (repeat a name for several values).
+    #[arg(value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+}

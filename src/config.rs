@@ -1,0 +1,703 @@
+//! Settings from the config file, the environment and flags, validated once at start-up.
+//!
+//! Precedence: flag > env (both via clap) > config file > default. Every problem is a
+//! [`StartupError`] that names the setting, so the process refuses to start instead of serving wrong.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::ServeArgs;
+use crate::keyring::{KeyRing, Secret};
+
+/// Why the process will not start. Always names the offending setting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting has a value we cannot use.
+    #[error("{setting}: {message}")]
+    Invalid {
+        /// The setting, as the user spells it (flag or config key).
+        setting: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The config file could not be read or parsed.
+    #[error("config file {path}: {message}")]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// The reader's or parser's message.
+        message: String,
+    },
+    /// The template set failed to load or lint.
+    #[error("templates: {0}")]
+    Templates(String),
+    /// The listener could not be bound.
+    #[error("listen {addr}: {message}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        message: String,
+    },
+    /// TLS certificate or key unusable.
+    #[error("tls: {0}")]
+    Tls(String),
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> StartupError {
+    StartupError::Invalid {
+        setting,
+        message: message.into(),
+    }
+}
+
+/// Which template set the server answers from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The number's primary URL: `primary/` templates, `fallback/` on run-time failure.
+    Primary,
+    /// The "Primary Handler Fails" URL: the degraded `fallback/` set only.
+    Fallback,
+}
+
+impl Role {
+    /// The role's name, also the template subdirectory.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Fallback => "fallback",
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// The validated public base URL, without a trailing slash, query or fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    /// Validates `https://host[:port][/prefix]`; a trailing slash is dropped, a `#fragment` refused.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let (scheme, rest) = raw
+            .split_once("://")
+            .ok_or("must start with http:// or https://")?;
+        if scheme != "http" && scheme != "https" {
+            return Err("must start with http:// or https://".into());
+        }
+        let host = rest.split('/').next().unwrap_or("");
+        if host.is_empty() || host.contains('@') {
+            return Err("needs a host and no user:password@".into());
+        }
+        if raw.contains('?') || raw.contains('#') {
+            return Err(
+                "must not carry a ?query or #fragment (connection overrides are not signed)".into(),
+            );
+        }
+        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("must not contain spaces or control characters".into());
+        }
+        Ok(PublicUrl(raw.trim_end_matches('/').to_string()))
+    }
+
+    /// The base, to which the request's path and query are appended.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Resource bounds of the server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Time to receive a request head (also the keep-alive idle timeout).
+    pub header_timeout: Duration,
+    /// Time for a whole request, body and answer included.
+    pub request_timeout: Duration,
+    /// Requests in progress at once; more are shed with 503.
+    pub max_concurrency: usize,
+    /// Connections open at once; more wait in the accept backlog.
+    pub max_connections: usize,
+    /// Time to finish in-flight requests on shutdown.
+    pub drain_timeout: Duration,
+    /// Time a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            max_concurrency: 1024,
+            max_connections: 10_000,
+            drain_timeout: Duration::from_secs(25),
+            tls_handshake_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// TLS certificate and key files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Everything `serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Primary or fallback.
+    pub role: Role,
+    /// Template root holding `primary/` and `fallback/`.
+    pub templates: PathBuf,
+    /// Base URL Twilio signs; `None` rebuilds it from the request.
+    pub public_url: Option<PublicUrl>,
+    /// Honour X-Forwarded-Proto/Host when rebuilding the URL.
+    pub trust_forwarded_headers: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Signing secrets.
+    pub keyring: KeyRing,
+    /// Template settings shared with `check`.
+    pub template_settings: TemplateSettings,
+    /// Resource bounds.
+    pub limits: Limits,
+    /// HTTPS, when set.
+    pub tls: Option<TlsFiles>,
+}
+
+/// What templates may use besides Twilio's parameters.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateSettings {
+    /// `[vars]`: values available to every template (they win over request parameters).
+    pub vars: BTreeMap<String, String>,
+    /// Extra request parameter names templates may use (e.g. custom query parameters).
+    pub extra_params: Vec<String>,
+}
+
+/// The config file's shape. Unknown keys are an error, so a typo cannot silently do nothing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    role: Option<String>,
+    templates: Option<PathBuf>,
+    public_url: Option<String>,
+    log_format: Option<String>,
+    trust_forwarded_headers: Option<bool>,
+    auth_token_file: Option<PathBuf>,
+    secondary_auth_token_file: Option<PathBuf>,
+    drain_timeout: Option<f64>,
+    #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
+    tls: FileTls,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    #[serde(default)]
+    extra_params: Vec<String>,
+    #[serde(default)]
+    accounts: BTreeMap<String, FileSecretRef>,
+    #[serde(default)]
+    shared_keys: BTreeMap<String, FileSecretRef>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_body_bytes: Option<usize>,
+    header_timeout: Option<f64>,
+    request_timeout: Option<f64>,
+    max_concurrency: Option<usize>,
+    max_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+/// Where a secret lives: a file or an environment variable, never the config file itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSecretRef {
+    file: Option<PathBuf>,
+    env: Option<String>,
+    secondary_file: Option<PathBuf>,
+    secondary_env: Option<String>,
+}
+
+/// Reads environment variables; a trait object so tests need not touch the process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The real process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, StartupError> {
+    let text = std::fs::read_to_string(path).map_err(|e| StartupError::ConfigFile {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| StartupError::ConfigFile {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn read_secret_file(setting: &'static str, path: &Path) -> Result<Secret, StartupError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(setting, format!("cannot read {}: {e}", path.display())))?;
+    let secret = Secret::new(&text);
+    if secret.is_empty() {
+        return Err(invalid(setting, format!("{} is empty", path.display())));
+    }
+    Ok(secret)
+}
+
+fn env_secret(env: EnvLookup<'_>, name: &str) -> Option<Secret> {
+    env(name).map(|v| Secret::new(&v)).filter(|s| !s.is_empty())
+}
+
+fn seconds(setting: &'static str, value: f64) -> Result<Duration, StartupError> {
+    if !(value.is_finite() && value > 0.0 && value <= 3600.0) {
+        return Err(invalid(
+            setting,
+            "must be a number of seconds above 0 and at most 3600",
+        ));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn positive(setting: &'static str, value: usize) -> Result<usize, StartupError> {
+    if value == 0 {
+        return Err(invalid(setting, "must be at least 1"));
+    }
+    Ok(value)
+}
+
+impl Config {
+    /// Merges flags/env (`args`), the config file they name, and defaults into a validated config.
+    pub fn load(args: &ServeArgs, env: EnvLookup<'_>) -> Result<Config, StartupError> {
+        let file = match &args.config {
+            Some(path) => read_file_config(path)?,
+            None => FileConfig::default(),
+        };
+
+        let listen_raw = args
+            .listen
+            .clone()
+            .or(file.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_raw.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("{listen_raw:?} is not an IP:port address"),
+            )
+        })?;
+
+        let role = match args
+            .role
+            .as_deref()
+            .or(file.role.as_deref())
+            .unwrap_or("primary")
+        {
+            "primary" => Role::Primary,
+            "fallback" => Role::Fallback,
+            other => {
+                return Err(invalid(
+                    "role",
+                    format!("{other:?} is not a role (primary or fallback)"),
+                ))
+            }
+        };
+
+        let log_format = match args
+            .log_format
+            .as_deref()
+            .or(file.log_format.as_deref())
+            .unwrap_or("text")
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "log-format",
+                    format!("{other:?} is not a format (text or json)"),
+                ))
+            }
+        };
+
+        let templates = args
+            .templates
+            .clone()
+            .or(file.templates.clone())
+            .unwrap_or_else(|| PathBuf::from("twiml-templates"));
+        if !templates.is_dir() {
+            return Err(invalid(
+                "templates",
+                format!("{} is not a readable directory", templates.display()),
+            ));
+        }
+
+        let public_url = args
+            .public_url
+            .as_deref()
+            .or(file.public_url.as_deref())
+            .map(|raw| PublicUrl::parse(raw).map_err(|m| invalid("public-url", m)))
+            .transpose()?;
+
+        let keyring = load_keyring(args, &file, env)?;
+
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_body_bytes: positive(
+                "max-body-bytes",
+                args.max_body_bytes
+                    .or(file.limits.max_body_bytes)
+                    .unwrap_or(defaults.max_body_bytes),
+            )?,
+            header_timeout: match args.header_timeout.or(file.limits.header_timeout) {
+                Some(s) => seconds("header-timeout", s)?,
+                None => defaults.header_timeout,
+            },
+            request_timeout: match args.request_timeout.or(file.limits.request_timeout) {
+                Some(s) => seconds("request-timeout", s)?,
+                None => defaults.request_timeout,
+            },
+            max_concurrency: positive(
+                "max-concurrency",
+                args.max_concurrency
+                    .or(file.limits.max_concurrency)
+                    .unwrap_or(defaults.max_concurrency),
+            )?,
+            max_connections: positive(
+                "max-connections",
+                args.max_connections
+                    .or(file.limits.max_connections)
+                    .unwrap_or(defaults.max_connections),
+            )?,
+            drain_timeout: match args.drain_timeout.or(file.drain_timeout) {
+                Some(s) => seconds("drain-timeout", s)?,
+                None => defaults.drain_timeout,
+            },
+            tls_handshake_timeout: defaults.tls_handshake_timeout,
+        };
+
+        let tls = match (
+            args.tls_cert.clone().or(file.tls.cert.clone()),
+            args.tls_key.clone().or(file.tls.key.clone()),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => return Err(invalid("tls-key", "--tls-cert needs --tls-key")),
+            (None, Some(_)) => return Err(invalid("tls-cert", "--tls-key needs --tls-cert")),
+        };
+
+        let template_settings = template_settings_from(file.vars, file.extra_params)?;
+
+        Ok(Config {
+            listen,
+            role,
+            templates,
+            public_url,
+            trust_forwarded_headers: args
+                .trust_forwarded_headers
+                .or(file.trust_forwarded_headers)
+                .unwrap_or(false),
+            log_format,
+            keyring,
+            template_settings,
+            limits,
+            tls,
+        })
+    }
+}
+
+/// Reads only the template-related part of a config file (for `check`).
+pub fn load_template_settings(path: Option<&Path>) -> Result<TemplateSettings, StartupError> {
+    let file = match path {
+        Some(path) => read_file_config(path)?,
+        None => FileConfig::default(),
+    };
+    template_settings_from(file.vars, file.extra_params)
+}
+
+fn template_settings_from(
+    vars: BTreeMap<String, String>,
+    extra_params: Vec<String>,
+) -> Result<TemplateSettings, StartupError> {
+    for name in vars.keys().chain(extra_params.iter()) {
+        let ok = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(invalid(
+                "vars",
+                format!("{name:?} is not a usable template name (letters, digits, _)"),
+            ));
+        }
+    }
+    Ok(TemplateSettings { vars, extra_params })
+}
+
+fn load_keyring(
+    args: &ServeArgs,
+    file: &FileConfig,
+    env: EnvLookup<'_>,
+) -> Result<KeyRing, StartupError> {
+    let primary = match args
+        .auth_token_file
+        .as_deref()
+        .or(file.auth_token_file.as_deref())
+    {
+        Some(path) => Some(read_secret_file("auth-token-file", path)?),
+        None => env_secret(env, "TWILIO_AUTH_TOKEN"),
+    };
+    let Some(primary) = primary else {
+        return Err(invalid(
+            "TWILIO_AUTH_TOKEN",
+            "no auth token: set TWILIO_AUTH_TOKEN or --auth-token-file (auth_token_file in the config)",
+        ));
+    };
+    let secondary = match args
+        .secondary_auth_token_file
+        .as_deref()
+        .or(file.secondary_auth_token_file.as_deref())
+    {
+        Some(path) => Some(read_secret_file("secondary-auth-token-file", path)?),
+        None => env_secret(env, "TWILIO_SECONDARY_AUTH_TOKEN"),
+    };
+
+    let mut accounts = HashMap::new();
+    for (sid, reference) in &file.accounts {
+        if !(sid.starts_with("AC")
+            && sid.len() == 34
+            && sid.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            return Err(invalid(
+                "accounts",
+                format!("{sid:?} is not an AccountSid (AC + 32 characters)"),
+            ));
+        }
+        let mut tokens = vec![resolve_secret(
+            "accounts",
+            reference.file.as_deref(),
+            reference.env.as_deref(),
+            env,
+        )?
+        .ok_or_else(|| invalid("accounts", format!("{sid}: set file or env")))?];
+        if let Some(second) = resolve_secret(
+            "accounts",
+            reference.secondary_file.as_deref(),
+            reference.secondary_env.as_deref(),
+            env,
+        )? {
+            tokens.push(second);
+        }
+        accounts.insert(sid.clone(), tokens);
+    }
+
+    let mut shared_keys = HashMap::new();
+    for (id, reference) in &file.shared_keys {
+        if reference.secondary_file.is_some() || reference.secondary_env.is_some() {
+            return Err(invalid(
+                "shared_keys",
+                format!("{id}: a shared key has one secret; add a second key id to rotate"),
+            ));
+        }
+        let secret = resolve_secret(
+            "shared_keys",
+            reference.file.as_deref(),
+            reference.env.as_deref(),
+            env,
+        )?
+        .ok_or_else(|| invalid("shared_keys", format!("{id}: set file or env")))?;
+        shared_keys.insert(id.clone(), secret);
+    }
+
+    Ok(KeyRing {
+        primary: Some(primary),
+        secondary,
+        accounts,
+        shared_keys,
+    })
+}
+
+fn resolve_secret(
+    setting: &'static str,
+    file: Option<&Path>,
+    env_name: Option<&str>,
+    env: EnvLookup<'_>,
+) -> Result<Option<Secret>, StartupError> {
+    match (file, env_name) {
+        (Some(_), Some(_)) => Err(invalid(setting, "give file or env, not both")),
+        (Some(path), None) => read_secret_file(setting, path).map(Some),
+        (None, Some(name)) => env_secret(env, name)
+            .map(Some)
+            .ok_or_else(|| invalid(setting, format!("environment variable {name} is not set"))),
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_with(token: Option<&'static str>) -> impl Fn(&str) -> Option<String> {
+        move |name| match name {
+            "TWILIO_AUTH_TOKEN" => token.map(String::from),
+            "SUB_TOKEN" => Some("sub".into()),
+            _ => None,
+        }
+    }
+
+    fn args() -> ServeArgs {
+        ServeArgs {
+            templates: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("twiml-templates")),
+            ..ServeArgs::default()
+        }
+    }
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn message(result: Result<Config, StartupError>) -> String {
+        result.expect_err("should refuse to start").to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::load(&args(), &env_with(Some("t"))).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.role, Role::Primary);
+        assert_eq!(c.limits.max_body_bytes, 65536);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.public_url.is_none());
+    }
+
+    #[test]
+    fn every_bad_setting_is_named() {
+        let env = env_with(Some("t"));
+        assert!(message(Config::load(&args(), &env_with(None))).contains("TWILIO_AUTH_TOKEN"));
+        let mut a = args();
+        a.role = Some("backup".into());
+        assert!(message(Config::load(&a, &env)).starts_with("role:"));
+        let mut a = args();
+        a.templates = Some("/nonexistent/dir".into());
+        assert!(message(Config::load(&a, &env)).starts_with("templates:"));
+        let mut a = args();
+        a.listen = Some("localhost".into());
+        assert!(message(Config::load(&a, &env)).starts_with("listen:"));
+        let mut a = args();
+        a.public_url = Some("https://x.example/voice#ct=100".into());
+        assert!(message(Config::load(&a, &env)).starts_with("public-url:"));
+        let mut a = args();
+        a.log_format = Some("xml".into());
+        assert!(message(Config::load(&a, &env)).starts_with("log-format:"));
+        let mut a = args();
+        a.drain_timeout = Some(-1.0);
+        assert!(message(Config::load(&a, &env)).starts_with("drain-timeout:"));
+        let mut a = args();
+        a.auth_token_file = Some("/nonexistent/token".into());
+        assert!(message(Config::load(&a, &env)).starts_with("auth-token-file:"));
+        let mut a = args();
+        a.tls_cert = Some("c.pem".into());
+        assert!(message(Config::load(&a, &env)).starts_with("tls-key:"));
+    }
+
+    #[test]
+    fn file_env_flag_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = write(&dir, "token", "filetoken\n");
+        let cfg = write(
+            &dir,
+            "c.toml",
+            &format!(
+                "listen = \"0.0.0.0:9000\"\nrole = \"fallback\"\nauth_token_file = {:?}\n\
+                 public_url = \"https://fallback.example.net/\"\n\
+                 [vars]\nbackup_number = \"+15550100\"\n\
+                 [accounts.AC00000000000000000000000000000001]\nenv = \"SUB_TOKEN\"\n\
+                 [shared_keys.key1]\nenv = \"SUB_TOKEN\"\n",
+                token.display().to_string()
+            ),
+        );
+        let mut a = args();
+        a.config = Some(cfg.clone());
+        let c = Config::load(&a, &env_with(Some("envtoken"))).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.role, Role::Fallback);
+        assert_eq!(c.keyring.primary.as_ref().unwrap().expose(), b"filetoken");
+        assert_eq!(
+            c.public_url.unwrap().as_str(),
+            "https://fallback.example.net"
+        );
+        assert_eq!(c.template_settings.vars["backup_number"], "+15550100");
+        assert_eq!(
+            c.keyring.accounts["AC00000000000000000000000000000001"][0].expose(),
+            b"sub"
+        );
+        assert_eq!(c.keyring.shared_keys["key1"].expose(), b"sub");
+        // A flag beats the file.
+        a.role = Some("primary".into());
+        a.listen = Some("127.0.0.1:1".into());
+        let c = Config::load(&a, &env_with(Some("envtoken"))).unwrap();
+        assert_eq!(c.role, Role::Primary);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:1");
+    }
+
+    #[test]
+    fn config_file_typos_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(&dir, "c.toml", "rol = \"fallback\"\n");
+        let mut a = args();
+        a.config = Some(cfg);
+        assert!(message(Config::load(&a, &env_with(Some("t")))).contains("unknown field"));
+        let cfg = write(&dir, "d.toml", "[accounts.ACshort]\nenv = \"SUB_TOKEN\"\n");
+        a.config = Some(cfg);
+        assert!(message(Config::load(&a, &env_with(Some("t")))).starts_with("accounts:"));
+        let cfg = write(&dir, "e.toml", "[vars]\n\"bad name\" = \"x\"\n");
+        a.config = Some(cfg);
+        assert!(message(Config::load(&a, &env_with(Some("t")))).starts_with("vars:"));
+    }
+
+    #[test]
+    fn public_url_rules() {
+        assert!(PublicUrl::parse("ftp://x").is_err());
+        assert!(PublicUrl::parse("https://").is_err());
+        assert!(PublicUrl::parse("https://u:p@x.example").is_err());
+        assert!(PublicUrl::parse("https://x.example?a=1").is_err());
+        assert_eq!(
+            PublicUrl::parse("https://x.example/twilio/")
+                .unwrap()
+                .as_str(),
+            "https://x.example/twilio"
+        );
+    }
+}

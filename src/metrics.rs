@@ -1,0 +1,216 @@
+//! Prometheus metrics: registered once at start-up, updated through handles, exposed at `/metrics`.
+//!
+//! `/metrics` carries no secrets and no caller data, but it does reveal traffic levels: expose the
+//! port only to the scraper (see deploy/).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+/// The content type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorCodeLabel {
+    error_code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    // 50 µs .. ~1.6 s: a template answer takes microseconds; anything near a second is trouble.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// Every metric the server records.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: HistogramFamily,
+    signature_failures: Family<ReasonLabel, Counter>,
+    fallback_requests: Family<ErrorCodeLabel, Counter>,
+    degraded_answers: Counter,
+    template_reloads: Family<ResultLabel, Counter>,
+    load_shed: Counter,
+}
+
+impl Metrics {
+    /// Registers all metrics; `role` goes into `twiml_failover_build_info`.
+    pub fn new(role: &str) -> Metrics {
+        let mut registry = Registry::with_prefix("twiml_failover");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route and status",
+            requests.clone(),
+        );
+        let duration: HistogramFamily = Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to answer, by route",
+            duration.clone(),
+        );
+        let signature_failures = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "signature_failures",
+            "Requests refused with 403, by reason",
+            signature_failures.clone(),
+        );
+        let fallback_requests = Family::<ErrorCodeLabel, Counter>::default();
+        registry.register(
+            "fallback_requests",
+            "Webhooks that came through Twilio's fallback URL, by Twilio ErrorCode",
+            fallback_requests.clone(),
+        );
+        let degraded_answers = Counter::default();
+        registry.register(
+            "degraded_answers",
+            "Answers from the fallback set because a template failed at run time",
+            degraded_answers.clone(),
+        );
+        let template_reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "template_reloads",
+            "Template set reloads, by result",
+            template_reloads.clone(),
+        );
+        let load_shed = Counter::default();
+        registry.register(
+            "load_shed",
+            "Requests answered 503 at once because the concurrency limit was reached",
+            load_shed.clone(),
+        );
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+                ("role", role.to_string()),
+            ]),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            signature_failures,
+            fallback_requests,
+            degraded_answers,
+            template_reloads,
+            load_shed,
+        }
+    }
+
+    /// Records one answered request.
+    pub fn request(&self, route: &'static str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+        self.duration
+            .get_or_create(&RouteLabel { route })
+            .observe(seconds);
+    }
+
+    /// Records a 403 and its reason.
+    pub fn signature_failure(&self, reason: &'static str) {
+        self.signature_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Records a webhook that Twilio sent to the fallback URL, with its ErrorCode.
+    pub fn fallback_request(&self, error_code: &str) {
+        // The label is bounded: Twilio's codes are 5 digits; anything else is counted as "other".
+        let code = if !error_code.is_empty()
+            && error_code.len() <= 6
+            && error_code.bytes().all(|b| b.is_ascii_digit())
+        {
+            error_code.to_string()
+        } else {
+            "other".to_string()
+        };
+        self.fallback_requests
+            .get_or_create(&ErrorCodeLabel { error_code: code })
+            .inc();
+    }
+
+    /// Records an answer that came from the fallback set after a template failed.
+    pub fn degraded_answer(&self) {
+        self.degraded_answers.inc();
+    }
+
+    /// Records a template reload attempt.
+    pub fn template_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.template_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Records a request shed by the concurrency limit.
+    pub fn load_shed(&self) {
+        self.load_shed.inc();
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_what_was_recorded() {
+        let m = Metrics::new("fallback");
+        m.request("webhook", 200, 0.001);
+        m.signature_failure("mismatch");
+        m.fallback_request("11205");
+        m.fallback_request("<script>");
+        m.template_reload(false);
+        m.load_shed();
+        let text = m.encode();
+        for line in [
+            "twiml_failover_requests_total{route=\"webhook\",status=\"200\"} 1",
+            "twiml_failover_signature_failures_total{reason=\"mismatch\"} 1",
+            "twiml_failover_fallback_requests_total{error_code=\"11205\"} 1",
+            "twiml_failover_fallback_requests_total{error_code=\"other\"} 1",
+            "twiml_failover_template_reloads_total{result=\"error\"} 1",
+            "twiml_failover_load_shed_total 1",
+            "twiml_failover_build_info{version=\"",
+            "role=\"fallback\"",
+            "twiml_failover_request_duration_seconds_count{route=\"webhook\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}

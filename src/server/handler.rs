@@ -1,0 +1,177 @@
+//! One request, top to bottom: route → limits → read body → decode → verify signature → render →
+//! respond, then one log line and the metrics. Never returns an error to hyper (that would drop the
+//! connection without an answer).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+
+use super::limits::{self, BodyError};
+use super::respond::{self, Answer};
+use crate::app::App;
+use crate::route::{route, Route};
+use crate::templates::{AnswerError, ServedBy};
+use crate::verify::authenticate;
+use crate::webhook::{decode, DecodeError, UrlRules};
+
+/// What the request log line says beyond method, path and status.
+#[derive(Debug, Default)]
+struct Outcome {
+    call_sid: Option<String>,
+    message_sid: Option<String>,
+    error_code: Option<String>,
+    error_url: Option<String>,
+    served_by: Option<&'static str>,
+    reason: Option<String>,
+}
+
+/// Answers one request.
+pub async fn handle(
+    app: Arc<App>,
+    scheme: &'static str,
+    req: Request<Incoming>,
+) -> Result<Answer, Infallible> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path: String = req.uri().path().chars().take(200).collect();
+    let route = route(&method, req.uri().path());
+    let mut outcome = Outcome::default();
+    let response = match &route {
+        Route::Healthz => respond::text(StatusCode::OK, "ok\n"),
+        Route::Readyz if app.readiness.is_ready() => respond::text(StatusCode::OK, "ready\n"),
+        Route::Readyz => respond::text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        Route::Metrics => respond::metrics(app.metrics.encode()),
+        Route::NotFound => respond::error(StatusCode::NOT_FOUND),
+        Route::MethodNotAllowed(allow) => respond::method_not_allowed(allow),
+        Route::Status | Route::Template(_) => match limits::admit(&app.concurrency) {
+            None => {
+                app.metrics.load_shed();
+                outcome.reason = Some("concurrency limit reached".into());
+                respond::error(StatusCode::SERVICE_UNAVAILABLE)
+            }
+            Some(_permit) => webhook(&app, scheme, req, &route, &mut outcome).await,
+        },
+    };
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    app.metrics
+        .request(route.label(), status, elapsed.as_secs_f64());
+    let fallback = outcome.error_code.is_some();
+    tracing::info!(
+        target: "twiml_failover::request",
+        method = %method,
+        path = %path,
+        status,
+        latency_us = elapsed.as_micros() as u64,
+        role = app.config.role.as_str(),
+        call_sid = outcome.call_sid.as_deref(),
+        message_sid = outcome.message_sid.as_deref(),
+        fallback,
+        error_code = outcome.error_code.as_deref(),
+        error_url = outcome.error_url.as_deref(),
+        served_by = outcome.served_by,
+        reason = outcome.reason.as_deref(),
+    );
+    Ok(response)
+}
+
+/// Keeps attacker-influenced values in logs short and on one line.
+fn loggable(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect()
+}
+
+async fn webhook(
+    app: &App,
+    scheme: &'static str,
+    req: Request<Incoming>,
+    route: &Route,
+    outcome: &mut Outcome,
+) -> Answer {
+    let limits = &app.config.limits;
+    let (parts, body) = req.into_parts();
+    let body = match limits::read_body(body, limits.max_body_bytes, limits.request_timeout).await {
+        Ok(body) => body,
+        Err(e) => {
+            outcome.reason = Some(format!("body: {e:?}"));
+            return respond::error(match e {
+                BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::TimedOut => StatusCode::REQUEST_TIMEOUT,
+                BodyError::Broken => StatusCode::BAD_REQUEST,
+            });
+        }
+    };
+    let rules = UrlRules {
+        public_url: app.config.public_url.as_ref(),
+        scheme,
+        trust_forwarded: app.config.trust_forwarded_headers,
+    };
+    let hook = match decode(rules, &parts.method, &parts.uri, &parts.headers, body) {
+        Ok(hook) => hook,
+        Err(e) => {
+            outcome.reason = Some(e.to_string());
+            return respond::error(decode_status(&e));
+        }
+    };
+    if let Err(e) = authenticate(&app.config.keyring, &parts.headers, &hook) {
+        app.metrics.signature_failure(e.label());
+        outcome.reason = Some(loggable(&e.to_string()));
+        return respond::error(StatusCode::FORBIDDEN);
+    }
+    outcome.call_sid = hook.param("CallSid").map(loggable);
+    outcome.message_sid = hook.param("MessageSid").map(loggable);
+    let Route::Template(name) = route else {
+        return respond::no_content();
+    };
+    // Twilio adds ErrorCode and ErrorUrl only when it calls the fallback URL: that is an alert.
+    if let (Some(code), Some(url)) = (hook.param("ErrorCode"), hook.param("ErrorUrl")) {
+        app.metrics.fallback_request(code);
+        outcome.error_code = Some(loggable(code));
+        outcome.error_url = Some(loggable(url));
+    }
+    let params = match hook.into_params() {
+        Ok(params) => Arc::new(params),
+        Err(e) => {
+            outcome.reason = Some(e.to_string());
+            return respond::error(decode_status(&e));
+        }
+    };
+    tracing::debug!(params = ?params, "webhook parameters");
+    match app.templates.load().answer(name, params) {
+        Ok(answer) => {
+            outcome.served_by = Some(match answer.served_by {
+                ServedBy::Primary => "primary",
+                ServedBy::Fallback => "fallback",
+                ServedBy::FallbackDefault(default) => default,
+            });
+            if let Some(first) = answer.degraded_from {
+                app.metrics.degraded_answer();
+                tracing::warn!(template = %name, error = %first, "template failed; answered from the fallback set");
+            }
+            respond::twiml(answer.twiml)
+        }
+        Err(AnswerError::NotFound) => {
+            outcome.reason = Some("no template".into());
+            respond::error(StatusCode::NOT_FOUND)
+        }
+        Err(AnswerError::Failed(e)) => {
+            // 503 makes Twilio try the number's fallback URL at once.
+            tracing::error!(template = %name, error = %e, "no template could answer");
+            outcome.reason = Some(e.to_string());
+            respond::error(StatusCode::SERVICE_UNAVAILABLE)
+        }
+    }
+}
+
+fn decode_status(e: &DecodeError) -> StatusCode {
+    match e {
+        DecodeError::Malformed(_) => StatusCode::BAD_REQUEST,
+        DecodeError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    }
+}

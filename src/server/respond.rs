@@ -1,0 +1,72 @@
+//! Building answers: every one carries a Content-Type (Twilio treats an answer without one as a
+//! failure) and error bodies are short and say nothing about why a check failed.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+
+/// The response type of every handler.
+pub type Answer = Response<Full<Bytes>>;
+
+const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+const XML: HeaderValue = HeaderValue::from_static("text/xml; charset=utf-8");
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
+fn build(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Answer {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, content_type);
+    headers.insert(CACHE_CONTROL, NO_STORE);
+    response
+}
+
+/// `200 text/xml` with a TwiML document.
+pub fn twiml(document: String) -> Answer {
+    build(StatusCode::OK, XML, Bytes::from(document))
+}
+
+/// A short plain-text answer, e.g. `403 forbidden`.
+pub fn text(status: StatusCode, body: &'static str) -> Answer {
+    build(status, TEXT, Bytes::from_static(body.as_bytes()))
+}
+
+/// The fixed answer for each error status.
+pub fn error(status: StatusCode) -> Answer {
+    let body = match status {
+        StatusCode::BAD_REQUEST => "bad request\n",
+        StatusCode::FORBIDDEN => "forbidden\n",
+        StatusCode::NOT_FOUND => "not found\n",
+        StatusCode::METHOD_NOT_ALLOWED => "method not allowed\n",
+        StatusCode::REQUEST_TIMEOUT => "request timeout\n",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload too large\n",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported media type\n",
+        StatusCode::SERVICE_UNAVAILABLE => "service unavailable\n",
+        _ => "error\n",
+    };
+    text(status, body)
+}
+
+/// `405` naming the allowed methods.
+pub fn method_not_allowed(allow: &'static str) -> Answer {
+    let mut response = error(StatusCode::METHOD_NOT_ALLOWED);
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// `204` for status callbacks; still typed, so no proxy or client guesses.
+pub fn no_content() -> Answer {
+    build(StatusCode::NO_CONTENT, TEXT, Bytes::new())
+}
+
+/// `200` with the metrics exposition.
+pub fn metrics(text: String) -> Answer {
+    build(
+        StatusCode::OK,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+        Bytes::from(text),
+    )
+}

@@ -1,0 +1,372 @@
+//! Twilio request signatures: the string Twilio signs, its HMAC, and a constant-time check. Pure, no I/O.
+//!
+//! Twilio signs `url + name1 + value1 + name2 + value2 ...` (form parameters sorted by name, byte order)
+//! with HMAC keyed by the auth token (or a shared key), and sends it base64-encoded in
+//! `X-Twilio-Signature`. The official SDKs are the reference: repeated names contribute each distinct
+//! value once, in sorted order; the URL is accepted with and without its default port.
+
+use base64::Engine as _;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Digest as _;
+
+/// The MAC algorithm a signature was made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// HMAC-SHA1, what Twilio uses with the account auth token.
+    HmacSha1,
+    /// HMAC-SHA256, available with shared-key signing.
+    HmacSha256,
+}
+
+impl Algorithm {
+    /// Parses the name used in `X-Twilio-Webhooks-Signature-Settings` (`HMAC_SHA1`, `HMAC_SHA256`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "HMAC_SHA1" => Some(Self::HmacSha1),
+            "HMAC_SHA256" => Some(Self::HmacSha256),
+            _ => None,
+        }
+    }
+
+    /// The name Twilio uses for this algorithm.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HmacSha1 => "HMAC_SHA1",
+            Self::HmacSha256 => "HMAC_SHA256",
+        }
+    }
+}
+
+/// The parameter part of the signed string: each `name + value`, sorted by name then value, where a
+/// name repeated with an identical value counts once (as in twilio-python and twilio-node).
+pub fn params_suffix<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> String {
+    let mut pairs: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let len = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let mut out = String::with_capacity(len);
+    for (k, v) in pairs {
+        out.push_str(k);
+        out.push_str(v);
+    }
+    out
+}
+
+/// The whole string Twilio signs for `url` and form `params` (empty for GET and JSON requests).
+pub fn string_to_sign<K: AsRef<str>, V: AsRef<str>>(url: &str, params: &[(K, V)]) -> String {
+    let mut s = String::from(url);
+    s.push_str(&params_suffix(params));
+    s
+}
+
+/// Computes the base64 signature Twilio would send for `url` and `params`.
+pub fn sign<K: AsRef<str>, V: AsRef<str>>(
+    algorithm: Algorithm,
+    key: &[u8],
+    url: &str,
+    params: &[(K, V)],
+) -> String {
+    let suffix = params_suffix(params);
+    let mac = mac_of(algorithm, key, url, &suffix);
+    base64::engine::general_purpose::STANDARD.encode(mac)
+}
+
+fn mac_of(algorithm: Algorithm, key: &[u8], url: &str, suffix: &str) -> Vec<u8> {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
+    match algorithm {
+        Algorithm::HmacSha1 => {
+            let mut mac =
+                Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes any key length");
+            mac.update(url.as_bytes());
+            mac.update(suffix.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        Algorithm::HmacSha256 => {
+            let mut mac =
+                Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+            mac.update(url.as_bytes());
+            mac.update(suffix.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+    }
+}
+
+fn mac_matches(algorithm: Algorithm, key: &[u8], url: &str, suffix: &str, expected: &[u8]) -> bool {
+    match algorithm {
+        Algorithm::HmacSha1 => {
+            let mut mac =
+                Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes any key length");
+            mac.update(url.as_bytes());
+            mac.update(suffix.as_bytes());
+            mac.verify_slice(expected).is_ok()
+        }
+        Algorithm::HmacSha256 => {
+            let mut mac =
+                Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+            mac.update(url.as_bytes());
+            mac.update(suffix.as_bytes());
+            mac.verify_slice(expected).is_ok()
+        }
+    }
+}
+
+/// True when `signature` (the header's base64 text) is a valid signature of `url` and `params`
+/// under any of `keys`, trying the URL as received and with its default port toggled.
+///
+/// Every MAC comparison is constant-time (`Mac::verify_slice`); a malformed header is simply false.
+pub fn verify<K: AsRef<str>, V: AsRef<str>>(
+    algorithm: Algorithm,
+    keys: &[&[u8]],
+    url: &str,
+    params: &[(K, V)],
+    signature: &str,
+) -> bool {
+    let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(signature) else {
+        return false;
+    };
+    let suffix = params_suffix(params);
+    let toggled = toggle_default_port(url);
+    let urls = std::iter::once(url).chain(toggled.as_deref());
+    let mut ok = false;
+    // Try every candidate rather than stopping early, so timing does not tell which key or URL form
+    // matched. Cheap: a handful of HMACs over a few hundred bytes.
+    for candidate in urls {
+        for key in keys {
+            ok |= mac_matches(algorithm, key, candidate, &suffix, &expected);
+        }
+    }
+    ok
+}
+
+/// The other form of `url` that the SDKs accept: with the scheme's default port added when the URL
+/// has no port, or with the port removed when it has one. `None` when the URL has no `scheme://`.
+pub fn toggle_default_port(url: &str) -> Option<String> {
+    let scheme_end = url.find("://")?;
+    let scheme = &url[..scheme_end];
+    let authority_start = scheme_end + 3;
+    let rest = &url[authority_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_len];
+    let after = &rest[authority_len..];
+    // The host starts after any userinfo; the port is what follows the last ':' outside IPv6 brackets.
+    let host_start = authority.rfind('@').map_or(0, |i| i + 1);
+    let host_port = &authority[host_start..];
+    let port_colon = match host_port.rfind(':') {
+        Some(i) if !host_port[i..].contains(']') => Some(i),
+        _ => None,
+    };
+    let mut out = String::with_capacity(url.len() + 4);
+    out.push_str(&url[..authority_start]);
+    out.push_str(&authority[..host_start]);
+    match port_colon {
+        Some(i) => out.push_str(&host_port[..i]),
+        None => {
+            let default = if scheme.eq_ignore_ascii_case("https") {
+                "443"
+            } else {
+                "80"
+            };
+            out.push_str(host_port);
+            out.push(':');
+            out.push_str(default);
+        }
+    }
+    out.push_str(after);
+    Some(out)
+}
+
+/// Lowercase hex SHA-256 of a raw request body, as Twilio puts in the `bodySHA256` query parameter.
+pub fn body_sha256_hex(body: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(body))
+}
+
+/// Constant-time check that `body` hashes to the `bodySHA256` value Twilio sent.
+pub fn body_matches(body: &[u8], body_sha256: &str) -> bool {
+    let actual = body_sha256_hex(body);
+    constant_time_eq(actual.as_bytes(), body_sha256.as_bytes())
+}
+
+/// Compares two byte strings without an early exit on the first difference.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "https://mycompany.com/myapp.php?foo=1&bar=2";
+
+    fn base_params() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+14158675309"),
+            ("Digits", "1234"),
+            ("From", "+14158675309"),
+            ("To", "+18005551212"),
+        ]
+    }
+
+    #[test]
+    fn docs_example_matches_twilio() {
+        // Twilio's "Security" page worked example.
+        let params = [
+            ("Digits", "1234"),
+            ("To", "+18005551212"),
+            ("From", "+14158675310"),
+            ("Caller", "+14158675310"),
+            ("CallSid", "CA1234567890ABCDE"),
+        ];
+        let url = "https://example.com/myapp.php?foo=1&bar=2";
+        assert_eq!(
+            string_to_sign(url, &params),
+            "https://example.com/myapp.php?foo=1&bar=2CallSidCA1234567890ABCDECaller+14158675310Digits1234From+14158675310To+18005551212"
+        );
+        assert_eq!(
+            sign(Algorithm::HmacSha1, b"12345", url, &params),
+            "L/OH5YylLD5NRKLltdqwSvS0BnU="
+        );
+    }
+
+    #[test]
+    fn repeated_values_are_sorted_and_counted_once() {
+        let params = [
+            ("Sid", "CA123"),
+            ("SidAccount", "AC123"),
+            ("Digits", "5678"),
+            ("Digits", "1234"),
+            ("Digits", "1234"),
+        ];
+        assert_eq!(
+            params_suffix(&params),
+            "Digits1234Digits5678SidCA123SidAccountAC123"
+        );
+        assert_eq!(
+            sign(Algorithm::HmacSha1, b"12345", URL, &params),
+            "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+        );
+    }
+
+    #[test]
+    fn sorting_is_by_name_not_by_concatenation() {
+        // twilio-go before 1.0 sorted "name+value" strings; the correct order sorts names.
+        let mut params = base_params();
+        params.push(("ReasonConferenceEnded", "test"));
+        params.push(("Reason", "Participant"));
+        assert!(verify(
+            Algorithm::HmacSha1,
+            &[b"12345"],
+            URL,
+            &params,
+            "vOEb5UThFn24KEfnOFLQY2AE5FY="
+        ));
+        assert!(!verify(
+            Algorithm::HmacSha1,
+            &[b"12345"],
+            URL,
+            &params,
+            "95+Bu0JVPi0r/SsESZCVf0dWAjw="
+        ));
+    }
+
+    #[test]
+    fn port_is_accepted_both_ways() {
+        let p = base_params();
+        let sig = "RSOYDt4T1cUTdK1PDd93/VVr8B8=";
+        assert!(verify(Algorithm::HmacSha1, &[b"12345"], URL, &p, sig));
+        let with_port = "https://mycompany.com:443/myapp.php?foo=1&bar=2";
+        assert!(verify(Algorithm::HmacSha1, &[b"12345"], with_port, &p, sig));
+        // Signed with :443, received without.
+        assert!(verify(
+            Algorithm::HmacSha1,
+            &[b"12345"],
+            URL,
+            &p,
+            "kvajT1Ptam85bY51eRf/AJRuM3w="
+        ));
+    }
+
+    #[test]
+    fn toggles_ports() {
+        assert_eq!(
+            toggle_default_port("https://a.example/x?y=1").as_deref(),
+            Some("https://a.example:443/x?y=1")
+        );
+        assert_eq!(
+            toggle_default_port("http://a.example").as_deref(),
+            Some("http://a.example:80")
+        );
+        assert_eq!(
+            toggle_default_port("HTTP://u:p@a.example:8080/x").as_deref(),
+            Some("HTTP://u:p@a.example/x")
+        );
+        assert_eq!(
+            toggle_default_port("https://[::1]/x").as_deref(),
+            Some("https://[::1]:443/x")
+        );
+        assert_eq!(
+            toggle_default_port("https://[::1]:8443/x").as_deref(),
+            Some("https://[::1]/x")
+        );
+        assert_eq!(toggle_default_port("no-scheme"), None);
+    }
+
+    #[test]
+    fn secondary_key_is_accepted() {
+        let p = base_params();
+        let sig = sign(Algorithm::HmacSha1, b"secondary", URL, &p);
+        assert!(verify(
+            Algorithm::HmacSha1,
+            &[b"primary", b"secondary"],
+            URL,
+            &p,
+            &sig
+        ));
+        assert!(!verify(Algorithm::HmacSha1, &[b"primary"], URL, &p, &sig));
+    }
+
+    #[test]
+    fn sha256_signatures() {
+        let p = base_params();
+        assert_eq!(
+            sign(Algorithm::HmacSha256, b"12345", URL, &p),
+            "033hgUJA9M/hXIZsYjwkerEP/DBm35nEri5FhCYjA5s="
+        );
+        let sig = sign(Algorithm::HmacSha256, b"12345", URL, &p);
+        assert!(verify(Algorithm::HmacSha256, &[b"12345"], URL, &p, &sig));
+        assert!(!verify(Algorithm::HmacSha1, &[b"12345"], URL, &p, &sig));
+    }
+
+    #[test]
+    fn malformed_signatures_are_rejected() {
+        let p = base_params();
+        for bad in [
+            "",
+            "not base64!",
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8",
+            "RSOYDt4T1cUTdK1PDd93/VVr8B9=",
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8==",
+        ] {
+            assert!(
+                !verify(Algorithm::HmacSha1, &[b"12345"], URL, &p, bad),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn body_hash() {
+        let body = br#"{"property": "value", "boolean": true}"#;
+        let hash = "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620";
+        assert_eq!(body_sha256_hex(body), hash);
+        assert!(body_matches(body, hash));
+        assert!(!body_matches(b"{}", hash));
+        assert!(!body_matches(body, &hash.to_uppercase()));
+    }
+}

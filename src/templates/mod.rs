@@ -1,0 +1,453 @@
+//! TwiML templates: load a role's directory, lint it whole, and render answers with every value escaped.
+//!
+//! Templates use MiniJinja syntax (`{{ From }}`, `{% if Digits == "1" %}`), which matches TwiML Bins
+//! for variables. A set is only ever built complete and checked: a server swaps whole [`Templates`]
+//! values, so a request never sees half a set and a bad set never replaces a good one.
+
+pub mod check;
+pub mod context;
+pub mod escape;
+pub mod twiml;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use minijinja::value::Value;
+use minijinja::{Environment, UndefinedBehavior};
+
+use crate::config::{Role, TemplateSettings};
+pub use check::Diagnostic;
+pub use context::{RenderContext, Vars};
+
+/// Instruction budget of one render; bounds loops in a template (normal templates use a few hundred).
+const RENDER_FUEL: u64 = 20_000;
+
+/// A compiled, checked set of templates from one directory (`primary/` or `fallback/`).
+pub struct TemplateSet {
+    env: Environment<'static>,
+    names: HashSet<String>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for TemplateSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemplateSet")
+            .field("dir", &self.dir)
+            .field("names", &self.names)
+            .finish()
+    }
+}
+
+/// Why a render produced no usable TwiML.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// The template engine failed (bad filter input, fuel exhausted, ...).
+    #[error("template error: {0}")]
+    Engine(String),
+    /// The output is not TwiML Twilio could parse.
+    #[error("rendered TwiML is not well-formed: {0}")]
+    NotWellFormed(String),
+    /// The output is over Twilio's 64 kB limit.
+    #[error("rendered TwiML is {0} bytes, over Twilio's 64 kB limit")]
+    TooLarge(usize),
+    /// No template of that name.
+    #[error("no template {0:?}")]
+    Missing(String),
+}
+
+/// Builds the MiniJinja environment every set uses: XML escaping of every value, lenient undefined
+/// values (a parameter Twilio did not send renders empty), bounded fuel, and no `safe` filter.
+pub(crate) fn new_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env.set_fuel(Some(RENDER_FUEL));
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .build()
+            .expect("default delimiters are valid"),
+    );
+    // `safe` would let a template print caller input unescaped; nothing legitimate needs it.
+    env.remove_filter("safe");
+    env.add_filter("e164", e164);
+    env.set_formatter(|out, _state, value| {
+        if value.is_undefined() || value.is_none() {
+            return Ok(());
+        }
+        let mut escaped = String::new();
+        // Values marked safe only come from macros and `escape`, whose output is already markup
+        // built from escaped values.
+        if value.is_safe() {
+            escaped.push_str(value.as_str().unwrap_or_default());
+        } else if let Some(s) = value.as_str() {
+            escape::escape_into(&mut escaped, s);
+        } else {
+            escape::escape_into(&mut escaped, &value.to_string());
+        }
+        out.write_str(&escaped)
+            .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))
+    });
+    env
+}
+
+/// The `e164` filter of TwiML Bins: the `+digits` number inside a SIP URI or phone string.
+fn e164(value: &str) -> String {
+    let Some(start) = value.find('+') else {
+        return String::new();
+    };
+    let digits: String = value[start + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    if (1..=15).contains(&digits.len()) {
+        format!("+{digits}")
+    } else {
+        String::new()
+    }
+}
+
+impl TemplateSet {
+    /// True when the set has a template for `name` (a URL path without the leading `/`).
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// The names of every template in the set.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
+    /// Renders `name` with `ctx` and checks the result is TwiML Twilio will accept.
+    pub fn render(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
+        if !self.contains(name) {
+            return Err(RenderError::Missing(name.to_string()));
+        }
+        let template = self
+            .env
+            .get_template(&format!("{name}.xml"))
+            .map_err(|e| RenderError::Engine(e.to_string()))?;
+        let out = template
+            .render(ctx)
+            .map_err(|e| RenderError::Engine(e.to_string()))?;
+        // A template that starts with a `{% ... %}` line leaves blank space; Twilio rejects it (12100).
+        let out = match out.find(|c: char| !c.is_whitespace()) {
+            Some(0) => out,
+            Some(i) => out[i..].to_string(),
+            None => out,
+        };
+        if out.len() > twiml::MAX_DOCUMENT_BYTES {
+            return Err(RenderError::TooLarge(out.len()));
+        }
+        if let Some(problem) = twiml::lint(&out, None).problems.into_iter().next() {
+            return Err(RenderError::NotWellFormed(problem.message));
+        }
+        Ok(out)
+    }
+}
+
+/// Which template produced an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServedBy {
+    /// The primary set, as asked.
+    Primary,
+    /// The fallback set's template of the same name.
+    Fallback,
+    /// The fallback set's channel default (`voice` or `sms`) for a path it has no template for.
+    FallbackDefault(&'static str),
+}
+
+/// A rendered answer and where it came from.
+#[derive(Debug)]
+pub struct Answer {
+    /// The TwiML document.
+    pub twiml: String,
+    /// Which template produced it.
+    pub served_by: ServedBy,
+    /// When a template failed first and another answered, what went wrong.
+    pub degraded_from: Option<RenderError>,
+}
+
+/// Why no TwiML could be produced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// No template serves this path (404).
+    #[error("no template for this path")]
+    NotFound,
+    /// Every candidate template failed (503, so Twilio moves on to the fallback URL).
+    #[error("{0}")]
+    Failed(RenderError),
+}
+
+/// The templates one server answers from: its role's set, and for a primary also the fallback set
+/// it degrades to when a primary template fails at run time.
+#[derive(Debug)]
+pub struct Templates {
+    role: Role,
+    primary: Option<TemplateSet>,
+    fallback: TemplateSet,
+    vars: Vars,
+}
+
+impl Templates {
+    /// Loads and checks the sets `role` needs from `root`; any problem refuses the whole load.
+    pub fn load(
+        root: &Path,
+        role: Role,
+        settings: &TemplateSettings,
+    ) -> Result<Templates, Vec<Diagnostic>> {
+        let fallback = check::load_set(&root.join("fallback"), Role::Fallback, settings);
+        let primary = match role {
+            Role::Primary => Some(check::load_set(
+                &root.join("primary"),
+                Role::Primary,
+                settings,
+            )),
+            Role::Fallback => None,
+        };
+        let mut problems = Vec::new();
+        let fallback = fallback.map_err(|d| problems.extend(d));
+        let primary = primary.map(|p| p.map_err(|d| problems.extend(d)));
+        match (primary, fallback) {
+            (None, Ok(fallback)) => Ok(Templates {
+                role,
+                primary: None,
+                fallback,
+                vars: Arc::new(settings.vars.clone()),
+            }),
+            (Some(Ok(primary)), Ok(fallback)) => Ok(Templates {
+                role,
+                primary: Some(primary),
+                fallback,
+                vars: Arc::new(settings.vars.clone()),
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// The role these templates serve.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The set answering requests first.
+    pub fn active_set(&self) -> &TemplateSet {
+        self.primary.as_ref().unwrap_or(&self.fallback)
+    }
+
+    /// Renders the answer for the path `name`, degrading to the fallback set as the role prescribes.
+    pub fn answer(
+        &self,
+        name: &str,
+        params: Arc<Vec<(String, String)>>,
+    ) -> Result<Answer, AnswerError> {
+        let channel_default = channel_default(&params);
+        let ctx = Value::from_object(RenderContext::new(self.vars.clone(), params));
+        if let Some(primary) = &self.primary {
+            if !primary.contains(name) {
+                return Err(AnswerError::NotFound);
+            }
+            return match primary.render(name, &ctx) {
+                Ok(twiml) => Ok(Answer {
+                    twiml,
+                    served_by: ServedBy::Primary,
+                    degraded_from: None,
+                }),
+                Err(first) => self
+                    .fallback_answer(name, channel_default, &ctx)
+                    .map(|mut a| {
+                        a.degraded_from = Some(first.clone());
+                        a
+                    })
+                    .map_err(|_| AnswerError::Failed(first)),
+            };
+        }
+        self.fallback_answer(name, channel_default, &ctx)
+    }
+
+    fn fallback_answer(
+        &self,
+        name: &str,
+        channel_default: Option<&'static str>,
+        ctx: &Value,
+    ) -> Result<Answer, AnswerError> {
+        let mut degraded_from = None;
+        if self.fallback.contains(name) {
+            match self.fallback.render(name, ctx) {
+                Ok(twiml) => {
+                    return Ok(Answer {
+                        twiml,
+                        served_by: ServedBy::Fallback,
+                        degraded_from: None,
+                    })
+                }
+                Err(e) => degraded_from = Some(e),
+            }
+        }
+        let Some(default) = channel_default.filter(|d| *d != name || degraded_from.is_none())
+        else {
+            return Err(match degraded_from {
+                Some(e) => AnswerError::Failed(e),
+                None => AnswerError::NotFound,
+            });
+        };
+        match self.fallback.render(default, ctx) {
+            Ok(twiml) => Ok(Answer {
+                twiml,
+                served_by: ServedBy::FallbackDefault(default),
+                degraded_from,
+            }),
+            Err(e) => Err(AnswerError::Failed(degraded_from.unwrap_or(e))),
+        }
+    }
+}
+
+/// The fallback set's entry point for a request's channel: `voice` with a CallSid, `sms` with a
+/// MessageSid.
+fn channel_default(params: &[(String, String)]) -> Option<&'static str> {
+    if params.iter().any(|(k, _)| k == "CallSid") {
+        Some("voice")
+    } else if params.iter().any(|(k, _)| k == "MessageSid") {
+        Some("sms")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn sample_root() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        let p = root.path().join("primary");
+        let f = root.path().join("fallback");
+        write(
+            &p,
+            "voice.xml",
+            "<Response><Say>Hello {{ From }}</Say></Response>",
+        );
+        write(
+            &p,
+            "sms.xml",
+            "<Response><Message>You said: {{ Body }}</Message></Response>",
+        );
+        write(
+            &p,
+            "broken.xml",
+            "<Response><Say>{% if Digits == \"42\" %}{{ Digits | int // 0 }}{% endif %}</Say></Response>",
+        );
+        write(
+            &f,
+            "voice.xml",
+            "<Response><Say>Sorry. {{ company }}</Say></Response>",
+        );
+        write(
+            &f,
+            "sms.xml",
+            "<Response><Message>Got it</Message></Response>",
+        );
+        write(
+            &f,
+            "broken.xml",
+            "<Response><Say>fallback broken</Say></Response>",
+        );
+        root
+    }
+
+    fn settings() -> TemplateSettings {
+        let mut s = TemplateSettings::default();
+        s.vars.insert("company".into(), "Acme & Co".into());
+        s
+    }
+
+    fn params(list: &[(&str, &str)]) -> Arc<Vec<(String, String)>> {
+        Arc::new(
+            list.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn escapes_caller_input() {
+        let root = sample_root();
+        let t = Templates::load(root.path(), Role::Primary, &settings()).unwrap();
+        let body = "</Message><Redirect>http://evil.example/</Redirect><Message>";
+        let a = t
+            .answer("sms", params(&[("MessageSid", "SM1"), ("Body", body)]))
+            .unwrap();
+        assert_eq!(
+            a.twiml,
+            "<Response><Message>You said: &lt;/Message&gt;&lt;Redirect&gt;http://evil.example/\
+             &lt;/Redirect&gt;&lt;Message&gt;</Message></Response>"
+        );
+        assert_eq!(a.served_by, ServedBy::Primary);
+    }
+
+    #[test]
+    fn primary_degrades_to_fallback_on_render_failure() {
+        let root = sample_root();
+        let t = Templates::load(root.path(), Role::Primary, &settings()).unwrap();
+        let a = t
+            .answer("broken", params(&[("CallSid", "CA1"), ("Digits", "42")]))
+            .unwrap();
+        assert_eq!(a.served_by, ServedBy::Fallback);
+        assert!(a.twiml.contains("fallback broken"));
+        assert!(matches!(a.degraded_from, Some(RenderError::Engine(_))));
+        assert_eq!(
+            t.answer("nope", params(&[("CallSid", "CA1")])).unwrap_err(),
+            AnswerError::NotFound
+        );
+    }
+
+    #[test]
+    fn fallback_uses_channel_defaults() {
+        let root = sample_root();
+        let t = Templates::load(root.path(), Role::Fallback, &settings()).unwrap();
+        let a = t.answer("menu", params(&[("CallSid", "CA1")])).unwrap();
+        assert_eq!(a.served_by, ServedBy::FallbackDefault("voice"));
+        assert_eq!(
+            a.twiml,
+            "<Response><Say>Sorry. Acme &amp; Co</Say></Response>"
+        );
+        let a = t.answer("a/b", params(&[("MessageSid", "SM1")])).unwrap();
+        assert_eq!(a.served_by, ServedBy::FallbackDefault("sms"));
+        assert_eq!(
+            t.answer("menu", params(&[])).unwrap_err(),
+            AnswerError::NotFound
+        );
+    }
+
+    #[test]
+    fn vars_win_over_parameters_and_safe_is_gone() {
+        let root = sample_root();
+        let t = Templates::load(root.path(), Role::Fallback, &settings()).unwrap();
+        let a = t
+            .answer(
+                "voice",
+                params(&[("CallSid", "CA1"), ("company", "<Evil/>")]),
+            )
+            .unwrap();
+        assert!(a.twiml.contains("Acme &amp; Co"));
+        let env = new_environment();
+        assert!(env.render_str("{{ x | safe }}", ()).is_err());
+    }
+
+    #[test]
+    fn e164_extracts_numbers() {
+        assert_eq!(
+            e164("sip:+15125551212@x.sip.us1.twilio.com"),
+            "+15125551212"
+        );
+        assert_eq!(e164("+15550100"), "+15550100");
+        assert_eq!(e164("anonymous"), "");
+    }
+}

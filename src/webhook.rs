@@ -1,0 +1,363 @@
+//! Decoding a webhook request: the URL Twilio signed, and the parameters from the query, a form body
+//! or a JSON body. Pure: works on the request's parts and the already-read body bytes.
+
+use http::header::{CONTENT_TYPE, HOST};
+use http::{HeaderMap, Method, Uri};
+
+use crate::config::PublicUrl;
+
+/// Request parameters as `(name, value)` pairs in arrival order; names may repeat.
+pub type Params = Vec<(String, String)>;
+
+/// How the request carried its parameters, which decides what the signature covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// `application/x-www-form-urlencoded` POST: the signature covers URL + sorted form parameters.
+    Form(Params),
+    /// GET (or an empty POST): the parameters are in the query, the signature covers the URL only.
+    Query,
+    /// `application/json` POST: the signature covers the URL, which carries `bodySHA256`.
+    Json(bytes::Bytes),
+}
+
+/// A decoded webhook, not yet authenticated.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    /// The URL Twilio signed: public base (or scheme + Host) + raw path and query.
+    pub url: String,
+    /// The body as the signature sees it.
+    pub payload: Payload,
+    /// Query parameters, as sent.
+    pub query: Params,
+}
+
+/// Why a request is not a webhook we can take; each maps to one status code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// 400: the body or URL cannot be decoded.
+    #[error("malformed request: {0}")]
+    Malformed(&'static str),
+    /// 415: a body in a format Twilio does not send.
+    #[error("unsupported content type")]
+    UnsupportedMediaType,
+}
+
+/// Settings for rebuilding the signed URL.
+#[derive(Debug, Clone, Copy)]
+pub struct UrlRules<'a> {
+    /// The configured public base URL, if any.
+    pub public_url: Option<&'a PublicUrl>,
+    /// `http` or `https`: how this listener was reached.
+    pub scheme: &'static str,
+    /// Whether X-Forwarded-Proto/Host may override scheme and host.
+    pub trust_forwarded: bool,
+}
+
+/// Rebuilds the URL Twilio signed for this request. Never includes a `#fragment`.
+pub fn signed_url(
+    rules: UrlRules<'_>,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<String, DecodeError> {
+    let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if let Some(base) = rules.public_url {
+        let mut url = String::with_capacity(base.as_str().len() + path_and_query.len());
+        url.push_str(base.as_str());
+        url.push_str(path_and_query);
+        return Ok(url);
+    }
+    let forwarded = |name: &str| {
+        rules
+            .trust_forwarded
+            .then(|| single_header(headers, name))
+            .flatten()
+            // A proxy chain appends; the first value is what the client used.
+            .map(|v| v.split(',').next().unwrap_or("").trim())
+    };
+    let scheme = match forwarded("x-forwarded-proto") {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        Some(p) if p.eq_ignore_ascii_case("http") => "http",
+        Some(_) => return Err(DecodeError::Malformed("bad X-Forwarded-Proto")),
+        None => rules.scheme,
+    };
+    let host = match forwarded("x-forwarded-host") {
+        Some(h) => h,
+        None => match uri.authority() {
+            Some(a) => a.as_str(),
+            None => single_header(headers, HOST.as_str())
+                .ok_or(DecodeError::Malformed("missing Host"))?,
+        },
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b));
+    if !host_ok {
+        return Err(DecodeError::Malformed("bad Host"));
+    }
+    Ok(format!("{scheme}://{host}{path_and_query}"))
+}
+
+/// The value of a header that must appear at most once; `None` when absent, repeated or not text.
+pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()
+}
+
+/// Parses `application/x-www-form-urlencoded` text, refusing bytes that decode to invalid UTF-8.
+pub fn parse_form(raw: &[u8]) -> Result<Params, DecodeError> {
+    // Percent-decoding the whole input at once is valid UTF-8 exactly when every decoded name and
+    // value is (the separators are ASCII), and serde_urlencoded would otherwise replace bad bytes
+    // silently.
+    let spaced: std::borrow::Cow<'_, [u8]> = if raw.contains(&b'+') {
+        raw.iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        raw.into()
+    };
+    if percent_encoding::percent_decode(&spaced)
+        .decode_utf8()
+        .is_err()
+    {
+        return Err(DecodeError::Malformed("invalid UTF-8"));
+    }
+    serde_urlencoded::from_bytes(raw).map_err(|_| DecodeError::Malformed("bad form encoding"))
+}
+
+/// Decodes a request whose body has been read in full.
+pub fn decode(
+    rules: UrlRules<'_>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Webhook, DecodeError> {
+    let url = signed_url(rules, uri, headers)?;
+    let query = parse_form(uri.query().unwrap_or("").as_bytes())?;
+    let content_type = match headers.get_all(CONTENT_TYPE).iter().count() {
+        0 => None,
+        1 => Some(
+            single_header(headers, CONTENT_TYPE.as_str())
+                .ok_or(DecodeError::UnsupportedMediaType)?,
+        ),
+        _ => return Err(DecodeError::Malformed("repeated Content-Type")),
+    };
+    let media_type = content_type.map(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    let charset_ok = content_type.is_none_or(|ct| {
+        ct.split(';').skip(1).all(|p| match p.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
+                v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            }
+            _ => true,
+        })
+    });
+    if !charset_ok {
+        return Err(DecodeError::UnsupportedMediaType);
+    }
+    let payload = if *method == Method::GET {
+        if !body.is_empty() {
+            return Err(DecodeError::Malformed("GET with a body"));
+        }
+        Payload::Query
+    } else {
+        match media_type.as_deref() {
+            Some("application/x-www-form-urlencoded") => Payload::Form(parse_form(&body)?),
+            Some("application/json") => Payload::Json(body),
+            None if body.is_empty() => Payload::Query,
+            _ => return Err(DecodeError::UnsupportedMediaType),
+        }
+    };
+    Ok(Webhook {
+        url,
+        payload,
+        query,
+    })
+}
+
+impl Webhook {
+    /// The value of a parameter Twilio sent, from the form body first, then the query.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        let form = match &self.payload {
+            Payload::Form(p) => p.as_slice(),
+            _ => &[],
+        };
+        form.iter()
+            .chain(self.query.iter())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Everything a template may see: form (or JSON) parameters first, then query parameters.
+    /// JSON bodies contribute their top-level scalar fields; call only after authentication.
+    pub fn into_params(self) -> Result<Params, DecodeError> {
+        let mut params = match self.payload {
+            Payload::Form(p) => p,
+            Payload::Query => Vec::new(),
+            Payload::Json(body) => json_params(&body)?,
+        };
+        params.extend(self.query.into_iter().filter(|(k, _)| k != "bodySHA256"));
+        Ok(params)
+    }
+}
+
+fn json_params(body: &[u8]) -> Result<Params, DecodeError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| DecodeError::Malformed("invalid JSON"))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(DecodeError::Malformed("JSON body is not an object"));
+    };
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k, s)),
+            serde_json::Value::Number(n) => Some((k, n.to_string())),
+            serde_json::Value::Bool(b) => Some((k, b.to_string())),
+            _ => None,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(public: Option<&PublicUrl>, trust: bool) -> UrlRules<'_> {
+        UrlRules {
+            public_url: public,
+            scheme: "http",
+            trust_forwarded: trust,
+        }
+    }
+
+    fn headers(list: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in list {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn url_from_public_base_keeps_raw_query() {
+        let base = PublicUrl::parse("https://voice.example.com/twilio").unwrap();
+        let uri: Uri = "/voice?a=It%27s+ok&b=%2B1".parse().unwrap();
+        let url = signed_url(rules(Some(&base), false), &uri, &HeaderMap::new()).unwrap();
+        assert_eq!(
+            url,
+            "https://voice.example.com/twilio/voice?a=It%27s+ok&b=%2B1"
+        );
+    }
+
+    #[test]
+    fn url_from_host_and_forwarded_headers() {
+        let uri: Uri = "/sms".parse().unwrap();
+        let h = headers(&[
+            ("host", "internal:8080"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "sms.example.com"),
+        ]);
+        assert_eq!(
+            signed_url(rules(None, false), &uri, &h).unwrap(),
+            "http://internal:8080/sms"
+        );
+        assert_eq!(
+            signed_url(rules(None, true), &uri, &h).unwrap(),
+            "https://sms.example.com/sms"
+        );
+        assert!(signed_url(rules(None, false), &uri, &HeaderMap::new()).is_err());
+        let bad = headers(&[("host", "a b")]);
+        assert!(signed_url(rules(None, false), &uri, &bad).is_err());
+        let twice = headers(&[("host", "a"), ("host", "b")]);
+        assert!(signed_url(rules(None, false), &uri, &twice).is_err());
+    }
+
+    #[test]
+    fn forms_decode_plus_and_percent() {
+        let p = parse_form(b"Body=a+b%2Bc%20d&Empty=&Emoji=%F0%9F%98%80&Body=2").unwrap();
+        assert_eq!(
+            p,
+            [
+                ("Body".to_string(), "a b+c d".to_string()),
+                ("Empty".into(), "".into()),
+                ("Emoji".into(), "😀".into()),
+                ("Body".into(), "2".into())
+            ]
+        );
+        assert_eq!(
+            parse_form(b"Body=%FF"),
+            Err(DecodeError::Malformed("invalid UTF-8"))
+        );
+        // Invalid percent escapes pass through literally, as in every SDK's form parser.
+        assert_eq!(parse_form(b"a=%zz").unwrap()[0].1, "%zz");
+    }
+
+    #[test]
+    fn content_types() {
+        let uri: Uri = "/voice".parse().unwrap();
+        let h = headers(&[
+            ("host", "x"),
+            (
+                "content-type",
+                "Application/X-WWW-Form-Urlencoded; charset=UTF-8",
+            ),
+        ]);
+        let w = decode(rules(None, false), &Method::POST, &uri, &h, "A=1".into()).unwrap();
+        assert_eq!(w.param("A"), Some("1"));
+        let h = headers(&[("host", "x"), ("content-type", "text/plain")]);
+        assert_eq!(
+            decode(rules(None, false), &Method::POST, &uri, &h, "A=1".into()).unwrap_err(),
+            DecodeError::UnsupportedMediaType
+        );
+        let h = headers(&[
+            ("host", "x"),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded; charset=latin1",
+            ),
+        ]);
+        assert!(decode(rules(None, false), &Method::POST, &uri, &h, "A=1".into()).is_err());
+        let h = headers(&[("host", "x")]);
+        assert_eq!(
+            decode(rules(None, false), &Method::POST, &uri, &h, "".into())
+                .unwrap()
+                .payload,
+            Payload::Query
+        );
+    }
+
+    #[test]
+    fn json_fields_become_params_after_auth() {
+        let uri: Uri = "/voice?bodySHA256=abc&x=1".parse().unwrap();
+        let h = headers(&[("host", "x"), ("content-type", "application/json")]);
+        let w = decode(
+            rules(None, false),
+            &Method::POST,
+            &uri,
+            &h,
+            r#"{"CallSid":"CA1","n":2,"o":{}}"#.into(),
+        )
+        .unwrap();
+        let p = w.into_params().unwrap();
+        assert_eq!(
+            p,
+            [
+                ("CallSid".to_string(), "CA1".to_string()),
+                ("n".into(), "2".into()),
+                ("x".into(), "1".into())
+            ]
+        );
+    }
+}
