@@ -1,0 +1,256 @@
+//! Shared helpers for the end-to-end tests: start the server in-process on port 0, sign and send
+//! requests over a raw TCP connection, and read the answer.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use twiml_failover::app::App;
+use twiml_failover::cli::ServeArgs;
+use twiml_failover::config::Config;
+use twiml_failover::signature::{sign, Algorithm};
+
+/// The fake primary auth token every test signs with.
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+/// A fake secondary token.
+pub const SECONDARY: &str = "test-secondary-token-fedcba98";
+
+/// The repository's shipped templates.
+pub fn shipped_templates() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("twiml-templates")
+}
+
+/// The repository's example config (for `[vars]`).
+pub fn example_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("twiml-failover.toml")
+}
+
+/// Serve flags for the shipped templates and example config in `role`.
+pub fn args(role: &str) -> ServeArgs {
+    ServeArgs {
+        role: Some(role.into()),
+        templates: Some(shipped_templates()),
+        config: Some(example_config()),
+        ..ServeArgs::default()
+    }
+}
+
+/// Loads a config from flags with the test tokens in the environment.
+pub fn config(args: &ServeArgs) -> Config {
+    let env = |name: &str| match name {
+        "TWILIO_AUTH_TOKEN" => Some(TOKEN.to_string()),
+        "TWILIO_SECONDARY_AUTH_TOKEN" => Some(SECONDARY.to_string()),
+        "SUB_TOKEN" => Some("sub-account-token".to_string()),
+        "SHARED_SECRET" => Some("shared-key-secret".to_string()),
+        _ => None,
+    };
+    Config::load(args, &env).expect("test config loads")
+}
+
+/// A server running in this process.
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its shared state.
+    pub app: Arc<App>,
+    shutdown: Option<oneshot::Sender<()>>,
+    /// Resolves when the server has drained.
+    pub task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts `run` on a fresh 127.0.0.1:0 listener.
+    pub async fn start(config: Config) -> TestServer {
+        let app = App::load(config).expect("templates load");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(twiml_failover::server::run(listener, app.clone(), async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            app,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Starts the shipped templates in `role`.
+    pub async fn role(role: &str) -> TestServer {
+        TestServer::start(config(&args(role))).await
+    }
+
+    /// Triggers a graceful shutdown (like SIGTERM) without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Shuts down and waits for the drain to finish.
+    pub async fn stop(mut self) {
+        self.begin_shutdown();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    /// The URL the server rebuilds for `path` when no public URL is set.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+/// An HTTP answer read off the wire.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// Body text.
+    pub body: String,
+}
+
+impl Reply {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends raw bytes on a new connection and reads until the server closes it.
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses the first HTTP/1.1 answer in `text`.
+pub fn parse_reply(text: &str) -> Reply {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(body.len());
+    Reply {
+        status,
+        headers,
+        body: body.get(..len).unwrap_or(body).to_string(),
+    }
+}
+
+/// Form-encodes parameters.
+pub fn form(params: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(params).unwrap()
+}
+
+/// Sends one request with `Connection: close` and parses the reply.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    parse_reply(&raw(addr, req.as_bytes()).await)
+}
+
+/// POSTs a form signed with `token` over `signed_url` (what Twilio was configured with).
+pub async fn post_signed(
+    addr: SocketAddr,
+    signed_url: &str,
+    target: &str,
+    token: &str,
+    params: &[(&str, &str)],
+) -> Reply {
+    let sig = sign(Algorithm::HmacSha1, token.as_bytes(), signed_url, params);
+    request(
+        addr,
+        "POST",
+        target,
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Twilio-Signature", &sig),
+        ],
+        &form(params),
+    )
+    .await
+}
+
+/// A realistic incoming-call parameter set.
+pub fn call_params() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AccountSid", "AC00000000000000000000000000000001"),
+        ("ApiVersion", "2010-04-01"),
+        ("CallSid", "CA00000000000000000000000000000001"),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("From", "+15550100001"),
+        ("To", "+15550199999"),
+    ]
+}
+
+/// A realistic incoming-SMS parameter set.
+pub fn sms_params(body: &'static str) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AccountSid", "AC00000000000000000000000000000001"),
+        ("ApiVersion", "2010-04-01"),
+        ("MessageSid", "SM00000000000000000000000000000001"),
+        ("SmsSid", "SM00000000000000000000000000000001"),
+        ("From", "+15550100001"),
+        ("To", "+15550199999"),
+        ("Body", body),
+        ("NumMedia", "0"),
+        ("NumSegments", "1"),
+    ]
+}
+
+/// Parses a TwiML answer and returns its element names in document order (fails on bad XML).
+pub fn elements(twiml: &str) -> Vec<String> {
+    let mut reader = quick_xml::Reader::from_str(twiml);
+    let mut names = Vec::new();
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Start(e)) | Ok(quick_xml::events::Event::Empty(e)) => {
+                names.push(e.name().as_ref().to_string())
+            }
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!("not well-formed TwiML ({e}): {twiml}"),
+        }
+    }
+    names
+}
