@@ -302,16 +302,15 @@ pub fn load_set(
         // Pass 2: TwiML rules for the template's channel, on the source itself.
         let doc = lintable(source, &blanked[name]);
         let shift = blanked[name].len() - doc.len();
-        if !source.text.starts_with('{') {
-            if source.text.starts_with('\u{FEFF}') {
-                diagnostics.push(
-                    source.diagnostic(0, "byte order mark before the XML (Twilio error 12100)"),
-                );
-            }
+        if source.text.starts_with('\u{FEFF}') {
+            diagnostics
+                .push(source.diagnostic(0, "byte order mark before the XML (Twilio error 12100)"));
         }
+        let before = diagnostics.len();
         for p in twiml::lint(doc, Some(channel)).problems {
             diagnostics.push(source.diagnostic(p.offset + shift, p.message));
         }
+        let source_is_clean = diagnostics.len() == before;
         for (offset, target) in &links[name] {
             if role == Role::Primary && !sources.iter().any(|s| &s.name == target) {
                 diagnostics.push(source.diagnostic(
@@ -342,6 +341,10 @@ pub fn load_set(
                      extra_params"
                 ),
             ));
+        }
+        // Rendering a template whose source is already wrong would only repeat the same problem.
+        if !source_is_clean {
+            continue;
         }
         // Pass 3: render with sample parameters, including hostile ones, and check the output.
         let samples = match channel {

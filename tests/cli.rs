@@ -1,0 +1,314 @@
+//! Black-box tests of the real binary: start-up errors, `check`, `sign`, and `serve` end to end.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_twiml-failover");
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+fn repo(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_accepts_the_shipped_templates() {
+    let (code, out, err) = run(
+        &[
+            "check",
+            "--templates",
+            &repo("twiml-templates"),
+            "--config",
+            &repo("twiml-failover.toml"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn check_reports_file_line_col_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    for role in ["primary", "fallback"] {
+        let d = dir.path().join(role);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("voice.xml"),
+            "<Response>\n  <Say>hi</Say>\n</Response>\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("sms.xml"),
+            "<Response>\n  <Say>hi</Say>\n</Response>\n",
+        )
+        .unwrap();
+    }
+    let (code, out, _) = run(&["check", "--templates", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    let expected = format!(
+        "{}/primary/sms.xml:2:3: <Say> is a voice verb",
+        dir.path().display()
+    );
+    assert!(out.contains(&expected), "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+}
+
+#[test]
+fn startup_errors_name_the_setting() {
+    let templates = repo("twiml-templates");
+    let (code, _, err) = run(&["serve", "--templates", &templates], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("TWILIO_AUTH_TOKEN"), "{err}");
+    let (code, _, err) = run(
+        &["serve", "--templates", &templates, "--role", "backup"],
+        &[("TWILIO_AUTH_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("role: \"backup\" is not a role"), "{err}");
+    let (code, _, err) = run(
+        &["serve", "--templates", "/nonexistent"],
+        &[("TWILIO_AUTH_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("templates: /nonexistent"), "{err}");
+    // Env twins work like flags.
+    let (code, _, err) = run(
+        &["serve", "--templates", &templates],
+        &[
+            ("TWILIO_AUTH_TOKEN", TOKEN),
+            ("TWIML_FAILOVER_ROLE", "nope"),
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("role:"), "{err}");
+    // Templates that need [vars] refuse to start without them, listing every problem.
+    let (code, _, err) = run(
+        &["serve", "--templates", &templates],
+        &[("TWILIO_AUTH_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown variable \"company\""), "{err}");
+    assert!(!err.contains(TOKEN));
+}
+
+#[test]
+fn sign_matches_twilios_documented_example() {
+    let (code, out, _) = run(
+        &[
+            "sign",
+            "--url",
+            "https://example.com/myapp.php?foo=1&bar=2",
+            "Digits=1234",
+            "To=+18005551212",
+            "From=+14158675310",
+            "Caller=+14158675310",
+            "CallSid=CA1234567890ABCDE",
+        ],
+        &[("TWILIO_AUTH_TOKEN", "12345")],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "L/OH5YylLD5NRKLltdqwSvS0BnU=");
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the real binary on port 0 and returns it with the address from its "listening" log line.
+fn start(extra: &[&str]) -> (Server, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args([
+            "--templates",
+            &repo("twiml-templates"),
+            "--config",
+            &repo("twiml-failover.toml"),
+        ])
+        .args(extra)
+        .env_clear()
+        .env("TWILIO_AUTH_TOKEN", TOKEN)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let addr = loop {
+        assert!(Instant::now() < deadline, "no listening line");
+        let line = lines.next().expect("server exited").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
+        if v["message"] == "listening" {
+            break v["listen"].as_str().unwrap().to_string();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (Server(child), addr)
+}
+
+fn curl_like(addr: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn serve_answers_a_request_signed_by_sign_and_exits_0_on_sigterm() {
+    let (mut server, addr) = start(&["--public-url", "https://voice.example.com"]);
+    let (_, sig, _) = run(
+        &[
+            "sign",
+            "--url",
+            "https://voice.example.com/sms#ct=1000",
+            "MessageSid=SM1",
+            "Body=hello world",
+        ],
+        &[("TWILIO_AUTH_TOKEN", TOKEN)],
+    );
+    let body = "MessageSid=SM1&Body=hello+world";
+    let reply = curl_like(
+        &addr,
+        &format!(
+            "POST /sms HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {}\r\nContent-Length: {}\r\n\r\n{body}",
+            sig.trim(),
+            body.len()
+        ),
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"hello world\""), "{reply}");
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The SDK oracle: twilio-python signs a few hundred random and awkward requests (both roles, GET,
+/// POST, JSON, every key kind) and alters each; the real binary must accept exactly the genuine ones.
+#[test]
+fn twilio_python_blackbox_against_the_binary() {
+    let script = repo("tests/oracle/blackbox.py");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_sdk = Command::new(&python)
+        .args(["-c", "import twilio"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_sdk {
+        assert!(
+            std::env::var_os("TWIML_FAILOVER_SKIP_ORACLE").is_some(),
+            "the twilio Python SDK is needed: pip install -r tests/oracle/requirements.txt \
+             (or set TWIML_FAILOVER_SKIP_ORACLE=1 to skip this test knowingly)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[vars]\ncompany = \"Example Corp\"\nagent_number = \"+15555550100\"\nbackup_number = \"+15555550199\"\n\
+         [accounts.AC11111111111111111111111111111111]\nenv = \"SUB_TOKEN\"\n\
+         [shared_keys.key-1]\nenv = \"SHARED_SECRET\"\n",
+    )
+    .unwrap();
+    for (role, public) in [("primary", "https://voice.example.com"), ("fallback", "")] {
+        let mut child = Command::new(BIN);
+        child
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--role",
+                role,
+            ])
+            .args([
+                "--templates",
+                &repo("twiml-templates"),
+                "--config",
+                cfg.to_str().unwrap(),
+            ])
+            .env_clear()
+            .env("TWILIO_AUTH_TOKEN", TOKEN)
+            .env("TWILIO_SECONDARY_AUTH_TOKEN", "secondary-token-for-tests")
+            .env("SUB_TOKEN", "sub-account-token")
+            .env("SHARED_SECRET", "shared-key-secret")
+            .stderr(Stdio::piped());
+        if !public.is_empty() {
+            child.args(["--public-url", public]);
+        }
+        let mut child = child.spawn().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("server exited").unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["message"] == "listening" {
+                break v["listen"].as_str().unwrap().to_string();
+            }
+        };
+        let server = Server(child);
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        let target = format!("http://{addr}");
+        let mut cmd = Command::new(&python);
+        cmd.args([
+            &script, "--target", &target, "--token", TOKEN, "--role", role,
+        ])
+        .args(["--secondary-token", "secondary-token-for-tests"])
+        .args([
+            "--subaccount",
+            "AC11111111111111111111111111111111=sub-account-token",
+        ])
+        .args([
+            "--shared-key",
+            "key-1=shared-key-secret",
+            "--count",
+            "300",
+            "--seed",
+            "7",
+        ]);
+        if !public.is_empty() {
+            cmd.args(["--signed-base", public]);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{role}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(", 0 failed"), "{stdout}");
+        drop(server);
+    }
+}
