@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use super::limits::{self, BodyError};
 use super::respond::{self, Answer};
 use crate::app::App;
+use crate::readiness::Phase;
 use crate::route::{route, Route};
 use crate::templates::{AnswerError, ServedBy};
 use crate::verify::authenticate;
@@ -36,6 +37,7 @@ pub async fn handle(
 ) -> Result<Answer, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
+    let version = req.version();
     let path: String = req.uri().path().chars().take(200).collect();
     let route = route(&method, req.uri().path());
     let mut outcome = Outcome::default();
@@ -55,6 +57,14 @@ pub async fn handle(
             Some(_permit) => webhook(&app, scheme, req, &route, &mut outcome).await,
         },
     };
+    let mut response = response;
+    // While draining, tell HTTP/1 clients to reconnect (to the next instance) after this answer.
+    if app.readiness.phase() == Phase::Draining && version < http::Version::HTTP_2 {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     app.metrics

@@ -19,6 +19,9 @@ use tokio::sync::Semaphore;
 
 use crate::app::App;
 
+/// How long connections still open at the drain deadline get to finish their current answer.
+const FORCED_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Largest request head (request line + headers) accepted; hyper answers 431 beyond it.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
@@ -69,9 +72,25 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     }
     app.readiness.start_draining();
     drop(listener);
+    drain(&app, &connections, graceful).await;
+}
+
+/// Waits for every connection to finish, then force-closes what is left at the drain deadline.
+///
+/// HTTP/1 connections are not closed from here: a connection accepted a moment ago may hold a
+/// request hyper has not parsed yet, and closing it would lose that request. Instead every answer
+/// given while draining says `Connection: close`, and idle keep-alive connections end at the header
+/// timeout. Only at the deadline does hyper's graceful shutdown cut the stragglers.
+async fn drain(app: &App, connections: &Arc<Semaphore>, graceful: GracefulShutdown) {
+    let limits = &app.config.limits;
     tracing::info!(timeout_s = limits.drain_timeout.as_secs_f64(), "draining");
-    match tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("drained; all connections closed"),
-        Err(_) => tracing::warn!("drain timeout reached; closing remaining connections"),
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    // Every open connection holds a permit, so getting them all back means all are closed.
+    match tokio::time::timeout(limits.drain_timeout, connections.acquire_many(all)).await {
+        Ok(_) => tracing::info!("drained; all connections closed"),
+        Err(_) => {
+            tracing::warn!("drain timeout reached; closing remaining connections");
+            let _ = tokio::time::timeout(FORCED_CLOSE_GRACE, graceful.shutdown()).await;
+        }
     }
 }

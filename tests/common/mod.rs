@@ -254,3 +254,93 @@ pub fn elements(twiml: &str) -> Vec<String> {
     }
     names
 }
+
+/// A client that keeps its connection alive until the server says `Connection: close`.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    conn: Option<tokio::io::BufReader<TcpStream>>,
+}
+
+/// How one keep-alive exchange ended.
+#[derive(Debug)]
+pub enum Exchange {
+    /// An answer came back.
+    Answered(Reply),
+    /// The connection could not be opened: the request never reached a server.
+    Refused,
+    /// The request was written but no answer came: a lost request.
+    Lost(String),
+}
+
+impl KeepAlive {
+    /// A client for `addr`; connects lazily.
+    pub fn new(addr: SocketAddr) -> Self {
+        KeepAlive { addr, conn: None }
+    }
+
+    /// Sends one request (reconnecting if needed) and reads exactly one answer.
+    pub async fn send(&mut self, request: &[u8]) -> Exchange {
+        use tokio::io::AsyncBufReadExt;
+        if self.conn.is_none() {
+            match TcpStream::connect(self.addr).await {
+                Ok(s) => self.conn = Some(tokio::io::BufReader::new(s)),
+                Err(_) => return Exchange::Refused,
+            }
+        }
+        let conn = self.conn.as_mut().unwrap();
+        if let Err(e) = conn.get_mut().write_all(request).await {
+            self.conn = None;
+            return Exchange::Lost(format!("write: {e}"));
+        }
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            match conn.read_line(&mut line).await {
+                Ok(0) => {
+                    self.conn = None;
+                    return Exchange::Lost(format!("closed after {} bytes of head", head.len()));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Exchange::Lost(format!("read: {e}"));
+                }
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let reply = parse_reply(&head);
+        let len: usize = reply
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if let Err(e) = conn.read_exact(&mut body).await {
+            self.conn = None;
+            return Exchange::Lost(format!("body: {e}"));
+        }
+        let reply = Reply {
+            body: String::from_utf8_lossy(&body).into_owned(),
+            ..reply
+        };
+        if reply.header("connection") == Some("close") {
+            self.conn = None;
+        }
+        Exchange::Answered(reply)
+    }
+}
+
+/// A signed `POST /sms` for a server reached at `addr` without a public URL, keep-alive.
+pub fn signed_sms_request(addr: SocketAddr, body_text: &'static str) -> Vec<u8> {
+    let params = sms_params(body_text);
+    let url = format!("http://{addr}/sms");
+    let sig = sign(Algorithm::HmacSha1, TOKEN.as_bytes(), &url, &params);
+    let body = form(&params);
+    format!(
+        "POST /sms HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {sig}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
