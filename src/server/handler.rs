@@ -41,23 +41,28 @@ pub async fn handle(
     let path: String = req.uri().path().chars().take(200).collect();
     let route = route(&method, req.uri().path());
     let mut outcome = Outcome::default();
-    let response = match &route {
-        Route::Healthz => respond::text(StatusCode::OK, "ok\n"),
-        Route::Readyz if app.readiness.is_ready() => respond::text(StatusCode::OK, "ready\n"),
-        Route::Readyz => respond::text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        Route::Metrics => respond::metrics(app.metrics.encode()),
-        Route::NotFound => respond::error(StatusCode::NOT_FOUND),
-        Route::MethodNotAllowed(allow) => respond::method_not_allowed(allow),
-        Route::Status | Route::Template(_) => match limits::admit(&app.concurrency) {
-            None => {
-                app.metrics.load_shed();
-                outcome.reason = Some("concurrency limit reached".into());
-                respond::error(StatusCode::SERVICE_UNAVAILABLE)
-            }
-            Some(_permit) => webhook(&app, scheme, req, &route, &mut outcome).await,
+    let mut response = match limits::check_head(&req) {
+        Err(status) => {
+            outcome.reason = Some("request head too large".into());
+            respond::error(status)
+        }
+        Ok(()) => match &route {
+            Route::Healthz => respond::text(StatusCode::OK, "ok\n"),
+            Route::Readyz if app.readiness.is_ready() => respond::text(StatusCode::OK, "ready\n"),
+            Route::Readyz => respond::text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            Route::Metrics => respond::metrics(app.metrics.encode()),
+            Route::NotFound => respond::error(StatusCode::NOT_FOUND),
+            Route::MethodNotAllowed(allow) => respond::method_not_allowed(allow),
+            Route::Status | Route::Template(_) => match limits::admit(&app.concurrency) {
+                None => {
+                    app.metrics.load_shed();
+                    outcome.reason = Some("concurrency limit reached".into());
+                    respond::error(StatusCode::SERVICE_UNAVAILABLE)
+                }
+                Some(_permit) => webhook(&app, scheme, req, &route, &mut outcome).await,
+            },
         },
     };
-    let mut response = response;
     // While draining, tell HTTP/1 clients to reconnect (to the next instance) after this answer.
     if app.readiness.phase() == Phase::Draining && version < http::Version::HTTP_2 {
         response.headers_mut().insert(

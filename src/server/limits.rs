@@ -19,6 +19,27 @@ pub enum BodyError {
     Broken,
 }
 
+/// Longest request target accepted; a GET webhook with a 1600-character Body fits several times.
+pub const MAX_URI_BYTES: usize = 16 * 1024;
+/// Largest total of header names and values accepted.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Checks the request head against the URI and header size bounds (414 / 431).
+pub fn check_head<B>(req: &http::Request<B>) -> Result<(), http::StatusCode> {
+    if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_BYTES {
+        return Err(http::StatusCode::URI_TOO_LONG);
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    Ok(())
+}
+
 /// Takes a permit for one request, or `None` when the server is at its concurrency limit.
 pub fn admit(concurrency: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
     concurrency.clone().try_acquire_owned().ok()

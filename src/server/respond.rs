@@ -42,6 +42,8 @@ pub fn error(status: StatusCode) -> Answer {
         StatusCode::REQUEST_TIMEOUT => "request timeout\n",
         StatusCode::PAYLOAD_TOO_LARGE => "payload too large\n",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported media type\n",
+        StatusCode::URI_TOO_LONG => "uri too long\n",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request header fields too large\n",
         StatusCode::SERVICE_UNAVAILABLE => "service unavailable\n",
         _ => "error\n",
     };
