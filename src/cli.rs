@@ -87,6 +87,9 @@ pub struct ServeArgs {
     /// Open connections at most; further connections wait in the kernel backlog [default: 10000].
     #[arg(long, env = "TWIML_FAILOVER_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Reload templates (and TLS files) when they change on disk, besides on SIGHUP [default: true].
+    #[arg(long, env = "TWIML_FAILOVER_WATCH", value_name = "BOOL")]
+    pub watch: Option<bool>,
     /// PEM certificate chain; with --tls-key, serve HTTPS.
     #[arg(long, env = "TWIML_FAILOVER_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,

@@ -182,6 +182,8 @@ pub struct Config {
     pub limits: Limits,
     /// HTTPS, when set.
     pub tls: Option<TlsFiles>,
+    /// Reload when the template (or TLS) files change, not only on SIGHUP.
+    pub watch: bool,
 }
 
 /// What templates may use besides Twilio's parameters.
@@ -206,6 +208,7 @@ struct FileConfig {
     auth_token_file: Option<PathBuf>,
     secondary_auth_token_file: Option<PathBuf>,
     drain_timeout: Option<f64>,
+    watch: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
@@ -431,6 +434,7 @@ impl Config {
             template_settings,
             limits,
             tls,
+            watch: args.watch.or(file.watch).unwrap_or(true),
         })
     }
 }

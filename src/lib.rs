@@ -14,6 +14,7 @@ pub mod config;
 pub mod keyring;
 pub mod metrics;
 pub mod readiness;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod signals;

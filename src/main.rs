@@ -1,7 +1,6 @@
 //! The `twiml-failover` binary: parse the command line, then hand over to the library.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 use twiml_failover::app::App;
@@ -9,7 +8,7 @@ use twiml_failover::cli::{CheckArgs, Cli, Command, ServeArgs, SignArgs};
 use twiml_failover::config::{self, Config, LogFormat, StartupError};
 use twiml_failover::signature::{self, Algorithm};
 use twiml_failover::templates::check::check_all;
-use twiml_failover::{server, signals};
+use twiml_failover::{reload, server, signals};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -81,21 +80,14 @@ fn serve(args: ServeArgs) -> ExitCode {
             public_url = app.config.public_url.as_ref().map(|u| u.as_str()),
             "listening"
         );
-        tokio::spawn(reload_on_sighup(app.clone()));
+        tokio::spawn(reload::on_sighup(app.clone()));
+        if app.config.watch {
+            let paths = vec![app.config.templates.clone()];
+            tokio::spawn(reload::on_file_change(app.clone(), paths));
+        }
         server::run(listener, app, signals::shutdown()).await;
         ExitCode::SUCCESS
     })
-}
-
-async fn reload_on_sighup(app: Arc<App>) {
-    let Some(mut hups) = signals::reloads() else {
-        tracing::warn!("cannot listen for SIGHUP; reload by restarting");
-        return;
-    };
-    while hups.recv().await.is_some() {
-        tracing::info!(signal = "SIGHUP", "reloading templates");
-        let _ = app.reload_templates();
-    }
 }
 
 fn check(args: CheckArgs) -> ExitCode {

@@ -133,19 +133,23 @@ impl Drop for Server {
     }
 }
 
-/// Starts the real binary on port 0 and returns it with the address from its "listening" log line.
-fn start(extra: &[&str]) -> (Server, String) {
+/// Starts the real binary on port 0 and returns it, the address from its "listening" log line, and
+/// every log line it writes from then on.
+fn start_with(
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    Server,
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args([
-            "--templates",
-            &repo("twiml-templates"),
-            "--config",
-            &repo("twiml-failover.toml"),
-        ])
+        .args(["--config", &repo("twiml-failover.toml")])
         .args(extra)
         .env_clear()
         .env("TWILIO_AUTH_TOKEN", TOKEN)
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -160,9 +164,115 @@ fn start(extra: &[&str]) -> (Server, String) {
             break v["listen"].as_str().unwrap().to_string();
         }
     };
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
     // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    (Server(child), addr)
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (Server(child), addr, log)
+}
+
+fn start(extra: &[&str]) -> (Server, String) {
+    let templates = repo("twiml-templates");
+    let mut args = vec!["--templates", templates.as_str()];
+    args.extend_from_slice(extra);
+    let (server, addr, _) = start_with(&args, &[]);
+    (server, addr)
+}
+
+fn signed_sms(addr: &str, url: &str, body_text: &str) -> String {
+    let (_, sig, _) = run(
+        &[
+            "sign",
+            "--url",
+            url,
+            "MessageSid=SM1",
+            &format!("Body={body_text}"),
+        ],
+        &[("TWILIO_AUTH_TOKEN", TOKEN)],
+    );
+    let body = format!("MessageSid=SM1&Body={}", body_text.replace(' ', "+"));
+    curl_like(
+        addr,
+        &format!(
+            "POST /sms HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {}\r\nContent-Length: {}\r\n\r\n{body}",
+            sig.trim(),
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn sighup_reloads_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    for role in ["primary", "fallback"] {
+        let d = dir.path().join(role);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("voice.xml"), "<Response><Say>v</Say></Response>").unwrap();
+        std::fs::write(
+            d.join("sms.xml"),
+            "<Response><Message>one</Message></Response>",
+        )
+        .unwrap();
+    }
+    let templates = dir.path().to_str().unwrap().to_string();
+    let (server, addr, _) = start_with(&["--templates", &templates, "--watch", "false"], &[]);
+    let url = format!("http://{addr}/sms");
+    assert!(signed_sms(&addr, &url, "x").contains("one"));
+    std::fs::write(
+        dir.path().join("primary/sms.xml"),
+        "<Response><Message>two</Message></Response>",
+    )
+    .unwrap();
+    // Without a SIGHUP (and with watching off) nothing changes.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(signed_sms(&addr, &url, "x").contains("one"));
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !signed_sms(&addr, &url, "x").contains("two") {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn logs_never_hold_the_token_and_the_body_only_at_debug() {
+    let templates = repo("twiml-templates");
+    for (level, body_expected) in [("info", false), ("debug", true)] {
+        let (server, addr, log) = start_with(
+            &["--templates", &templates],
+            &[("TWIML_FAILOVER_LOG", level)],
+        );
+        let url = format!("http://{addr}/sms");
+        let reply = signed_sms(&addr, &url, "secret caller words");
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        let _ = curl_like(
+            &addr,
+            "GET /sms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        drop(server);
+        std::thread::sleep(Duration::from_millis(100));
+        let text = log.lock().unwrap().join("\n");
+        assert!(
+            text.contains("\"status\":200"),
+            "one line per request: {text}"
+        );
+        assert!(text.contains("\"message_sid\":\"SM1\""), "{text}");
+        assert!(!text.contains(TOKEN), "token leaked at {level}");
+        assert_eq!(
+            text.contains("secret caller words"),
+            body_expected,
+            "{level}: {text}"
+        );
+    }
 }
 
 fn curl_like(addr: &str, request: &str) -> String {
