@@ -5,9 +5,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
-use crate::config::Config;
+use crate::config::{Config, StartupError};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::server::tls::CertStore;
 use crate::templates::{Diagnostic, Templates};
 
 /// Configuration, hot-swappable templates, metrics, readiness and the concurrency limit.
@@ -23,11 +24,13 @@ pub struct App {
     pub readiness: Readiness,
     /// Permits for requests in progress; none left means shed with 503.
     pub concurrency: Arc<Semaphore>,
+    /// The TLS certificate, when serving HTTPS.
+    pub tls: Option<Arc<CertStore>>,
 }
 
 impl App {
-    /// Builds the state from a config and the templates loaded for it.
-    pub fn new(config: Config, templates: Templates) -> Arc<App> {
+    /// Builds the state from a config and what was loaded for it.
+    pub fn new(config: Config, templates: Templates, tls: Option<Arc<CertStore>>) -> Arc<App> {
         let metrics = Metrics::new(config.role.as_str());
         let concurrency = Arc::new(Semaphore::new(config.limits.max_concurrency));
         Arc::new(App {
@@ -35,14 +38,42 @@ impl App {
             metrics,
             readiness: Readiness::default(),
             concurrency,
+            tls,
             config,
         })
     }
 
-    /// Loads the config's templates and builds the state; diagnostics when the set is bad.
-    pub fn load(config: Config) -> Result<Arc<App>, Vec<Diagnostic>> {
-        let templates = Templates::load(&config.templates, config.role, &config.template_settings)?;
-        Ok(App::new(config, templates))
+    /// Loads the config's templates and TLS pair and builds the state.
+    pub fn load(config: Config) -> Result<Arc<App>, StartupError> {
+        let templates = Templates::load(&config.templates, config.role, &config.template_settings)
+            .map_err(|diagnostics| {
+                let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+                StartupError::Templates(format!(
+                    "{} problem(s); run `twiml-failover check`:\n{}",
+                    diagnostics.len(),
+                    lines.join("\n")
+                ))
+            })?;
+        let tls = match &config.tls {
+            Some(files) => Some(CertStore::load(files).map_err(StartupError::Tls)?),
+            None => None,
+        };
+        Ok(App::new(config, templates, tls))
+    }
+
+    /// Reloads everything reloadable: templates, and the TLS pair when serving HTTPS.
+    pub fn reload(&self) {
+        let _ = self.reload_templates();
+        if let Some(tls) = &self.tls {
+            let result = tls.reload();
+            self.metrics.certificate_reload(result.is_ok());
+            match result {
+                Ok(()) => tracing::info!("certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "certificate reload refused; keeping the current one")
+                }
+            }
+        }
     }
 
     /// Re-reads the template directory; swaps it in only if the whole set passes `check`.

@@ -45,15 +45,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     init_logging(config.log_format);
     let app = match App::load(config) {
         Ok(app) => app,
-        Err(diagnostics) => {
-            for d in &diagnostics {
-                eprintln!("{d}");
-            }
-            return fail(StartupError::Templates(format!(
-                "{} problem(s); run `twiml-failover check`",
-                diagnostics.len()
-            )));
-        }
+        Err(e) => return fail(e),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -82,7 +74,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         );
         tokio::spawn(reload::on_sighup(app.clone()));
         if app.config.watch {
-            let paths = vec![app.config.templates.clone()];
+            let mut paths = vec![app.config.templates.clone()];
+            // Watch the folders: cert-manager and editors replace files by renaming.
+            if let Some(tls) = &app.config.tls {
+                for file in [&tls.cert, &tls.key] {
+                    let dir = file.parent().filter(|p| !p.as_os_str().is_empty());
+                    paths.push(dir.unwrap_or(std::path::Path::new(".")).to_path_buf());
+                }
+            }
             tokio::spawn(reload::on_file_change(app.clone(), paths));
         }
         server::run(listener, app, signals::shutdown()).await;

@@ -56,6 +56,7 @@ pub struct Metrics {
     fallback_requests: Family<ErrorCodeLabel, Counter>,
     degraded_answers: Counter,
     template_reloads: Family<ResultLabel, Counter>,
+    certificate_reloads: Family<ResultLabel, Counter>,
     load_shed: Counter,
 }
 
@@ -99,6 +100,12 @@ impl Metrics {
             "Template set reloads, by result",
             template_reloads.clone(),
         );
+        let certificate_reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "certificate_reloads",
+            "TLS certificate reloads, by result",
+            certificate_reloads.clone(),
+        );
         let load_shed = Counter::default();
         registry.register(
             "load_shed",
@@ -121,6 +128,7 @@ impl Metrics {
             fallback_requests,
             degraded_answers,
             template_reloads,
+            certificate_reloads,
             load_shed,
         }
     }
@@ -167,6 +175,14 @@ impl Metrics {
     pub fn template_reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.template_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Records a TLS certificate reload attempt.
+    pub fn certificate_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.certificate_reloads
             .get_or_create(&ResultLabel { result })
             .inc();
     }

@@ -1,5 +1,5 @@
 //! Reload triggers: SIGHUP, and changes under the template directory (debounced), each leading to one
-//! whole-set reload through [`App::reload_templates`], which keeps the old set if the new one fails.
+//! whole reload through [`App::reload`]: templates and TLS pair, each kept as it was if the new one fails.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ pub async fn on_sighup(app: Arc<App>) {
     };
     while hups.recv().await.is_some() {
         tracing::info!(signal = "SIGHUP", "reloading");
-        let _ = app.reload_templates();
+        app.reload();
     }
 }
 
@@ -52,6 +52,6 @@ pub async fn on_file_change(app: Arc<App>, paths: Vec<PathBuf>) {
         tokio::time::sleep(DEBOUNCE).await;
         while rx.try_recv().is_ok() {}
         tracing::info!("files changed; reloading");
-        let _ = app.reload_templates();
+        app.reload();
     }
 }

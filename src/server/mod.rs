@@ -5,14 +5,15 @@
 mod handler;
 pub mod limits;
 pub mod respond;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -22,6 +23,9 @@ use crate::app::App;
 /// How long connections still open at the drain deadline get to finish their current answer.
 const FORCED_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// Concurrent streams per HTTP/2 connection.
+const MAX_H2_STREAMS: u32 = 128;
+
 /// Largest request head (request line + headers) accepted; hyper answers 431 beyond it.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
@@ -29,12 +33,29 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// connections are accepted, in-flight requests are answered within the drain timeout.
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let limits = app.config.limits.clone();
-    let mut http = http1::Builder::new();
+    let mut h1 = http1::Builder::new();
     // Without a timer hyper silently drops the header timeout; with it, slow or idle clients are cut.
-    http.timer(TokioTimer::new())
+    h1.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
-    let graceful = GracefulShutdown::new();
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    // HTTP/2 has no header timeout; bound streams and header size, and ping idle peers.
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .max_header_list_size(limits::MAX_HEADER_BYTES as u32)
+        .keep_alive_interval(Some(limits.header_timeout))
+        .keep_alive_timeout(limits.header_timeout);
+    let (h1, h2) = (Arc::new(h1), Arc::new(h2));
+    let acceptor = match app.tls.as_ref().map(|tls| tls.acceptor()).transpose() {
+        Ok(acceptor) => acceptor,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up TLS");
+            return;
+        }
+    };
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    let h1_graceful = GracefulShutdown::new();
+    let h2_graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     app.readiness.set_ready();
     tokio::pin!(shutdown);
@@ -61,10 +82,45 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = service_fn(move |req| handler::handle(app.clone(), "http", req));
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let service = service_fn(move |req| handler::handle(app.clone(), scheme, req));
+        let (h1, h2) = (h1.clone(), h2.clone());
+        let (h1_watcher, h2_watcher) = (h1_graceful.watcher(), h2_graceful.watcher());
+        let acceptor = acceptor.clone();
+        let handshake_timeout = limits.tls_handshake_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let result = match acceptor {
+                None => {
+                    h1_watcher
+                        .watch(h1.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    // The protocol comes from ALPN, so no unbounded protocol sniffing happens.
+                    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        h2_watcher
+                            .watch(h2.serve_connection(TokioIo::new(tls), service))
+                            .await
+                    } else {
+                        h1_watcher
+                            .watch(h1.serve_connection(TokioIo::new(tls), service))
+                            .await
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection closed with an error");
             }
             drop(permit);
@@ -72,7 +128,9 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     }
     app.readiness.start_draining();
     drop(listener);
-    drain(&app, &connections, graceful).await;
+    // HTTP/2 clients learn of the drain from GOAWAY and retry unanswered streams elsewhere.
+    tokio::spawn(h2_graceful.shutdown());
+    drain(&app, &connections, h1_graceful).await;
 }
 
 /// Waits for every connection to finish, then force-closes what is left at the drain deadline.

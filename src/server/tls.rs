@@ -1,0 +1,83 @@
+//! HTTPS with rustls: the certificate and key are read and checked as a pair, then swapped atomically
+//! on reload; a bad new pair is refused and the old one keeps serving. ALPN offers h2 and http/1.1.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::TlsFiles;
+
+/// The certificate in use and where to reload it from.
+#[derive(Debug)]
+pub struct CertStore {
+    files: TlsFiles,
+    provider: Arc<CryptoProvider>,
+    current: ArcSwap<CertifiedKey>,
+}
+
+/// Hands rustls whatever certificate is current at handshake time.
+#[derive(Debug)]
+struct Resolver(Arc<CertStore>);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current.load_full())
+    }
+}
+
+fn read_pair(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| format!("{}: {e}", files.cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate", files.cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| format!("{}: {e}", files.key.display()))?;
+    // Checks that the key parses and belongs to the leaf certificate.
+    CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| format!("{} and {}: {e}", files.cert.display(), files.key.display()))
+}
+
+impl CertStore {
+    /// Loads and checks the pair; the error names the file.
+    pub fn load(files: &TlsFiles) -> Result<Arc<CertStore>, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let pair = read_pair(files, &provider)?;
+        Ok(Arc::new(CertStore {
+            files: files.clone(),
+            provider,
+            current: ArcSwap::from_pointee(pair),
+        }))
+    }
+
+    /// Re-reads the files; swaps only a valid pair in.
+    pub fn reload(&self) -> Result<(), String> {
+        let pair = read_pair(&self.files, &self.provider)?;
+        self.current.store(Arc::new(pair));
+        Ok(())
+    }
+
+    /// The DER of the certificate currently served (leaf first).
+    pub fn current_chain(&self) -> Vec<CertificateDer<'static>> {
+        self.current.load().cert.clone()
+    }
+
+    /// An acceptor whose handshakes always use the current certificate.
+    pub fn acceptor(self: &Arc<Self>) -> Result<TlsAcceptor, String> {
+        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(Resolver(self.clone())));
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
