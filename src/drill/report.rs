@@ -188,6 +188,14 @@ impl ScenarioReport {
                 "within"
             }
         );
+        if let Some(f) = self.follow.as_ref().filter(|f| f.fetch.is_some()) {
+            let _ = write!(
+                self.summary,
+                "; its <{}> step answered {}",
+                f.verb,
+                f.verbs.join(", ")
+            );
+        }
     }
 }
 
