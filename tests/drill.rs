@@ -319,3 +319,22 @@ async fn the_binary_drills_a_real_fallback_and_exits_by_verdict() {
     assert_eq!(out.status.code(), Some(2));
     fallback.stop().await;
 }
+
+#[tokio::test]
+async fn https_to_a_plain_http_port_is_a_tls_handshake_failure() {
+    // No TLS server here: an https:// URL pointed at the plain-HTTP fallback exercises the rustls
+    // client (ring provider, webpki roots) up to the failed handshake and its error class.
+    let fallback = TestServer::role("fallback").await;
+    let primary = format!("https://{}/voice#ct=1000&rt=1000", fallback.addr);
+    let o = opts(&primary, Some(&fallback.url("/voice")), &[Scenario::Voice]);
+    let report = drill::run(&o).await.unwrap();
+    let s = only(&report);
+    let text = report.to_text();
+    let failure = s.abandoned_because.as_ref().unwrap();
+    assert_eq!(failure.code, 11220, "{text}");
+    assert!(failure.detail.starts_with("TLS handshake failed"), "{text}");
+    // A handshake failure is a connect-class failure: retried once under the default rp=ct.
+    assert_eq!(s.primary.as_ref().unwrap().attempts.len(), 2, "{text}");
+    assert_eq!(s.answered_by, Some(Side::Fallback), "{text}");
+    fallback.stop().await;
+}

@@ -63,6 +63,7 @@ impl Failure {
     /// Twilio's name for the code.
     pub fn title(&self) -> &'static str {
         match self.code {
+            11100 => "invalid URL format",
             11200 => "HTTP retrieval failure",
             11205 => "HTTP connection failure",
             11206 => "HTTP protocol violation",
