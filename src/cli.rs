@@ -27,6 +27,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the X-Twilio-Signature Twilio would send for a URL and parameters.
     Sign(SignArgs),
+    /// Rehearse a failover as Twilio performs it: call the primary, then the fallback, and report.
+    Drill(DrillArgs),
 }
 
 /// Flags of `serve` (and the settings `check` shares with it).
@@ -132,4 +134,108 @@ pub struct SignArgs {
     /// Form parameters as NAME=VALUE (repeat a name for several values).
     #[arg(value_name = "NAME=VALUE")]
     pub params: Vec<String>,
+}
+
+/// Flags of `drill`.
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The number's voice URL, connection overrides in its fragment (`https://host/voice#ct=1000`).
+    #[arg(long, env = "TWIML_FAILOVER_DRILL_PRIMARY", value_name = "URL")]
+    pub primary: Option<String>,
+    /// The voice "Primary handler fails" URL.
+    #[arg(long, env = "TWIML_FAILOVER_DRILL_FALLBACK", value_name = "URL")]
+    pub fallback: Option<String>,
+    /// The messaging URL [default: --primary with its last segment `voice` replaced by `sms`].
+    #[arg(long, env = "TWIML_FAILOVER_DRILL_SMS_PRIMARY", value_name = "URL")]
+    pub sms_primary: Option<String>,
+    /// The messaging fallback URL [default: derived from --fallback like --sms-primary].
+    #[arg(long, env = "TWIML_FAILOVER_DRILL_SMS_FALLBACK", value_name = "URL")]
+    pub sms_fallback: Option<String>,
+    /// The auth token that signs the requests (default: $TWILIO_AUTH_TOKEN).
+    #[arg(
+        long,
+        env = "TWILIO_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: String,
+    /// What to rehearse: voice, sms, gather (follow the <Gather> action), redirect.
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_DRILL_SCENARIO",
+        value_delimiter = ',',
+        default_value = "voice,sms",
+        value_name = "LIST"
+    )]
+    pub scenario: Vec<crate::drill::Scenario>,
+    /// Use a local server that fails this way as the primary (its path and overrides are kept).
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_DRILL_SIMULATE_PRIMARY_FAILURE",
+        value_name = "FAULT"
+    )]
+    pub simulate_primary_failure: Option<crate::drill::Fault>,
+    /// Report format: text or json.
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_DRILL_FORMAT",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub format: DrillFormat,
+    /// Progress lines on stderr while waiting: auto (when stderr is a terminal), always, never.
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_DRILL_PROGRESS",
+        default_value = "auto",
+        value_name = "WHEN"
+    )]
+    pub progress: DrillProgress,
+    /// Digits sent to a <Gather> action.
+    #[arg(long, env = "TWIML_FAILOVER_DRILL_DIGITS", default_value = "1")]
+    pub digits: String,
+    /// The caller's number (From).
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_DRILL_FROM",
+        default_value = "+15550100100"
+    )]
+    pub from: String,
+    /// The number called (To).
+    #[arg(long, env = "TWIML_FAILOVER_DRILL_TO", default_value = "+15550100199")]
+    pub to: String,
+    /// The SMS text (Body).
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_DRILL_BODY",
+        default_value = "Failover drill"
+    )]
+    pub body: String,
+    /// The AccountSid sent (picks the token on receivers with subaccounts).
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_DRILL_ACCOUNT_SID",
+        default_value = "AC00000000000000000000000000000000"
+    )]
+    pub account_sid: String,
+}
+
+/// Output format of `drill`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DrillFormat {
+    /// For people.
+    Text,
+    /// For machines (cron, CI).
+    Json,
+}
+
+/// When `drill` prints progress on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DrillProgress {
+    /// When stderr is a terminal.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
 }

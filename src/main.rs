@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use twiml_failover::app::App;
-use twiml_failover::cli::{CheckArgs, Cli, Command, ServeArgs, SignArgs};
+use twiml_failover::cli::{CheckArgs, Cli, Command, DrillArgs, ServeArgs, SignArgs};
 use twiml_failover::config::{self, Config, LogFormat, StartupError};
 use twiml_failover::signature::{self, Algorithm};
 use twiml_failover::templates::check::check_all;
@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
         Command::Sign(args) => sign(args),
+        Command::Drill(args) => drill(args),
     }
 }
 
@@ -144,4 +145,49 @@ fn sign(args: SignArgs) -> ExitCode {
     let sig = signature::sign(algorithm, args.token.as_bytes(), &url, &params);
     println!("{sig}");
     ExitCode::SUCCESS
+}
+
+fn drill(args: DrillArgs) -> ExitCode {
+    use twiml_failover::cli::{DrillFormat, DrillProgress};
+    let opts = twiml_failover::drill::Options {
+        primary: args.primary,
+        fallback: args.fallback,
+        sms_primary: args.sms_primary,
+        sms_fallback: args.sms_fallback,
+        token: args.token,
+        scenarios: args.scenario,
+        simulate: args.simulate_primary_failure,
+        digits: args.digits,
+        from: args.from,
+        to: args.to,
+        body: args.body,
+        account_sid: args.account_sid,
+        progress: match args.progress {
+            DrillProgress::Always => true,
+            DrillProgress::Never => false,
+            DrillProgress::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let report = match runtime.block_on(twiml_failover::drill::run(&opts)) {
+        Ok(report) => report,
+        Err(e) => return fail(e),
+    };
+    let text = match args.format {
+        DrillFormat::Text => report.to_text(),
+        DrillFormat::Json => report.to_json() + "\n",
+    };
+    // A closed pipe (`| head`) must not turn a finished drill into a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
