@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Consistency checks on the deploy files that schema linters cannot see. Run by .ci/deploy-checks.sh.
+
+  checks.py kubernetes ROLE RENDERED.yaml    an overlay's `kubectl kustomize` output
+  checks.py cloudrun SERVICE.yaml POD.yaml   checks the Knative service; writes its containers as a
+                                             Pod for kubernetes-validate
+  checks.py cloudformation TEMPLATE.yaml     the AWS fallback stack (needs cfn-lint installed)
+  checks.py rule-spec PROMETHEUSRULE.yaml OUT  writes the PrometheusRule's spec as a rule file
+
+Needs PyYAML (cfn-lint brings it). Prints one line per check; exits 1 on the first failure.
+"""
+
+import sys
+import urllib.parse
+
+import yaml
+
+# The server's own limits (src/config.rs defaults): no request outlives these.
+REQUEST_TIMEOUT_S = 10
+TWILIO_HARD_LIMIT_S = 15
+SHUTDOWN_MARGIN_S = 5
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise CheckFailed(message)
+    print(f"  ok: {message}")
+
+
+def env_of(container):
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def env_value(container, name):
+    entry = env_of(container).get(name)
+    return None if entry is None else entry.get("value")
+
+
+def http_path(probe):
+    return (probe or {}).get("httpGet", {}).get("path")
+
+
+def kubernetes(role, path):
+    with open(path, encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    for kind in ("Namespace", "ServiceAccount", "Deployment", "Service", "Ingress",
+                 "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy"):
+        check(len(by_kind.get(kind, [])) == 1, f"{role}: exactly one {kind}")
+    check(len(by_kind.get("ConfigMap", [])) == 3, f"{role}: three ConfigMaps (two template sets, config)")
+    check("Secret" not in by_kind, f"{role}: no Secret in the manifests (created by hand)")
+
+    ns = by_kind["Namespace"][0]
+    check(ns["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") == "restricted",
+          f"{role}: namespace enforces Pod Security 'restricted'")
+    check(all(d["metadata"].get("namespace") == ns["metadata"]["name"] for d in docs if d["kind"] != "Namespace"),
+          f"{role}: every object is in namespace {ns['metadata']['name']}")
+
+    deploy = by_kind["Deployment"][0]
+    pod = deploy["spec"]["template"]
+    spec = pod["spec"]
+    containers = spec["containers"]
+    check(len(containers) == 1 and containers[0]["name"] == "twiml-failover", f"{role}: one container")
+    c = containers[0]
+    check(c.get("args") == ["serve"], f"{role}: runs `twiml-failover serve`")
+    check(env_value(c, "TWIML_FAILOVER_ROLE") == role, f"{role}: TWIML_FAILOVER_ROLE={role}")
+    check(env_value(c, "TWIML_FAILOVER_LISTEN") == "0.0.0.0:8080", f"{role}: listens on 0.0.0.0:8080")
+    check(any(p.get("containerPort") == 8080 for p in c.get("ports", [])), f"{role}: container port 8080")
+    public = env_value(c, "TWIML_FAILOVER_PUBLIC_URL") or ""
+    parsed = urllib.parse.urlsplit(public)
+    check(parsed.scheme == "https" and parsed.netloc and not parsed.query and not parsed.fragment
+          and not public.endswith("/"),
+          f"{role}: TWIML_FAILOVER_PUBLIC_URL {public!r} is https://host[/prefix] without slash, query, fragment")
+
+    # Shutdown arithmetic: preStop sleep + drain + margin must fit in the grace period, and the drain
+    # must cover the longest request.
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    sleep = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds")
+    check(isinstance(sleep, int) and sleep > 0, f"{role}: preStop uses the native sleep action ({sleep} s)")
+    drain = float(env_value(c, "TWIML_FAILOVER_DRAIN_TIMEOUT") or "nan")
+    check(drain >= REQUEST_TIMEOUT_S, f"{role}: drain timeout {drain:g} s >= request timeout {REQUEST_TIMEOUT_S} s")
+    check(sleep + drain + SHUTDOWN_MARGIN_S <= grace,
+          f"{role}: preStop {sleep} s + drain {drain:g} s + margin {SHUTDOWN_MARGIN_S} s <= grace period {grace} s")
+
+    check(http_path(c.get("readinessProbe")) == "/readyz", f"{role}: readiness probe on /readyz")
+    check(http_path(c.get("livenessProbe")) == "/healthz", f"{role}: liveness probe on /healthz")
+    res = c.get("resources", {})
+    check(all(k in res.get("requests", {}) for k in ("cpu", "memory")) and "memory" in res.get("limits", {}),
+          f"{role}: cpu/memory requests and a memory limit")
+    psc, csc = spec.get("securityContext", {}), c.get("securityContext", {})
+    check(psc.get("runAsNonRoot") is True and csc.get("runAsNonRoot") is True, f"{role}: runAsNonRoot")
+    check(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{role}: seccomp RuntimeDefault")
+    check(csc.get("readOnlyRootFilesystem") is True, f"{role}: read-only root filesystem")
+    check(csc.get("allowPrivilegeEscalation") is False, f"{role}: no privilege escalation")
+    check(csc.get("capabilities", {}).get("drop") == ["ALL"], f"{role}: all capabilities dropped")
+    check(spec.get("automountServiceAccountToken") is False, f"{role}: no service account token mounted")
+    check("replicas" not in deploy["spec"], f"{role}: replicas left to the HPA")
+
+    # Volumes: the ConfigMaps exist under their hashed names, and the mounts match the env paths.
+    configmaps = {d["metadata"]["name"]: d for d in by_kind["ConfigMap"]}
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+    for vol in ("templates-primary", "templates-fallback", "config"):
+        name = volumes.get(vol, {}).get("configMap", {}).get("name")
+        check(name in configmaps, f"{role}: volume {vol} uses ConfigMap {name}, which the overlay generates")
+    templates = env_value(c, "TWIML_FAILOVER_TEMPLATES")
+    for set_name in ("primary", "fallback"):
+        check(mounts.get(f"templates-{set_name}") == f"{templates}/{set_name}",
+              f"{role}: {set_name} templates mounted at {templates}/{set_name}")
+        data = configmaps[volumes[f"templates-{set_name}"]["configMap"]["name"]].get("data", {})
+        check({"voice.xml", "sms.xml"} <= set(data), f"{role}: {set_name} set has voice.xml and sms.xml")
+    config_path = env_value(c, "TWIML_FAILOVER_CONFIG") or ""
+    config_cm = configmaps[volumes["config"]["configMap"]["name"]]
+    check(config_path.rsplit("/", 1)[0] == mounts.get("config")
+          and config_path.rsplit("/", 1)[1] in config_cm.get("data", {}),
+          f"{role}: TWIML_FAILOVER_CONFIG {config_path} is in the config ConfigMap")
+    token_vol = volumes.get("twilio-token", {}).get("secret", {})
+    token_file = env_value(c, "TWIML_FAILOVER_AUTH_TOKEN_FILE") or ""
+    check(token_vol.get("secretName") == "twiml-failover-twilio"
+          and any(i.get("key") == "auth-token" for i in token_vol.get("items", []))
+          and token_file == mounts.get("twilio-token", "") + "/auth-token",
+          f"{role}: auth token read from Secret twiml-failover-twilio key auth-token at {token_file}")
+    check("TWILIO_AUTH_TOKEN" not in env_of(c), f"{role}: the token is not in the environment")
+    secondary = env_of(c).get("TWILIO_SECONDARY_AUTH_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    check(secondary.get("optional") is True, f"{role}: secondary token optional (only during a rotation)")
+
+    # Service, Ingress, PDB, HPA, NetworkPolicy all point at these pods.
+    labels = pod["metadata"]["labels"]
+
+    def selects(selector):
+        return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+    svc = by_kind["Service"][0]
+    check(selects(svc["spec"]["selector"]), f"{role}: Service selects the pods")
+    ing = by_kind["Ingress"][0]
+    rule = ing["spec"]["rules"][0]
+    check(rule["host"] == parsed.hostname, f"{role}: Ingress host {rule['host']} is the public URL's host")
+    check(ing["spec"]["tls"][0]["hosts"] == [rule["host"]], f"{role}: Ingress TLS covers the host")
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    check(backend["name"] == svc["metadata"]["name"], f"{role}: Ingress routes to the Service")
+    check(selects(by_kind["PodDisruptionBudget"][0]["spec"]["selector"]["matchLabels"]), f"{role}: PDB selects the pods")
+    hpa = by_kind["HorizontalPodAutoscaler"][0]["spec"]
+    check(hpa["scaleTargetRef"]["name"] == deploy["metadata"]["name"] and hpa["minReplicas"] >= 2,
+          f"{role}: HPA scales the Deployment, at least 2 replicas")
+    np = by_kind["NetworkPolicy"][0]["spec"]
+    check(selects(np["podSelector"]["matchLabels"]), f"{role}: NetworkPolicy selects the pods")
+    check(set(np["policyTypes"]) == {"Ingress", "Egress"}, f"{role}: NetworkPolicy restricts both directions")
+    check(all(p.get("port") == 8080 for r in np["ingress"] for p in r["ports"]), f"{role}: only port 8080 is open")
+    check(all(p.get("port") == 53 for r in np["egress"] for p in r["ports"]), f"{role}: egress is DNS only")
+
+
+def cloudrun(path, pod_out):
+    with open(path, encoding="utf-8") as f:
+        svc = yaml.safe_load(f)
+    check(svc.get("apiVersion") == "serving.knative.dev/v1" and svc.get("kind") == "Service",
+          "cloudrun: Knative Serving v1 Service")
+    template = svc["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    check(int(annotations.get("autoscaling.knative.dev/minScale", "0")) >= 1, "cloudrun: min instances >= 1")
+    spec = template["spec"]
+    check(0 < int(spec.get("timeoutSeconds", 300)) <= TWILIO_HARD_LIMIT_S,
+          f"cloudrun: request timeout {spec.get('timeoutSeconds')} s <= Twilio's {TWILIO_HARD_LIMIT_S} s")
+    check(len(spec["containers"]) == 1, "cloudrun: one container")
+    c = spec["containers"][0]
+    check([p.get("containerPort") for p in c.get("ports", [])] == [8080], "cloudrun: container port 8080")
+    check(env_value(c, "TWIML_FAILOVER_ROLE") == "fallback", "cloudrun: role fallback")
+    check(env_value(c, "TWIML_FAILOVER_LISTEN") == "0.0.0.0:8080", "cloudrun: listens on 0.0.0.0:8080")
+    public = env_value(c, "TWIML_FAILOVER_PUBLIC_URL") or ""
+    check(public.startswith("https://") and not public.endswith("/") and "#" not in public,
+          "cloudrun: public URL is https without trailing slash or fragment")
+    drain = float(env_value(c, "TWIML_FAILOVER_DRAIN_TIMEOUT") or "nan")
+    check(drain < 10, f"cloudrun: drain {drain:g} s < the 10 s Cloud Run allows after SIGTERM")
+    token = env_of(c).get("TWILIO_AUTH_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    check(bool(token.get("name")) and bool(token.get("key")), "cloudrun: auth token from Secret Manager (secretKeyRef)")
+    check(http_path(c.get("startupProbe")) == "/readyz", "cloudrun: startup probe on /readyz")
+    check(http_path(c.get("livenessProbe")) == "/healthz", "cloudrun: liveness probe on /healthz")
+    # Cloud Run's container fields are a subset of Kubernetes' core/v1 Container: let
+    # kubernetes-validate check them strictly inside a synthetic Pod.
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cloudrun-container-check"},
+           "spec": {"containers": spec["containers"], "serviceAccountName": "cloudrun"}}
+    with open(pod_out, "w", encoding="utf-8") as f:
+        yaml.safe_dump(pod, f, sort_keys=False)
+    print(f"  ok: cloudrun: containers written to {pod_out} for schema validation")
+
+
+def cloudformation(path):
+    from cfnlint.decode import cfn_yaml  # noqa: PLC0415 (only this command needs cfn-lint)
+
+    t = cfn_yaml.load(path)
+    res = t["Resources"]
+    mf = res["FallbackRequestsMetricFilter"]["Properties"]
+    check(mf["FilterPattern"] == "{ $.fallback IS TRUE }", "aws: metric filter counts JSON lines with fallback=true")
+    alarm = res["FallbackInUseAlarm"]["Properties"]
+    metric = mf["MetricTransformations"][0]
+    check(alarm["MetricName"] == metric["MetricName"] and alarm["Namespace"] == metric["MetricNamespace"],
+          "aws: the fallback alarm watches the metric filter's metric")
+    tg = res["TargetGroup"]["Properties"]
+    check(tg["HealthCheckPath"] == "/healthz" and tg["Port"] == 8080, "aws: target group health check /healthz on 8080")
+    dereg = {a["Key"]: a["Value"] for a in tg["TargetGroupAttributes"]}["deregistration_delay.timeout_seconds"]
+    check(TWILIO_HARD_LIMIT_S <= int(dereg) < 300, f"aws: deregistration delay {dereg} s covers Twilio's 15 s")
+    cdef = res["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    env = {e["Name"]: e["Value"] for e in cdef["Environment"]}
+    check(env.get("TWIML_FAILOVER_ROLE") == "fallback" and env.get("TWIML_FAILOVER_LISTEN") == "0.0.0.0:8080",
+          "aws: role fallback, listening on 0.0.0.0:8080")
+    drain = float(env["TWIML_FAILOVER_DRAIN_TIMEOUT"])
+    check(drain + SHUTDOWN_MARGIN_S <= cdef["StopTimeout"] <= 120,
+          f"aws: drain {drain:g} s + margin fits StopTimeout {cdef['StopTimeout']} s (Fargate max 120)")
+    secrets = {s["Name"] for s in cdef["Secrets"]}
+    check("TWILIO_AUTH_TOKEN" in secrets and "TWILIO_AUTH_TOKEN" not in env,
+          "aws: auth token injected from Secrets Manager, not plain environment")
+    check(cdef["LogConfiguration"]["LogDriver"] == "awslogs", "aws: logs to CloudWatch (awslogs)")
+    check(cdef.get("ReadonlyRootFilesystem") is True, "aws: read-only root filesystem")
+    params = t["Parameters"]
+    check(int(params["DesiredCount"]["MinValue"]) >= 2, "aws: at least 2 tasks")
+    listener = res["HttpsListener"]["Properties"]
+    check(listener["Protocol"] == "HTTPS" and listener["Port"] == 443, "aws: HTTPS listener on 443 with ACM certificate")
+    check("LoadBalancerDnsName" in t["Outputs"] and "VoiceFallbackUrl" in t["Outputs"], "aws: outputs the URLs")
+
+
+def rule_spec(path, out):
+    with open(path, encoding="utf-8") as f:
+        rule = yaml.safe_load(f)
+    check(rule.get("apiVersion") == "monitoring.coreos.com/v1" and rule.get("kind") == "PrometheusRule",
+          "prometheus: PrometheusRule (monitoring.coreos.com/v1)")
+    with open(out, "w", encoding="utf-8") as f:
+        yaml.safe_dump(rule["spec"], f, sort_keys=False)
+    print(f"  ok: prometheus: spec written to {out}")
+
+
+def main(argv):
+    try:
+        if len(argv) == 3 and argv[0] == "kubernetes":
+            kubernetes(argv[1], argv[2])
+        elif len(argv) == 3 and argv[0] == "cloudrun":
+            cloudrun(argv[1], argv[2])
+        elif len(argv) == 2 and argv[0] == "cloudformation":
+            cloudformation(argv[1])
+        elif len(argv) == 3 and argv[0] == "rule-spec":
+            rule_spec(argv[1], argv[2])
+        else:
+            print(__doc__, file=sys.stderr)
+            return 64
+    except CheckFailed as e:
+        print(f"  FAILED: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
