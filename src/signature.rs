@@ -74,43 +74,54 @@ pub fn sign<K: AsRef<str>, V: AsRef<str>>(
     base64::engine::general_purpose::STANDARD.encode(mac)
 }
 
-fn mac_of(algorithm: Algorithm, key: &[u8], url: &str, suffix: &str) -> Vec<u8> {
-    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
-    match algorithm {
-        Algorithm::HmacSha1 => {
-            let mut mac =
-                Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes any key length");
-            mac.update(url.as_bytes());
-            mac.update(suffix.as_bytes());
-            mac.finalize().into_bytes().to_vec()
+/// An HMAC of either algorithm, fed with the URL and the parameter suffix.
+enum Keyed {
+    Sha1(Hmac<sha1::Sha1>),
+    Sha256(Hmac<sha2::Sha256>),
+}
+
+impl Keyed {
+    fn new(algorithm: Algorithm, key: &[u8], url: &str, suffix: &str) -> Keyed {
+        // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
+        let mut keyed = match algorithm {
+            Algorithm::HmacSha1 => {
+                Keyed::Sha1(Hmac::new_from_slice(key).expect("HMAC takes any key length"))
+            }
+            Algorithm::HmacSha256 => {
+                Keyed::Sha256(Hmac::new_from_slice(key).expect("HMAC takes any key length"))
+            }
+        };
+        for part in [url.as_bytes(), suffix.as_bytes()] {
+            match &mut keyed {
+                Keyed::Sha1(mac) => mac.update(part),
+                Keyed::Sha256(mac) => mac.update(part),
+            }
         }
-        Algorithm::HmacSha256 => {
-            let mut mac =
-                Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-            mac.update(url.as_bytes());
-            mac.update(suffix.as_bytes());
-            mac.finalize().into_bytes().to_vec()
+        keyed
+    }
+
+    fn finalize(self) -> Vec<u8> {
+        match self {
+            Keyed::Sha1(mac) => mac.finalize().into_bytes().to_vec(),
+            Keyed::Sha256(mac) => mac.finalize().into_bytes().to_vec(),
+        }
+    }
+
+    /// Constant-time comparison with `expected`.
+    fn matches(self, expected: &[u8]) -> bool {
+        match self {
+            Keyed::Sha1(mac) => mac.verify_slice(expected).is_ok(),
+            Keyed::Sha256(mac) => mac.verify_slice(expected).is_ok(),
         }
     }
 }
 
+fn mac_of(algorithm: Algorithm, key: &[u8], url: &str, suffix: &str) -> Vec<u8> {
+    Keyed::new(algorithm, key, url, suffix).finalize()
+}
+
 fn mac_matches(algorithm: Algorithm, key: &[u8], url: &str, suffix: &str, expected: &[u8]) -> bool {
-    match algorithm {
-        Algorithm::HmacSha1 => {
-            let mut mac =
-                Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes any key length");
-            mac.update(url.as_bytes());
-            mac.update(suffix.as_bytes());
-            mac.verify_slice(expected).is_ok()
-        }
-        Algorithm::HmacSha256 => {
-            let mut mac =
-                Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-            mac.update(url.as_bytes());
-            mac.update(suffix.as_bytes());
-            mac.verify_slice(expected).is_ok()
-        }
-    }
+    Keyed::new(algorithm, key, url, suffix).matches(expected)
 }
 
 /// True when `signature` (the header's base64 text) is a valid signature of `url` and `params`
