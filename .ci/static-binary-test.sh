@@ -20,7 +20,8 @@ fi
 echo "binary size: $(stat -c %s "$bin") bytes"
 
 root=$(mktemp -d)
-trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$root"' EXIT
+# Only ever signal our own server: `kill 0` would signal the whole process group, CI included.
+trap 'if [ -n "${pid:-}" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$root"' EXIT
 cp "$bin" "$root/twiml-failover"
 cp -r twiml-templates "$root/twiml-templates"
 cp twiml-failover.toml "$root/twiml-failover.toml"
