@@ -12,6 +12,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod drill;
+pub mod journal;
 pub mod keyring;
 pub mod metrics;
 pub mod readiness;

@@ -1,0 +1,282 @@
+//! The durable journal: every accepted webhook written to a store before it is answered, so an
+//! internal system can be given it later (at least once), whatever happened in between.
+//!
+//! [`Store`] is one synchronous connection to a journal (SQLite embedded, or PostgreSQL); [`writer`]
+//! group-commits the server's events through one of them; [`record`] builds an event from a verified
+//! request.
+
+pub mod postgres;
+pub mod record;
+pub mod sqlite;
+pub mod time;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// A webhook as accepted (after signature verification), before it has an id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewEvent {
+    /// When it arrived, unix epoch milliseconds.
+    pub received_at_ms: i64,
+    /// `primary` or `fallback`: which role answered it.
+    pub role: String,
+    /// `POST` or `GET`.
+    pub method: String,
+    /// The URL Twilio signed (no fragment).
+    pub url: String,
+    /// The request path, e.g. `/sms`.
+    pub path: String,
+    /// Every parameter, body then query, in arrival order, repeats kept.
+    pub params: Vec<(String, String)>,
+    /// Twilio's `ErrorCode`, present when Twilio invoked the fallback URL.
+    pub error_code: Option<String>,
+    /// Twilio's `ErrorUrl` (the primary URL that failed).
+    pub error_url: Option<String>,
+    /// `I-Twilio-Idempotency-Token`, else `<Sid>:<kind>`: one journal row per key.
+    pub idempotency_key: String,
+    /// The ordering group: CallSid, else MessageSid, else the idempotency key.
+    pub conversation: String,
+    /// The request's AccountSid (picks the signing token when forwarding).
+    pub account_sid: Option<String>,
+}
+
+/// A journaled event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// The store's id: increasing, never reused.
+    pub id: i64,
+    /// What was received.
+    #[serde(flatten)]
+    pub event: NewEvent,
+    /// When the forwarder delivered it, if it has.
+    pub delivered_at_ms: Option<i64>,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// Not to be tried again before this time (unix ms).
+    pub next_attempt_at_ms: i64,
+    /// The last delivery failure.
+    pub last_error: Option<String>,
+}
+
+/// What `append` did with one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Written now, with this id.
+    New(i64),
+    /// Its idempotency key was already journaled, under this id.
+    Duplicate(i64),
+}
+
+impl Appended {
+    /// The id of the row holding the event.
+    pub fn id(self) -> i64 {
+        match self {
+            Appended::New(id) | Appended::Duplicate(id) => id,
+        }
+    }
+}
+
+/// Backlog numbers for `journal stats` and the gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Events in the journal.
+    pub total: u64,
+    /// Events not yet delivered.
+    pub undelivered: u64,
+    /// `received_at_ms` of the oldest undelivered event.
+    pub oldest_undelivered_ms: Option<i64>,
+    /// Events delivered (and not yet pruned).
+    pub delivered: u64,
+}
+
+/// A journal failure; the message is short and never holds a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("journal: {0}")]
+pub struct JournalError(pub String);
+
+impl JournalError {
+    /// Wraps any error's message.
+    pub fn new(message: impl fmt::Display) -> Self {
+        JournalError(message.to_string())
+    }
+}
+
+/// One connection to a journal store. Synchronous: each user opens its own connection and runs it
+/// on its own thread (or `spawn_blocking`).
+pub trait Store: Send {
+    /// Appends a batch in ONE transaction (group commit); duplicates by idempotency key (also within
+    /// the batch) are not inserted again. Results are in batch order.
+    fn append(&mut self, batch: &[NewEvent]) -> Result<Vec<Appended>, JournalError>;
+    /// Undelivered events with id > `after_id`, oldest first (by id), at most `limit`.
+    fn undelivered(&mut self, after_id: i64, limit: usize) -> Result<Vec<Event>, JournalError>;
+    /// Marks an event delivered (idempotent: the first time is kept).
+    fn mark_delivered(&mut self, id: i64, at_ms: i64) -> Result<(), JournalError>;
+    /// Records a failed attempt: attempts += 1, last_error, next_attempt_at_ms.
+    fn record_failure(
+        &mut self,
+        id: i64,
+        error: &str,
+        next_attempt_at_ms: i64,
+    ) -> Result<(), JournalError>;
+    /// Counts for the backlog.
+    fn stats(&mut self) -> Result<Stats, JournalError>;
+    /// Events received at or after `since_ms` (all when `None`), oldest first, at most `limit`.
+    fn list(&mut self, since_ms: Option<i64>, limit: usize) -> Result<Vec<Event>, JournalError>;
+    /// One event by id.
+    fn get(&mut self, id: i64) -> Result<Option<Event>, JournalError>;
+    /// Deletes delivered events delivered before `before_ms`; returns how many.
+    fn prune_delivered(&mut self, before_ms: i64) -> Result<u64, JournalError>;
+}
+
+/// Where the journal lives: `sqlite:///abs/path.db`, `sqlite://relative.db`, `postgres://...` or
+/// `postgresql://...`. `Display` and `Debug` hide any password.
+#[derive(Clone, PartialEq, Eq)]
+pub enum JournalUrl {
+    /// An embedded SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL, as given.
+    Postgres(String),
+}
+
+impl FromStr for JournalUrl {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        if let Some(path) = raw.strip_prefix("sqlite://") {
+            if path.is_empty() || path == "/" {
+                return Err("sqlite URL needs a file: sqlite:///abs/path.db".into());
+            }
+            if path.contains(['?', '#']) {
+                return Err("sqlite URL takes no ?options or #fragment".into());
+            }
+            return Ok(JournalUrl::Sqlite(PathBuf::from(path)));
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err("postgres URL must not contain spaces".into());
+            }
+            // Validate now so a typo stops start-up instead of every write.
+            ::postgres::Config::from_str(raw)
+                .map_err(|_| "not a valid postgres URL".to_string())?;
+            return Ok(JournalUrl::Postgres(raw.to_string()));
+        }
+        Err("use sqlite:///path/to/journal.db or postgres://user@host/db".into())
+    }
+}
+
+impl fmt::Display for JournalUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JournalUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            JournalUrl::Postgres(url) => f.write_str(&redact_password(url)),
+        }
+    }
+}
+
+impl fmt::Debug for JournalUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JournalUrl({self})")
+    }
+}
+
+/// `postgres://user:secret@host/db?password=x` → `postgres://user:***@host/db?password=***`.
+fn redact_password(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority_end, _) = rest
+        .char_indices()
+        .find(|(_, c)| matches!(c, '/' | '?'))
+        .unwrap_or((rest.len(), ' '));
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// Opens (and creates or migrates) the journal at `url`.
+pub fn open(url: &JournalUrl) -> Result<Box<dyn Store>, JournalError> {
+    Ok(match url {
+        JournalUrl::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path)?),
+        JournalUrl::Postgres(url) => Box::new(postgres::PostgresStore::connect(url)?),
+    })
+}
+
+/// Parameters as stored: a JSON array of `[name, value]` pairs, order and repeats kept.
+fn params_to_json(params: &[(String, String)]) -> String {
+    serde_json::to_string(params).unwrap_or_else(|_| "[]".into())
+}
+
+fn params_from_json(text: &str) -> Result<Vec<(String, String)>, JournalError> {
+    serde_json::from_str(text).map_err(|e| JournalError::new(format!("stored params: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse() {
+        assert_eq!(
+            "sqlite:///var/lib/j.db".parse(),
+            Ok(JournalUrl::Sqlite("/var/lib/j.db".into()))
+        );
+        assert_eq!(
+            "sqlite://j.db".parse(),
+            Ok(JournalUrl::Sqlite("j.db".into()))
+        );
+        assert!("sqlite://".parse::<JournalUrl>().is_err());
+        assert!("mysql://x".parse::<JournalUrl>().is_err());
+        assert!("/tmp/x.db".parse::<JournalUrl>().is_err());
+        let pg: JournalUrl = "postgresql://app:s3cret@db:5432/journal?sslmode=disable"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            pg.to_string(),
+            "postgresql://app:***@db:5432/journal?sslmode=disable"
+        );
+        assert!(!format!("{pg:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn passwords_are_hidden_everywhere() {
+        assert_eq!(
+            redact_password("postgres://u@h/d?password=x&user=u"),
+            "postgres://u@h/d?password=***&user=u"
+        );
+        assert_eq!(redact_password("postgres://h"), "postgres://h");
+        assert_eq!(
+            redact_password("postgres://u:p:q@h?x=1"),
+            "postgres://u:***@h?x=1"
+        );
+    }
+
+    #[test]
+    fn params_round_trip_with_repeats_and_order() {
+        let p = vec![
+            ("B".to_string(), "2".to_string()),
+            ("A".into(), "é \"x\"".into()),
+            ("B".into(), "1".into()),
+        ];
+        assert_eq!(params_from_json(&params_to_json(&p)).unwrap(), p);
+    }
+}

@@ -1,0 +1,292 @@
+//! The shared journal: a PostgreSQL table, for replicas without a durable disk of their own.
+//! A batch is appended with one statement over arrays, so a group commit is two round trips.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use postgres::{Client, NoTls, Row};
+
+use super::{
+    params_from_json, params_to_json, Appended, Event, JournalError, NewEvent, Stats, Store,
+};
+
+const TABLE: &str = "twiml_failover_events";
+
+const COLUMNS: &str =
+    "id, received_at_ms, role, method, url, path, params, error_code, error_url, \
+     idempotency_key, conversation, account_sid, delivered_at_ms, attempts, next_attempt_at_ms, \
+     last_error";
+
+fn err(e: postgres::Error) -> JournalError {
+    // The driver's messages name the server's complaint, never the connection string.
+    JournalError::new(format!("postgres: {e}"))
+}
+
+/// A connection to a PostgreSQL journal.
+pub struct PostgresStore {
+    client: Client,
+}
+
+impl PostgresStore {
+    /// Connects (without TLS: use it on loopback or a private network) and creates the table.
+    pub fn connect(url: &str) -> Result<PostgresStore, JournalError> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|_| JournalError::new("not a valid postgres URL"))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        let mut client = config.connect(NoTls).map_err(err)?;
+        let mut tx = client.transaction().map_err(err)?;
+        // Replicas starting together would race on CREATE TABLE; one lock serialises them.
+        tx.execute("SELECT pg_advisory_xact_lock(7300412)", &[])
+            .map_err(err)?;
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {TABLE} (
+                id                 BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                idempotency_key    TEXT    NOT NULL UNIQUE,
+                received_at_ms     BIGINT  NOT NULL,
+                role               TEXT    NOT NULL,
+                method             TEXT    NOT NULL,
+                url                TEXT    NOT NULL,
+                path               TEXT    NOT NULL,
+                params             TEXT    NOT NULL,
+                error_code         TEXT,
+                error_url          TEXT,
+                conversation       TEXT    NOT NULL,
+                account_sid        TEXT,
+                delivered_at_ms    BIGINT,
+                attempts           INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at_ms BIGINT  NOT NULL,
+                last_error         TEXT
+            );
+            CREATE INDEX IF NOT EXISTS {TABLE}_undelivered ON {TABLE} (id)
+                WHERE delivered_at_ms IS NULL;
+            CREATE INDEX IF NOT EXISTS {TABLE}_received ON {TABLE} (received_at_ms);
+            CREATE INDEX IF NOT EXISTS {TABLE}_delivered ON {TABLE} (delivered_at_ms)
+                WHERE delivered_at_ms IS NOT NULL;"
+        ))
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(PostgresStore { client })
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        args: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Event>, JournalError> {
+        let rows = self.client.query(sql, args).map_err(err)?;
+        rows.iter().map(event_from_row).collect()
+    }
+}
+
+fn event_from_row(row: &Row) -> Result<Event, JournalError> {
+    let get = |e: postgres::Error| err(e);
+    let params: String = row.try_get(6).map_err(get)?;
+    let attempts: i32 = row.try_get(13).map_err(get)?;
+    Ok(Event {
+        id: row.try_get(0).map_err(get)?,
+        event: NewEvent {
+            received_at_ms: row.try_get(1).map_err(get)?,
+            role: row.try_get(2).map_err(get)?,
+            method: row.try_get(3).map_err(get)?,
+            url: row.try_get(4).map_err(get)?,
+            path: row.try_get(5).map_err(get)?,
+            params: params_from_json(&params)?,
+            error_code: row.try_get(7).map_err(get)?,
+            error_url: row.try_get(8).map_err(get)?,
+            idempotency_key: row.try_get(9).map_err(get)?,
+            conversation: row.try_get(10).map_err(get)?,
+            account_sid: row.try_get(11).map_err(get)?,
+        },
+        delivered_at_ms: row.try_get(12).map_err(get)?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        next_attempt_at_ms: row.try_get(14).map_err(get)?,
+        last_error: row.try_get(15).map_err(get)?,
+    })
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Store for PostgresStore {
+    fn append(&mut self, batch: &[NewEvent]) -> Result<Vec<Appended>, JournalError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<&str> = batch.iter().map(|e| e.idempotency_key.as_str()).collect();
+        let received: Vec<i64> = batch.iter().map(|e| e.received_at_ms).collect();
+        let roles: Vec<&str> = batch.iter().map(|e| e.role.as_str()).collect();
+        let methods: Vec<&str> = batch.iter().map(|e| e.method.as_str()).collect();
+        let urls: Vec<&str> = batch.iter().map(|e| e.url.as_str()).collect();
+        let paths: Vec<&str> = batch.iter().map(|e| e.path.as_str()).collect();
+        let params: Vec<String> = batch.iter().map(|e| params_to_json(&e.params)).collect();
+        let codes: Vec<Option<&str>> = batch.iter().map(|e| e.error_code.as_deref()).collect();
+        let error_urls: Vec<Option<&str>> = batch.iter().map(|e| e.error_url.as_deref()).collect();
+        let conversations: Vec<&str> = batch.iter().map(|e| e.conversation.as_str()).collect();
+        let accounts: Vec<Option<&str>> = batch.iter().map(|e| e.account_sid.as_deref()).collect();
+
+        let mut tx = self.client.transaction().map_err(err)?;
+        // ON CONFLICT DO NOTHING also skips a key repeated inside the batch; ORDER BY ord keeps
+        // ids in arrival order.
+        let inserted = tx
+            .query(
+                &format!(
+                    "INSERT INTO {TABLE} (idempotency_key, received_at_ms, role, method, url, path, \
+                     params, error_code, error_url, conversation, account_sid, next_attempt_at_ms) \
+                     SELECT k, r, ro, m, u, p, pa, ec, eu, c, a, r FROM unnest( \
+                       $1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                       $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) \
+                     WITH ORDINALITY AS t(k, r, ro, m, u, p, pa, ec, eu, c, a, ord) \
+                     ORDER BY ord \
+                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key"
+                ),
+                &[
+                    &keys,
+                    &received,
+                    &roles,
+                    &methods,
+                    &urls,
+                    &paths,
+                    &params,
+                    &codes,
+                    &error_urls,
+                    &conversations,
+                    &accounts,
+                ],
+            )
+            .map_err(err)?;
+        let mut new: HashMap<String, i64> = HashMap::with_capacity(inserted.len());
+        for row in &inserted {
+            new.insert(row.get(1), row.get(0));
+        }
+        let mut old: HashMap<String, i64> = HashMap::new();
+        if inserted.len() < batch.len() {
+            let missing: Vec<&str> = keys
+                .iter()
+                .copied()
+                .filter(|k| !new.contains_key(*k))
+                .collect();
+            for row in tx
+                .query(
+                    &format!(
+                        "SELECT id, idempotency_key FROM {TABLE} WHERE idempotency_key = ANY($1)"
+                    ),
+                    &[&missing],
+                )
+                .map_err(err)?
+            {
+                old.insert(row.get(1), row.get(0));
+            }
+        }
+        tx.commit().map_err(err)?;
+        let mut out = Vec::with_capacity(batch.len());
+        for key in keys {
+            // The first occurrence of a key inserted now is New; any later one is a duplicate.
+            if let Some(id) = new.remove(key) {
+                old.insert(key.to_string(), id);
+                out.push(Appended::New(id));
+            } else {
+                let id = old
+                    .get(key)
+                    .copied()
+                    .ok_or_else(|| JournalError::new("postgres: appended row not found"))?;
+                out.push(Appended::Duplicate(id));
+            }
+        }
+        Ok(out)
+    }
+
+    fn undelivered(&mut self, after_id: i64, n: usize) -> Result<Vec<Event>, JournalError> {
+        self.query(
+            &format!(
+                "SELECT {COLUMNS} FROM {TABLE} WHERE delivered_at_ms IS NULL AND id > $1 \
+                 ORDER BY id LIMIT $2"
+            ),
+            &[&after_id, &limit(n)],
+        )
+    }
+
+    fn mark_delivered(&mut self, id: i64, at_ms: i64) -> Result<(), JournalError> {
+        self.client
+            .execute(
+                &format!(
+                    "UPDATE {TABLE} SET delivered_at_ms = $2 WHERE id = $1 AND delivered_at_ms IS NULL"
+                ),
+                &[&id, &at_ms],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn record_failure(
+        &mut self,
+        id: i64,
+        error: &str,
+        next_attempt_at_ms: i64,
+    ) -> Result<(), JournalError> {
+        self.client
+            .execute(
+                &format!(
+                    "UPDATE {TABLE} SET attempts = attempts + 1, last_error = $2, \
+                     next_attempt_at_ms = $3 WHERE id = $1"
+                ),
+                &[&id, &error, &next_attempt_at_ms],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn stats(&mut self) -> Result<Stats, JournalError> {
+        let row = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT count(*), count(*) FILTER (WHERE delivered_at_ms IS NULL), \
+                     min(received_at_ms) FILTER (WHERE delivered_at_ms IS NULL) FROM {TABLE}"
+                ),
+                &[],
+            )
+            .map_err(err)?;
+        let total = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        let undelivered = u64::try_from(row.get::<_, i64>(1)).unwrap_or(0);
+        Ok(Stats {
+            total,
+            undelivered,
+            oldest_undelivered_ms: row.get(2),
+            delivered: total.saturating_sub(undelivered),
+        })
+    }
+
+    fn list(&mut self, since_ms: Option<i64>, n: usize) -> Result<Vec<Event>, JournalError> {
+        self.query(
+            &format!(
+                "SELECT {COLUMNS} FROM {TABLE} WHERE received_at_ms >= $1 \
+                 ORDER BY received_at_ms, id LIMIT $2"
+            ),
+            &[&since_ms.unwrap_or(i64::MIN), &limit(n)],
+        )
+    }
+
+    fn get(&mut self, id: i64) -> Result<Option<Event>, JournalError> {
+        Ok(self
+            .query(
+                &format!("SELECT {COLUMNS} FROM {TABLE} WHERE id = $1"),
+                &[&id],
+            )?
+            .pop())
+    }
+
+    fn prune_delivered(&mut self, before_ms: i64) -> Result<u64, JournalError> {
+        self.client
+            .execute(
+                &format!(
+                    "DELETE FROM {TABLE} WHERE delivered_at_ms IS NOT NULL AND delivered_at_ms < $1"
+                ),
+                &[&before_ms],
+            )
+            .map_err(err)
+    }
+}

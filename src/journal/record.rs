@@ -1,0 +1,186 @@
+//! What gets journaled for a verified webhook: its idempotency key (so Twilio's retries land on one
+//! row) and its conversation (the ordering group for delivery). Pure.
+
+use sha2::{Digest, Sha256};
+
+use super::NewEvent;
+
+/// The header Twilio sets to the same value on every retry of one webhook.
+pub const IDEMPOTENCY_HEADER: &str = "i-twilio-idempotency-token";
+
+/// A verified request, as the handler sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    /// Arrival time, unix ms.
+    pub received_at_ms: i64,
+    /// The answering role.
+    pub role: &'a str,
+    /// The request method.
+    pub method: &'a str,
+    /// The URL Twilio signed.
+    pub url: &'a str,
+    /// The request path.
+    pub path: &'a str,
+    /// Body then query parameters.
+    pub params: &'a [(String, String)],
+    /// The `I-Twilio-Idempotency-Token` header, if sent once and usable.
+    pub idempotency_token: Option<&'a str>,
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// The token if Twilio sent a sane one; anything else falls back to the derived key.
+fn usable_token(token: Option<&str>) -> Option<&str> {
+    token
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 200 && !t.chars().any(char::is_control))
+}
+
+/// The idempotency key: the token header, else `<Sid>:<path>[:<status>]`, where Sid is CallSid,
+/// MessageSid or SmsSid (else a SHA-256 of the sorted parameters) and status is the
+/// CallStatus/MessageStatus/SmsStatus value, so each status callback of a call is its own event.
+pub fn idempotency_key(token: Option<&str>, path: &str, params: &[(String, String)]) -> String {
+    if let Some(token) = usable_token(token) {
+        return token.to_string();
+    }
+    let sid = ["CallSid", "MessageSid", "SmsSid"]
+        .iter()
+        .find_map(|name| param(params, name))
+        .map_or_else(|| params_digest(params), str::to_string);
+    let status = ["CallStatus", "MessageStatus", "SmsStatus"]
+        .iter()
+        .find_map(|name| param(params, name));
+    match status {
+        Some(status) => format!("{sid}:{path}:{status}"),
+        None => format!("{sid}:{path}"),
+    }
+}
+
+fn params_digest(params: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    let mut hash = Sha256::new();
+    for (k, v) in sorted {
+        // Length-prefixed, so ("ab","c") and ("a","bc") differ.
+        for part in [k, v] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+    }
+    format!("sha256-{}", hex::encode(hash.finalize()))
+}
+
+/// Builds the journal record of a verified request.
+pub fn new_event(r: Received<'_>) -> NewEvent {
+    let idempotency_key = idempotency_key(r.idempotency_token, r.path, r.params);
+    let conversation = ["CallSid", "MessageSid", "SmsSid"]
+        .iter()
+        .find_map(|name| param(r.params, name))
+        .map_or_else(|| idempotency_key.clone(), str::to_string);
+    NewEvent {
+        received_at_ms: r.received_at_ms,
+        role: r.role.to_string(),
+        method: r.method.to_string(),
+        url: r.url.to_string(),
+        path: r.path.to_string(),
+        params: r.params.to_vec(),
+        error_code: param(r.params, "ErrorCode").map(str::to_string),
+        error_url: param(r.params, "ErrorUrl").map(str::to_string),
+        idempotency_key,
+        conversation,
+        account_sid: param(r.params, "AccountSid").map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn token_header_wins() {
+        let params = p(&[("MessageSid", "SM1")]);
+        assert_eq!(idempotency_key(Some(" tok-1 "), "/sms", &params), "tok-1");
+        assert_eq!(idempotency_key(Some(""), "/sms", &params), "SM1:/sms");
+        assert_eq!(idempotency_key(Some("a\nb"), "/sms", &params), "SM1:/sms");
+    }
+
+    #[test]
+    fn status_callbacks_of_different_states_are_distinct() {
+        let ringing = p(&[("CallSid", "CA1"), ("CallStatus", "ringing")]);
+        let done = p(&[("CallSid", "CA1"), ("CallStatus", "completed")]);
+        assert_eq!(
+            idempotency_key(None, "/status", &ringing),
+            "CA1:/status:ringing"
+        );
+        assert_ne!(
+            idempotency_key(None, "/status", &ringing),
+            idempotency_key(None, "/status", &done)
+        );
+        let sms = p(&[("SmsSid", "SM9"), ("SmsStatus", "received")]);
+        assert_eq!(idempotency_key(None, "/sms", &sms), "SM9:/sms:received");
+    }
+
+    #[test]
+    fn without_a_sid_the_sorted_params_decide() {
+        let a = p(&[("x", "1"), ("y", "2")]);
+        let b = p(&[("y", "2"), ("x", "1")]);
+        let c = p(&[("x", "12"), ("y", "")]);
+        let key = idempotency_key(None, "/hook", &a);
+        assert!(key.starts_with("sha256-") && key.ends_with(":/hook"));
+        assert_eq!(key, idempotency_key(None, "/hook", &b));
+        assert_ne!(key, idempotency_key(None, "/hook", &c));
+    }
+
+    #[test]
+    fn event_carries_everything() {
+        let params = p(&[
+            ("CallSid", "CA7"),
+            ("MessageSid", "SM7"),
+            ("AccountSid", "AC1"),
+            ("ErrorCode", "11205"),
+            ("ErrorUrl", "https://p/voice"),
+            ("q", "1"),
+        ]);
+        let e = new_event(Received {
+            received_at_ms: 5,
+            role: "fallback",
+            method: "POST",
+            url: "https://f/voice?q=1",
+            path: "/voice",
+            params: &params,
+            idempotency_token: None,
+        });
+        assert_eq!(e.conversation, "CA7");
+        assert_eq!(e.idempotency_key, "CA7:/voice");
+        assert_eq!(e.error_code.as_deref(), Some("11205"));
+        assert_eq!(e.error_url.as_deref(), Some("https://p/voice"));
+        assert_eq!(e.account_sid.as_deref(), Some("AC1"));
+        assert_eq!(e.params, params);
+        let bare = new_event(Received {
+            params: &[],
+            idempotency_token: Some("tok"),
+            ..Received {
+                received_at_ms: 0,
+                role: "primary",
+                method: "GET",
+                url: "u",
+                path: "/x",
+                params: &[],
+                idempotency_token: None,
+            }
+        });
+        assert_eq!(bare.conversation, "tok");
+    }
+}

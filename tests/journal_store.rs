@@ -1,0 +1,209 @@
+//! One conformance suite for every journal store: SQLite always, PostgreSQL when
+//! `TWIML_FAILOVER_TEST_POSTGRES` holds a URL (CI starts a real server with `.ci/postgres.sh`).
+
+use twiml_failover::journal::{self, Appended, JournalUrl, NewEvent, Store};
+
+fn event(key: &str, conversation: &str, received_at_ms: i64) -> NewEvent {
+    NewEvent {
+        received_at_ms,
+        role: "fallback".into(),
+        method: "POST".into(),
+        url: "https://fallback.example.net/sms?x=1".into(),
+        path: "/sms".into(),
+        params: vec![
+            ("MessageSid".into(), conversation.into()),
+            ("Body".into(), "héllo \"quoted\" & <b>".into()),
+            ("Body".into(), "second value".into()),
+            ("x".into(), "1".into()),
+        ],
+        error_code: Some("11205".into()),
+        error_url: Some("https://voice.example.com/sms".into()),
+        idempotency_key: key.into(),
+        conversation: conversation.into(),
+        account_sid: None,
+    }
+}
+
+/// Everything the trait promises, against a fresh, empty store.
+fn conformance(store: &mut dyn Store) {
+    assert_eq!(store.stats().unwrap().total, 0, "store must start empty");
+
+    // Append: a batch in order, with a key repeated inside the batch.
+    let batch = vec![
+        event("k1", "SM1", 1000),
+        event("k2", "SM2", 2000),
+        event("k1", "SM1", 1000),
+        event("k3", "SM1", 3000),
+    ];
+    let out = store.append(&batch).unwrap();
+    let (Appended::New(id1), Appended::New(id2), Appended::Duplicate(dup), Appended::New(id3)) =
+        (out[0], out[1], out[2], out[3])
+    else {
+        panic!("unexpected append results {out:?}");
+    };
+    assert_eq!(dup, id1);
+    assert!(id1 < id2 && id2 < id3, "ids follow arrival order");
+
+    // A retry in a later batch is a duplicate of the first row.
+    assert_eq!(
+        store.append(&[event("k2", "SM2", 9999)]).unwrap(),
+        vec![Appended::Duplicate(id2)]
+    );
+    assert_eq!(store.append(&[]).unwrap(), vec![]);
+
+    // What went in comes out, byte for byte.
+    let got = store.get(id1).unwrap().expect("event 1 stored");
+    assert_eq!(got.event, batch[0]);
+    assert_eq!(got.id, id1);
+    assert_eq!(got.delivered_at_ms, None);
+    assert_eq!(got.attempts, 0);
+    assert_eq!(got.next_attempt_at_ms, 1000);
+    assert_eq!(got.last_error, None);
+    assert!(store.get(id3 + 1000).unwrap().is_none());
+
+    let stats = store.stats().unwrap();
+    assert_eq!(
+        (
+            stats.total,
+            stats.undelivered,
+            stats.delivered,
+            stats.oldest_undelivered_ms
+        ),
+        (3, 3, 0, Some(1000))
+    );
+
+    // Undelivered: by id, after a cursor, limited.
+    let ids = |v: Vec<journal::Event>| v.iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.undelivered(0, 10).unwrap()), [id1, id2, id3]);
+    assert_eq!(ids(store.undelivered(id1, 1).unwrap()), [id2]);
+
+    // Failures are counted; delivery is idempotent and keeps the first time.
+    store.record_failure(id1, "503 from target", 5000).unwrap();
+    store.record_failure(id1, "timeout", 7000).unwrap();
+    let e = store.get(id1).unwrap().unwrap();
+    assert_eq!(
+        (e.attempts, e.last_error.as_deref(), e.next_attempt_at_ms),
+        (2, Some("timeout"), 7000)
+    );
+    store.mark_delivered(id1, 8000).unwrap();
+    store.mark_delivered(id1, 9000).unwrap();
+    assert_eq!(store.get(id1).unwrap().unwrap().delivered_at_ms, Some(8000));
+    assert_eq!(ids(store.undelivered(0, 10).unwrap()), [id2, id3]);
+    let stats = store.stats().unwrap();
+    assert_eq!(
+        (
+            stats.total,
+            stats.undelivered,
+            stats.delivered,
+            stats.oldest_undelivered_ms
+        ),
+        (3, 2, 1, Some(2000))
+    );
+
+    // List: by receipt time, from a point, limited.
+    assert_eq!(ids(store.list(None, 10).unwrap()), [id1, id2, id3]);
+    assert_eq!(ids(store.list(Some(2000), 10).unwrap()), [id2, id3]);
+    assert_eq!(ids(store.list(Some(2001), 1).unwrap()), [id3]);
+
+    // Prune removes only delivered events delivered before the cut-off.
+    store.mark_delivered(id3, 10_000).unwrap();
+    assert_eq!(store.prune_delivered(9000).unwrap(), 1);
+    assert!(store.get(id1).unwrap().is_none());
+    assert!(store.get(id3).unwrap().is_some());
+    assert_eq!(store.prune_delivered(20_000).unwrap(), 1);
+    assert_eq!(store.stats().unwrap().total, 1);
+
+    // Ids are never reused after a prune, so a forwarder's cursor stays valid.
+    let Appended::New(id4) = store.append(&[event("k4", "SM4", 11_000)]).unwrap()[0] else {
+        panic!("k4 must be new");
+    };
+    assert!(id4 > id3);
+    // A pruned key may be journaled again (retention bounds the dedup window).
+    assert!(matches!(
+        store.append(&[event("k1", "SM1", 12_000)]).unwrap()[0],
+        Appended::New(_)
+    ));
+
+    // Large batches go in one transaction.
+    let many: Vec<NewEvent> = (0..500)
+        .map(|i| event(&format!("bulk-{i}"), &format!("SMB{}", i % 7), 20_000 + i))
+        .collect();
+    let out = store.append(&many).unwrap();
+    assert!(out.iter().all(|a| matches!(a, Appended::New(_))));
+    assert!(out.windows(2).all(|w| w[0].id() < w[1].id()));
+    assert_eq!(store.stats().unwrap().total, 503);
+}
+
+#[test]
+fn sqlite_store_conforms_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = JournalUrl::Sqlite(dir.path().join("journal.db"));
+    let mut store = journal::open(&url).unwrap();
+    conformance(store.as_mut());
+    drop(store);
+    let mut again = journal::open(&url).unwrap();
+    assert_eq!(again.stats().unwrap().total, 503);
+}
+
+#[test]
+fn sqlite_store_reports_an_unwritable_path() {
+    let e = journal::open(&JournalUrl::Sqlite("/proc/no/such/dir/j.db".into()))
+        .err()
+        .expect("cannot open");
+    assert!(e.to_string().contains("/proc/no/such/dir/j.db"), "{e}");
+}
+
+/// A URL for a fresh schema of the CI server, or None (and a skip line) when not configured.
+fn postgres_url() -> Option<String> {
+    match std::env::var("TWIML_FAILOVER_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipped: set TWIML_FAILOVER_TEST_POSTGRES (see .ci/postgres.sh)");
+            None
+        }
+    }
+}
+
+/// Creates an empty database named `name` on the test server and returns its URL.
+fn fresh_postgres_db(base: &str, name: &str) -> String {
+    let mut admin = postgres::Client::connect(base, postgres::NoTls).expect("postgres reachable");
+    // Each statement alone: DROP/CREATE DATABASE refuse to run inside a transaction block.
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (head, tail) = base.split_at(base.rfind('/').expect("URL has /dbname"));
+    let query = tail.split_once('?').map(|(_, q)| q);
+    match query {
+        Some(q) => format!("{head}/{name}?{q}"),
+        None => format!("{head}/{name}"),
+    }
+}
+
+#[test]
+fn postgres_store_conforms() {
+    let Some(base) = postgres_url() else { return };
+    let url: JournalUrl = fresh_postgres_db(&base, "tf_conformance").parse().unwrap();
+    let mut store = journal::open(&url).unwrap();
+    conformance(store.as_mut());
+    // A second connection (another replica) sees the same journal and shares the dedup.
+    let mut other = journal::open(&url).unwrap();
+    assert_eq!(other.stats().unwrap().total, 503);
+    assert!(matches!(
+        other.append(&[event("bulk-3", "SMB3", 0)]).unwrap()[0],
+        Appended::Duplicate(_)
+    ));
+}
+
+#[test]
+fn postgres_errors_hide_the_password() {
+    let url: JournalUrl = "postgres://user:hunter2@127.0.0.1:1/db?connect_timeout=2"
+        .parse()
+        .unwrap();
+    let e = journal::open(&url)
+        .err()
+        .expect("nothing listens on port 1");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
