@@ -5,10 +5,12 @@
 //! group-commits the server's events through one of them; [`record`] builds an event from a verified
 //! request.
 
+pub mod inspect;
 pub mod postgres;
 pub mod record;
 pub mod sqlite;
 pub mod time;
+pub mod writer;
 
 use std::fmt;
 use std::path::PathBuf;
