@@ -29,7 +29,7 @@ fn free_port() -> u16 {
 
 /// Starts the real binary with a journal and waits until it is ready.
 fn spawn_server(journal: &str, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--templates")
         .arg(common::shipped_templates())
@@ -55,8 +55,13 @@ fn spawn_server(journal: &str, port: u16) -> Child {
                 return child;
             }
         }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("server on port {port} exited at start-up: {status}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("server on port {port} never became ready");
 }
 
