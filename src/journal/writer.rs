@@ -31,6 +31,8 @@ pub struct Settings {
     pub max_buffered: usize,
     /// How often the backlog gauges are refreshed.
     pub stats_every: Duration,
+    /// Times the writer yields the CPU to let more events queue before a commit.
+    pub gather_yields: u32,
 }
 
 impl Default for Settings {
@@ -41,6 +43,8 @@ impl Default for Settings {
             queue: 16_384,
             max_buffered: 100_000,
             stats_every: Duration::from_secs(5),
+            // Measured with bench/journal.sh: 4 raised req/s by half with the server on one CPU.
+            gather_yields: 4,
         }
     }
 }
@@ -121,7 +125,8 @@ impl Journal {
             store: None,
             settings: settings.clone(),
             metrics: metrics.clone(),
-            buffer: VecDeque::new(),
+            events: VecDeque::new(),
+            acks: VecDeque::new(),
             failing_since: None,
             retry_at: None,
             backoff: INITIAL_BACKOFF,
@@ -208,8 +213,10 @@ struct Writer {
     store: Option<Box<dyn Store>>,
     settings: Settings,
     metrics: JournalMetrics,
-    /// Events not yet committed, oldest first; the ack is gone once the caller has been answered.
-    buffer: VecDeque<(NewEvent, Option<Ack>)>,
+    /// Events not yet committed, oldest first.
+    events: VecDeque<NewEvent>,
+    /// Their callers, in step with `events`; `None` once the caller has been answered.
+    acks: VecDeque<Option<Ack>>,
     failing_since: Option<Instant>,
     retry_at: Option<Instant>,
     backoff: Duration,
@@ -220,7 +227,7 @@ impl Writer {
         let mut flushes: Vec<mpsc::Sender<usize>> = Vec::new();
         loop {
             // Wait for work: forever when idle, until the retry time when holding failed events.
-            let first = match (self.buffer.is_empty(), self.retry_at) {
+            let first = match (self.events.is_empty(), self.retry_at) {
                 (true, _) => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 (false, Some(at)) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
                 (false, None) => Err(RecvTimeoutError::Timeout),
@@ -235,13 +242,7 @@ impl Writer {
                 }
             }
             // Everything that queued while we waited or committed joins this batch.
-            while self.buffer.len() < self.settings.max_batch {
-                match rx.try_recv() {
-                    Ok(m) => self.take(m, &mut flushes),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => break,
-                }
-            }
+            self.gather(&rx, &mut flushes);
             let due = self.retry_at.is_none_or(|at| Instant::now() >= at);
             if due || !flushes.is_empty() {
                 self.attempt();
@@ -250,16 +251,32 @@ impl Writer {
                 self.fail_waiters("journal unavailable; event kept in memory for retry");
             }
             for f in flushes.drain(..) {
-                let _ = f.send(self.buffer.len());
+                let _ = f.send(self.events.len());
             }
-            self.metrics.buffered(self.buffer.len());
+            self.metrics.buffered(self.events.len());
+        }
+    }
+
+    /// Takes what is queued into the batch. When the batch is still small, yields a few times
+    /// first: request handlers sharing the CPU get to submit theirs, so one commit covers them.
+    fn gather(&mut self, rx: &mpsc::Receiver<Message>, flushes: &mut Vec<mpsc::Sender<usize>>) {
+        let mut yields = 0;
+        while self.events.len() < self.settings.max_batch {
+            match rx.try_recv() {
+                Ok(m) => self.take(m, flushes),
+                Err(TryRecvError::Empty) if yields < self.settings.gather_yields => {
+                    yields += 1;
+                    thread::yield_now();
+                }
+                Err(_) => break,
+            }
         }
     }
 
     fn take(&mut self, message: Message, flushes: &mut Vec<mpsc::Sender<usize>>) {
         match message {
             Message::Write(event, ack) => {
-                if self.buffer.len() >= self.settings.max_buffered {
+                if self.events.len() >= self.settings.max_buffered {
                     self.metrics.dropped();
                     tracing::error!(
                         idempotency_key = %event.idempotency_key,
@@ -269,7 +286,8 @@ impl Writer {
                         "journal unavailable and retry buffer full",
                     )));
                 } else {
-                    self.buffer.push_back((event, Some(ack)));
+                    self.events.push_back(event);
+                    self.acks.push_back(Some(ack));
                 }
             }
             Message::Flush(reply) => flushes.push(reply),
@@ -278,9 +296,8 @@ impl Writer {
 
     /// Commits the oldest events (one batch), or schedules a retry.
     fn attempt(&mut self) {
-        while !self.buffer.is_empty() {
-            let n = self.buffer.len().min(self.settings.max_batch);
-            let batch = self.batch(n);
+        while !self.events.is_empty() {
+            let n = self.events.len().min(self.settings.max_batch);
             if self.store.is_none() {
                 match open(&self.url) {
                     Ok(store) => self.store = Some(store),
@@ -291,12 +308,13 @@ impl Writer {
                 }
             }
             let result = match self.store.as_mut() {
-                Some(store) => store.append(&batch),
+                Some(store) => store.append(&self.events.make_contiguous()[..n]),
                 None => continue,
             };
             match result {
                 Ok(results) => {
-                    for ((_, ack), appended) in self.buffer.drain(..n).zip(results) {
+                    self.events.drain(..n);
+                    for (ack, appended) in self.acks.drain(..n).zip(results) {
                         if let Some(ack) = ack {
                             let _ = ack.send(Ok(appended));
                         }
@@ -311,7 +329,7 @@ impl Writer {
                     self.backoff = INITIAL_BACKOFF;
                     // Commit only one batch per turn while callers wait; the rest are already
                     // answered (buffered during an outage) and may take a few turns.
-                    if self.buffer.iter().any(|(_, ack)| ack.is_some()) {
+                    if self.acks.iter().any(Option::is_some) {
                         continue;
                     }
                 }
@@ -320,7 +338,7 @@ impl Writer {
                     return;
                 }
             }
-            if self.buffer.is_empty() {
+            if self.events.is_empty() {
                 return;
             }
         }
@@ -333,7 +351,7 @@ impl Writer {
         tracing::error!(
             journal = %self.url,
             error = %e,
-            buffered = self.buffer.len(),
+            buffered = self.events.len(),
             retry_in_ms = self.backoff.as_millis() as u64,
             "journal write failed; events kept in memory and retried"
         );
@@ -344,12 +362,8 @@ impl Writer {
         self.fail_waiters(&e.0);
     }
 
-    fn batch(&self, n: usize) -> Vec<NewEvent> {
-        self.buffer.iter().take(n).map(|(e, _)| e.clone()).collect()
-    }
-
     fn fail_waiters(&mut self, message: &str) {
-        for (_, ack) in self.buffer.iter_mut() {
+        for ack in self.acks.iter_mut() {
             if let Some(ack) = ack.take() {
                 let _ = ack.send(Err(JournalError::new(message)));
             }
@@ -357,9 +371,9 @@ impl Writer {
     }
 
     fn report_loss(&self) {
-        if !self.buffer.is_empty() {
+        if !self.events.is_empty() {
             tracing::error!(
-                lost = self.buffer.len(),
+                lost = self.events.len(),
                 "journal writer stopping with unwritten events"
             );
         }
