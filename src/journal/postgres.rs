@@ -43,6 +43,12 @@ impl PostgresStore {
     /// without it the connection is plain (loopback or a private network only).
     pub fn connect(url: &str) -> Result<PostgresStore, JournalError> {
         let (mut config, tls) = driver_config(url)?;
+        // libpq's convention: the password may come from the environment instead of the URL.
+        if config.get_password().is_none() {
+            if let Ok(password) = std::env::var("PGPASSWORD") {
+                config.password(password);
+            }
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
