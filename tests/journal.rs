@@ -368,3 +368,94 @@ async fn without_a_journal_nothing_is_journaled_or_exposed() {
     assert!(!metrics(&server).await.contains("journal"));
     server.stop().await;
 }
+
+/// Runs the binary with a clean environment; returns (exit code, stdout, stderr).
+fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
+        .args(args)
+        .env_clear()
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn journal_commands_show_what_was_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("j.db").display());
+    let mut store = journal::open(&url.parse().unwrap()).unwrap();
+    let now = twiml_failover::journal::time::now_ms();
+    let event = |key: &str, at: i64| twiml_failover::journal::NewEvent {
+        received_at_ms: at,
+        role: "fallback".into(),
+        method: "POST".into(),
+        url: "https://f.example/sms".into(),
+        path: "/sms".into(),
+        params: vec![("Body".into(), "two\nlines".into())],
+        error_code: Some("11200".into()),
+        error_url: None,
+        idempotency_key: key.into(),
+        conversation: "SM1".into(),
+        account_sid: None,
+    };
+    store
+        .append(&[event("old", now - 3_600_000), event("new", now - 1000)])
+        .unwrap();
+    store.mark_delivered(1, now).unwrap();
+    drop(store);
+
+    let (code, out, err) = run_cli(&["journal", "stats", "--journal", &url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("total        2") && out.contains("undelivered  1"),
+        "{out}"
+    );
+    let (_, out, _) = run_cli(&["journal", "stats", "--journal", &url, "--format", "json"]);
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["delivered"], 1);
+
+    let (_, out, _) = run_cli(&["journal", "list", "--journal", &url, "--since", "10m"]);
+    assert_eq!(
+        out.lines().count(),
+        2,
+        "header + the recent event only:\n{out}"
+    );
+    assert!(out.contains("new") && !out.contains("old"), "{out}");
+    let (_, out, _) = run_cli(&["journal", "--journal", &url, "--format", "json", "list"]);
+    let keys: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["idempotency_key"].to_string()
+        })
+        .collect();
+    assert_eq!(keys, ["\"old\"", "\"new\""]);
+
+    let (code, out, _) = run_cli(&["journal", "show", "2", "--journal", &url]);
+    assert_eq!(code, 0);
+    assert!(out.contains(r#""Body" = "two\nlines""#), "{out}");
+    let (code, _, err) = run_cli(&["journal", "show", "99", "--journal", &url]);
+    assert_eq!((code, err.trim()), (1, "twiml-failover: no event 99"));
+
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, format!("[journal]\nurl = \"{url}\"\n")).unwrap();
+    let (code, out, err) = run_cli(&["journal", "stats", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("total        2"), "{out}");
+
+    // A mistyped path is an error, not a new empty journal.
+    let typo = format!("sqlite://{}", dir.path().join("typo.db").display());
+    let (code, _, err) = run_cli(&["journal", "stats", "--journal", &typo]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no journal at"), "{err}");
+    assert!(!dir.path().join("typo.db").exists());
+    let (code, _, err) = run_cli(&["journal", "stats"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--journal"), "{err}");
+    let (code, _, err) = run_cli(&["journal", "list", "--journal", &url, "--since", "soon"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("since"), "{err}");
+}
