@@ -459,3 +459,98 @@ fn journal_commands_show_what_was_stored() {
     assert_eq!(code, 2);
     assert!(err.contains("since"), "{err}");
 }
+
+/// A TCP proxy to the test database that can be cut (connections dropped, new ones refused).
+struct CuttableProxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: SocketAddr) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (up2, links2) = (up.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the database is "down"
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                links2.lock().unwrap().push(link);
+            }
+        });
+        CuttableProxy { addr, up, links }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_still_answers_then_catches_up_in_order() {
+    let Some(base) = postgres_url() else { return };
+    let direct = tokio::task::block_in_place(|| fresh_postgres_db(&base, "tf_down"));
+    // postgres://user:pw@127.0.0.1:PORT/db: route the server through the proxy.
+    let authority = direct.split('@').nth(1).unwrap().split('/').next().unwrap();
+    let upstream: SocketAddr = authority.parse().expect("test URL uses IP:port");
+    let proxy = CuttableProxy::start(upstream).await;
+    let proxied = direct.replacen(authority, &proxy.addr.to_string(), 1);
+    let server = TestServer::start(config(&with_journal("fallback", &proxied))).await;
+    let sms = |sid: &'static str| [("MessageSid", sid), ("Body", "hello")];
+
+    assert_eq!(post(&server, "/sms", &sms("SM1"), &[]).await.status, 200);
+    proxy.cut();
+    for sid in ["SM2", "SM3"] {
+        let reply = post(&server, "/sms", &sms(sid), &[]).await;
+        assert_eq!(
+            reply.status, 200,
+            "the caller is answered while the database is down"
+        );
+        assert!(reply.body.contains("<Message>"));
+    }
+    let m = metrics(&server).await;
+    assert!(
+        m.contains("twiml_failover_journal_writes_total{result=\"error\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("twiml_failover_journal_buffered_events 2"),
+        "{m}"
+    );
+    proxy.restore();
+
+    let url: JournalUrl = direct.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let conversations = loop {
+        let events = tokio::task::block_in_place(|| {
+            let mut store = journal::open(&url).unwrap();
+            store.list(None, 100).unwrap()
+        });
+        if events.len() == 3 {
+            break events
+                .into_iter()
+                .map(|e| e.event.conversation)
+                .collect::<Vec<_>>();
+        }
+        assert!(Instant::now() < deadline, "buffered events never written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(conversations, ["SM1", "SM2", "SM3"]);
+    server.stop().await;
+}

@@ -60,8 +60,11 @@ impl PostgresStore {
         };
         let mut tx = client.transaction().map_err(err)?;
         // Replicas starting together would race on CREATE TABLE; one lock serialises them.
-        tx.execute("SELECT pg_advisory_xact_lock(7300412)", &[])
-            .map_err(err)?;
+        // The "already exists, skipping" notices of every reconnect are not worth a log line.
+        tx.batch_execute(
+            "SET LOCAL client_min_messages = warning; SELECT pg_advisory_xact_lock(7300412)",
+        )
+        .map_err(err)?;
         tx.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {TABLE} (
                 id                 BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
