@@ -6,6 +6,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
@@ -58,6 +59,9 @@ pub struct Metrics {
     template_reloads: Family<ResultLabel, Counter>,
     certificate_reloads: Family<ResultLabel, Counter>,
     load_shed: Counter,
+    forward_attempts: Family<ResultLabel, Counter>,
+    forward_delivered: Counter,
+    forward_breaker: Gauge,
 }
 
 impl Metrics {
@@ -112,6 +116,24 @@ impl Metrics {
             "Requests answered 503 at once because the concurrency limit was reached",
             load_shed.clone(),
         );
+        let forward_attempts = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "forward_attempts",
+            "Attempts to deliver a journaled event to the forward target, by result",
+            forward_attempts.clone(),
+        );
+        let forward_delivered = Counter::default();
+        registry.register(
+            "forward_delivered",
+            "Journaled events delivered to the forward target",
+            forward_delivered.clone(),
+        );
+        let forward_breaker = Gauge::default();
+        registry.register(
+            "forward_breaker_state",
+            "Circuit breaker around the forward target: 0 closed, 1 open, 2 half-open",
+            forward_breaker.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -130,6 +152,9 @@ impl Metrics {
             template_reloads,
             certificate_reloads,
             load_shed,
+            forward_attempts,
+            forward_delivered,
+            forward_breaker,
         }
     }
 
@@ -192,6 +217,21 @@ impl Metrics {
         self.load_shed.inc();
     }
 
+    /// Records one delivery attempt to the forward target (`delivered` or the failure's kind).
+    pub fn forward_attempt(&self, result: &'static str) {
+        self.forward_attempts
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        if result == "delivered" {
+            self.forward_delivered.inc();
+        }
+    }
+
+    /// Sets the forward circuit breaker's state gauge.
+    pub fn forward_breaker(&self, state: i64) {
+        self.forward_breaker.set(state);
+    }
+
     /// The exposition text.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -214,6 +254,9 @@ mod tests {
         m.fallback_request("<script>");
         m.template_reload(false);
         m.load_shed();
+        m.forward_attempt("delivered");
+        m.forward_attempt("timeout");
+        m.forward_breaker(1);
         let text = m.encode();
         for line in [
             "twiml_failover_requests_total{route=\"webhook\",status=\"200\"} 1",
@@ -222,6 +265,10 @@ mod tests {
             "twiml_failover_fallback_requests_total{error_code=\"other\"} 1",
             "twiml_failover_template_reloads_total{result=\"error\"} 1",
             "twiml_failover_load_shed_total 1",
+            "twiml_failover_forward_attempts_total{result=\"delivered\"} 1",
+            "twiml_failover_forward_attempts_total{result=\"timeout\"} 1",
+            "twiml_failover_forward_delivered_total 1",
+            "twiml_failover_forward_breaker_state 1",
             "twiml_failover_build_info{version=\"",
             "role=\"fallback\"",
             "twiml_failover_request_duration_seconds_count{route=\"webhook\"} 1",
