@@ -59,9 +59,49 @@ pub struct Metrics {
     template_reloads: Family<ResultLabel, Counter>,
     certificate_reloads: Family<ResultLabel, Counter>,
     load_shed: Counter,
-    forward_attempts: Family<ResultLabel, Counter>,
-    forward_delivered: Counter,
-    forward_breaker: Gauge,
+    /// Forwarder handles, shared with the deliverer task.
+    pub forward: ForwardMetrics,
+}
+
+/// The forwarder's metrics; cheap to clone (handles to the same series).
+#[derive(Debug, Clone, Default)]
+pub struct ForwardMetrics {
+    attempts: Family<ResultLabel, Counter>,
+    delivered: Counter,
+    breaker: Gauge,
+}
+
+impl ForwardMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "forward_attempts",
+            "Attempts to deliver a journaled event to the forward target, by result",
+            self.attempts.clone(),
+        );
+        registry.register(
+            "forward_delivered",
+            "Journaled events delivered to the forward target",
+            self.delivered.clone(),
+        );
+        registry.register(
+            "forward_breaker_state",
+            "Circuit breaker around the forward target: 0 closed, 1 open, 2 half-open",
+            self.breaker.clone(),
+        );
+    }
+
+    /// Records one delivery attempt: `delivered`, or the failure's kind.
+    pub fn attempt(&self, result: &'static str) {
+        self.attempts.get_or_create(&ResultLabel { result }).inc();
+        if result == "delivered" {
+            self.delivered.inc();
+        }
+    }
+
+    /// Sets the circuit breaker's state gauge.
+    pub fn breaker(&self, state: i64) {
+        self.breaker.set(state);
+    }
 }
 
 impl Metrics {
@@ -116,24 +156,6 @@ impl Metrics {
             "Requests answered 503 at once because the concurrency limit was reached",
             load_shed.clone(),
         );
-        let forward_attempts = Family::<ResultLabel, Counter>::default();
-        registry.register(
-            "forward_attempts",
-            "Attempts to deliver a journaled event to the forward target, by result",
-            forward_attempts.clone(),
-        );
-        let forward_delivered = Counter::default();
-        registry.register(
-            "forward_delivered",
-            "Journaled events delivered to the forward target",
-            forward_delivered.clone(),
-        );
-        let forward_breaker = Gauge::default();
-        registry.register(
-            "forward_breaker_state",
-            "Circuit breaker around the forward target: 0 closed, 1 open, 2 half-open",
-            forward_breaker.clone(),
-        );
         registry.register(
             "build",
             "Build information",
@@ -143,6 +165,7 @@ impl Metrics {
             ]),
         );
         Metrics {
+            forward: ForwardMetrics::default(),
             registry,
             requests,
             duration,
@@ -152,10 +175,12 @@ impl Metrics {
             template_reloads,
             certificate_reloads,
             load_shed,
-            forward_attempts,
-            forward_delivered,
-            forward_breaker,
         }
+    }
+
+    /// Exposes the forwarder's series (only servers with `--forward-to` show them).
+    pub fn enable_forward(&mut self) {
+        self.forward.register(&mut self.registry);
     }
 
     /// Records one answered request.
@@ -217,21 +242,6 @@ impl Metrics {
         self.load_shed.inc();
     }
 
-    /// Records one delivery attempt to the forward target (`delivered` or the failure's kind).
-    pub fn forward_attempt(&self, result: &'static str) {
-        self.forward_attempts
-            .get_or_create(&ResultLabel { result })
-            .inc();
-        if result == "delivered" {
-            self.forward_delivered.inc();
-        }
-    }
-
-    /// Sets the forward circuit breaker's state gauge.
-    pub fn forward_breaker(&self, state: i64) {
-        self.forward_breaker.set(state);
-    }
-
     /// The exposition text.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -247,16 +257,17 @@ mod tests {
 
     #[test]
     fn exposes_what_was_recorded() {
-        let m = Metrics::new("fallback");
+        let mut m = Metrics::new("fallback");
+        m.enable_forward();
         m.request("webhook", 200, 0.001);
         m.signature_failure("mismatch");
         m.fallback_request("11205");
         m.fallback_request("<script>");
         m.template_reload(false);
         m.load_shed();
-        m.forward_attempt("delivered");
-        m.forward_attempt("timeout");
-        m.forward_breaker(1);
+        m.forward.attempt("delivered");
+        m.forward.attempt("timeout");
+        m.forward.breaker(1);
         let text = m.encode();
         for line in [
             "twiml_failover_requests_total{route=\"webhook\",status=\"200\"} 1",

@@ -28,7 +28,7 @@ use self::schedule::Scan;
 use super::time::now_ms;
 use super::{Event, JournalError, Store};
 use crate::keyring::KeyRing;
-use crate::metrics::Metrics;
+use crate::metrics::ForwardMetrics;
 
 /// Undelivered events read per store query while looking for eligible ones.
 const PAGE: usize = 256;
@@ -119,7 +119,7 @@ impl Deliverer {
         store: Box<dyn Store>,
         settings: Settings,
         keyring: KeyRing,
-        metrics: Arc<Metrics>,
+        metrics: ForwardMetrics,
         wake: Arc<Notify>,
     ) -> Result<Deliverer, String> {
         let client = Client::new(&settings.url, settings.concurrency)?;
@@ -155,7 +155,7 @@ struct Run {
     store: Shared,
     client: Arc<Client>,
     keyring: Arc<KeyRing>,
-    metrics: Arc<Metrics>,
+    metrics: ForwardMetrics,
     settings: Settings,
     breaker_state: breaker::State,
 }
@@ -326,11 +326,11 @@ impl Run {
         in_flight.remove(&done.id);
         match done.result {
             Ok(()) => {
-                self.metrics.forward_attempt("delivered");
+                self.metrics.attempt("delivered");
                 breaker.success();
             }
             Err(e) => {
-                self.metrics.forward_attempt(e.label());
+                self.metrics.attempt(e.label());
                 breaker.failure(Instant::now());
             }
         }
@@ -355,7 +355,7 @@ impl Run {
             }
             self.breaker_state = state;
         }
-        self.metrics.forward_breaker(state.as_gauge());
+        self.metrics.breaker(state.as_gauge());
     }
 
     async fn prune(&self) {

@@ -1,0 +1,399 @@
+//! Store and forward, end to end: a forward target that goes down (refuses connections, then
+//! answers 503) and comes back; every journaled event must arrive exactly once, in order per
+//! conversation, signed for the target's URL. Also `journal replay`.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use twiml_failover::journal::forward::backoff::Backoff;
+use twiml_failover::journal::forward::{Deliverer, Settings};
+use twiml_failover::journal::{self, JournalUrl, NewEvent, Store};
+use twiml_failover::keyring::{KeyRing, Secret};
+use twiml_failover::metrics::Metrics;
+use twiml_failover::signature::{self, Algorithm};
+
+use common::TOKEN;
+
+/// One request the target received.
+#[derive(Debug, Clone)]
+struct Hit {
+    /// What the target answered.
+    status: u16,
+    headers: HashMap<String, String>,
+    params: Vec<(String, String)>,
+}
+
+impl Hit {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", String::as_str)
+    }
+}
+
+#[derive(Debug, Default)]
+struct TargetState {
+    /// Answer 503 instead of 200.
+    unavailable: bool,
+    /// Answer 503 to every n-th request (a flaky target).
+    fail_every: Option<usize>,
+    hits: Vec<Hit>,
+}
+
+/// A forward target we control: up (200), unavailable (503) or down (connections refused).
+struct Target {
+    addr: SocketAddr,
+    state: Arc<Mutex<TargetState>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Target {
+    async fn start() -> Target {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(TargetState::default()));
+        let server = Some(tokio::spawn(serve(listener, state.clone())));
+        Target {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/internal/twilio?src=failover", self.addr)
+    }
+
+    /// Stops listening and cuts every open connection: new connections are refused.
+    async fn down(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+            let _ = server.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    async fn up(&mut self) {
+        if self.server.is_none() {
+            let listener = TcpListener::bind(self.addr).await.unwrap();
+            self.server = Some(tokio::spawn(serve(listener, self.state.clone())));
+        }
+    }
+
+    fn set_unavailable(&self, unavailable: bool) {
+        self.state.lock().unwrap().unavailable = unavailable;
+    }
+
+    fn set_flaky(&self, fail_every: Option<usize>) {
+        self.state.lock().unwrap().fail_every = fail_every;
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.state.lock().unwrap().hits.clone()
+    }
+
+    /// The requests answered 200: what the target accepted.
+    fn accepted(&self) -> Vec<Hit> {
+        self.hits()
+            .into_iter()
+            .filter(|h| h.status == 200)
+            .collect()
+    }
+}
+
+/// Accepts until aborted; aborting drops the set of connection tasks, which closes them all.
+async fn serve(listener: TcpListener, state: Arc<Mutex<TargetState>>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let state = state.clone();
+            async move {
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_string(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect();
+                let body = req.into_body().collect().await?.to_bytes();
+                let params: Vec<(String, String)> =
+                    serde_urlencoded::from_bytes(&body).unwrap_or_default();
+                let mut state = state.lock().unwrap();
+                let flaky = state
+                    .fail_every
+                    .is_some_and(|n| state.hits.len() % n == n - 1);
+                let status = if state.unavailable || flaky { 503 } else { 200 };
+                state.hits.push(Hit {
+                    status,
+                    headers,
+                    params,
+                });
+                Ok::<_, hyper::Error>(
+                    hyper::Response::builder()
+                        .status(status)
+                        .body(Full::new(Bytes::from_static(b"ok")))
+                        .unwrap(),
+                )
+            }
+        });
+        connections.spawn(async move {
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Quick retries and a short breaker cool-down so the test does not wait out production delays.
+fn settings(url: String) -> Settings {
+    Settings {
+        concurrency: 6,
+        timeout: Duration::from_secs(5),
+        backoff: Backoff {
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(200),
+        },
+        breaker_threshold: 3,
+        breaker_cooldown: Duration::from_millis(150),
+        poll_interval: Duration::from_millis(200),
+        ..Settings::new(url)
+    }
+}
+
+fn keyring() -> KeyRing {
+    let mut ring = KeyRing {
+        primary: Some(Secret::new(TOKEN)),
+        ..KeyRing::default()
+    };
+    ring.accounts.insert(
+        "AC00000000000000000000000000000009".into(),
+        vec![Secret::new("sub-account-token")],
+    );
+    ring
+}
+
+fn sms(conversation: usize, seq: usize, account: &str) -> NewEvent {
+    let sid = format!("SM{conversation:032}");
+    let key = format!("{sid}-{seq}");
+    NewEvent {
+        received_at_ms: journal::time::now_ms(),
+        role: "fallback".into(),
+        method: "POST".into(),
+        url: "https://fallback.example.com/sms".into(),
+        path: "/sms".into(),
+        params: vec![
+            ("AccountSid".into(), account.into()),
+            ("MessageSid".into(), sid.clone()),
+            ("Body".into(), format!("message {seq} & more")),
+            ("Seq".into(), seq.to_string()),
+        ],
+        error_code: Some("11200".into()),
+        error_url: None,
+        idempotency_key: key,
+        conversation: sid,
+        account_sid: Some(account.into()),
+    }
+}
+
+fn sqlite(dir: &tempfile::TempDir) -> JournalUrl {
+    format!("sqlite://{}", dir.path().join("journal.db").display())
+        .parse()
+        .unwrap()
+}
+
+/// Waits (bounded, to fail instead of hanging) until `done` holds.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("gave up waiting: {what}");
+}
+
+/// Checks what the target accepted against what was journaled, in `order` (keys per conversation).
+fn assert_delivered_once_in_order(
+    target: &Target,
+    order: &BTreeMap<String, Vec<String>>,
+    url: &str,
+) {
+    let accepted = target.accepted();
+    let mut by_key: HashMap<&str, usize> = HashMap::new();
+    for hit in &accepted {
+        *by_key
+            .entry(hit.header("x-twiml-failover-idempotency-key"))
+            .or_default() += 1;
+    }
+    let duplicates: Vec<_> = by_key.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        duplicates.is_empty(),
+        "delivered more than once: {duplicates:?}"
+    );
+    let expected: usize = order.values().map(Vec::len).sum();
+    assert_eq!(accepted.len(), expected, "every event delivered");
+    for (conversation, keys) in order {
+        let got: Vec<&str> = accepted
+            .iter()
+            .filter(|h| {
+                h.params
+                    .iter()
+                    .any(|(k, v)| k == "MessageSid" && v == conversation)
+            })
+            .map(|h| h.header("x-twiml-failover-idempotency-key"))
+            .collect();
+        assert_eq!(&got, keys, "order of conversation {conversation}");
+    }
+    for hit in target.hits() {
+        let account = hit
+            .params
+            .iter()
+            .find(|(k, _)| k == "AccountSid")
+            .map(|(_, v)| v.as_str());
+        let token = if account == Some("AC00000000000000000000000000000009") {
+            "sub-account-token"
+        } else {
+            TOKEN
+        };
+        let sig = hit.header("x-twilio-signature");
+        assert!(
+            signature::verify(
+                Algorithm::HmacSha1,
+                &[token.as_bytes()],
+                url,
+                &hit.params,
+                sig
+            ),
+            "forwarded signature must validate for {url}"
+        );
+        assert_eq!(
+            hit.header("content-type"),
+            "application/x-www-form-urlencoded"
+        );
+        assert_eq!(hit.header("x-twiml-failover-role"), "fallback");
+        assert!(hit.header("x-twiml-failover-received-at").ends_with('Z'));
+        assert!(hit
+            .header("x-twiml-failover-event-id")
+            .parse::<i64>()
+            .is_ok());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliverer_rides_out_a_target_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite(&dir);
+    let mut writer = journal::open(&url).unwrap();
+    let mut target = Target::start().await;
+    let mut metrics = Metrics::new("fallback");
+    metrics.enable_forward();
+    let metrics = Arc::new(metrics);
+    let wake = Arc::new(Notify::new());
+    let deliverer = Deliverer::spawn(
+        journal::open(&url).unwrap(),
+        settings(target.url()),
+        keyring(),
+        metrics.forward.clone(),
+        wake.clone(),
+    )
+    .unwrap();
+
+    let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut append = |store: &mut Box<dyn Store>, seq: usize| {
+        let conversation = seq % 3;
+        let account = if conversation == 2 {
+            "AC00000000000000000000000000000009"
+        } else {
+            "AC00000000000000000000000000000001"
+        };
+        let event = sms(conversation, seq, account);
+        order
+            .entry(event.conversation.clone())
+            .or_default()
+            .push(event.idempotency_key.clone());
+        store.append(&[event]).unwrap();
+        wake.notify_one();
+    };
+
+    // Up: the first events go straight through.
+    for seq in 0..10 {
+        append(&mut writer, seq);
+    }
+    eventually("first events delivered", || target.accepted().len() == 10).await;
+
+    // Down: connections refused while events keep arriving.
+    target.down().await;
+    for seq in 10..40 {
+        append(&mut writer, seq);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eventually("breaker opened", || {
+        metrics
+            .encode()
+            .contains("twiml_failover_forward_breaker_state 1")
+    })
+    .await;
+
+    // Up but failing: 503 answers are failures too.
+    target.set_unavailable(true);
+    target.up().await;
+    for seq in 40..60 {
+        append(&mut writer, seq);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eventually("a 503 was seen", || {
+        target.hits().iter().any(|h| h.status == 503)
+    })
+    .await;
+
+    // Flaky: every third request fails while a burst arrives; failed events are retried later,
+    // and the conversation's later events must wait for them.
+    target.set_unavailable(false);
+    target.set_flaky(Some(3));
+    for seq in 60..90 {
+        append(&mut writer, seq);
+    }
+    eventually("flaky failures seen", || {
+        target.hits().iter().filter(|h| h.status == 503).count() > 10
+    })
+    .await;
+
+    // Back: everything arrives.
+    target.set_flaky(None);
+    eventually("every event delivered", || {
+        writer.stats().unwrap().undelivered == 0
+    })
+    .await;
+    deliverer.stop().await;
+
+    assert_delivered_once_in_order(&target, &order, &target.url());
+    let text = metrics.encode();
+    assert!(
+        text.contains("twiml_failover_forward_delivered_total 90"),
+        "{text}"
+    );
+    assert!(text.contains("result=\"connect_error\""), "{text}");
+    assert!(text.contains("result=\"http_error\""), "{text}");
+    assert!(
+        text.contains("twiml_failover_forward_breaker_state 0"),
+        "{text}"
+    );
+    let stats = writer.stats().unwrap();
+    assert_eq!((stats.total, stats.delivered), (90, 90));
+}
