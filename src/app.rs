@@ -6,6 +6,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, StartupError};
+use crate::journal::writer::{self, Journal};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::server::tls::CertStore;
@@ -26,21 +27,47 @@ pub struct App {
     pub concurrency: Arc<Semaphore>,
     /// The TLS certificate, when serving HTTPS.
     pub tls: Option<Arc<CertStore>>,
+    /// The webhook journal's writer, when `--journal` is set.
+    pub journal: Option<Journal>,
 }
 
 impl App {
     /// Builds the state from a config and what was loaded for it.
-    pub fn new(config: Config, templates: Templates, tls: Option<Arc<CertStore>>) -> Arc<App> {
-        let metrics = Metrics::new(config.role.as_str());
+    /// Starts the journal's writer thread when one is configured.
+    pub fn new(
+        config: Config,
+        templates: Templates,
+        tls: Option<Arc<CertStore>>,
+    ) -> Result<Arc<App>, StartupError> {
+        let mut metrics = Metrics::new(config.role.as_str());
+        let journal = match &config.journal {
+            Some(j) => {
+                metrics.enable_journal();
+                let settings = writer::Settings {
+                    timeout: j.timeout,
+                    ..writer::Settings::default()
+                };
+                Some(
+                    Journal::start(j.url.clone(), settings, metrics.journal.clone()).map_err(
+                        |e| StartupError::Invalid {
+                            setting: "journal",
+                            message: format!("cannot start the writer: {e}"),
+                        },
+                    )?,
+                )
+            }
+            None => None,
+        };
         let concurrency = Arc::new(Semaphore::new(config.limits.max_concurrency));
-        Arc::new(App {
+        Ok(Arc::new(App {
+            journal,
             templates: ArcSwap::from_pointee(templates),
             metrics,
             readiness: Readiness::default(),
             concurrency,
             tls,
             config,
-        })
+        }))
     }
 
     /// Loads the config's templates and TLS pair and builds the state.
@@ -58,7 +85,7 @@ impl App {
             Some(files) => Some(CertStore::load(files).map_err(StartupError::Tls)?),
             None => None,
         };
-        Ok(App::new(config, templates, tls))
+        App::new(config, templates, tls)
     }
 
     /// Reloads everything reloadable: templates, and the TLS pair when serving HTTPS.

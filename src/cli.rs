@@ -29,6 +29,8 @@ pub enum Command {
     Sign(SignArgs),
     /// Rehearse a failover as Twilio performs it: call the primary, then the fallback, and report.
     Drill(DrillArgs),
+    /// Inspect the webhook journal.
+    Journal(JournalArgs),
 }
 
 /// Flags of `serve` (and the settings `check` shares with it).
@@ -98,6 +100,12 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "TWIML_FAILOVER_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Journal every verified webhook before answering: sqlite:///path.db or postgres://... .
+    #[arg(long, env = "TWIML_FAILOVER_JOURNAL", value_name = "URL")]
+    pub journal: Option<String>,
+    /// Seconds a request waits for its journal commit before answering anyway [default: 1].
+    #[arg(long, env = "TWIML_FAILOVER_JOURNAL_TIMEOUT", value_name = "SECONDS")]
+    pub journal_timeout: Option<f64>,
 }
 
 /// Flags of `check`.
@@ -238,4 +246,67 @@ pub enum DrillProgress {
     Always,
     /// Never.
     Never,
+}
+
+/// Flags of `journal`.
+#[derive(Debug, Args)]
+pub struct JournalArgs {
+    /// The journal: sqlite:///path.db or postgres://... (default: `[journal] url` of --config).
+    #[arg(
+        long,
+        global = true,
+        env = "TWIML_FAILOVER_JOURNAL",
+        value_name = "URL"
+    )]
+    pub journal: Option<String>,
+    /// TOML config file whose `[journal] url` is used when --journal is not given.
+    #[arg(
+        long,
+        global = true,
+        env = "TWIML_FAILOVER_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+    /// Output format: text or json.
+    #[arg(
+        long,
+        global = true,
+        env = "TWIML_FAILOVER_JOURNAL_FORMAT",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub format: JournalFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: JournalCommand,
+}
+
+/// The `journal` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Counts: total, undelivered, delivered, oldest undelivered.
+    Stats,
+    /// Events, oldest first.
+    List {
+        /// Only events received at or after this time: RFC 3339 (2026-11-25T16:00:00Z) or an age (15m, 2h, 7d).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value = "100", value_name = "N")]
+        limit: usize,
+    },
+    /// One event with all its parameters.
+    Show {
+        /// The event id (from `list`).
+        id: i64,
+    },
+}
+
+/// Output format of `journal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JournalFormat {
+    /// For people.
+    Text,
+    /// For machines.
+    Json,
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
+use crate::journal::JournalUrl;
 use crate::keyring::{KeyRing, Secret};
 
 /// Why the process will not start. Always names the offending setting.
@@ -184,6 +185,17 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Reload when the template (or TLS) files change, not only on SIGHUP.
     pub watch: bool,
+    /// The webhook journal, when set.
+    pub journal: Option<JournalConfig>,
+}
+
+/// Where and how webhooks are journaled.
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    /// The store.
+    pub url: JournalUrl,
+    /// How long a request waits for its commit.
+    pub timeout: Duration,
 }
 
 /// What templates may use besides Twilio's parameters.
@@ -214,6 +226,8 @@ struct FileConfig {
     #[serde(default)]
     tls: FileTls,
     #[serde(default)]
+    journal: FileJournal,
+    #[serde(default)]
     vars: BTreeMap<String, String>,
     #[serde(default)]
     extra_params: Vec<String>,
@@ -231,6 +245,13 @@ struct FileLimits {
     request_timeout: Option<f64>,
     max_concurrency: Option<usize>,
     max_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileJournal {
+    url: Option<String>,
+    timeout: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -418,9 +439,21 @@ impl Config {
             (None, Some(_)) => return Err(invalid("tls-cert", "--tls-key needs --tls-cert")),
         };
 
+        let journal = match args.journal.as_deref().or(file.journal.url.as_deref()) {
+            Some(raw) => Some(JournalConfig {
+                url: raw.parse().map_err(|m: String| invalid("journal", m))?,
+                timeout: match args.journal_timeout.or(file.journal.timeout) {
+                    Some(s) => seconds("journal-timeout", s)?,
+                    None => Duration::from_secs(1),
+                },
+            }),
+            None => None,
+        };
+
         let template_settings = template_settings_from(file.vars, file.extra_params)?;
 
         Ok(Config {
+            journal,
             listen,
             role,
             templates,
@@ -437,6 +470,11 @@ impl Config {
             watch: args.watch.or(file.watch).unwrap_or(true),
         })
     }
+}
+
+/// Reads only the `[journal] url` of a config file (for the `journal` commands).
+pub fn load_journal_url(path: &Path) -> Result<Option<String>, StartupError> {
+    Ok(read_file_config(path)?.journal.url)
 }
 
 /// Reads only the template-related part of a config file (for `check`).
@@ -594,6 +632,47 @@ mod tests {
 
     fn message(result: Result<Config, StartupError>) -> String {
         result.expect_err("should refuse to start").to_string()
+    }
+
+    #[test]
+    fn journal_from_flag_or_file() {
+        let env = env_with(Some("t"));
+        assert!(Config::load(&args(), &env).unwrap().journal.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            &dir,
+            "c.toml",
+            "[journal]\nurl = \"sqlite:///var/j.db\"\ntimeout = 0.25\n",
+        );
+        let c = Config::load(
+            &ServeArgs {
+                config: Some(file.clone()),
+                ..args()
+            },
+            &env,
+        )
+        .unwrap();
+        let j = c.journal.unwrap();
+        assert_eq!(j.url.to_string(), "sqlite:///var/j.db");
+        assert_eq!(j.timeout, Duration::from_millis(250));
+        let flag = ServeArgs {
+            config: Some(file),
+            journal: Some("postgres://u:pw@db/j".into()),
+            ..args()
+        };
+        let j = Config::load(&flag, &env).unwrap().journal.unwrap();
+        assert_eq!(j.url.to_string(), "postgres://u:***@db/j");
+        let bad = ServeArgs {
+            journal: Some("/tmp/j.db".into()),
+            ..args()
+        };
+        assert!(message(Config::load(&bad, &env)).starts_with("journal: "));
+        let bad = ServeArgs {
+            journal: Some("sqlite:///j.db".into()),
+            journal_timeout: Some(0.0),
+            ..args()
+        };
+        assert!(message(Config::load(&bad, &env)).starts_with("journal-timeout: "));
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! The `twiml-failover` binary: parse the command line, then hand over to the library.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use twiml_failover::app::App;
-use twiml_failover::cli::{CheckArgs, Cli, Command, DrillArgs, ServeArgs, SignArgs};
+use twiml_failover::cli::{
+    CheckArgs, Cli, Command, DrillArgs, JournalArgs, JournalCommand, JournalFormat, ServeArgs,
+    SignArgs,
+};
 use twiml_failover::config::{self, Config, LogFormat, StartupError};
 use twiml_failover::signature::{self, Algorithm};
 use twiml_failover::templates::check::check_all;
@@ -17,6 +21,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Sign(args) => sign(args),
         Command::Drill(args) => drill(args),
+        Command::Journal(args) => journal(args),
     }
 }
 
@@ -85,7 +90,17 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
             tokio::spawn(reload::on_file_change(app.clone(), paths));
         }
-        server::run(listener, app, signals::shutdown()).await;
+        server::run(listener, app.clone(), signals::shutdown()).await;
+        if let Some(journal) = &app.journal {
+            // Events buffered during a journal outage get one last chance before exit.
+            let left = tokio::task::block_in_place(|| journal.flush(Duration::from_secs(5)));
+            if left > 0 {
+                tracing::error!(
+                    unwritten = left,
+                    "exiting with events the journal did not take"
+                );
+            }
+        }
         ExitCode::SUCCESS
     })
 }
@@ -190,4 +205,64 @@ fn drill(args: DrillArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+fn journal(args: JournalArgs) -> ExitCode {
+    use twiml_failover::journal::{self, inspect, time, JournalUrl};
+    let raw = match (args.journal, &args.config) {
+        (Some(url), _) => url,
+        (None, Some(path)) => match config::load_journal_url(path) {
+            Ok(Some(url)) => url,
+            Ok(None) => return fail(format!("journal: {} has no [journal] url", path.display())),
+            Err(e) => return fail(e),
+        },
+        (None, None) => {
+            return fail("journal: give --journal URL (or --config with [journal] url)")
+        }
+    };
+    let url: JournalUrl = match raw.parse() {
+        Ok(url) => url,
+        Err(e) => return fail(format!("journal: {e}")),
+    };
+    // Reading must not create an empty journal where the operator mistyped a path.
+    if let JournalUrl::Sqlite(path) = &url {
+        if !path.is_file() {
+            return fail(format!("journal: no journal at {}", path.display()));
+        }
+    }
+    let mut store = match journal::open(&url) {
+        Ok(store) => store,
+        Err(e) => return fail(e),
+    };
+    let now = time::now_ms();
+    let json = args.format == JournalFormat::Json;
+    let text = match args.command {
+        JournalCommand::Stats => match store.stats() {
+            Ok(s) if json => inspect::stats_json(&s, now),
+            Ok(s) => inspect::stats_text(&s, now),
+            Err(e) => return fail(e),
+        },
+        JournalCommand::List { since, limit } => {
+            let since = match since.map(|s| time::parse_since(&s, now)).transpose() {
+                Ok(since) => since,
+                Err(e) => return fail(format!("since: {e}")),
+            };
+            match store.list(since, limit) {
+                Ok(events) if json => inspect::list_json(&events),
+                Ok(events) => inspect::list_text(&events),
+                Err(e) => return fail(e),
+            }
+        }
+        JournalCommand::Show { id } => match store.get(id) {
+            Ok(Some(e)) if json => inspect::event_json(&e) + "\n",
+            Ok(Some(e)) => inspect::show_text(&e),
+            Ok(None) => {
+                eprintln!("twiml-failover: no event {id}");
+                return ExitCode::from(1);
+            }
+            Err(e) => return fail(e),
+        },
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    ExitCode::SUCCESS
 }

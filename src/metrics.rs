@@ -59,6 +59,8 @@ pub struct Metrics {
     template_reloads: Family<ResultLabel, Counter>,
     certificate_reloads: Family<ResultLabel, Counter>,
     load_shed: Counter,
+    /// Journal handles, shared with the journal's writer and stats threads.
+    pub journal: JournalMetrics,
     /// Forwarder handles, shared with the deliverer task.
     pub forward: ForwardMetrics,
 }
@@ -101,6 +103,68 @@ impl ForwardMetrics {
     /// Sets the circuit breaker's state gauge.
     pub fn breaker(&self, state: i64) {
         self.breaker.set(state);
+    }
+}
+
+/// The journal's metrics; cheap to clone (handles to the same series).
+#[derive(Debug, Clone, Default)]
+pub struct JournalMetrics {
+    writes: Family<ResultLabel, Counter>,
+    backlog: Gauge,
+    oldest_undelivered_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    buffered: Gauge,
+    dropped: Counter,
+}
+
+impl JournalMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "journal_writes",
+            "Webhooks the handler journaled, by result (new, duplicate, error, timeout, overloaded)",
+            self.writes.clone(),
+        );
+        registry.register(
+            "journal_backlog_events",
+            "Journaled events not yet delivered (refreshed every few seconds)",
+            self.backlog.clone(),
+        );
+        registry.register(
+            "journal_oldest_undelivered_age_seconds",
+            "Age of the oldest undelivered journaled event, 0 when none",
+            self.oldest_undelivered_age.clone(),
+        );
+        registry.register(
+            "journal_buffered_events",
+            "Events held in memory because the journal store failed; retried until written",
+            self.buffered.clone(),
+        );
+        registry.register(
+            "journal_dropped",
+            "Events lost because the in-memory retry buffer was full",
+            self.dropped.clone(),
+        );
+    }
+
+    /// Records what the journal did with one webhook.
+    pub fn write(&self, result: &'static str) {
+        self.writes.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Sets the backlog gauges from a stats query.
+    pub fn backlog(&self, undelivered: u64, oldest_age_seconds: f64) {
+        self.backlog
+            .set(i64::try_from(undelivered).unwrap_or(i64::MAX));
+        self.oldest_undelivered_age.set(oldest_age_seconds);
+    }
+
+    /// Sets how many events wait in memory for the store to come back.
+    pub fn buffered(&self, events: usize) {
+        self.buffered.set(i64::try_from(events).unwrap_or(i64::MAX));
+    }
+
+    /// Records an event that could not even be buffered.
+    pub fn dropped(&self) {
+        self.dropped.inc();
     }
 }
 
@@ -165,6 +229,7 @@ impl Metrics {
             ]),
         );
         Metrics {
+            journal: JournalMetrics::default(),
             forward: ForwardMetrics::default(),
             registry,
             requests,
@@ -176,6 +241,11 @@ impl Metrics {
             certificate_reloads,
             load_shed,
         }
+    }
+
+    /// Exposes the journal's series (only servers with a journal show them).
+    pub fn enable_journal(&mut self) {
+        self.journal.register(&mut self.registry);
     }
 
     /// Exposes the forwarder's series (only servers with `--forward-to` show them).
@@ -258,6 +328,7 @@ mod tests {
     #[test]
     fn exposes_what_was_recorded() {
         let mut m = Metrics::new("fallback");
+        m.enable_journal();
         m.enable_forward();
         m.request("webhook", 200, 0.001);
         m.signature_failure("mismatch");
@@ -265,6 +336,9 @@ mod tests {
         m.fallback_request("<script>");
         m.template_reload(false);
         m.load_shed();
+        m.journal.write("timeout");
+        m.journal.backlog(7, 1.5);
+        m.journal.dropped();
         m.forward.attempt("delivered");
         m.forward.attempt("timeout");
         m.forward.breaker(1);
@@ -280,6 +354,11 @@ mod tests {
             "twiml_failover_forward_attempts_total{result=\"timeout\"} 1",
             "twiml_failover_forward_delivered_total 1",
             "twiml_failover_forward_breaker_state 1",
+            "twiml_failover_journal_writes_total{result=\"timeout\"} 1",
+            "twiml_failover_journal_backlog_events 7",
+            "twiml_failover_journal_oldest_undelivered_age_seconds 1.5",
+            "twiml_failover_journal_buffered_events 0",
+            "twiml_failover_journal_dropped_total 1",
             "twiml_failover_build_info{version=\"",
             "role=\"fallback\"",
             "twiml_failover_request_duration_seconds_count{route=\"webhook\"} 1",

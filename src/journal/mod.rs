@@ -6,10 +6,12 @@
 //! request.
 
 pub mod forward;
+pub mod inspect;
 pub mod postgres;
 pub mod record;
 pub mod sqlite;
 pub mod time;
+pub mod writer;
 
 use std::fmt;
 use std::path::PathBuf;

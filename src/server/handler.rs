@@ -12,11 +12,14 @@ use hyper::body::Incoming;
 use super::limits::{self, BodyError};
 use super::respond::{self, Answer};
 use crate::app::App;
+use crate::journal::record::{self, Received};
+use crate::journal::time::now_ms;
+use crate::journal::writer::Written;
 use crate::readiness::Phase;
 use crate::route::{route, Route};
 use crate::templates::{AnswerError, ServedBy};
 use crate::verify::authenticate;
-use crate::webhook::{decode, DecodeError, UrlRules};
+use crate::webhook::{decode, DecodeError, Params, UrlRules};
 
 /// What the request log line says beyond method, path and status.
 #[derive(Debug, Default)]
@@ -27,6 +30,8 @@ struct Outcome {
     error_url: Option<String>,
     served_by: Option<&'static str>,
     reason: Option<String>,
+    journal: Option<&'static str>,
+    journal_id: Option<i64>,
 }
 
 /// Answers one request.
@@ -89,6 +94,8 @@ pub async fn handle(
         error_url = outcome.error_url.as_deref(),
         served_by = outcome.served_by,
         reason = outcome.reason.as_deref(),
+        journal = outcome.journal,
+        journal_id = outcome.journal_id,
     );
     Ok(response)
 }
@@ -141,23 +148,76 @@ async fn webhook(
     }
     outcome.call_sid = hook.param("CallSid").map(loggable);
     outcome.message_sid = hook.param("MessageSid").map(loggable);
-    let Route::Template(name) = route else {
-        return respond::no_content();
+    let journal = app.journal.as_ref();
+    let template = match route {
+        Route::Template(name) => Some(name),
+        _ => None,
     };
+    if template.is_none() && journal.is_none() {
+        return respond::no_content();
+    }
     // Twilio adds ErrorCode and ErrorUrl only when it calls the fallback URL: that is an alert.
-    if let (Some(code), Some(url)) = (hook.param("ErrorCode"), hook.param("ErrorUrl")) {
+    if let (Some(_), Some(code), Some(url)) =
+        (template, hook.param("ErrorCode"), hook.param("ErrorUrl"))
+    {
         app.metrics.fallback_request(code);
         outcome.error_code = Some(loggable(code));
         outcome.error_url = Some(loggable(url));
     }
+    let url = journal.map(|_| hook.url.clone());
     let params = match hook.into_params() {
-        Ok(params) => Arc::new(params),
+        Ok(params) => params,
         Err(e) => {
             outcome.reason = Some(e.to_string());
-            return respond::error(decode_status(&e));
+            return match template {
+                Some(_) => respond::error(decode_status(&e)),
+                None => respond::no_content(),
+            };
         }
     };
     tracing::debug!(params = ?params, "webhook parameters");
+    // Handed to the journal writer before rendering, so the commit and the render overlap.
+    let pending = match (journal, url) {
+        (Some(journal), Some(url)) => Some(journal.submit(record::new_event(Received {
+            received_at_ms: now_ms(),
+            role: app.config.role.as_str(),
+            method: parts.method.as_str(),
+            url: &url,
+            path: parts.uri.path(),
+            params: &params,
+            idempotency_token: idempotency_token(&parts.headers),
+        }))),
+        _ => None,
+    };
+    let answer = match template {
+        Some(name) => render(app, name, Arc::new(params), outcome),
+        None => respond::no_content(),
+    };
+    if let (Some(journal), Some(pending)) = (journal, pending) {
+        let written = journal.wait(pending).await;
+        outcome.journal = Some(written.label());
+        match written {
+            Written::New(id) | Written::Duplicate(id) => outcome.journal_id = Some(id),
+            // The caller comes first: answer anyway, and say why on the log line.
+            Written::Failed(e) => outcome.reason = Some(format!("journal: {}", loggable(&e))),
+            Written::Timeout => outcome.reason = Some("journal: commit timed out".into()),
+            Written::Overloaded => outcome.reason = Some("journal: writer queue full".into()),
+        }
+    }
+    answer
+}
+
+/// Twilio's retry-stable token, when sent exactly once as text.
+fn idempotency_token(headers: &http::HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(record::IDEMPOTENCY_HEADER).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()
+}
+
+fn render(app: &App, name: &str, params: Arc<Params>, outcome: &mut Outcome) -> Answer {
     match app.templates.load().answer(name, params) {
         Ok(answer) => {
             outcome.served_by = Some(match answer.served_by {
