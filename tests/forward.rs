@@ -306,7 +306,7 @@ async fn deliverer_rides_out_a_target_outage() {
     let metrics = Arc::new(metrics);
     let wake = Arc::new(Notify::new());
     let deliverer = Deliverer::spawn(
-        journal::open(&url).unwrap(),
+        url.clone(),
         settings(target.url()),
         keyring(),
         metrics.forward.clone(),

@@ -9,10 +9,11 @@
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use super::time::now_ms;
 use super::{open, Appended, JournalError, JournalUrl, NewEvent, Store};
@@ -90,6 +91,8 @@ pub struct Journal {
     timeout: Duration,
     metrics: JournalMetrics,
     url: JournalUrl,
+    /// Pinged after every commit, so the forwarder picks new events up at once.
+    appended: Arc<Notify>,
     /// Dropped with the handle, which ends the stats thread.
     _stop_stats: mpsc::Sender<()>,
 }
@@ -116,7 +119,9 @@ impl Journal {
         metrics: JournalMetrics,
     ) -> std::io::Result<Journal> {
         let (tx, rx) = mpsc::sync_channel(settings.queue.max(1));
+        let appended = Arc::new(Notify::new());
         let writer = Writer {
+            appended: appended.clone(),
             url: url.clone(),
             store: None,
             settings: settings.clone(),
@@ -136,6 +141,7 @@ impl Journal {
             .name("journal-stats".into())
             .spawn(move || refresh_stats(stats_url, stats_metrics, every, stopped))?;
         Ok(Journal {
+            appended,
             _stop_stats: stop_stats,
             tx,
             timeout: settings.timeout,
@@ -147,6 +153,11 @@ impl Journal {
     /// Where the journal is (password hidden by `Display`).
     pub fn url(&self) -> &JournalUrl {
         &self.url
+    }
+
+    /// Notified (`notify_one`, so a ping is never lost) after each commit of new events.
+    pub fn appended(&self) -> Arc<Notify> {
+        self.appended.clone()
     }
 
     /// Hands an event to the writer without waiting.
@@ -204,6 +215,7 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 struct Writer {
+    appended: Arc<Notify>,
     url: JournalUrl,
     store: Option<Box<dyn Store>>,
     settings: Settings,
@@ -296,6 +308,7 @@ impl Writer {
             };
             match result {
                 Ok(results) => {
+                    self.appended.notify_one();
                     for ((_, ack), appended) in self.buffer.drain(..n).zip(results) {
                         if let Some(ack) = ack {
                             let _ = ack.send(Ok(appended));

@@ -26,7 +26,7 @@ use self::breaker::Breaker;
 use self::client::{Client, SendError};
 use self::schedule::Scan;
 use super::time::now_ms;
-use super::{Event, JournalError, Store};
+use super::{Event, JournalError, JournalUrl, Store};
 use crate::keyring::KeyRing;
 use crate::metrics::ForwardMetrics;
 
@@ -34,6 +34,9 @@ use crate::metrics::ForwardMetrics;
 const PAGE: usize = 256;
 /// Most undelivered events looked at per scheduling pass (bounds the cost of a huge backlog).
 const MAX_SCAN: usize = 8192;
+
+/// How long stopping waits for attempts in flight.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How the deliverer behaves; built from `--forward-*` flags by `config`.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,23 +79,51 @@ impl Settings {
     }
 }
 
-/// A store connection shared by the deliverer's tasks; each use runs on a blocking thread.
+/// A store connection shared by the deliverer's tasks; each use runs on a blocking thread. Opened
+/// from its URL on first use and again after a failure (the database may have restarted).
 #[derive(Clone)]
-struct Shared(Arc<Mutex<Box<dyn Store>>>);
+struct Shared(Arc<Mutex<Connection>>);
+
+struct Connection {
+    url: Option<JournalUrl>,
+    store: Option<Box<dyn Store>>,
+}
 
 impl Shared {
+    /// An open connection that is not reopened.
     fn new(store: Box<dyn Store>) -> Shared {
-        Shared(Arc::new(Mutex::new(store)))
+        Shared(Arc::new(Mutex::new(Connection {
+            url: None,
+            store: Some(store),
+        })))
+    }
+
+    /// A connection opened when first needed.
+    fn lazy(url: JournalUrl) -> Shared {
+        Shared(Arc::new(Mutex::new(Connection {
+            url: Some(url),
+            store: None,
+        })))
     }
 
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut dyn Store) -> Result<T, JournalError> + Send + 'static,
     ) -> Result<T, JournalError> {
-        let store = self.0.clone();
+        let shared = self.0.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
-            f(guard.as_mut())
+            let mut conn = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = &mut *conn;
+            let store = match (&mut conn.store, &conn.url) {
+                (Some(store), _) => store,
+                (store @ None, Some(url)) => store.insert(super::open(url)?),
+                (None, None) => return Err(JournalError::new("journal connection lost")),
+            };
+            let result = f(store.as_mut());
+            if result.is_err() && conn.url.is_some() {
+                conn.store = None;
+            }
+            result
         })
         .await
         .map_err(|e| JournalError::new(format!("store task failed: {e}")))?
@@ -113,10 +144,10 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    /// Starts delivering from `store` (its own connection) to `settings.url`; `wake` is pinged
-    /// (with `notify_one`) by the journal writer after each commit.
+    /// Starts delivering from the journal at `url` (on a connection of its own) to
+    /// `settings.url`; `wake` is pinged (with `notify_one`) by the journal writer after each commit.
     pub fn spawn(
-        store: Box<dyn Store>,
+        url: JournalUrl,
         settings: Settings,
         keyring: KeyRing,
         metrics: ForwardMetrics,
@@ -125,7 +156,7 @@ impl Deliverer {
         let client = Client::new(&settings.url, settings.concurrency)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let run = Run {
-            store: Shared::new(store),
+            store: Shared::lazy(url),
             client: Arc::new(client),
             keyring: Arc::new(keyring),
             metrics,
@@ -141,14 +172,28 @@ impl Deliverer {
         })
     }
 
-    /// Stops taking new events, waits for attempts in flight (each bounded by the attempt
-    /// timeout) and returns. Whatever is undelivered stays in the journal for the next start.
+    /// Stops taking new events, waits (at most 5 s) for attempts in flight and returns. Whatever is undelivered stays in the journal for the next start.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
     }
+}
+
+/// Starts the deliverer for `app` when `--forward-to` is set; call from inside the runtime.
+pub fn start(app: &crate::app::App) -> Result<Option<Deliverer>, String> {
+    let (Some(settings), Some(journal)) = (&app.config.forward, &app.journal) else {
+        return Ok(None);
+    };
+    Deliverer::spawn(
+        journal.url().clone(),
+        settings.clone(),
+        app.config.keyring.clone(),
+        app.metrics.forward.clone(),
+        journal.appended(),
+    )
+    .map(Some)
 }
 
 struct Run {
@@ -233,9 +278,21 @@ impl Run {
                 "forwarder stopping; waiting for attempts in flight"
             );
         }
-        while let Some(done) = tasks.join_next().await {
-            if let Ok(done) = done {
-                self.finished(done, &mut breaker, &mut in_flight);
+        let deadline = Instant::now() + STOP_GRACE;
+        loop {
+            match tokio::time::timeout_at(deadline.into(), tasks.join_next()).await {
+                Ok(Some(Ok(done))) => self.finished(done, &mut breaker, &mut in_flight),
+                Ok(Some(Err(_))) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    // Cut short, these events stay undelivered and are sent again next time.
+                    tracing::warn!(
+                        abandoned = tasks.len(),
+                        "forwarder stopping with attempts in flight"
+                    );
+                    tasks.abort_all();
+                    break;
+                }
             }
         }
         tracing::info!("forwarder stopped");

@@ -27,50 +27,64 @@ pub struct Summary {
 /// Failures kept for the summary.
 const FAILURES_SHOWN: usize = 10;
 
-/// Counts the events a replay from `since_ms` would send (for a progress bar's length).
-pub async fn count(store: Box<dyn Store>, since_ms: Option<i64>) -> Result<u64, JournalError> {
-    let mut pager = Pager::new(Shared::new(store), since_ms);
-    let mut n = 0;
-    while let Some(page) = pager.next().await? {
-        n += page.len() as u64;
-    }
-    Ok(n)
+/// Replays from one journal connection.
+pub struct Replay {
+    store: Shared,
 }
 
-/// Sends every event received at or after `since_ms` to `client`'s URL; `progress` is called once
-/// per event with the running summary.
-pub async fn replay(
-    store: Box<dyn Store>,
-    client: &Client,
-    keyring: &KeyRing,
-    since_ms: Option<i64>,
-    timeout: Duration,
-    mut progress: impl FnMut(&Summary),
-) -> Result<Summary, JournalError> {
-    let mut pager = Pager::new(Shared::new(store), since_ms);
-    let mut summary = Summary::default();
-    while let Some(page) = pager.next().await? {
-        for event in page {
-            let result = match request::build(&event, client.url(), keyring) {
-                Ok(forward) => client
-                    .post(&forward, timeout)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(format!("cannot sign: {e}")),
-            };
-            match result {
-                Ok(_) => summary.sent += 1,
-                Err(e) => {
-                    summary.failed += 1;
-                    if summary.failures.len() < FAILURES_SHOWN {
-                        summary.failures.push((event.id, e));
-                    }
-                }
-            }
-            progress(&summary);
+impl Replay {
+    /// Replays from `store`.
+    pub fn new(store: Box<dyn Store>) -> Replay {
+        Replay {
+            store: Shared::new(store),
         }
     }
-    Ok(summary)
+
+    /// Counts the events a replay from `since_ms` would send (for a progress bar's length).
+    pub async fn count(&self, since_ms: Option<i64>) -> Result<u64, JournalError> {
+        let mut pager = Pager::new(self.store.clone(), since_ms);
+        let mut n = 0;
+        while let Some(page) = pager.next().await? {
+            n += page.len() as u64;
+        }
+        Ok(n)
+    }
+
+    /// Sends every event received at or after `since_ms` to `client`'s URL, one at a time;
+    /// `progress` is called after each event with the running summary.
+    pub async fn run(
+        &self,
+        client: &Client,
+        keyring: &KeyRing,
+        since_ms: Option<i64>,
+        timeout: Duration,
+        mut progress: impl FnMut(&Summary),
+    ) -> Result<Summary, JournalError> {
+        let mut pager = Pager::new(self.store.clone(), since_ms);
+        let mut summary = Summary::default();
+        while let Some(page) = pager.next().await? {
+            for event in page {
+                let result = match request::build(&event, client.url(), keyring) {
+                    Ok(forward) => client
+                        .post(&forward, timeout)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("cannot sign: {e}")),
+                };
+                match result {
+                    Ok(_) => summary.sent += 1,
+                    Err(e) => {
+                        summary.failed += 1;
+                        if summary.failures.len() < FAILURES_SHOWN {
+                            summary.failures.push((event.id, e));
+                        }
+                    }
+                }
+                progress(&summary);
+            }
+        }
+        Ok(summary)
+    }
 }
 
 /// Reads every event from a time on, in journal order (received time, then id), page by page.
