@@ -397,3 +397,269 @@ async fn deliverer_rides_out_a_target_outage() {
     let stats = writer.stats().unwrap();
     assert_eq!((stats.total, stats.delivered), (90, 90));
 }
+
+/// The server's config: fallback role, a SQLite journal, forwarding to `to` with quick retries.
+fn server_config(journal: &JournalUrl, to: &str) -> twiml_failover::config::Config {
+    common::config(&twiml_failover::cli::ServeArgs {
+        journal: Some(journal.to_string()),
+        forward_to: Some(to.into()),
+        forward_concurrency: Some(4),
+        forward_max_backoff: Some(0.2),
+        forward_breaker_cooldown: Some(0.15),
+        ..common::args("fallback")
+    })
+}
+
+/// A server with its deliverer running.
+struct Forwarding {
+    server: common::TestServer,
+    deliverer: Deliverer,
+}
+
+impl Forwarding {
+    async fn start(journal: &JournalUrl, to: &str) -> Forwarding {
+        let server = common::TestServer::start(server_config(journal, to)).await;
+        let deliverer = twiml_failover::journal::forward::start(&server.app)
+            .unwrap()
+            .expect("--forward-to starts a deliverer");
+        Forwarding { server, deliverer }
+    }
+
+    /// Graceful stop, like SIGTERM: drain the server, then the deliverer.
+    async fn stop(self) {
+        self.server.stop().await;
+        self.deliverer.stop().await;
+    }
+
+    /// Sends one signed SMS webhook (with Twilio's idempotency token) and returns the status.
+    async fn sms(&self, path: &str, conversation: usize, token: &str, body: &str) -> u16 {
+        let sid = format!("SM{conversation:032}");
+        let params: Vec<(&str, &str)> = vec![
+            ("AccountSid", "AC00000000000000000000000000000001"),
+            ("MessageSid", &sid),
+            ("From", "+15550100001"),
+            ("To", "+15550199999"),
+            ("Body", body),
+            ("ErrorCode", "11200"),
+            ("ErrorUrl", "https://primary.example.com/sms"),
+        ];
+        let url = self.server.url(path);
+        let sig = signature::sign(Algorithm::HmacSha1, TOKEN.as_bytes(), &url, &params);
+        common::request(
+            self.server.addr,
+            "POST",
+            path,
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("X-Twilio-Signature", &sig),
+                ("I-Twilio-Idempotency-Token", token),
+            ],
+            &common::form(&params),
+        )
+        .await
+        .status
+    }
+}
+
+/// Sends `count` webhooks spread over 4 conversations, each acknowledged with 200, and records
+/// the order per conversation; every fifth one is sent twice, as a Twilio retry would be.
+async fn stream(
+    f: &Forwarding,
+    from: usize,
+    count: usize,
+    order: &mut BTreeMap<String, Vec<String>>,
+) {
+    for seq in from..from + count {
+        let conversation = seq % 4;
+        let token = format!("idem-{seq}");
+        let path = if seq % 3 == 0 { "/status" } else { "/sms" };
+        let body = format!("message {seq}");
+        let status = f.sms(path, conversation, &token, &body).await;
+        let acknowledged = if path == "/status" { 204 } else { 200 };
+        assert_eq!(status, acknowledged, "webhook {seq}");
+        if seq % 5 == 0 {
+            assert_eq!(f.sms(path, conversation, &token, &body).await, acknowledged);
+        }
+        order
+            .entry(format!("SM{conversation:032}"))
+            .or_default()
+            .push(token);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_webhooks_reach_a_target_that_was_down_once_each_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal_url = sqlite(&dir);
+    let mut target = Target::start().await;
+    let mut order = BTreeMap::new();
+
+    let f = Forwarding::start(&journal_url, &target.url()).await;
+    stream(&f, 0, 12, &mut order).await;
+    eventually("first webhooks forwarded", || target.accepted().len() == 12).await;
+
+    // The target goes away while webhooks keep coming; each is still acknowledged at once.
+    target.down().await;
+    stream(&f, 12, 30, &mut order).await;
+    // A graceful restart with the target still down: nothing is lost, it waits in the journal.
+    f.stop().await;
+    let undelivered = journal::open(&journal_url)
+        .unwrap()
+        .stats()
+        .unwrap()
+        .undelivered;
+    assert!(
+        undelivered >= 30,
+        "undelivered events stay journaled: {undelivered}"
+    );
+
+    let f = Forwarding::start(&journal_url, &target.url()).await;
+    target.set_unavailable(true);
+    target.up().await;
+    stream(&f, 42, 20, &mut order).await;
+    eventually("the 503s were seen", || {
+        target.hits().iter().any(|h| h.status == 503)
+    })
+    .await;
+    target.set_unavailable(false);
+    let expected: usize = order.values().map(Vec::len).sum();
+    eventually("everything forwarded", || {
+        target.accepted().len() >= expected
+    })
+    .await;
+    let mut store = journal::open(&journal_url).unwrap();
+    eventually("journal caught up", || {
+        store.stats().unwrap().undelivered == 0
+    })
+    .await;
+    let metrics = f.server.app.metrics.encode();
+    f.stop().await;
+
+    // The target's own check: the same token, the target's URL, unchanged parameters.
+    assert_delivered_once_in_order(&target, &order, &target.url());
+    assert!(
+        metrics.contains("twiml_failover_forward_breaker_state 0"),
+        "{metrics}"
+    );
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.total, stats.delivered), (62, 62));
+}
+
+/// Runs the binary with the test token in its environment.
+fn run(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
+        .args(args)
+        .env("TWILIO_AUTH_TOKEN", TOKEN)
+        .env_remove("TWIML_FAILOVER_FORWARD_TO")
+        .env_remove("TWIML_FAILOVER_CONFIG")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_resends_everything_since_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite(&dir);
+    let mut store = journal::open(&url).unwrap();
+    let mut early = sms(1, 0, "AC00000000000000000000000000000001");
+    early.received_at_ms = 1_000_000;
+    store.append(&[early]).unwrap();
+    let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for seq in 1..=25 {
+        let account = if seq % 5 == 0 {
+            "AC00000000000000000000000000000009"
+        } else {
+            "AC00000000000000000000000000000001"
+        };
+        let event = sms(seq % 3, seq, account);
+        order
+            .entry(event.conversation.clone())
+            .or_default()
+            .push(event.idempotency_key.clone());
+        store.append(&[event]).unwrap();
+    }
+    // Delivered or not makes no difference to a replay.
+    let first = store.undelivered(0, 100).unwrap()[1].id;
+    store
+        .mark_delivered(first, journal::time::now_ms())
+        .unwrap();
+
+    // The subaccount's token comes from the config file, like the server's.
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[accounts.AC00000000000000000000000000000009]\nenv = \"SUB_TOKEN\"\n",
+    )
+    .unwrap();
+    let target = Target::start().await;
+    let to = target.url();
+    let journal_arg = url.to_string();
+    let config_arg = config.display().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
+            .args([
+                "journal",
+                "replay",
+                "--journal",
+                &journal_arg,
+                "--config",
+                &config_arg,
+                "--since",
+                "1h",
+                "--to",
+                &to,
+            ])
+            .env("TWILIO_AUTH_TOKEN", TOKEN)
+            .env("SUB_TOKEN", "sub-account-token")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("25 sent, 0 failed"), "{stdout}");
+    // `--since 1h` leaves out the old event; the rest arrive once each, in order, signed.
+    assert_delivered_once_in_order(&target, &order, &target.url());
+
+    // A target that is not there: every event fails, the exit code says so.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let nowhere = format!("http://{}/in", closed.local_addr().unwrap());
+    drop(closed);
+    let journal_arg = url.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        run(&[
+            "journal",
+            "replay",
+            "--journal",
+            &journal_arg,
+            "--to",
+            &nowhere,
+            "--format",
+            "json",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["sent"], 0);
+    assert_eq!(report["failed"], 26);
+    assert!(report["failures"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("connect"));
+
+    // Without a target anywhere, replay refuses to guess.
+    let journal_arg = url.to_string();
+    let out =
+        tokio::task::spawn_blocking(move || run(&["journal", "replay", "--journal", &journal_arg]))
+            .await
+            .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--to"));
+}
