@@ -1,6 +1,9 @@
 //! One conformance suite for every journal store: SQLite always, PostgreSQL when
 //! `TWIML_FAILOVER_TEST_POSTGRES` holds a URL (CI starts a real server with `.ci/postgres.sh`).
 
+mod common;
+
+use common::{fresh_postgres_db, postgres_url};
 use twiml_failover::journal::{self, Appended, JournalUrl, NewEvent, Store};
 
 fn event(key: &str, conversation: &str, received_at_ms: i64) -> NewEvent {
@@ -151,35 +154,6 @@ fn sqlite_store_reports_an_unwritable_path() {
         .err()
         .expect("cannot open");
     assert!(e.to_string().contains("/proc/no/such/dir/j.db"), "{e}");
-}
-
-/// A URL for a fresh schema of the CI server, or None (and a skip line) when not configured.
-fn postgres_url() -> Option<String> {
-    match std::env::var("TWIML_FAILOVER_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!("skipped: set TWIML_FAILOVER_TEST_POSTGRES (see .ci/postgres.sh)");
-            None
-        }
-    }
-}
-
-/// Creates an empty database named `name` on the test server and returns its URL.
-fn fresh_postgres_db(base: &str, name: &str) -> String {
-    let mut admin = postgres::Client::connect(base, postgres::NoTls).expect("postgres reachable");
-    // Each statement alone: DROP/CREATE DATABASE refuse to run inside a transaction block.
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    let (head, tail) = base.split_at(base.rfind('/').expect("URL has /dbname"));
-    let query = tail.split_once('?').map(|(_, q)| q);
-    match query {
-        Some(q) => format!("{head}/{name}?{q}"),
-        None => format!("{head}/{name}"),
-    }
 }
 
 #[test]

@@ -344,3 +344,31 @@ pub fn signed_sms_request(addr: SocketAddr, body_text: &'static str) -> Vec<u8> 
     )
     .into_bytes()
 }
+
+/// The CI PostgreSQL URL, or None (and a skip line) when `TWIML_FAILOVER_TEST_POSTGRES` is unset.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("TWIML_FAILOVER_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipped: set TWIML_FAILOVER_TEST_POSTGRES (see .ci/postgres.sh)");
+            None
+        }
+    }
+}
+
+/// Creates an empty database `name` on the server at `base` and returns its URL.
+pub fn fresh_postgres_db(base: &str, name: &str) -> String {
+    let mut admin = postgres::Client::connect(base, postgres::NoTls).expect("postgres reachable");
+    // Each statement alone: DROP/CREATE DATABASE refuse to run inside a transaction block.
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (head, tail) = base.split_at(base.rfind('/').expect("URL has /dbname"));
+    match tail.split_once('?') {
+        Some((_, q)) => format!("{head}/{name}?{q}"),
+        None => format!("{head}/{name}"),
+    }
+}

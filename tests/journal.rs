@@ -1,0 +1,370 @@
+//! The journal end to end: every webhook answered 200 is in the journal even when the process is
+//! SIGKILLed mid-stream; Twilio's retries are journaled once; a journal that cannot be written
+//! still lets the caller have its TwiML, and the event is written once the store is back.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{
+    args, config, form, fresh_postgres_db, postgres_url, request, Exchange, KeepAlive, TestServer,
+    TOKEN,
+};
+use twiml_failover::cli::ServeArgs;
+use twiml_failover::journal::{self, JournalUrl, Store};
+use twiml_failover::signature::{sign, Algorithm};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the real binary with a journal and waits until it is ready.
+fn spawn_server(journal: &str, port: u16) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--templates")
+        .arg(common::shipped_templates())
+        .arg("--config")
+        .arg(common::example_config())
+        .args(["--journal", journal, "--watch", "false"])
+        // Generous: this test is about what a 200 promises, not about a slow CI disk.
+        .args(["--journal-timeout", "10"])
+        .env("TWILIO_AUTH_TOKEN", TOKEN)
+        .env("TWIML_FAILOVER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("binary starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if out.starts_with("HTTP/1.1 200") {
+                return child;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("server on port {port} exited at start-up: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("server on port {port} never became ready");
+}
+
+/// A signed keep-alive `POST /sms` with its own MessageSid.
+fn sms_request(addr: SocketAddr, sid: &str) -> Vec<u8> {
+    let params = [
+        ("AccountSid", "AC00000000000000000000000000000001"),
+        ("MessageSid", sid),
+        ("SmsSid", sid),
+        ("From", "+15550100001"),
+        ("To", "+15550199999"),
+        ("Body", "kill test & <stuff>"),
+    ];
+    let url = format!("http://{addr}/sms");
+    let sig = sign(Algorithm::HmacSha1, TOKEN.as_bytes(), &url, &params);
+    let body = form(&params);
+    format!(
+        "POST /sms HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         X-Twilio-Signature: {sig}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// MessageSids of every journaled event.
+fn journaled_sids(store: &mut dyn Store) -> HashSet<String> {
+    store
+        .list(None, 10_000_000)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| {
+            e.event
+                .params
+                .iter()
+                .find(|(k, _)| k == "MessageSid")
+                .map(|(_, v)| v.clone())
+        })
+        .collect()
+}
+
+/// Streams signed SMS webhooks from several clients, SIGKILLs the server mid-stream, restarts it on
+/// the same journal, several times; then every acknowledged MessageSid must be in the journal.
+async fn acknowledged_means_journaled(journal_url: &str) {
+    const ROUNDS: usize = 4;
+    const CLIENTS: usize = 8;
+    let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut lost_in_flight = 0;
+    for round in 0..ROUNDS {
+        let port = free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut child = spawn_server(journal_url, port);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut clients = Vec::new();
+        for client in 0..CLIENTS {
+            let (stop, acked) = (stop.clone(), acked.clone());
+            clients.push(tokio::spawn(async move {
+                let mut conn = KeepAlive::new(addr);
+                let mut lost = 0;
+                for n in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let sid = format!("SM{round:02}{client:02}{n:028}");
+                    match conn.send(&sms_request(addr, &sid)).await {
+                        Exchange::Answered(reply) => {
+                            assert_eq!(reply.status, 200, "{}", reply.body);
+                            assert!(reply.body.contains("<Message>"), "{}", reply.body);
+                            acked.lock().unwrap().insert(sid);
+                        }
+                        // The server is dead: this request was never acknowledged.
+                        Exchange::Refused => break,
+                        Exchange::Lost(_) => lost += 1,
+                    }
+                }
+                lost
+            }));
+        }
+        // Let the stream run, then kill without warning while requests are in flight.
+        let before = acked.lock().unwrap().len();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while acked.lock().unwrap().len() < before + 200 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            lost_in_flight += c.await.unwrap();
+        }
+        assert!(
+            acked.lock().unwrap().len() >= before + 200,
+            "round {round}: the stream did not get going"
+        );
+    }
+    // Restart once more on the same journal (recovery must not lose anything either).
+    let port = free_port();
+    let mut child = spawn_server(journal_url, port);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let url: JournalUrl = journal_url.parse().unwrap();
+    // The stores are synchronous (the postgres driver runs its own runtime).
+    let (journaled, total) = tokio::task::block_in_place(|| {
+        let mut store = journal::open(&url).unwrap();
+        (
+            journaled_sids(store.as_mut()),
+            store.stats().unwrap().total as usize,
+        )
+    });
+    let acked = acked.lock().unwrap();
+    let missing: Vec<&String> = acked.iter().filter(|s| !journaled.contains(*s)).collect();
+    eprintln!(
+        "{} acknowledged, {} journaled, {} lost in flight (killed before the answer)",
+        acked.len(),
+        journaled.len(),
+        lost_in_flight
+    );
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged but not journaled, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
+    // Each event once: the journal holds no more rows than distinct events sent.
+    assert_eq!(total, journaled.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_mid_stream_loses_no_acknowledged_webhook_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("journal.db").display());
+    acknowledged_means_journaled(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_mid_stream_loses_no_acknowledged_webhook_postgres() {
+    let Some(base) = postgres_url() else { return };
+    let url = tokio::task::block_in_place(|| fresh_postgres_db(&base, "tf_sigkill"));
+    acknowledged_means_journaled(&url).await;
+}
+
+fn with_journal(role: &str, url: &str) -> ServeArgs {
+    ServeArgs {
+        journal: Some(url.to_string()),
+        ..args(role)
+    }
+}
+
+async fn post(
+    server: &TestServer,
+    path: &str,
+    params: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> common::Reply {
+    let sig = sign(
+        Algorithm::HmacSha1,
+        TOKEN.as_bytes(),
+        &server.url(path),
+        params,
+    );
+    let mut headers = vec![
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("X-Twilio-Signature", sig.as_str()),
+    ];
+    headers.extend_from_slice(extra);
+    request(server.addr, "POST", path, &headers, &form(params)).await
+}
+
+async fn metrics(server: &TestServer) -> String {
+    request(server.addr, "GET", "/metrics", &[], "").await.body
+}
+
+#[tokio::test]
+async fn twilio_retries_are_journaled_once_and_everything_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("j.db").display());
+    let server = TestServer::start(config(&with_journal("fallback", &url))).await;
+    let sms = [
+        ("MessageSid", "SM0000000000000000000000000000000a"),
+        ("AccountSid", "AC00000000000000000000000000000001"),
+        ("Body", "hi"),
+        ("ErrorCode", "11205"),
+        ("ErrorUrl", "https://voice.example.com/sms"),
+    ];
+    let token = [("I-Twilio-Idempotency-Token", "idem-1")];
+    for _ in 0..2 {
+        let reply = post(&server, "/sms", &sms, &token).await;
+        assert_eq!(reply.status, 200);
+    }
+    // Status callbacks of one call in different states are separate events; a repeat is not.
+    for status in ["ringing", "completed", "completed"] {
+        let cb = [
+            ("CallSid", "CA0000000000000000000000000000000b"),
+            ("CallStatus", status),
+        ];
+        assert_eq!(post(&server, "/status?leg=1", &cb, &[]).await.status, 204);
+    }
+    let m = metrics(&server).await;
+    assert!(
+        m.contains("twiml_failover_journal_writes_total{result=\"new\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("twiml_failover_journal_writes_total{result=\"duplicate\"} 2"),
+        "{m}"
+    );
+
+    let mut store = journal::open(&url.parse().unwrap()).unwrap();
+    let events = store.list(None, 100).unwrap();
+    assert_eq!(events.len(), 3, "{events:#?}");
+    let sms_event = &events[0].event;
+    assert_eq!(sms_event.idempotency_key, "idem-1");
+    assert_eq!(sms_event.role, "fallback");
+    assert_eq!(sms_event.method, "POST");
+    assert_eq!(sms_event.url, server.url("/sms"));
+    assert_eq!(sms_event.error_code.as_deref(), Some("11205"));
+    assert_eq!(
+        sms_event.error_url.as_deref(),
+        Some("https://voice.example.com/sms")
+    );
+    assert_eq!(sms_event.conversation, "SM0000000000000000000000000000000a");
+    assert_eq!(
+        sms_event.account_sid.as_deref(),
+        Some("AC00000000000000000000000000000001")
+    );
+    assert_eq!(sms_event.params.len(), 5);
+    let ringing = &events[1].event;
+    assert_eq!(ringing.path, "/status");
+    assert_eq!(
+        ringing.idempotency_key,
+        "CA0000000000000000000000000000000b:/status:ringing"
+    );
+    assert!(
+        ringing.params.contains(&("leg".into(), "1".into())),
+        "query kept"
+    );
+    assert!(events[2].event.idempotency_key.ends_with(":completed"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn journal_down_still_answers_then_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    // The directory does not exist yet: every write fails until it does.
+    let missing = dir.path().join("not-yet");
+    let url = format!("sqlite://{}", missing.join("j.db").display());
+    let server = TestServer::start(config(&with_journal("primary", &url))).await;
+    let sms = [
+        ("MessageSid", "SM0000000000000000000000000000000c"),
+        ("Body", "still here"),
+    ];
+    let reply = post(&server, "/sms", &sms, &[]).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.contains("still here"), "{}", reply.body);
+    let m = metrics(&server).await;
+    assert!(
+        m.contains("twiml_failover_journal_writes_total{result=\"error\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("twiml_failover_journal_buffered_events 1"),
+        "{m}"
+    );
+
+    // The store comes back: the buffered event is written without anyone sending it again.
+    std::fs::create_dir(&missing).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if missing.join("j.db").exists() {
+            if let Ok(mut store) = journal::open(&url.parse().unwrap()) {
+                let events = store.list(None, 10).unwrap();
+                if let Some(e) = events.first() {
+                    assert_eq!(e.event.conversation, "SM0000000000000000000000000000000c");
+                    break;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "buffered event never written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !metrics(&server)
+        .await
+        .contains("twiml_failover_journal_buffered_events 0")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "buffer gauge never went back to 0"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_journal_nothing_is_journaled_or_exposed() {
+    let server = TestServer::role("primary").await;
+    let cb = [
+        ("CallSid", "CA0000000000000000000000000000000d"),
+        ("CallStatus", "ringing"),
+    ];
+    assert_eq!(post(&server, "/status", &cb, &[]).await.status, 204);
+    assert!(server.app.journal.is_none());
+    assert!(!metrics(&server).await.contains("journal"));
+    server.stop().await;
+}
