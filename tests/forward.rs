@@ -298,8 +298,24 @@ fn assert_delivered_once_in_order(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliverer_rides_out_a_target_outage() {
     let dir = tempfile::tempdir().unwrap();
-    let url = sqlite(&dir);
-    let mut writer = journal::open(&url).unwrap();
+    outage(sqlite(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliverer_rides_out_a_target_outage_postgres() {
+    let Some(base) = common::postgres_url() else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| common::fresh_postgres_db(&base, "tf_forward"));
+    outage(url.parse().unwrap()).await;
+}
+
+/// The target refuses connections, answers 503, then fails every third request, while events
+/// keep being journaled; at the end each arrived once, in order per conversation, signed.
+async fn outage(url: JournalUrl) {
+    // The stores are synchronous (the postgres driver runs its own runtime): keep them off the
+    // async workers.
+    let mut writer = tokio::task::block_in_place(|| journal::open(&url).unwrap());
     let mut target = Target::start().await;
     let mut metrics = Metrics::new("fallback");
     metrics.enable_forward();
@@ -327,7 +343,7 @@ async fn deliverer_rides_out_a_target_outage() {
             .entry(event.conversation.clone())
             .or_default()
             .push(event.idempotency_key.clone());
-        store.append(&[event]).unwrap();
+        tokio::task::block_in_place(|| store.append(&[event]).unwrap());
         wake.notify_one();
     };
 
@@ -377,7 +393,7 @@ async fn deliverer_rides_out_a_target_outage() {
     // Back: everything arrives.
     target.set_flaky(None);
     eventually("every event delivered", || {
-        writer.stats().unwrap().undelivered == 0
+        tokio::task::block_in_place(|| writer.stats().unwrap().undelivered == 0)
     })
     .await;
     deliverer.stop().await;
@@ -394,14 +410,14 @@ async fn deliverer_rides_out_a_target_outage() {
         text.contains("twiml_failover_forward_breaker_state 0"),
         "{text}"
     );
-    let stats = writer.stats().unwrap();
+    let stats = tokio::task::block_in_place(move || writer.stats().unwrap());
     assert_eq!((stats.total, stats.delivered), (90, 90));
 }
 
 /// The server's config: fallback role, a SQLite journal, forwarding to `to` with quick retries.
-fn server_config(journal: &JournalUrl, to: &str) -> twiml_failover::config::Config {
+fn server_config(journal: &str, to: &str) -> twiml_failover::config::Config {
     common::config(&twiml_failover::cli::ServeArgs {
-        journal: Some(journal.to_string()),
+        journal: Some(journal.into()),
         forward_to: Some(to.into()),
         forward_concurrency: Some(4),
         forward_max_backoff: Some(0.2),
@@ -417,7 +433,7 @@ struct Forwarding {
 }
 
 impl Forwarding {
-    async fn start(journal: &JournalUrl, to: &str) -> Forwarding {
+    async fn start(journal: &str, to: &str) -> Forwarding {
         let server = common::TestServer::start(server_config(journal, to)).await;
         let deliverer = twiml_failover::journal::forward::start(&server.app)
             .unwrap()
@@ -490,11 +506,30 @@ async fn stream(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_webhooks_reach_a_target_that_was_down_once_each_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let journal_url = sqlite(&dir);
+    through_server(&sqlite(&dir).to_string()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_webhooks_reach_a_target_that_was_down_once_each_in_order_postgres() {
+    let Some(base) = common::postgres_url() else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| common::fresh_postgres_db(&base, "tf_forward_e2e"));
+    through_server(&url).await;
+}
+
+/// Signed webhooks into the server while the target is up, down across a graceful restart, then
+/// answering 503, then up again.
+async fn through_server(journal: &str) {
+    // `Display` hides a password, so the server is given the URL as written.
+    let journal_url: JournalUrl = journal.parse().unwrap();
+    let stats = |url: &JournalUrl| {
+        tokio::task::block_in_place(|| journal::open(url).unwrap().stats().unwrap())
+    };
     let mut target = Target::start().await;
     let mut order = BTreeMap::new();
 
-    let f = Forwarding::start(&journal_url, &target.url()).await;
+    let f = Forwarding::start(journal, &target.url()).await;
     stream(&f, 0, 12, &mut order).await;
     eventually("first webhooks forwarded", || target.accepted().len() == 12).await;
 
@@ -503,17 +538,13 @@ async fn signed_webhooks_reach_a_target_that_was_down_once_each_in_order() {
     stream(&f, 12, 30, &mut order).await;
     // A graceful restart with the target still down: nothing is lost, it waits in the journal.
     f.stop().await;
-    let undelivered = journal::open(&journal_url)
-        .unwrap()
-        .stats()
-        .unwrap()
-        .undelivered;
+    let undelivered = stats(&journal_url).undelivered;
     assert!(
         undelivered >= 30,
         "undelivered events stay journaled: {undelivered}"
     );
 
-    let f = Forwarding::start(&journal_url, &target.url()).await;
+    let f = Forwarding::start(journal, &target.url()).await;
     target.set_unavailable(true);
     target.up().await;
     stream(&f, 42, 20, &mut order).await;
@@ -527,11 +558,7 @@ async fn signed_webhooks_reach_a_target_that_was_down_once_each_in_order() {
         target.accepted().len() >= expected
     })
     .await;
-    let mut store = journal::open(&journal_url).unwrap();
-    eventually("journal caught up", || {
-        store.stats().unwrap().undelivered == 0
-    })
-    .await;
+    eventually("journal caught up", || stats(&journal_url).undelivered == 0).await;
     let metrics = f.server.app.metrics.encode();
     f.stop().await;
 
@@ -541,7 +568,7 @@ async fn signed_webhooks_reach_a_target_that_was_down_once_each_in_order() {
         metrics.contains("twiml_failover_forward_breaker_state 0"),
         "{metrics}"
     );
-    let stats = store.stats().unwrap();
+    let stats = stats(&journal_url);
     assert_eq!((stats.total, stats.delivered), (62, 62));
 }
 

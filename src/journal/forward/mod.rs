@@ -106,6 +106,18 @@ impl Shared {
         })))
     }
 
+    /// Closes the connection on a blocking thread: the PostgreSQL driver must not be dropped on
+    /// an async worker (it blocks on a runtime of its own).
+    async fn close(&self) {
+        let shared = self.0.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut conn = shared.lock().unwrap_or_else(|p| p.into_inner());
+            conn.url = None;
+            drop(conn.store.take());
+        })
+        .await;
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut dyn Store) -> Result<T, JournalError> + Send + 'static,
@@ -295,6 +307,7 @@ impl Run {
                 }
             }
         }
+        self.store.close().await;
         tracing::info!("forwarder stopped");
     }
 
