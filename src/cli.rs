@@ -360,7 +360,21 @@ pub struct ReplayArgs {
         value_name = "SECONDS"
     )]
     pub timeout: f64,
-    /// Progress bar on stderr: auto (when stderr is a terminal), always, never.
-    #[arg(long, default_value = "auto", value_name = "WHEN")]
-    pub progress: DrillProgress,
+    /// Progress bar on stderr: auto (drawn when stderr is a terminal) or never.
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_REPLAY_PROGRESS",
+        default_value = "auto",
+        value_name = "WHEN"
+    )]
+    pub progress: ReplayProgress,
+}
+
+/// When `journal replay` draws its progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplayProgress {
+    /// When stderr is a terminal.
+    Auto,
+    /// Never.
+    Never,
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Parser;
 use twiml_failover::app::App;
 use twiml_failover::cli::{
-    CheckArgs, Cli, Command, DrillArgs, DrillProgress, JournalArgs, JournalCommand, JournalFormat,
-    ReplayArgs, ServeArgs, SignArgs,
+    CheckArgs, Cli, Command, DrillArgs, JournalArgs, JournalCommand, JournalFormat, ReplayArgs,
+    ReplayProgress, ServeArgs, SignArgs,
 };
 use twiml_failover::config::{self, Config, LogFormat, StartupError};
 use twiml_failover::signature::{self, Algorithm};
@@ -310,11 +310,8 @@ fn journal_replay(
         return fail("timeout: must be a number of seconds above 0 and at most 3600");
     }
     let timeout = Duration::from_secs_f64(args.timeout);
-    let show_progress = match args.progress {
-        DrillProgress::Always => true,
-        DrillProgress::Never => false,
-        DrillProgress::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
-    };
+    let show_progress = args.progress == ReplayProgress::Auto
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -332,6 +329,7 @@ fn journal_replay(
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
+            bar.set_message("0 failed");
             Some(bar)
         } else {
             None

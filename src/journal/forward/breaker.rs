@@ -73,6 +73,15 @@ impl Breaker {
         }
     }
 
+    /// True when [`Breaker::try_acquire`] would let a request go at `now` (without taking the probe).
+    pub fn would_allow(&self, now: Instant) -> bool {
+        match self.state(now) {
+            State::Closed => true,
+            State::Open => false,
+            State::HalfOpen => !self.probing,
+        }
+    }
+
     /// When a request may next be allowed, if the breaker is holding them back.
     pub fn reopens_at(&self, now: Instant) -> Option<Instant> {
         match self.state(now) {
@@ -128,6 +137,7 @@ mod tests {
         assert!(b.try_acquire(t));
         b.failure(t);
         assert_eq!(b.state(t), State::Open);
+        assert!(!b.would_allow(t));
         assert!(!b.try_acquire(t));
         assert_eq!(b.reopens_at(t), Some(t + COOL));
     }
@@ -141,7 +151,9 @@ mod tests {
         let later = t + COOL;
         assert_eq!(b.state(later), State::HalfOpen);
         assert_eq!(b.reopens_at(later), None);
+        assert!(b.would_allow(later));
         assert!(b.try_acquire(later));
+        assert!(!b.would_allow(later));
         assert!(!b.try_acquire(later));
         assert!(!b.try_acquire(later + COOL));
         b.success();

@@ -174,6 +174,7 @@ impl Deliverer {
             metrics,
             settings,
             breaker_state: breaker::State::Closed,
+            last_error: None,
         };
         let task = tokio::spawn(run.run(wake, async {
             let _ = stopped.await;
@@ -215,6 +216,8 @@ struct Run {
     metrics: ForwardMetrics,
     settings: Settings,
     breaker_state: breaker::State,
+    /// Why the latest attempt failed, for the log line when the breaker opens.
+    last_error: Option<String>,
 }
 
 impl Run {
@@ -235,8 +238,7 @@ impl Run {
             let now = Instant::now();
             let mut wake_at = now + self.settings.poll_interval;
             let slots = self.settings.concurrency.saturating_sub(in_flight.len());
-            let breaker_allows = breaker.reopens_at(now).is_none();
-            if slots > 0 && breaker_allows {
+            if slots > 0 && breaker.would_allow(now) {
                 match self.pick(&in_flight, slots).await {
                     Ok((events, next_due_ms)) => {
                         if store_failing {
@@ -402,6 +404,7 @@ impl Run {
             Err(e) => {
                 self.metrics.attempt(e.label());
                 breaker.failure(Instant::now());
+                self.last_error = Some(e.to_string());
             }
         }
         self.observe_breaker(breaker);
@@ -413,6 +416,7 @@ impl Run {
             match state {
                 breaker::State::Open => tracing::warn!(
                     to = %self.client.url(),
+                    error = self.last_error.as_deref(),
                     cooldown_s = self.settings.breaker_cooldown.as_secs_f64(),
                     "forward target failing; circuit breaker open"
                 ),
