@@ -690,3 +690,63 @@ async fn replay_resends_everything_since_a_time() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--to"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_a_postgres_journal_deliver_each_event_once() {
+    let Some(base) = common::postgres_url() else {
+        return;
+    };
+    let url: JournalUrl =
+        tokio::task::block_in_place(|| common::fresh_postgres_db(&base, "tf_forward_replicas"))
+            .parse()
+            .unwrap();
+    let mut writer = tokio::task::block_in_place(|| journal::open(&url).unwrap());
+    let target = Target::start().await;
+    let metrics = Metrics::new("fallback");
+    let replica = |wake: &Arc<Notify>| {
+        Deliverer::spawn(
+            url.clone(),
+            settings(target.url()),
+            keyring(),
+            metrics.forward.clone(),
+            wake.clone(),
+        )
+        .unwrap()
+    };
+    let (wake_a, wake_b) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let a = replica(&wake_a);
+    let b = replica(&wake_b);
+    let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut append = |store: &mut Box<dyn Store>, seq: usize| {
+        let event = sms(seq % 4, seq, "AC00000000000000000000000000000001");
+        order
+            .entry(event.conversation.clone())
+            .or_default()
+            .push(event.idempotency_key.clone());
+        tokio::task::block_in_place(|| store.append(&[event]).unwrap());
+        // Both replicas hear of it (each would, from its own writer, in a real deployment).
+        wake_a.notify_one();
+        wake_b.notify_one();
+    };
+    for seq in 0..40 {
+        append(&mut writer, seq);
+    }
+    eventually("delivered by one of the two", || {
+        target.accepted().len() >= 40
+            && tokio::task::block_in_place(|| writer.stats().unwrap().undelivered == 0)
+    })
+    .await;
+    // Whichever led goes away; the other takes over.
+    a.stop().await;
+    for seq in 40..60 {
+        append(&mut writer, seq);
+    }
+    eventually("delivered after a replica left", || {
+        target.accepted().len() >= 60
+            && tokio::task::block_in_place(|| writer.stats().unwrap().undelivered == 0)
+    })
+    .await;
+    b.stop().await;
+    tokio::task::block_in_place(move || drop(writer));
+    assert_delivered_once_in_order(&target, &order, &target.url());
+}

@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod breaker;
 pub mod client;
+pub mod leader;
 pub mod replay;
 pub mod request;
 pub mod schedule;
@@ -87,6 +88,7 @@ struct Shared(Arc<Mutex<Connection>>);
 struct Connection {
     url: Option<JournalUrl>,
     store: Option<Box<dyn Store>>,
+    leadership: Option<leader::Leadership>,
 }
 
 impl Shared {
@@ -95,12 +97,14 @@ impl Shared {
         Shared(Arc::new(Mutex::new(Connection {
             url: None,
             store: Some(store),
+            leadership: None,
         })))
     }
 
     /// A connection opened when first needed.
     fn lazy(url: JournalUrl) -> Shared {
         Shared(Arc::new(Mutex::new(Connection {
+            leadership: Some(leader::Leadership::new(&url)),
             url: Some(url),
             store: None,
         })))
@@ -114,8 +118,22 @@ impl Shared {
             let mut conn = shared.lock().unwrap_or_else(|p| p.into_inner());
             conn.url = None;
             drop(conn.store.take());
+            if let Some(l) = conn.leadership.as_mut() {
+                l.release();
+            }
         })
         .await;
+    }
+
+    /// Whether this process is the journal's forwarder (see [`leader`]).
+    async fn lead(&self) -> Result<bool, JournalError> {
+        let shared = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = shared.lock().unwrap_or_else(|p| p.into_inner());
+            conn.leadership.as_mut().map_or(Ok(true), |l| l.check())
+        })
+        .await
+        .map_err(|e| JournalError::new(format!("store task failed: {e}")))?
     }
 
     async fn run<T: Send + 'static>(
@@ -175,6 +193,8 @@ impl Deliverer {
             settings,
             breaker_state: breaker::State::Closed,
             last_error: None,
+            leading: None,
+            lead_checked: None,
         };
         let task = tokio::spawn(run.run(wake, async {
             let _ = stopped.await;
@@ -218,6 +238,9 @@ struct Run {
     breaker_state: breaker::State,
     /// Why the latest attempt failed, for the log line when the breaker opens.
     last_error: Option<String>,
+    /// Whether this replica forwards the journal (`None` before the first check).
+    leading: Option<bool>,
+    lead_checked: Option<Instant>,
 }
 
 impl Run {
@@ -238,7 +261,7 @@ impl Run {
             let now = Instant::now();
             let mut wake_at = now + self.settings.poll_interval;
             let slots = self.settings.concurrency.saturating_sub(in_flight.len());
-            if slots > 0 && breaker.would_allow(now) {
+            if slots > 0 && breaker.would_allow(now) && self.leading().await {
                 match self.pick(&in_flight, slots).await {
                     Ok((events, next_due_ms)) => {
                         if store_failing {
@@ -311,6 +334,35 @@ impl Run {
         }
         self.store.close().await;
         tracing::info!("forwarder stopped");
+    }
+
+    /// Whether this replica is the journal's forwarder, asked at most once per poll interval.
+    async fn leading(&mut self) -> bool {
+        let now = Instant::now();
+        if let (Some(leading), Some(at)) = (self.leading, self.lead_checked) {
+            if now < at + self.settings.poll_interval {
+                return leading;
+            }
+        }
+        self.lead_checked = Some(now);
+        let leading = match self.store.lead().await {
+            Ok(leading) => leading,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot take the forwarder lock");
+                false
+            }
+        };
+        match (self.leading, leading) {
+            (Some(false), true) => tracing::info!("this replica now forwards the journal"),
+            (None | Some(true), false) => {
+                tracing::info!(
+                    "another replica forwards the journal (or it is unreachable); standing by"
+                )
+            }
+            _ => {}
+        }
+        self.leading = Some(leading);
+        leading
     }
 
     /// Eligible events (heads of their conversations, due, not in flight), at most `slots`.
