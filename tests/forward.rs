@@ -750,3 +750,43 @@ async fn replicas_sharing_a_postgres_journal_deliver_each_event_once() {
     tokio::task::block_in_place(move || drop(writer));
     assert_delivered_once_in_order(&target, &order, &target.url());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_only_old_delivered_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite(&dir);
+    let mut store = journal::open(&url).unwrap();
+    let now = journal::time::now_ms();
+    let day = 86_400_000;
+    let ids: Vec<i64> = (0..3)
+        .map(|seq| {
+            let mut event = sms(seq, seq, "AC00000000000000000000000000000001");
+            event.received_at_ms = now - 30 * day;
+            store.append(&[event]).unwrap()[0].id()
+        })
+        .collect();
+    store.mark_delivered(ids[0], now - 8 * day).unwrap();
+    store.mark_delivered(ids[1], now - 6 * day).unwrap();
+    // ids[2] is a month old but undelivered: never pruned, delivered now instead.
+    let target = Target::start().await;
+    let deliverer = Deliverer::spawn(
+        url.clone(),
+        Settings {
+            retention: Duration::from_secs(7 * 86_400),
+            ..settings(target.url())
+        },
+        keyring(),
+        Metrics::new("fallback").forward.clone(),
+        Arc::new(Notify::new()),
+    )
+    .unwrap();
+    eventually("pruned and delivered", || {
+        let s = store.stats().unwrap();
+        (s.total, s.undelivered) == (2, 0)
+    })
+    .await;
+    deliverer.stop().await;
+    assert!(store.get(ids[0]).unwrap().is_none(), "8 days old: pruned");
+    assert!(store.get(ids[1]).unwrap().is_some(), "6 days old: kept");
+    assert_eq!(target.accepted().len(), 1);
+}

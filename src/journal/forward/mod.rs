@@ -499,3 +499,16 @@ impl Run {
 fn prune_interval(retention: Duration) -> Duration {
     (retention / 10).clamp(Duration::from_secs(60), Duration::from_secs(3600))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_is_enforced_often_enough_but_not_constantly() {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(prune_interval(h(7 * 24)), h(1));
+        assert_eq!(prune_interval(h(2)), Duration::from_secs(720));
+        assert_eq!(prune_interval(Duration::from_secs(300)), Duration::from_secs(60));
+    }
+}
