@@ -509,6 +509,9 @@ mod tests {
         let h = |n: u64| Duration::from_secs(n * 3600);
         assert_eq!(prune_interval(h(7 * 24)), h(1));
         assert_eq!(prune_interval(h(2)), Duration::from_secs(720));
-        assert_eq!(prune_interval(Duration::from_secs(300)), Duration::from_secs(60));
+        assert_eq!(
+            prune_interval(Duration::from_secs(300)),
+            Duration::from_secs(60)
+        );
     }
 }
