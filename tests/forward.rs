@@ -928,7 +928,7 @@ async fn sigkill_under_load(journal: &str) {
     let mut target = Target::start().await;
     let mut acked: Vec<String> = Vec::new();
     for round in 0..3 {
-        let mut server = Binary::start(&journal, &target.url()).await;
+        let mut server = Binary::start(journal, &target.url()).await;
         if round == 1 {
             target.down().await;
         }
@@ -951,7 +951,7 @@ async fn sigkill_under_load(journal: &str) {
     }
     assert!(acked.len() >= 600, "the stream got going: {}", acked.len());
     // One last start (then a plain SIGKILL again) drains the backlog.
-    let mut server = Binary::start(&journal, &target.url()).await;
+    let mut server = Binary::start(journal, &target.url()).await;
     eventually("backlog delivered", || stats().undelivered == 0).await;
     server.kill();
 
