@@ -58,6 +58,9 @@ impl App {
             }
             None => None,
         };
+        if config.forward.is_some() {
+            metrics.enable_forward();
+        }
         let concurrency = Arc::new(Semaphore::new(config.limits.max_concurrency));
         Ok(Arc::new(App {
             journal,

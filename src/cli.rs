@@ -106,6 +106,36 @@ pub struct ServeArgs {
     /// Seconds a request waits for its journal commit before answering anyway [default: 1].
     #[arg(long, env = "TWIML_FAILOVER_JOURNAL_TIMEOUT", value_name = "SECONDS")]
     pub journal_timeout: Option<f64>,
+    /// Delivered events older than this are pruned, e.g. 7d, 12h [default: 7d].
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_JOURNAL_RETENTION",
+        value_name = "DURATION"
+    )]
+    pub journal_retention: Option<String>,
+    /// Internal URL each journaled event is POSTed to, signed like Twilio would (needs --journal).
+    #[arg(long, env = "TWIML_FAILOVER_FORWARD_TO", value_name = "URL")]
+    pub forward_to: Option<String>,
+    /// Forwarded requests in flight at most [default: 4].
+    #[arg(long, env = "TWIML_FAILOVER_FORWARD_CONCURRENCY", value_name = "N")]
+    pub forward_concurrency: Option<usize>,
+    /// Seconds one forward attempt may take, connecting included [default: 10].
+    #[arg(long, env = "TWIML_FAILOVER_FORWARD_TIMEOUT", value_name = "SECONDS")]
+    pub forward_timeout: Option<f64>,
+    /// Longest wait in seconds before retrying one event (backoff with full jitter) [default: 300].
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_FORWARD_MAX_BACKOFF",
+        value_name = "SECONDS"
+    )]
+    pub forward_max_backoff: Option<f64>,
+    /// Seconds the circuit breaker holds requests back after 5 failures in a row [default: 30].
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_FORWARD_BREAKER_COOLDOWN",
+        value_name = "SECONDS"
+    )]
+    pub forward_breaker_cooldown: Option<f64>,
 }
 
 /// Flags of `check`.
@@ -300,6 +330,8 @@ pub enum JournalCommand {
         /// The event id (from `list`).
         id: i64,
     },
+    /// Send events again (delivered or not) to the forward target, signed like the forwarder does.
+    Replay(ReplayArgs),
 }
 
 /// Output format of `journal`.
@@ -309,4 +341,40 @@ pub enum JournalFormat {
     Text,
     /// For machines.
     Json,
+}
+
+/// Flags of `journal replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Only events received at or after this time: RFC 3339 (2026-11-25T16:00:00Z) or an age (15m, 2h, 7d).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Where to send them [default: --forward-to / TWIML_FAILOVER_FORWARD_TO / `[forward] to`].
+    #[arg(long, env = "TWIML_FAILOVER_FORWARD_TO", value_name = "URL")]
+    pub to: Option<String>,
+    /// Seconds one request may take.
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_FORWARD_TIMEOUT",
+        default_value = "10",
+        value_name = "SECONDS"
+    )]
+    pub timeout: f64,
+    /// Progress bar on stderr: auto (drawn when stderr is a terminal) or never.
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_REPLAY_PROGRESS",
+        default_value = "auto",
+        value_name = "WHEN"
+    )]
+    pub progress: ReplayProgress,
+}
+
+/// When `journal replay` draws its progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplayProgress {
+    /// When stderr is a terminal.
+    Auto,
+    /// Never.
+    Never,
 }

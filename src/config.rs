@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
+use crate::journal::forward::backoff::Backoff;
+use crate::journal::forward::Settings as ForwardSettings;
 use crate::journal::JournalUrl;
 use crate::keyring::{KeyRing, Secret};
 
@@ -187,6 +189,8 @@ pub struct Config {
     pub watch: bool,
     /// The webhook journal, when set.
     pub journal: Option<JournalConfig>,
+    /// Store and forward to an internal URL, when set (needs the journal).
+    pub forward: Option<ForwardSettings>,
 }
 
 /// Where and how webhooks are journaled.
@@ -228,6 +232,8 @@ struct FileConfig {
     #[serde(default)]
     journal: FileJournal,
     #[serde(default)]
+    forward: FileForward,
+    #[serde(default)]
     vars: BTreeMap<String, String>,
     #[serde(default)]
     extra_params: Vec<String>,
@@ -252,6 +258,17 @@ struct FileLimits {
 struct FileJournal {
     url: Option<String>,
     timeout: Option<f64>,
+    retention: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileForward {
+    to: Option<String>,
+    concurrency: Option<usize>,
+    timeout: Option<f64>,
+    max_backoff: Option<f64>,
+    breaker_cooldown: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -450,10 +467,13 @@ impl Config {
             None => None,
         };
 
+        let forward = forward_settings(args, &file, journal.is_some())?;
+
         let template_settings = template_settings_from(file.vars, file.extra_params)?;
 
         Ok(Config {
             journal,
+            forward,
             listen,
             role,
             templates,
@@ -470,6 +490,93 @@ impl Config {
             watch: args.watch.or(file.watch).unwrap_or(true),
         })
     }
+}
+
+/// The `--forward-*` settings, validated; `None` without `--forward-to`.
+fn forward_settings(
+    args: &ServeArgs,
+    file: &FileConfig,
+    journal: bool,
+) -> Result<Option<ForwardSettings>, StartupError> {
+    let retention = match args
+        .journal_retention
+        .as_deref()
+        .or(file.journal.retention.as_deref())
+    {
+        Some(raw) => retention(raw)?,
+        None => ForwardSettings::new("").retention,
+    };
+    let Some(url) = args.forward_to.as_deref().or(file.forward.to.as_deref()) else {
+        return Ok(None);
+    };
+    let url = forward_url(url).map_err(|m| invalid("forward-to", m))?;
+    if !journal {
+        return Err(invalid(
+            "forward-to",
+            "needs --journal: events are forwarded from the journal",
+        ));
+    }
+    let defaults = ForwardSettings::new(url);
+    let cap = match args.forward_max_backoff.or(file.forward.max_backoff) {
+        Some(s) => seconds("forward-max-backoff", s)?,
+        None => defaults.backoff.cap,
+    };
+    Ok(Some(ForwardSettings {
+        concurrency: positive(
+            "forward-concurrency",
+            args.forward_concurrency
+                .or(file.forward.concurrency)
+                .unwrap_or(defaults.concurrency),
+        )?,
+        timeout: match args.forward_timeout.or(file.forward.timeout) {
+            Some(s) => seconds("forward-timeout", s)?,
+            None => defaults.timeout,
+        },
+        backoff: Backoff {
+            base: defaults.backoff.base.min(cap),
+            cap,
+        },
+        breaker_cooldown: match args
+            .forward_breaker_cooldown
+            .or(file.forward.breaker_cooldown)
+        {
+            Some(s) => seconds("forward-breaker-cooldown", s)?,
+            None => defaults.breaker_cooldown,
+        },
+        retention,
+        ..defaults
+    }))
+}
+
+/// Checks a forward target: an absolute http(s) URL without credentials or fragment.
+pub fn forward_url(raw: &str) -> Result<String, String> {
+    crate::drill::url::Target::parse(raw).map(|t| t.url)
+}
+
+fn retention(raw: &str) -> Result<Duration, StartupError> {
+    match humantime::parse_duration(raw.trim()) {
+        Ok(d) if d >= Duration::from_secs(60) => Ok(d),
+        Ok(_) => Err(invalid("journal-retention", "must be at least 1m")),
+        Err(e) => Err(invalid(
+            "journal-retention",
+            format!("{raw:?}: {e} (use e.g. 7d, 12h, 90m)"),
+        )),
+    }
+}
+
+/// What `journal replay` needs from the config file and environment: the signing keys (auth
+/// token from `auth_token_file` or `TWILIO_AUTH_TOKEN`, subaccounts from `[accounts]`) and the
+/// configured forward target.
+pub fn load_replay_settings(
+    path: Option<&Path>,
+    env: EnvLookup<'_>,
+) -> Result<(KeyRing, Option<String>), StartupError> {
+    let file = match path {
+        Some(path) => read_file_config(path)?,
+        None => FileConfig::default(),
+    };
+    let keyring = load_keyring(&ServeArgs::default(), &file, env)?;
+    Ok((keyring, file.forward.to.clone()))
 }
 
 /// Reads only the `[journal] url` of a config file (for the `journal` commands).
@@ -673,6 +780,107 @@ mod tests {
             ..args()
         };
         assert!(message(Config::load(&bad, &env)).starts_with("journal-timeout: "));
+    }
+
+    #[test]
+    fn forward_from_flag_or_file() {
+        let env = env_with(Some("t"));
+        let with_journal = || ServeArgs {
+            journal: Some("sqlite:///var/j.db".into()),
+            ..args()
+        };
+        assert!(Config::load(&with_journal(), &env)
+            .unwrap()
+            .forward
+            .is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            &dir,
+            "c.toml",
+            "[journal]\nretention = \"12h\"\n[forward]\nto = \"https://crm.internal/twilio\"\n\
+             concurrency = 2\ntimeout = 3\nmax_backoff = 0.5\nbreaker_cooldown = 7\n",
+        );
+        let from_file = ServeArgs {
+            config: Some(file.clone()),
+            ..with_journal()
+        };
+        let f = Config::load(&from_file, &env).unwrap().forward.unwrap();
+        assert_eq!(f.url, "https://crm.internal/twilio");
+        assert_eq!(f.concurrency, 2);
+        assert_eq!(f.timeout, Duration::from_secs(3));
+        // The first retry's ceiling never exceeds the cap.
+        assert_eq!(f.backoff.base, Duration::from_millis(500));
+        assert_eq!(f.backoff.cap, Duration::from_millis(500));
+        assert_eq!(f.breaker_cooldown, Duration::from_secs(7));
+        assert_eq!(f.retention, Duration::from_secs(12 * 3600));
+        let flags = ServeArgs {
+            forward_to: Some("http://127.0.0.1:9000/in".into()),
+            forward_concurrency: Some(9),
+            journal_retention: Some("30d".into()),
+            ..from_file
+        };
+        let f = Config::load(&flags, &env).unwrap().forward.unwrap();
+        assert_eq!(
+            (f.url.as_str(), f.concurrency),
+            ("http://127.0.0.1:9000/in", 9)
+        );
+        assert_eq!(f.retention, Duration::from_secs(30 * 86_400));
+        let defaults = ServeArgs {
+            forward_to: Some("http://127.0.0.1:9000/in".into()),
+            ..with_journal()
+        };
+        let f = Config::load(&defaults, &env).unwrap().forward.unwrap();
+        assert_eq!(f.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(f.backoff.cap, Duration::from_secs(300));
+
+        for (bad, setting) in [
+            (
+                ServeArgs {
+                    forward_to: Some("http://x/in".into()),
+                    ..args()
+                },
+                "forward-to: needs --journal",
+            ),
+            (
+                ServeArgs {
+                    forward_to: Some("ftp://x/in".into()),
+                    ..with_journal()
+                },
+                "forward-to: ",
+            ),
+            (
+                ServeArgs {
+                    forward_to: Some("http://x/in#frag".into()),
+                    ..with_journal()
+                },
+                "forward-to: ",
+            ),
+            (
+                ServeArgs {
+                    forward_to: Some("http://x/in".into()),
+                    forward_concurrency: Some(0),
+                    ..with_journal()
+                },
+                "forward-concurrency: ",
+            ),
+            (
+                ServeArgs {
+                    journal_retention: Some("soon".into()),
+                    ..with_journal()
+                },
+                "journal-retention: ",
+            ),
+            (
+                ServeArgs {
+                    journal_retention: Some("5s".into()),
+                    ..with_journal()
+                },
+                "journal-retention: must be at least",
+            ),
+        ] {
+            let m = message(Config::load(&bad, &env));
+            assert!(m.starts_with(setting), "{m}");
+        }
     }
 
     #[test]

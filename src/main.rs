@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Parser;
 use twiml_failover::app::App;
 use twiml_failover::cli::{
-    CheckArgs, Cli, Command, DrillArgs, JournalArgs, JournalCommand, JournalFormat, ServeArgs,
-    SignArgs,
+    CheckArgs, Cli, Command, DrillArgs, JournalArgs, JournalCommand, JournalFormat, ReplayArgs,
+    ReplayProgress, ServeArgs, SignArgs,
 };
 use twiml_failover::config::{self, Config, LogFormat, StartupError};
 use twiml_failover::signature::{self, Algorithm};
@@ -90,7 +90,14 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
             tokio::spawn(reload::on_file_change(app.clone(), paths));
         }
+        let deliverer = match twiml_failover::journal::forward::start(&app) {
+            Ok(d) => d,
+            Err(e) => return fail(format!("forward-to: {e}")),
+        };
         server::run(listener, app.clone(), signals::shutdown()).await;
+        if let Some(deliverer) = deliverer {
+            deliverer.stop().await;
+        }
         if let Some(journal) = &app.journal {
             // Events buffered during a journal outage get one last chance before exit.
             let left = tokio::task::block_in_place(|| journal.flush(Duration::from_secs(5)));
@@ -253,6 +260,9 @@ fn journal(args: JournalArgs) -> ExitCode {
                 Err(e) => return fail(e),
             }
         }
+        JournalCommand::Replay(replay) => {
+            return journal_replay(replay, store, args.config.as_deref(), json)
+        }
         JournalCommand::Show { id } => match store.get(id) {
             Ok(Some(e)) if json => inspect::event_json(&e) + "\n",
             Ok(Some(e)) => inspect::show_text(&e),
@@ -265,4 +275,111 @@ fn journal(args: JournalArgs) -> ExitCode {
     };
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     ExitCode::SUCCESS
+}
+
+fn journal_replay(
+    args: ReplayArgs,
+    store: Box<dyn twiml_failover::journal::Store>,
+    config_file: Option<&std::path::Path>,
+    json: bool,
+) -> ExitCode {
+    use twiml_failover::journal::forward::client::Client;
+    use twiml_failover::journal::forward::replay::Replay;
+    use twiml_failover::journal::time;
+    let (keyring, configured) =
+        match config::load_replay_settings(config_file, &config::process_env) {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        };
+    let Some(to) = args.to.or(configured) else {
+        return fail("replay: give --to URL (or TWIML_FAILOVER_FORWARD_TO, or [forward] to)");
+    };
+    let client = match config::forward_url(&to).and_then(|url| Client::new(&url, 1)) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("to: {e}")),
+    };
+    let since = match args
+        .since
+        .map(|s| time::parse_since(&s, time::now_ms()))
+        .transpose()
+    {
+        Ok(since) => since,
+        Err(e) => return fail(format!("since: {e}")),
+    };
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 3600.0) {
+        return fail("timeout: must be a number of seconds above 0 and at most 3600");
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let show_progress = args.progress == ReplayProgress::Auto
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let replay = Replay::new(store);
+    let result = runtime.block_on(async {
+        let bar = if show_progress {
+            let bar = indicatif::ProgressBar::new(replay.count(since).await?);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} events ({per_sec}), {msg}, eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message("0 failed");
+            Some(bar)
+        } else {
+            None
+        };
+        let summary = replay
+            .run(&client, &keyring, since, timeout, |s| {
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                    bar.set_message(format!("{} failed", s.failed));
+                }
+            })
+            .await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        summary
+    });
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let text = if json {
+        let failures: Vec<_> = summary
+            .failures
+            .iter()
+            .map(|(id, error)| serde_json::json!({ "id": id, "error": error }))
+            .collect();
+        let report = serde_json::json!({
+            "to": client.url(),
+            "sent": summary.sent,
+            "failed": summary.failed,
+            "failures": failures,
+        });
+        format!("{report}\n")
+    } else {
+        let mut text = format!(
+            "replayed to {}: {} sent, {} failed\n",
+            client.url(),
+            summary.sent,
+            summary.failed
+        );
+        for (id, error) in &summary.failures {
+            text.push_str(&format!("  event {id}: {error}\n"));
+        }
+        text
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    if summary.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

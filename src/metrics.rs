@@ -61,6 +61,49 @@ pub struct Metrics {
     load_shed: Counter,
     /// Journal handles, shared with the journal's writer and stats threads.
     pub journal: JournalMetrics,
+    /// Forwarder handles, shared with the deliverer task.
+    pub forward: ForwardMetrics,
+}
+
+/// The forwarder's metrics; cheap to clone (handles to the same series).
+#[derive(Debug, Clone, Default)]
+pub struct ForwardMetrics {
+    attempts: Family<ResultLabel, Counter>,
+    delivered: Counter,
+    breaker: Gauge,
+}
+
+impl ForwardMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "forward_attempts",
+            "Attempts to deliver a journaled event to the forward target, by result",
+            self.attempts.clone(),
+        );
+        registry.register(
+            "forward_delivered",
+            "Journaled events delivered to the forward target",
+            self.delivered.clone(),
+        );
+        registry.register(
+            "forward_breaker_state",
+            "Circuit breaker around the forward target: 0 closed, 1 open, 2 half-open",
+            self.breaker.clone(),
+        );
+    }
+
+    /// Records one delivery attempt: `delivered`, or the failure's kind.
+    pub fn attempt(&self, result: &'static str) {
+        self.attempts.get_or_create(&ResultLabel { result }).inc();
+        if result == "delivered" {
+            self.delivered.inc();
+        }
+    }
+
+    /// Sets the circuit breaker's state gauge.
+    pub fn breaker(&self, state: i64) {
+        self.breaker.set(state);
+    }
 }
 
 /// The journal's metrics; cheap to clone (handles to the same series).
@@ -187,6 +230,7 @@ impl Metrics {
         );
         Metrics {
             journal: JournalMetrics::default(),
+            forward: ForwardMetrics::default(),
             registry,
             requests,
             duration,
@@ -202,6 +246,11 @@ impl Metrics {
     /// Exposes the journal's series (only servers with a journal show them).
     pub fn enable_journal(&mut self) {
         self.journal.register(&mut self.registry);
+    }
+
+    /// Exposes the forwarder's series (only servers with `--forward-to` show them).
+    pub fn enable_forward(&mut self) {
+        self.forward.register(&mut self.registry);
     }
 
     /// Records one answered request.
@@ -280,6 +329,7 @@ mod tests {
     fn exposes_what_was_recorded() {
         let mut m = Metrics::new("fallback");
         m.enable_journal();
+        m.enable_forward();
         m.request("webhook", 200, 0.001);
         m.signature_failure("mismatch");
         m.fallback_request("11205");
@@ -289,6 +339,9 @@ mod tests {
         m.journal.write("timeout");
         m.journal.backlog(7, 1.5);
         m.journal.dropped();
+        m.forward.attempt("delivered");
+        m.forward.attempt("timeout");
+        m.forward.breaker(1);
         let text = m.encode();
         for line in [
             "twiml_failover_requests_total{route=\"webhook\",status=\"200\"} 1",
@@ -297,6 +350,10 @@ mod tests {
             "twiml_failover_fallback_requests_total{error_code=\"other\"} 1",
             "twiml_failover_template_reloads_total{result=\"error\"} 1",
             "twiml_failover_load_shed_total 1",
+            "twiml_failover_forward_attempts_total{result=\"delivered\"} 1",
+            "twiml_failover_forward_attempts_total{result=\"timeout\"} 1",
+            "twiml_failover_forward_delivered_total 1",
+            "twiml_failover_forward_breaker_state 1",
             "twiml_failover_journal_writes_total{result=\"timeout\"} 1",
             "twiml_failover_journal_backlog_events 7",
             "twiml_failover_journal_oldest_undelivered_age_seconds 1.5",

@@ -216,7 +216,8 @@ struct Answer {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-fn tls_config() -> Arc<rustls::ClientConfig> {
+/// The client TLS settings (ring, webpki roots), built once; the forwarder shares them.
+pub(crate) fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {

@@ -5,6 +5,7 @@
 //! group-commits the server's events through one of them; [`record`] builds an event from a verified
 //! request.
 
+pub mod forward;
 pub mod inspect;
 pub mod postgres;
 pub mod record;

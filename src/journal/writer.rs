@@ -9,10 +9,11 @@
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use super::time::now_ms;
 use super::{open, Appended, JournalError, JournalUrl, NewEvent, Store};
@@ -94,6 +95,8 @@ pub struct Journal {
     timeout: Duration,
     metrics: JournalMetrics,
     url: JournalUrl,
+    /// Pinged after every commit, so the forwarder picks new events up at once.
+    appended: Arc<Notify>,
     /// Dropped with the handle, which ends the stats thread.
     _stop_stats: mpsc::Sender<()>,
 }
@@ -138,8 +141,10 @@ impl Journal {
         metrics: JournalMetrics,
     ) -> std::io::Result<Journal> {
         let (tx, rx) = mpsc::sync_channel(settings.queue.max(1));
+        let appended = Arc::new(Notify::new());
         let writer = Writer {
             open: open_writer,
+            appended: appended.clone(),
             url: url.clone(),
             store: None,
             settings: settings.clone(),
@@ -159,6 +164,7 @@ impl Journal {
             .name("journal-stats".into())
             .spawn(move || refresh_stats(open_stats, stats_metrics, every, stopped))?;
         Ok(Journal {
+            appended,
             _stop_stats: stop_stats,
             tx,
             timeout: settings.timeout,
@@ -170,6 +176,11 @@ impl Journal {
     /// Where the journal is (password hidden by `Display`).
     pub fn url(&self) -> &JournalUrl {
         &self.url
+    }
+
+    /// Notified (`notify_one`, so a ping is never lost) after each commit of new events.
+    pub fn appended(&self) -> Arc<Notify> {
+        self.appended.clone()
     }
 
     /// Hands an event to the writer without waiting.
@@ -231,6 +242,7 @@ pub type Opener = Box<dyn FnMut() -> Result<Box<dyn Store>, JournalError> + Send
 
 struct Writer {
     open: Opener,
+    appended: Arc<Notify>,
     url: JournalUrl,
     store: Option<Box<dyn Store>>,
     settings: Settings,
@@ -335,6 +347,7 @@ impl Writer {
             };
             match result {
                 Ok(results) => {
+                    self.appended.notify_one();
                     self.events.drain(..n);
                     self.metrics.buffered(self.events.len());
                     for (ack, appended) in self.acks.drain(..n).zip(results) {
