@@ -14,7 +14,7 @@ dir=${BENCH_DIR:-$(mktemp -d)}
 connections=${CONNECTIONS:-64}
 seconds=${SECONDS_PER_RUN:-10}
 export TWILIO_AUTH_TOKEN=bench-token-not-secret
-port=$((20000 + RANDOM % 20000))
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url="http://127.0.0.1:$port/sms"
 params=(MessageSid=SM00000000000000000000000000000001 From=+15550100001 To=+15550199999
   "Body=benchmark message" AccountSid=AC00000000000000000000000000000001)
