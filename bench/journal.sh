@@ -50,7 +50,11 @@ run() {
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
   local journal
-  journal=$(curl -fsS "http://127.0.0.1:$port/metrics" | grep '^twiml_failover_journal_writes_total' | tr '\n' ' ' || true)
+  journal=$(curl -fsS "http://127.0.0.1:$port/metrics" | awk '
+    /^twiml_failover_journal_writes_total/ { printf "%s ", $0 }
+    /^twiml_failover_journal_commit_events_sum/ { sum = $2 }
+    /^twiml_failover_journal_commit_events_count/ { n = $2 }
+    END { if (n > 0) printf "commits %d, %.1f events each", n, sum / n }')
   printf '%-28s %10s req/s   p99 %8s   non-2xx %s   %s\n' "$label" "$rps" "$p99" "${non2xx:-0}" "$journal"
   kill -TERM "$pid"; wait "$pid" || true
 }

@@ -341,12 +341,14 @@ impl Writer {
                     }
                 }
             }
+            let started = Instant::now();
             let result = match self.store.as_mut() {
                 Some(store) => store.append(&self.events.make_contiguous()[..n]),
                 None => continue,
             };
             match result {
                 Ok(results) => {
+                    self.metrics.commit(n, started.elapsed().as_secs_f64());
                     self.appended.notify_one();
                     self.events.drain(..n);
                     self.metrics.buffered(self.events.len());
