@@ -57,11 +57,10 @@ LOADGEN=$ROOT/target/release/examples/loadgen
 # --- CPU budget ----------------------------------------------------------------------------------
 if [ "$(nproc)" -ge 2 ]; then
   SERVER_CPU=0 LOAD_CPU=1
-  on_server() { taskset -c "$SERVER_CPU" "$@"; }
   on_load() { taskset -c "$LOAD_CPU" "$@"; }
   BUDGET="every server pinned to CPU $SERVER_CPU (all its processes and threads), load generator on CPU $LOAD_CPU"
 else
-  on_server() { "$@"; }
+  SERVER_CPU=
   on_load() { "$@"; }
   BUDGET="one CPU only: server and load generator share it (numbers not comparable with 2-CPU runs)"
 fi
@@ -139,16 +138,24 @@ for name in $SERVERS; do
   sig=$("$VENV/bin/python" benches/make_request.py "$url" "$body")
   cmd=$(command_of "$name" "$port")
   say "== $name: $cmd"
+  if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+    say "port $port is already in use: stop whatever listens there first"; exit 1
+  fi
 
   # Start-up to first answered request: median of 5 cold starts.
   starts=()
   for _ in 1 2 3 4 5; do
-    line=$(on_load "$LOADGEN" startup "127.0.0.1:$port" "$body" "$sig" -- taskset -c "${SERVER_CPU:-0}" $cmd 2>>"$OUT/$name.log" | grep RESULT)
+    line=$(on_load "$LOADGEN" startup "127.0.0.1:$port" "$body" "$sig" -- ${SERVER_CPU:+taskset -c $SERVER_CPU} $cmd 2>>"$OUT/$name.log" | grep RESULT)
     starts+=("$(field startup_ms " $line")")
   done
   startup_ms=$(printf '%s\n' "${starts[@]}" | sort -n | sed -n 3p)
 
-  on_server $cmd >>"$OUT/$name.log" 2>&1 &
+  # Started directly (taskset execs the server), so $! is the server itself.
+  if [ -n "${SERVER_CPU:-}" ]; then
+    taskset -c "$SERVER_CPU" $cmd >>"$OUT/$name.log" 2>&1 &
+  else
+    $cmd >>"$OUT/$name.log" 2>&1 &
+  fi
   SERVER_PID=$!
   for _ in $(seq 200); do
     curl -s -o /dev/null "http://127.0.0.1:$port/" && break
@@ -198,7 +205,9 @@ awk -F'\t' -v budget="$BUDGET" -v secs="$SECONDS_PER_RUN" '
   $2 == "wrk" { order[$1] = order[$1] ? order[$1] : ++n; names[order[$1]] = $1
                 rows[$1] = rows[$1] sprintf("| %-14s | %5s | %9s | %7.2f | %7.2f | %10s | %14s |\n",
                   $1, $3, $4, $5 / 1000, $6 / 1000, $7, $8)
-                at[$1, $3] = $4 }
+                at[$1, $3] = $4
+                # CPU time per request at the busiest concurrency: less sensitive to other load.
+                if ($4 > best[$1]) { best[$1] = $4; cpu[$1] = $7 } }
   $2 == "summary" { peak[$1] = $3; half[$1] = $4; fp99[$1] = $5; ffail[$1] = $6; rss[$1] = $7; start[$1] = $8 }
   END {
     print ""
@@ -218,6 +227,9 @@ awk -F'\t' -v budget="$BUDGET" -v secs="$SECONDS_PER_RUN" '
     print ""
     printf "Ratios at peak: "
     for (i = 1; i <= n; i++) { s = names[i]; if (s != t && peak[s] > 0) printf "%s/%s %.2fx  ", t, s, peak[t] / peak[s] }
+    print ""
+    printf "Ratios by server CPU time per request (at each one'"'"'s peak): "
+    for (i = 1; i <= n; i++) { s = names[i]; if (s != t && cpu[t] > 0) printf "%s/%s %.2fx  ", t, s, cpu[s] / cpu[t] }
     print ""
     if ("bare-hyper" in peak) {
       r = peak[t] / peak["bare-hyper"]

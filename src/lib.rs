@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod drill;
 pub mod keyring;
+pub mod log_writer;
 pub mod metrics;
 pub mod readiness;
 pub mod reload;
