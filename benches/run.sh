@@ -214,8 +214,8 @@ done
 say "== load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 awk -F'\t' -v budget="$BUDGET" -v secs="$SECONDS_PER_RUN" '
   $2 == "wrk" { order[$1] = order[$1] ? order[$1] : ++n; names[order[$1]] = $1
-                rows[$1] = rows[$1] sprintf("| %-14s | %5s | %9s | %7.2f | %7.2f | %10s | %14s |\n",
-                  $1, $3, $4, $5 / 1000, $6 / 1000, $7, $8)
+                rows[$1] = rows[$1] sprintf("| %-14s | %5s | %9s | %7.2f | %7.2f | %10s | %7.0f%% | %14s |\n",
+                  $1, $3, $4, $5 / 1000, $6 / 1000, $7, $4 * $7 / 1e4, $8)
                 at[$1, $3] = $4
                 # CPU time per request at the busiest concurrency: less sensitive to other load.
                 if ($4 > best[$1]) { best[$1] = $4; cpu[$1] = $7 } }
@@ -224,8 +224,8 @@ awk -F'\t' -v budget="$BUDGET" -v secs="$SECONDS_PER_RUN" '
     print ""
     print "Throughput (wrk, " secs " s a run; " budget ")"
     print ""
-    print "| server         |     c |     req/s | p50 ms  | p99 ms  | CPU µs/req | non-2xx/errors |"
-    print "|----------------|-------|-----------|---------|---------|------------|----------------|"
+    print "| server         |     c |     req/s | p50 ms  | p99 ms  | CPU µs/req | CPU busy | non-2xx/errors |"
+    print "|----------------|-------|-----------|---------|---------|------------|----------|----------------|"
     for (i = 1; i <= n; i++) printf "%s", rows[names[i]]
     print ""
     print "| server         | peak req/s | p99 ms at half peak (rate), median of 3 | peak RSS MiB | start-up ms |"
@@ -243,12 +243,16 @@ awk -F'\t' -v budget="$BUDGET" -v secs="$SECONDS_PER_RUN" '
     printf "Ratios by server CPU time per request (at each one'"'"'s peak): "
     for (i = 1; i <= n; i++) { s = names[i]; if (s != t && cpu[t] > 0) printf "%s/%s %.2fx  ", t, s, cpu[s] / cpu[t] }
     print ""
-    if ("bare-hyper" in peak) {
-      r = peak[t] / peak["bare-hyper"]
-      printf "Target >= 0.8x bare hyper: %.2fx %s\n", r, (r >= 0.8 ? "MET" : "NOT MET") }
-    for (p in peak) if (p == "express" || p == "flask") {
-      r = peak[t] / peak[p]; printf "Target >= 10x %s: %.1fx %s\n", p, r, (r >= 10 ? "MET" : "NOT MET") }
-    printf "Target p99 < 2 ms at half peak: %.2f ms %s\n", fp99[t] / 1000, (fp99[t] < 2000 && ffail[t] == 0 ? "MET" : "NOT MET")
+    # A req/s ratio only compares servers when both were CPU-bound; a server its load generator
+    # could not saturate (CPU busy well under 100%) shows the generator'"'"'s limit, not its own. So
+    # a target counts as met only when the req/s ratio and the CPU-time ratio both reach it.
+    for (i = 1; i <= n; i++) { s = names[i]; if (s == t || !(s in cpu) || cpu[t] <= 0) continue
+      if (s == "bare-hyper") goal = 0.8; else if (s == "express" || s == "flask") goal = 10; else continue
+      r = peak[t] / peak[s]; c = cpu[s] / cpu[t]
+      printf "Target >= %sx %s: %.2fx by req/s (CPU busy %.0f%% vs %.0f%%), %.2fx by CPU time per request: %s\n",
+        goal, s, r, best[t] * cpu[t] / 1e4, best[s] * cpu[s] / 1e4, c, (r >= goal && c >= goal ? "MET" : "NOT MET") }
+    printf "Target p99 < 2 ms at half peak: %.2f ms %s%s\n", fp99[t] / 1000, (fp99[t] < 2000 && ffail[t] == 0 ? "MET" : "NOT MET"),
+      ("bare-hyper" in fp99 ? sprintf(" (bare hyper, doing nothing, had %.2f ms at its half peak: the machine'"'"'s floor)", fp99["bare-hyper"] / 1000) : "")
     printf "Target peak RSS < 30 MiB: %.1f MiB %s\n", rss[t] / 1024, (rss[t] < 30 * 1024 ? "MET" : "NOT MET")
     printf "Target start-up < 50 ms: %s ms %s\n", start[t], (start[t] < 50 ? "MET" : "NOT MET")
   }' "$RESULTS" | tee "$OUT/report.md"
