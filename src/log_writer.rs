@@ -4,7 +4,8 @@
 //! One `write(2)` per request line cost about as much as the rest of the request; batching
 //! turns thousands of lines into one write. When idle, a line is written at once; while lines keep
 //! coming (a write less than [`COALESCE`] ago), the writer waits up to [`COALESCE`] to take them
-//! together. Warnings and errors cut the wait short, and [`LogGuard`] writes out the rest on exit.
+//! together. Warnings and errors cut the wait short, and [`LogGuard`] writes out the rest on exit
+//! (waiting at most [`EXIT_WAIT`] for a stuck log reader).
 //! A process killed with SIGKILL loses at most the last [`COALESCE`] of lines.
 
 use std::io::Write;
@@ -130,12 +131,22 @@ fn write_loop<W: Write>(shared: &Shared, mut out: W) {
     }
 }
 
+/// How long exiting waits for the last lines to be written; a log reader that stopped reading
+/// must not keep the process from exiting.
+pub const EXIT_WAIT: Duration = Duration::from_secs(2);
+
 impl Drop for LogGuard {
     fn drop(&mut self) {
         self.shared.lock().closed = true;
         self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            let deadline = Instant::now() + EXIT_WAIT;
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -222,6 +233,40 @@ mod tests {
         let state = shared.lock();
         assert_eq!(state.buffer.len(), MAX_BUFFERED);
         assert_eq!(state.dropped, 10);
+    }
+
+    /// An output whose reader never reads: every write blocks until the test ends.
+    struct Stuck(Arc<(Mutex<bool>, Condvar)>);
+
+    impl Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (released, cv) = &*self.0;
+            let mut released = released.lock().unwrap();
+            while !*released {
+                released = cv.wait(released).unwrap();
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_output_neither_blocks_lines_nor_exit() {
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let (log, guard) = buffered(Stuck(gate.clone()));
+        // Three buffers' worth: the writer thread takes at most one batch and then blocks for good,
+        // so lines past that must be dropped; a line that waited instead would hang the test.
+        let line = vec![b'x'; 64 * 1024];
+        for _ in 0..(3 * MAX_BUFFERED / line.len()) {
+            log.make_writer().write_all(&line).unwrap();
+        }
+        assert!(log.shared.lock().buffer.len() <= MAX_BUFFERED);
+        // Returns (after EXIT_WAIT) although the writer thread is still blocked.
+        drop(guard);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
     }
 
     #[test]
