@@ -40,9 +40,9 @@ export TWILIO_AUTH_TOKEN=bench-token-not-a-secret-0123456789ab
 say() { printf '%s\n' "$*" >&2; }
 
 # --- install -------------------------------------------------------------------------------------
-if ! command -v wrk >/dev/null; then
-  say "== installing wrk"
-  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+if ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
+  say "== installing wrk and curl"
+  apt-get update -qq && apt-get install -y -qq wrk curl >/dev/null
 fi
 if [[ " $SERVERS " == *" express "* ]] && [ ! -d benches/peers/express/node_modules ]; then
   say "== installing Express + twilio (npm ci)"
