@@ -107,13 +107,30 @@ impl ForwardMetrics {
 }
 
 /// The journal's metrics; cheap to clone (handles to the same series).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct JournalMetrics {
     writes: Family<ResultLabel, Counter>,
     backlog: Gauge,
     oldest_undelivered_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     buffered: Gauge,
     dropped: Counter,
+    commit_events: Histogram,
+    commit_duration: Histogram,
+}
+
+impl Default for JournalMetrics {
+    fn default() -> Self {
+        JournalMetrics {
+            writes: Family::default(),
+            backlog: Gauge::default(),
+            oldest_undelivered_age: Gauge::default(),
+            buffered: Gauge::default(),
+            dropped: Counter::default(),
+            // 1 .. 1024 events: how well commits are grouped.
+            commit_events: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            commit_duration: duration_histogram(),
+        }
+    }
 }
 
 impl JournalMetrics {
@@ -143,6 +160,22 @@ impl JournalMetrics {
             "Events lost because the in-memory retry buffer was full",
             self.dropped.clone(),
         );
+        registry.register(
+            "journal_commit_events",
+            "Events per journal transaction (group commit)",
+            self.commit_events.clone(),
+        );
+        registry.register(
+            "journal_commit_duration_seconds",
+            "Time to append and commit one journal transaction",
+            self.commit_duration.clone(),
+        );
+    }
+
+    /// Records one successful journal transaction.
+    pub fn commit(&self, events: usize, seconds: f64) {
+        self.commit_events.observe(events as f64);
+        self.commit_duration.observe(seconds);
     }
 
     /// Records what the journal did with one webhook.
@@ -339,6 +372,7 @@ mod tests {
         m.journal.write("timeout");
         m.journal.backlog(7, 1.5);
         m.journal.dropped();
+        m.journal.commit(3, 0.001);
         m.forward.attempt("delivered");
         m.forward.attempt("timeout");
         m.forward.breaker(1);
@@ -359,6 +393,8 @@ mod tests {
             "twiml_failover_journal_oldest_undelivered_age_seconds 1.5",
             "twiml_failover_journal_buffered_events 0",
             "twiml_failover_journal_dropped_total 1",
+            "twiml_failover_journal_commit_events_sum 3.0",
+            "twiml_failover_journal_commit_duration_seconds_count 1",
             "twiml_failover_build_info{version=\"",
             "role=\"fallback\"",
             "twiml_failover_request_duration_seconds_count{route=\"webhook\"} 1",

@@ -368,3 +368,189 @@ async fn without_a_journal_nothing_is_journaled_or_exposed() {
     assert!(!metrics(&server).await.contains("journal"));
     server.stop().await;
 }
+
+/// Runs the binary with a clean environment; returns (exit code, stdout, stderr).
+fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
+        .args(args)
+        .env_clear()
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn journal_commands_show_what_was_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("j.db").display());
+    let mut store = journal::open(&url.parse().unwrap()).unwrap();
+    let now = twiml_failover::journal::time::now_ms();
+    let event = |key: &str, at: i64| twiml_failover::journal::NewEvent {
+        received_at_ms: at,
+        role: "fallback".into(),
+        method: "POST".into(),
+        url: "https://f.example/sms".into(),
+        path: "/sms".into(),
+        params: vec![("Body".into(), "two\nlines".into())],
+        error_code: Some("11200".into()),
+        error_url: None,
+        idempotency_key: key.into(),
+        conversation: "SM1".into(),
+        account_sid: None,
+    };
+    store
+        .append(&[event("old", now - 3_600_000), event("new", now - 1000)])
+        .unwrap();
+    store.mark_delivered(1, now).unwrap();
+    drop(store);
+
+    let (code, out, err) = run_cli(&["journal", "stats", "--journal", &url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("total        2") && out.contains("undelivered  1"),
+        "{out}"
+    );
+    let (_, out, _) = run_cli(&["journal", "stats", "--journal", &url, "--format", "json"]);
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["delivered"], 1);
+
+    let (_, out, _) = run_cli(&["journal", "list", "--journal", &url, "--since", "10m"]);
+    assert_eq!(
+        out.lines().count(),
+        2,
+        "header + the recent event only:\n{out}"
+    );
+    assert!(out.contains("new") && !out.contains("old"), "{out}");
+    let (_, out, _) = run_cli(&["journal", "--journal", &url, "--format", "json", "list"]);
+    let keys: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["idempotency_key"].to_string()
+        })
+        .collect();
+    assert_eq!(keys, ["\"old\"", "\"new\""]);
+
+    let (code, out, _) = run_cli(&["journal", "show", "2", "--journal", &url]);
+    assert_eq!(code, 0);
+    assert!(out.contains(r#""Body" = "two\nlines""#), "{out}");
+    let (code, _, err) = run_cli(&["journal", "show", "99", "--journal", &url]);
+    assert_eq!((code, err.trim()), (1, "twiml-failover: no event 99"));
+
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, format!("[journal]\nurl = \"{url}\"\n")).unwrap();
+    let (code, out, err) = run_cli(&["journal", "stats", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("total        2"), "{out}");
+
+    // A mistyped path is an error, not a new empty journal.
+    let typo = format!("sqlite://{}", dir.path().join("typo.db").display());
+    let (code, _, err) = run_cli(&["journal", "stats", "--journal", &typo]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no journal at"), "{err}");
+    assert!(!dir.path().join("typo.db").exists());
+    let (code, _, err) = run_cli(&["journal", "stats"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--journal"), "{err}");
+    let (code, _, err) = run_cli(&["journal", "list", "--journal", &url, "--since", "soon"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("since"), "{err}");
+}
+
+/// A TCP proxy to the test database that can be cut (connections dropped, new ones refused).
+struct CuttableProxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: SocketAddr) -> CuttableProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (up2, links2) = (up.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the database is "down"
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                links2.lock().unwrap().push(link);
+            }
+        });
+        CuttableProxy { addr, up, links }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_still_answers_then_catches_up_in_order() {
+    let Some(base) = postgres_url() else { return };
+    let direct = tokio::task::block_in_place(|| fresh_postgres_db(&base, "tf_down"));
+    // postgres://user:pw@127.0.0.1:PORT/db: route the server through the proxy.
+    let authority = direct.split('@').nth(1).unwrap().split('/').next().unwrap();
+    let upstream: SocketAddr = authority.parse().expect("test URL uses IP:port");
+    let proxy = CuttableProxy::start(upstream).await;
+    let proxied = direct.replacen(authority, &proxy.addr.to_string(), 1);
+    let server = TestServer::start(config(&with_journal("fallback", &proxied))).await;
+    let sms = |sid: &'static str| [("MessageSid", sid), ("Body", "hello")];
+
+    assert_eq!(post(&server, "/sms", &sms("SM1"), &[]).await.status, 200);
+    proxy.cut();
+    for sid in ["SM2", "SM3"] {
+        let reply = post(&server, "/sms", &sms(sid), &[]).await;
+        assert_eq!(
+            reply.status, 200,
+            "the caller is answered while the database is down"
+        );
+        assert!(reply.body.contains("<Message>"));
+    }
+    let m = metrics(&server).await;
+    assert!(
+        m.contains("twiml_failover_journal_writes_total{result=\"error\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("twiml_failover_journal_buffered_events 2"),
+        "{m}"
+    );
+    proxy.restore();
+
+    let url: JournalUrl = direct.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let conversations = loop {
+        let events = tokio::task::block_in_place(|| {
+            let mut store = journal::open(&url).unwrap();
+            store.list(None, 100).unwrap()
+        });
+        if events.len() == 3 {
+            break events
+                .into_iter()
+                .map(|e| e.event.conversation)
+                .collect::<Vec<_>>();
+        }
+        assert!(Instant::now() < deadline, "buffered events never written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(conversations, ["SM1", "SM2", "SM3"]);
+    server.stop().await;
+}

@@ -181,3 +181,24 @@ fn postgres_errors_hide_the_password() {
         .expect("nothing listens on port 1");
     assert!(!e.to_string().contains("hunter2"), "{e}");
 }
+
+#[test]
+fn postgres_over_tls_verifies_the_server() {
+    let Some(base) = postgres_url() else { return };
+    let Ok(ca) = std::env::var("TWIML_FAILOVER_TEST_POSTGRES_CA") else {
+        eprintln!("skipped: TWIML_FAILOVER_TEST_POSTGRES_CA not set");
+        return;
+    };
+    let with = |query: &str| -> JournalUrl {
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}{query}").parse().unwrap()
+    };
+    let mut store = journal::open(&with(&format!("sslmode=verify-full&sslrootcert={ca}")))
+        .expect("TLS with the test CA");
+    store.stats().unwrap();
+    // The test CA is not a public root: without it the certificate must be refused.
+    let e = journal::open(&with("sslmode=require"))
+        .err()
+        .expect("unknown issuer refused");
+    assert!(e.to_string().contains("certificate"), "{e}");
+}

@@ -162,8 +162,7 @@ impl FromStr for JournalUrl {
                 return Err("postgres URL must not contain spaces".into());
             }
             // Validate now so a typo stops start-up instead of every write.
-            ::postgres::Config::from_str(raw)
-                .map_err(|_| "not a valid postgres URL".to_string())?;
+            postgres::driver_config(raw).map_err(|e| e.0)?;
             return Ok(JournalUrl::Postgres(raw.to_string()));
         }
         Err("use sqlite:///path/to/journal.db or postgres://user@host/db".into())

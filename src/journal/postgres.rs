@@ -4,7 +4,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use postgres::config::SslMode;
 use postgres::{Client, NoTls, Row};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     params_from_json, params_to_json, Appended, Event, JournalError, NewEvent, Stats, Store,
@@ -18,8 +24,12 @@ const COLUMNS: &str =
      last_error";
 
 fn err(e: postgres::Error) -> JournalError {
-    // The driver's messages name the server's complaint, never the connection string.
-    JournalError::new(format!("postgres: {e}"))
+    // The driver's messages name the server's complaint, never the connection string; the
+    // cause (an I/O or TLS error) says what actually went wrong.
+    match std::error::Error::source(&e) {
+        Some(cause) => JournalError::new(format!("postgres: {e}: {cause}")),
+        None => JournalError::new(format!("postgres: {e}")),
+    }
 }
 
 /// A connection to a PostgreSQL journal.
@@ -28,19 +38,33 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects (without TLS: use it on loopback or a private network) and creates the table.
+    /// Connects and creates the table. `sslmode=require` (or `verify-full`) uses TLS (rustls),
+    /// verifying the server against the public web roots plus `sslrootcert=FILE` (PEM) when given;
+    /// without it the connection is plain (loopback or a private network only).
     pub fn connect(url: &str) -> Result<PostgresStore, JournalError> {
-        let mut config: postgres::Config = url
-            .parse()
-            .map_err(|_| JournalError::new("not a valid postgres URL"))?;
+        let (mut config, tls) = driver_config(url)?;
+        // libpq's convention: the password may come from the environment instead of the URL.
+        if config.get_password().is_none() {
+            if let Ok(password) = std::env::var("PGPASSWORD") {
+                config.password(password);
+            }
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
-        let mut client = config.connect(NoTls).map_err(err)?;
+        let mut client = match tls {
+            Some(root_cert) => config
+                .connect(MakeRustlsConnect::new(tls_config(root_cert.as_deref())?))
+                .map_err(err)?,
+            None => config.connect(NoTls).map_err(err)?,
+        };
         let mut tx = client.transaction().map_err(err)?;
         // Replicas starting together would race on CREATE TABLE; one lock serialises them.
-        tx.execute("SELECT pg_advisory_xact_lock(7300412)", &[])
-            .map_err(err)?;
+        // The "already exists, skipping" notices of every reconnect are not worth a log line.
+        tx.batch_execute(
+            "SET LOCAL client_min_messages = warning; SELECT pg_advisory_xact_lock(7300412)",
+        )
+        .map_err(err)?;
         tx.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {TABLE} (
                 id                 BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -79,6 +103,87 @@ impl PostgresStore {
         let rows = self.client.query(sql, args).map_err(err)?;
         rows.iter().map(event_from_row).collect()
     }
+}
+
+/// The driver's settings for a journal URL, and whether to use TLS (with an extra root
+/// certificate file). `sslrootcert` and libpq's `verify-full`/`verify-ca` are handled here, since
+/// the driver knows neither.
+pub fn driver_config(
+    url: &str,
+) -> Result<(postgres::Config, Option<Option<String>>), JournalError> {
+    let (url, root_cert) = take_query_param(url, "sslrootcert");
+    let (url, verify) = match take_query_param(&url, "sslmode") {
+        (rest, Some(mode)) if mode == "verify-full" || mode == "verify-ca" => {
+            (add_query_param(&rest, "sslmode", "require"), true)
+        }
+        _ => (url, false),
+    };
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|_| JournalError::new("not a valid postgres URL"))?;
+    // rustls always verifies the server's certificate and name, as libpq's verify-full does.
+    let tls = (verify || config.get_ssl_mode() == SslMode::Require).then_some(root_cert);
+    Ok((config, tls))
+}
+
+/// Removes `name=value` from the URL's query (the driver refuses options it does not know).
+fn take_query_param(url: &str, name: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
+    };
+    let mut value = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.split_once('=') {
+            Some((k, v)) if k == name => {
+                value = Some(
+                    percent_encoding::percent_decode_str(v)
+                        .decode_utf8_lossy()
+                        .into_owned(),
+                );
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    if rest.is_empty() {
+        (base.to_string(), value)
+    } else {
+        (format!("{base}?{}", rest.join("&")), value)
+    }
+}
+
+fn add_query_param(url: &str, name: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{name}={value}")
+}
+
+fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, JournalError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = root_cert {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect())
+            .map_err(|e| JournalError::new(format!("sslrootcert {path}: {e}")))?;
+        if certs.is_empty() {
+            return Err(JournalError::new(format!(
+                "sslrootcert {path}: no PEM certificate"
+            )));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| JournalError::new(format!("sslrootcert {path}: {e}")))?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| JournalError::new(format!("tls: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 fn event_from_row(row: &Row) -> Result<Event, JournalError> {
@@ -288,5 +393,43 @@ impl Store for PostgresStore {
                 &[&before_ms],
             )
             .map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_options_are_taken_out_of_the_url() {
+        assert_eq!(
+            take_query_param(
+                "postgres://h/db?sslmode=require&sslrootcert=%2Fca.pem",
+                "sslrootcert"
+            ),
+            (
+                "postgres://h/db?sslmode=require".to_string(),
+                Some("/ca.pem".to_string())
+            )
+        );
+        assert_eq!(
+            take_query_param("postgres://h/db?sslrootcert=/ca.pem", "sslrootcert"),
+            ("postgres://h/db".to_string(), Some("/ca.pem".to_string()))
+        );
+        assert_eq!(
+            take_query_param("postgres://h/db", "sslmode"),
+            ("postgres://h/db".to_string(), None)
+        );
+        assert_eq!(
+            add_query_param("postgres://h/db", "sslmode", "require"),
+            "postgres://h/db?sslmode=require"
+        );
+    }
+
+    #[test]
+    fn a_missing_root_certificate_is_named() {
+        let e = tls_config(Some("/no/such/ca.pem")).unwrap_err();
+        assert!(e.to_string().contains("/no/such/ca.pem"), "{e}");
+        assert!(tls_config(None).is_ok());
     }
 }
