@@ -611,15 +611,18 @@ async fn replay_resends_everything_since_a_time() {
         .mark_delivered(first, journal::time::now_ms())
         .unwrap();
 
-    // The subaccount's token comes from the config file, like the server's.
+    // The subaccount's token and the default target come from the config file, like the server's.
+    let target = Target::start().await;
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,
-        "[accounts.AC00000000000000000000000000000009]\nenv = \"SUB_TOKEN\"\n",
+        format!(
+            "[accounts.AC00000000000000000000000000000009]\nenv = \"SUB_TOKEN\"\n\
+             [forward]\nto = \"{}\"\n",
+            target.url()
+        ),
     )
     .unwrap();
-    let target = Target::start().await;
-    let to = target.url();
     let journal_arg = url.to_string();
     let config_arg = config.display().to_string();
     let out = tokio::task::spawn_blocking(move || {
@@ -633,8 +636,6 @@ async fn replay_resends_everything_since_a_time() {
                 &config_arg,
                 "--since",
                 "1h",
-                "--to",
-                &to,
             ])
             .env("TWILIO_AUTH_TOKEN", TOKEN)
             .env("SUB_TOKEN", "sub-account-token")

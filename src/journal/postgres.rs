@@ -42,22 +42,7 @@ impl PostgresStore {
     /// verifying the server against the public web roots plus `sslrootcert=FILE` (PEM) when given;
     /// without it the connection is plain (loopback or a private network only).
     pub fn connect(url: &str) -> Result<PostgresStore, JournalError> {
-        let (mut config, tls) = driver_config(url)?;
-        // libpq's convention: the password may come from the environment instead of the URL.
-        if config.get_password().is_none() {
-            if let Ok(password) = std::env::var("PGPASSWORD") {
-                config.password(password);
-            }
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(5));
-        }
-        let mut client = match tls {
-            Some(root_cert) => config
-                .connect(MakeRustlsConnect::new(tls_config(root_cert.as_deref())?))
-                .map_err(err)?,
-            None => config.connect(NoTls).map_err(err)?,
-        };
+        let mut client = open_client(url)?;
         let mut tx = client.transaction().map_err(err)?;
         // Replicas starting together would race on CREATE TABLE; one lock serialises them.
         // The "already exists, skipping" notices of every reconnect are not worth a log line.
@@ -103,6 +88,28 @@ impl PostgresStore {
         let rows = self.client.query(sql, args).map_err(err)?;
         rows.iter().map(event_from_row).collect()
     }
+}
+
+/// A plain driver connection to the journal's server, set up like the store's (TLS by `sslmode`,
+/// `PGPASSWORD`, connect timeout); the forwarder holds its leadership lock on one.
+pub fn open_client(url: &str) -> Result<Client, JournalError> {
+    let (mut config, tls) = driver_config(url)?;
+    // libpq's convention: the password may come from the environment instead of the URL.
+    if config.get_password().is_none() {
+        if let Ok(password) = std::env::var("PGPASSWORD") {
+            config.password(password);
+        }
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    let client = match tls {
+        Some(root_cert) => config
+            .connect(MakeRustlsConnect::new(tls_config(root_cert.as_deref())?))
+            .map_err(err)?,
+        None => config.connect(NoTls).map_err(err)?,
+    };
+    Ok(client)
 }
 
 /// The driver's settings for a journal URL, and whether to use TLS (with an extra root

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use crate::journal::{JournalError, JournalUrl};
 
@@ -44,13 +44,7 @@ impl Leadership {
         if !alive {
             // A lost session released the lock; whoever takes it next leads.
             self.held = false;
-            let mut config: postgres::Config = url
-                .parse()
-                .map_err(|_| JournalError::new("not a valid postgres URL"))?;
-            if config.get_connect_timeout().is_none() {
-                config.connect_timeout(Duration::from_secs(5));
-            }
-            self.client = Some(config.connect(NoTls).map_err(pg)?);
+            self.client = Some(crate::journal::postgres::open_client(url)?);
         }
         if !self.held {
             if let Some(client) = self.client.as_mut() {

@@ -32,8 +32,8 @@ use crate::keyring::KeyRing;
 use crate::metrics::ForwardMetrics;
 
 /// Undelivered events read per store query while looking for eligible ones.
-const PAGE: usize = 256;
-/// Most undelivered events looked at per scheduling pass (bounds the cost of a huge backlog).
+const PAGE: usize = 64;
+/// Most undelivered events a deep pass looks at (bounds the cost of a huge backlog).
 const MAX_SCAN: usize = 8192;
 
 /// How long stopping waits for attempts in flight.
@@ -256,13 +256,23 @@ impl Run {
         let mut prune = tokio::time::interval(prune_interval(self.settings.retention));
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut store_failing = false;
+        let mut last_deep: Option<Instant> = None;
         tracing::info!(to = %self.client.url(), concurrency = self.settings.concurrency, "forwarding journaled events");
         loop {
             let now = Instant::now();
             let mut wake_at = now + self.settings.poll_interval;
             let slots = self.settings.concurrency.saturating_sub(in_flight.len());
             if slots > 0 && breaker.would_allow(now) && self.leading().await {
-                match self.pick(&in_flight, slots).await {
+                // Most passes follow a delivery and only need the oldest page (where the
+                // conversation's next event usually is); heads of other conversations further back
+                // in a backlog are found by a deep pass, at most once per poll interval. Without
+                // this, a backlog of one busy conversation costs a full scan per delivery.
+                let deep = last_deep.is_none_or(|at| now >= at + self.settings.poll_interval);
+                if deep {
+                    last_deep = Some(now);
+                }
+                let limit = if deep { MAX_SCAN } else { PAGE };
+                match self.pick(&in_flight, slots, limit).await {
                     Ok((events, next_due_ms)) => {
                         if store_failing {
                             tracing::info!("journal readable again");
@@ -365,11 +375,13 @@ impl Run {
         leading
     }
 
-    /// Eligible events (heads of their conversations, due, not in flight), at most `slots`.
+    /// Eligible events (heads of their conversations, due, not in flight), at most `slots`,
+    /// looking at no more than about `limit` undelivered events.
     async fn pick(
         &self,
         in_flight: &HashSet<i64>,
         slots: usize,
+        limit: usize,
     ) -> Result<(Vec<Event>, Option<i64>), JournalError> {
         let in_flight = in_flight.clone();
         self.store
@@ -379,7 +391,7 @@ impl Run {
                 let mut picked = Vec::new();
                 let mut after = 0;
                 let mut seen = 0;
-                while picked.len() < slots && seen < MAX_SCAN {
+                while picked.len() < slots && seen < limit {
                     let page = store.undelivered(after, PAGE)?;
                     let full = page.len() == PAGE;
                     seen += page.len();
