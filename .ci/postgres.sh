@@ -8,7 +8,9 @@
 set -euo pipefail
 
 bindir() {
-  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1
+  for d in /usr/lib/postgresql/*/bin; do
+    if [ -d "$d" ]; then echo "$d"; fi
+  done | sort -V | tail -1
 }
 
 # initdb and postgres refuse to run as root: use the postgres user then.

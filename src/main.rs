@@ -12,7 +12,7 @@ use twiml_failover::cli::{
 use twiml_failover::config::{self, Config, LogFormat, StartupError};
 use twiml_failover::signature::{self, Algorithm};
 use twiml_failover::templates::check::check_all;
-use twiml_failover::{reload, server, signals};
+use twiml_failover::{log_writer, reload, server, signals};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,17 +30,21 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr through a buffer a background thread writes out, so no request waits on a
+/// write; the guard writes out the rest when `serve` returns.
+fn init_logging(format: LogFormat) -> log_writer::LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TWIML_FAILOVER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = log_writer::buffered(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    guard
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
@@ -48,10 +52,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(e),
     };
-    init_logging(config.log_format);
+    let log_guard = init_logging(config.log_format);
     let app = match App::load(config) {
         Ok(app) => app,
-        Err(e) => return fail(e),
+        Err(e) => {
+            drop(log_guard);
+            return fail(e);
+        }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -40,12 +40,7 @@ impl Algorithm {
 /// The parameter part of the signed string: each `name + value`, sorted by name then value, where a
 /// name repeated with an identical value counts once (as in twilio-python and twilio-node).
 pub fn params_suffix<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> String {
-    let mut pairs: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_ref(), v.as_ref()))
-        .collect();
-    pairs.sort_unstable();
-    pairs.dedup();
+    let pairs = signed_pairs(params);
     let len = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
     let mut out = String::with_capacity(len);
     for (k, v) in pairs {
@@ -53,6 +48,17 @@ pub fn params_suffix<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> String 
         out.push_str(v);
     }
     out
+}
+
+/// The parameters in the order they are signed, each distinct pair once.
+fn signed_pairs<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> Vec<(&str, &str)> {
+    let mut pairs: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
 }
 
 /// The whole string Twilio signs for `url` and form `params` (empty for GET and JSON requests).
@@ -69,19 +75,20 @@ pub fn sign<K: AsRef<str>, V: AsRef<str>>(
     url: &str,
     params: &[(K, V)],
 ) -> String {
-    let suffix = params_suffix(params);
-    let mac = mac_of(algorithm, key, url, &suffix);
+    let pairs = signed_pairs(params);
+    let mac = Keyed::new(algorithm, key, url, &pairs).finalize();
     base64::engine::general_purpose::STANDARD.encode(mac)
 }
 
-/// An HMAC of either algorithm, fed with the URL and the parameter suffix.
+/// An HMAC of either algorithm, fed with the URL and then each sorted name and value (the signed
+/// string, without building it).
 enum Keyed {
     Sha1(Hmac<sha1::Sha1>),
     Sha256(Hmac<sha2::Sha256>),
 }
 
 impl Keyed {
-    fn new(algorithm: Algorithm, key: &[u8], url: &str, suffix: &str) -> Keyed {
+    fn new(algorithm: Algorithm, key: &[u8], url: &str, pairs: &[(&str, &str)]) -> Keyed {
         // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
         let mut keyed = match algorithm {
             Algorithm::HmacSha1 => {
@@ -91,7 +98,8 @@ impl Keyed {
                 Keyed::Sha256(Hmac::new_from_slice(key).expect("HMAC takes any key length"))
             }
         };
-        for part in [url.as_bytes(), suffix.as_bytes()] {
+        let parts = pairs.iter().flat_map(|(k, v)| [k.as_bytes(), v.as_bytes()]);
+        for part in std::iter::once(url.as_bytes()).chain(parts) {
             match &mut keyed {
                 Keyed::Sha1(mac) => mac.update(part),
                 Keyed::Sha256(mac) => mac.update(part),
@@ -116,14 +124,6 @@ impl Keyed {
     }
 }
 
-fn mac_of(algorithm: Algorithm, key: &[u8], url: &str, suffix: &str) -> Vec<u8> {
-    Keyed::new(algorithm, key, url, suffix).finalize()
-}
-
-fn mac_matches(algorithm: Algorithm, key: &[u8], url: &str, suffix: &str, expected: &[u8]) -> bool {
-    Keyed::new(algorithm, key, url, suffix).matches(expected)
-}
-
 /// True when `signature` (the header's base64 text) is a valid signature of `url` and `params`
 /// under any of `keys`, trying the URL as received and with its default port toggled.
 ///
@@ -138,12 +138,12 @@ pub fn verify<K: AsRef<str>, V: AsRef<str>>(
     let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(signature) else {
         return false;
     };
-    let suffix = params_suffix(params);
+    let pairs = signed_pairs(params);
     // Stopping at the first match only tells a genuine sender which of its own keys matched; a
     // forger always pays for every candidate. Each comparison itself is constant-time.
     let matches = |candidate: &str| {
         keys.iter()
-            .any(|key| mac_matches(algorithm, key, candidate, &suffix, &expected))
+            .any(|key| Keyed::new(algorithm, key, candidate, &pairs).matches(&expected))
     };
     matches(url) || toggle_default_port(url).is_some_and(|toggled| matches(&toggled))
 }

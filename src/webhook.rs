@@ -110,25 +110,79 @@ pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 }
 
 /// Parses `application/x-www-form-urlencoded` text, refusing bytes that decode to invalid UTF-8.
+///
+/// Reads as the WHATWG form parser (and so every Twilio SDK) does: `&` separates pairs (empty ones
+/// are skipped), the first `=` separates name from value, `+` is a space, `%XX` a byte, and a `%`
+/// not followed by two hex digits stays literal.
 pub fn parse_form(raw: &[u8]) -> Result<Params, DecodeError> {
-    // Percent-decoding the whole input at once is valid UTF-8 exactly when every decoded name and
-    // value is (the separators are ASCII), and serde_urlencoded would otherwise replace bad bytes
-    // silently.
-    let spaced: std::borrow::Cow<'_, [u8]> = if raw.contains(&b'+') {
-        raw.iter()
-            .map(|&b| if b == b'+' { b' ' } else { b })
-            .collect::<Vec<u8>>()
-            .into()
-    } else {
-        raw.into()
-    };
-    if percent_encoding::percent_decode(&spaced)
-        .decode_utf8()
-        .is_err()
-    {
-        return Err(DecodeError::Malformed("invalid UTF-8"));
+    // Everything is decoded into one buffer with an ASCII byte after each part, so one UTF-8 check
+    // covers every name and value: no multi-byte sequence can span two parts.
+    let pairs = memchr::memchr_iter(b'&', raw).count() + 1;
+    let mut decoded = Vec::with_capacity(raw.len() + 2 * pairs);
+    let mut ends = Vec::with_capacity(pairs);
+    let mut pair_start = 0;
+    for pair_end in memchr::memchr_iter(b'&', raw).chain(std::iter::once(raw.len())) {
+        let pair = &raw[pair_start..pair_end];
+        pair_start = pair_end + 1;
+        if pair.is_empty() {
+            continue;
+        }
+        let (name, value) = match memchr::memchr(b'=', pair) {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        };
+        form_decode_into(&mut decoded, name);
+        let name_end = decoded.len();
+        decoded.push(b'&');
+        form_decode_into(&mut decoded, value);
+        ends.push((name_end, decoded.len()));
+        decoded.push(b'&');
     }
-    serde_urlencoded::from_bytes(raw).map_err(|_| DecodeError::Malformed("bad form encoding"))
+    let text =
+        std::str::from_utf8(&decoded).map_err(|_| DecodeError::Malformed("invalid UTF-8"))?;
+    let mut start = 0;
+    Ok(ends
+        .into_iter()
+        .map(|(name_end, value_end)| {
+            let pair = (
+                text[start..name_end].to_owned(),
+                text[name_end + 1..value_end].to_owned(),
+            );
+            start = value_end + 1;
+            pair
+        })
+        .collect())
+}
+
+/// Appends one form-encoded name or value, decoded, to `out`.
+fn form_decode_into(out: &mut Vec<u8>, raw: &[u8]) {
+    let mut rest = raw;
+    while let Some(i) = memchr::memchr2(b'+', b'%', rest) {
+        out.extend_from_slice(&rest[..i]);
+        if rest[i] == b'+' {
+            out.push(b' ');
+            rest = &rest[i + 1..];
+            continue;
+        }
+        match (
+            rest.get(i + 1).and_then(|&h| hex_value(h)),
+            rest.get(i + 2).and_then(|&l| hex_value(l)),
+        ) {
+            (Some(high), Some(low)) => {
+                out.push(high << 4 | low);
+                rest = &rest[i + 3..];
+            }
+            _ => {
+                out.push(b'%');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.extend_from_slice(rest);
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    char::from(digit).to_digit(16).map(|d| d as u8)
 }
 
 /// Decodes a request whose body has been read in full.
@@ -149,13 +203,8 @@ pub fn decode(
         ),
         _ => return Err(DecodeError::Malformed("repeated Content-Type")),
     };
-    let media_type = content_type.map(|ct| {
-        ct.split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-    });
+    let media_type = content_type.map(|ct| ct.split(';').next().unwrap_or("").trim());
+    let is = |expected: &str| media_type.is_some_and(|m| m.eq_ignore_ascii_case(expected));
     let charset_ok = content_type.is_none_or(|ct| {
         ct.split(';').skip(1).all(|p| match p.split_once('=') {
             Some((k, v)) if k.trim().eq_ignore_ascii_case("charset") => {
@@ -173,11 +222,14 @@ pub fn decode(
         }
         Payload::Query
     } else {
-        match media_type.as_deref() {
-            Some("application/x-www-form-urlencoded") => Payload::Form(parse_form(&body)?),
-            Some("application/json") => Payload::Json(body),
-            None if body.is_empty() => Payload::Query,
-            _ => return Err(DecodeError::UnsupportedMediaType),
+        if is("application/x-www-form-urlencoded") {
+            Payload::Form(parse_form(&body)?)
+        } else if is("application/json") {
+            Payload::Json(body)
+        } else if media_type.is_none() && body.is_empty() {
+            Payload::Query
+        } else {
+            return Err(DecodeError::UnsupportedMediaType);
         }
     };
     Ok(Webhook {
@@ -302,6 +354,33 @@ mod tests {
         );
         // Invalid percent escapes pass through literally, as in every SDK's form parser.
         assert_eq!(parse_form(b"a=%zz").unwrap()[0].1, "%zz");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn forms_decode_as_the_whatwg_parser_does(raw in proptest::collection::vec(
+            proptest::sample::select(b"ab=&+%2F0zA\xc3\xa9\xff".to_vec()), 0..40)) {
+            // The reference: form_urlencoded (through serde_urlencoded), which replaces invalid
+            // UTF-8 silently where parse_form refuses it.
+            let reference: Params = serde_urlencoded::from_bytes(&raw).unwrap();
+            let decoded_is_utf8 = raw
+                .split(|&b| b == b'&')
+                .flat_map(|p| p.splitn(2, |&b| b == b'='))
+                .all(|part| {
+                    let spaced: Vec<u8> = part.iter().map(|&b| if b == b'+' { b' ' } else { b }).collect();
+                    percent_encoding::percent_decode(&spaced).decode_utf8().is_ok()
+                });
+            match parse_form(&raw) {
+                Ok(params) => {
+                    proptest::prop_assert!(decoded_is_utf8);
+                    proptest::prop_assert_eq!(params, reference);
+                }
+                Err(e) => {
+                    proptest::prop_assert!(!decoded_is_utf8);
+                    proptest::prop_assert_eq!(e, DecodeError::Malformed("invalid UTF-8"));
+                }
+            }
+        }
     }
 
     #[test]

@@ -258,8 +258,20 @@ fn logs_never_hold_the_token_and_the_body_only_at_debug() {
             &addr,
             "GET /sms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         );
+        // Log lines are written in batches, shortly after the request.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let request_lines = || {
+            let lines = log.lock().unwrap();
+            lines
+                .iter()
+                .filter(|l| l.contains("\"latency_us\""))
+                .count()
+        };
+        while request_lines() < 2 {
+            assert!(Instant::now() < deadline, "one line per request");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         drop(server);
-        std::thread::sleep(Duration::from_millis(100));
         let text = log.lock().unwrap().join("\n");
         assert!(
             text.contains("\"status\":200"),

@@ -43,8 +43,9 @@ pub async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let version = req.version();
-    let path: String = req.uri().path().chars().take(200).collect();
-    let route = route(&method, req.uri().path());
+    // A cheap clone (shared bytes) so the log line can borrow the path after `req` is consumed.
+    let uri = req.uri().clone();
+    let route = route(&method, uri.path());
     let mut outcome = Outcome::default();
     let mut response = match limits::check_head(&req) {
         Err(status) => {
@@ -80,6 +81,7 @@ pub async fn handle(
     app.metrics
         .request(route.label(), status, elapsed.as_secs_f64());
     let fallback = outcome.error_code.is_some();
+    let path = first_chars(uri.path(), 200);
     tracing::info!(
         target: "twiml_failover::request",
         method = %method,
@@ -100,8 +102,19 @@ pub async fn handle(
     Ok(response)
 }
 
+/// At most the first `max` characters of `value`.
+fn first_chars(value: &str, max: usize) -> &str {
+    match value.char_indices().nth(max) {
+        Some((end, _)) => &value[..end],
+        None => value,
+    }
+}
+
 /// Keeps attacker-influenced values in logs short and on one line.
 fn loggable(value: &str) -> String {
+    if value.len() <= 200 && !value.chars().any(char::is_control) {
+        return value.to_owned();
+    }
     value
         .chars()
         .filter(|c| !c.is_control())

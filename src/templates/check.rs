@@ -401,7 +401,14 @@ pub fn load_set(
     if diagnostics.is_empty() {
         Ok(TemplateSet {
             env,
-            names: compiled.into_iter().collect(),
+            // The engine knows each template by its file name; requests ask by path.
+            names: compiled
+                .into_iter()
+                .map(|name| {
+                    let file = format!("{name}.xml");
+                    (name, file)
+                })
+                .collect(),
             dir: dir.to_path_buf(),
         })
     } else {

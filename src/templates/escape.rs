@@ -3,6 +3,12 @@
 
 /// Appends `value` to `out`, escaped for XML text and for single- or double-quoted attributes.
 pub fn escape_into(out: &mut String, value: &str) {
+    // Writing to a String cannot fail.
+    let _ = escape_to(out, value);
+}
+
+/// Writes `value` to `out`, escaped as [`escape_into`] does, in runs rather than per character.
+pub fn escape_to(out: &mut impl std::fmt::Write, value: &str) -> std::fmt::Result {
     let mut last = 0;
     for (i, c) in value.char_indices() {
         let replacement = match c {
@@ -15,11 +21,11 @@ pub fn escape_into(out: &mut String, value: &str) {
             c if forbidden_in_xml(c) => "\u{FFFD}",
             _ => continue,
         };
-        out.push_str(&value[last..i]);
-        out.push_str(replacement);
+        out.write_str(&value[last..i])?;
+        out.write_str(replacement)?;
         last = i + c.len_utf8();
     }
-    out.push_str(&value[last..]);
+    out.write_str(&value[last..])
 }
 
 /// Returns `value` escaped for XML (see [`escape_into`]).

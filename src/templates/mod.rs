@@ -9,7 +9,7 @@ pub mod context;
 pub mod escape;
 pub mod twiml;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,7 +26,8 @@ const RENDER_FUEL: u64 = 20_000;
 /// A compiled, checked set of templates from one directory (`primary/` or `fallback/`).
 pub struct TemplateSet {
     env: Environment<'static>,
-    names: HashSet<String>,
+    /// Template name (URL path) → the file name the engine knows it by.
+    names: HashMap<String, String>,
     dir: PathBuf,
 }
 
@@ -76,18 +77,16 @@ pub(crate) fn new_environment() -> Environment<'static> {
         if value.is_undefined() || value.is_none() {
             return Ok(());
         }
-        let mut escaped = String::new();
         // Values marked safe only come from macros and `escape`, whose output is already markup
         // built from escaped values.
-        if value.is_safe() {
-            escaped.push_str(value.as_str().unwrap_or_default());
+        let written = if value.is_safe() {
+            out.write_str(value.as_str().unwrap_or_default())
         } else if let Some(s) = value.as_str() {
-            escape::escape_into(&mut escaped, s);
+            escape::escape_to(out, s)
         } else {
-            escape::escape_into(&mut escaped, &value.to_string());
-        }
-        out.write_str(&escaped)
-            .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))
+            escape::escape_to(out, &value.to_string())
+        };
+        written.map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))
     });
     env
 }
@@ -111,22 +110,22 @@ fn e164(value: &str) -> String {
 impl TemplateSet {
     /// True when the set has a template for `name` (a URL path without the leading `/`).
     pub fn contains(&self, name: &str) -> bool {
-        self.names.contains(name)
+        self.names.contains_key(name)
     }
 
     /// The names of every template in the set.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.names.iter().map(String::as_str)
+        self.names.keys().map(String::as_str)
     }
 
     /// Renders `name` with `ctx` and checks the result is TwiML Twilio will accept.
     pub fn render(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
-        if !self.contains(name) {
+        let Some(file) = self.names.get(name) else {
             return Err(RenderError::Missing(name.to_string()));
-        }
+        };
         let template = self
             .env
-            .get_template(&format!("{name}.xml"))
+            .get_template(file)
             .map_err(|e| RenderError::Engine(e.to_string()))?;
         let out = template
             .render(ctx)

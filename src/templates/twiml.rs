@@ -292,7 +292,15 @@ fn text_event(
     text: &str,
     at_start: bool,
 ) {
-    if let Some(c) = text.chars().find(|&c| super::escape::forbidden_in_xml(c)) {
+    // Forbidden characters are C0 controls other than tab and newlines, and U+FFFE/U+FFFF (which
+    // start with byte 0xEF): a byte scan rules them out before any character is decoded.
+    let may_hold_forbidden = text
+        .bytes()
+        .any(|b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0xEF);
+    let forbidden = may_hold_forbidden
+        .then(|| text.chars().find(|&c| super::escape::forbidden_in_xml(c)))
+        .flatten();
+    if let Some(c) = forbidden {
         report.problems.push(Problem {
             offset,
             message: format!("character U+{:04X} is not allowed in XML", c as u32),
@@ -399,6 +407,9 @@ mod tests {
             ("", "no <Response>"),
             ("<!DOCTYPE x><Response/>", "DOCTYPE"),
             ("<Response><Say>a\u{1}</Say></Response>", "U+0001"),
+            ("<Response><Say>é\u{FFFE}</Say></Response>", "U+FFFE"),
+            ("<Response><Say>\u{FFFF}</Say></Response>", "U+FFFF"),
+            ("<Response><Say>\u{1F}\u{FFFD}</Say></Response>", "U+001F"),
         ] {
             let m = messages(doc, Channel::Voice).join("; ");
             assert!(m.contains(expect), "{doc:?}: {m}");
