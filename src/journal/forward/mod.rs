@@ -101,10 +101,11 @@ impl Shared {
         })))
     }
 
-    /// A connection opened when first needed.
-    fn lazy(url: JournalUrl) -> Shared {
+    /// A connection opened when first needed; `lead` makes it the one that also holds the
+    /// forwarder's leadership.
+    fn lazy(url: JournalUrl, lead: bool) -> Shared {
         Shared(Arc::new(Mutex::new(Connection {
-            leadership: Some(leader::Leadership::new(&url)),
+            leadership: lead.then(|| leader::Leadership::new(&url)),
             url: Some(url),
             store: None,
         })))
@@ -174,7 +175,7 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    /// Starts delivering from the journal at `url` (on a connection of its own) to
+    /// Starts delivering from the journal at `url` (on connections of its own) to
     /// `settings.url`; `wake` is pinged (with `notify_one`) by the journal writer after each commit.
     pub fn spawn(
         url: JournalUrl,
@@ -185,8 +186,17 @@ impl Deliverer {
     ) -> Result<Deliverer, String> {
         let client = Client::new(&settings.url, settings.concurrency)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // Outcomes are recorded on connections of their own, so scheduling reads never wait for a
+        // commit; PostgreSQL commits of different connections also proceed in parallel.
+        let recorders = match url {
+            JournalUrl::Postgres(_) => settings.concurrency,
+            JournalUrl::Sqlite(_) => 1,
+        };
         let run = Run {
-            store: Shared::lazy(url),
+            recorders: (0..recorders)
+                .map(|_| Shared::lazy(url.clone(), false))
+                .collect(),
+            store: Shared::lazy(url, true),
             client: Arc::new(client),
             keyring: Arc::new(keyring),
             metrics,
@@ -231,6 +241,8 @@ pub fn start(app: &crate::app::App) -> Result<Option<Deliverer>, String> {
 
 struct Run {
     store: Shared,
+    /// Where delivery outcomes are written (see [`Deliverer::spawn`]).
+    recorders: Vec<Shared>,
     client: Arc<Client>,
     keyring: Arc<KeyRing>,
     metrics: ForwardMetrics,
@@ -343,6 +355,9 @@ impl Run {
             }
         }
         self.store.close().await;
+        for recorder in &self.recorders {
+            recorder.close().await;
+        }
         tracing::info!("forwarder stopped");
     }
 
@@ -427,7 +442,8 @@ impl Run {
     ) -> impl Future<Output = Done> + Send + 'static {
         let client = self.client.clone();
         let keyring = self.keyring.clone();
-        let store = self.store.clone();
+        let slot = usize::try_from(event.id).unwrap_or(0) % self.recorders.len().max(1);
+        let store = self.recorders.get(slot).unwrap_or(&self.store).clone();
         let timeout = self.settings.timeout;
         async move {
             let id = event.id;
