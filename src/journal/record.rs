@@ -42,28 +42,38 @@ fn usable_token(token: Option<&str>) -> Option<&str> {
         .filter(|t| !t.is_empty() && t.len() <= 200 && !t.chars().any(char::is_control))
 }
 
-/// The idempotency key: the token header, else `<Sid>:<path>[:<status>]`, where Sid is CallSid,
-/// MessageSid or SmsSid (else a SHA-256 of the sorted parameters) and status is the
-/// CallStatus/MessageStatus/SmsStatus value, so each status callback of a call is its own event.
+/// The idempotency key: the token header, else `<Sid>:<path>[:<status>]:<digest>`, where Sid is
+/// CallSid, MessageSid or SmsSid, status is the CallStatus/MessageStatus/SmsStatus value (so each
+/// status callback of a call is its own event) and digest covers the sorted parameters. The digest
+/// keeps two different visits of one call to one path apart (a `<Gather>` answered twice with other
+/// `Digits`), while a Twilio retry, which repeats the request byte for byte, still lands on one row.
+/// `ErrorCode`/`ErrorUrl` are left out of the digest: the same event keeps its key on the fallback.
 pub fn idempotency_key(token: Option<&str>, path: &str, params: &[(String, String)]) -> String {
     if let Some(token) = usable_token(token) {
         return token.to_string();
     }
-    let sid = ["CallSid", "MessageSid", "SmsSid"]
+    let digest = params_digest(params);
+    let Some(sid) = ["CallSid", "MessageSid", "SmsSid"]
         .iter()
         .find_map(|name| param(params, name))
-        .map_or_else(|| params_digest(params), str::to_string);
+    else {
+        return format!("sha256-{digest}:{path}");
+    };
     let status = ["CallStatus", "MessageStatus", "SmsStatus"]
         .iter()
         .find_map(|name| param(params, name));
     match status {
-        Some(status) => format!("{sid}:{path}:{status}"),
-        None => format!("{sid}:{path}"),
+        Some(status) => format!("{sid}:{path}:{status}:{}", &digest[..16]),
+        None => format!("{sid}:{path}:{}", &digest[..16]),
     }
 }
 
+/// Hex SHA-256 of the sorted parameters, leaving out what Twilio adds for the fallback.
 fn params_digest(params: &[(String, String)]) -> String {
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    let mut sorted: Vec<&(String, String)> = params
+        .iter()
+        .filter(|(k, _)| k != "ErrorCode" && k != "ErrorUrl")
+        .collect();
     sorted.sort();
     let mut hash = Sha256::new();
     for (k, v) in sorted {
@@ -73,7 +83,7 @@ fn params_digest(params: &[(String, String)]) -> String {
             hash.update(part.as_bytes());
         }
     }
-    format!("sha256-{}", hex::encode(hash.finalize()))
+    hex::encode(hash.finalize())
 }
 
 /// Builds the journal record of a verified request.
@@ -112,24 +122,48 @@ mod tests {
     fn token_header_wins() {
         let params = p(&[("MessageSid", "SM1")]);
         assert_eq!(idempotency_key(Some(" tok-1 "), "/sms", &params), "tok-1");
-        assert_eq!(idempotency_key(Some(""), "/sms", &params), "SM1:/sms");
-        assert_eq!(idempotency_key(Some("a\nb"), "/sms", &params), "SM1:/sms");
+        let derived = idempotency_key(None, "/sms", &params);
+        assert!(derived.starts_with("SM1:/sms:"), "{derived}");
+        assert_eq!(idempotency_key(Some(""), "/sms", &params), derived);
+        assert_eq!(idempotency_key(Some("a\nb"), "/sms", &params), derived);
+    }
+
+    #[test]
+    fn a_gather_answered_twice_is_two_events_but_a_retry_is_one() {
+        let first = p(&[
+            ("CallSid", "CA1"),
+            ("CallStatus", "in-progress"),
+            ("Digits", "1"),
+        ]);
+        let again = p(&[
+            ("CallSid", "CA1"),
+            ("CallStatus", "in-progress"),
+            ("Digits", "2"),
+        ]);
+        let key = idempotency_key(None, "/voice/menu", &first);
+        assert!(key.starts_with("CA1:/voice/menu:in-progress:"), "{key}");
+        assert_ne!(key, idempotency_key(None, "/voice/menu", &again));
+        assert_eq!(key, idempotency_key(None, "/voice/menu", &first.clone()));
+        let mut on_fallback = first.clone();
+        on_fallback.push(("ErrorCode".into(), "11205".into()));
+        on_fallback.push((
+            "ErrorUrl".into(),
+            "https://voice.example.com/voice/menu".into(),
+        ));
+        assert_eq!(key, idempotency_key(None, "/voice/menu", &on_fallback));
     }
 
     #[test]
     fn status_callbacks_of_different_states_are_distinct() {
         let ringing = p(&[("CallSid", "CA1"), ("CallStatus", "ringing")]);
         let done = p(&[("CallSid", "CA1"), ("CallStatus", "completed")]);
-        assert_eq!(
-            idempotency_key(None, "/status", &ringing),
-            "CA1:/status:ringing"
-        );
+        assert!(idempotency_key(None, "/status", &ringing).starts_with("CA1:/status:ringing:"));
         assert_ne!(
             idempotency_key(None, "/status", &ringing),
             idempotency_key(None, "/status", &done)
         );
         let sms = p(&[("SmsSid", "SM9"), ("SmsStatus", "received")]);
-        assert_eq!(idempotency_key(None, "/sms", &sms), "SM9:/sms:received");
+        assert!(idempotency_key(None, "/sms", &sms).starts_with("SM9:/sms:received:"));
     }
 
     #[test]
@@ -163,7 +197,12 @@ mod tests {
             idempotency_token: None,
         });
         assert_eq!(e.conversation, "CA7");
-        assert_eq!(e.idempotency_key, "CA7:/voice");
+        assert_eq!(
+            e.idempotency_key,
+            idempotency_key(None, "/voice", &params),
+            "the event's key is the derived one"
+        );
+        assert!(e.idempotency_key.starts_with("CA7:/voice:"));
         assert_eq!(e.error_code.as_deref(), Some("11205"));
         assert_eq!(e.error_url.as_deref(), Some("https://p/voice"));
         assert_eq!(e.account_sid.as_deref(), Some("AC1"));

@@ -44,7 +44,7 @@ impl Default for Settings {
             queue: 16_384,
             max_buffered: 100_000,
             stats_every: Duration::from_secs(5),
-            // Measured with bench/journal.sh: 4 raised req/s by half with the server on one CPU.
+            // Measured with benches/journal.sh: 4 raised req/s by half with the server on one CPU.
             gather_yields: 4,
         }
     }

@@ -2,8 +2,8 @@
 # The cost of journaling: the release server with and without --journal, side by side, under wrk
 # (signed SMS POSTs, each with its own I-Twilio-Idempotency-Token so every request is a new journal
 # row; the token is not part of the signature). Server pinned to CPU 0, wrk to CPU 1.
-#   bash bench/journal.sh                   # sqlite journal on $BENCH_DIR (default: a temp dir)
-#   JOURNAL_URL=postgres://... bash bench/journal.sh   # also measure that journal
+#   bash benches/journal.sh                   # sqlite journal on $BENCH_DIR (default: a temp dir)
+#   JOURNAL_URL=postgres://... bash benches/journal.sh   # also measure that journal
 # Prints req/s and p99 for each configuration.
 set -euo pipefail
 cd "$(dirname "$0")/.."

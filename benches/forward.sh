@@ -2,9 +2,9 @@
 # How fast the forwarder drains a backlog: journal events with the forward target down, then start
 # a target (another twiml-failover, which checks the forwarded signatures and answers 200) and time
 # until `journal stats` shows nothing undelivered.
-#   bash bench/forward.sh                      # 1000 conversations, 5 s of load
-#   CONVERSATIONS=1 bash bench/forward.sh      # one conversation: strictly sequential delivery
-#   JOURNAL_URL=postgres://... bash bench/forward.sh
+#   bash benches/forward.sh                      # 1000 conversations, 5 s of load
+#   CONVERSATIONS=1 bash benches/forward.sh      # one conversation: strictly sequential delivery
+#   JOURNAL_URL=postgres://... bash benches/forward.sh
 # Prints one RESULT line: events, conversations, seconds to drain, events/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
