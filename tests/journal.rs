@@ -375,18 +375,8 @@ async fn without_a_journal_nothing_is_journaled_or_exposed() {
     server.stop().await;
 }
 
-/// Runs the binary with a clean environment; returns (exit code, stdout, stderr).
 fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
-        .args(args)
-        .env_clear()
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::run_bin(args, &[])
 }
 
 #[test]

@@ -15,6 +15,21 @@ use twiml_failover::cli::ServeArgs;
 use twiml_failover::config::Config;
 use twiml_failover::signature::{sign, Algorithm};
 
+/// Runs the real binary with only `env` in its environment; returns (exit code, stdout, stderr).
+pub fn run_bin(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The fake primary auth token every test signs with.
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 /// A fake secondary token.
