@@ -13,7 +13,10 @@ cargo build --release --target x86_64-unknown-linux-musl --bin twiml-failover
 bin=target/x86_64-unknown-linux-musl/release/twiml-failover
 
 echo "== static?"
-file "$bin" | tee /dev/stderr | grep -Eq "static(-pie)? linked|statically linked"
+# Not `tee /dev/stderr`: when stderr is a file, tee reopens it with O_TRUNC and wipes the CI log.
+kind=$(file "$bin")
+echo "$kind"
+grep -Eq "static(-pie)? linked|statically linked" <<<"$kind"
 if ldd "$bin" >/dev/null 2>&1 && ! ldd "$bin" 2>&1 | grep -q "statically linked"; then
   echo "dynamic dependencies found:"; ldd "$bin"; exit 1
 fi
