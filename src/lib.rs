@@ -14,6 +14,7 @@ pub mod config;
 pub mod drill;
 pub mod journal;
 pub mod keyring;
+pub mod log_line;
 pub mod log_writer;
 pub mod metrics;
 pub mod readiness;

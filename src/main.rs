@@ -12,7 +12,7 @@ use twiml_failover::cli::{
 use twiml_failover::config::{self, Config, LogFormat, StartupError};
 use twiml_failover::signature::{self, Algorithm};
 use twiml_failover::templates::check::check_all;
-use twiml_failover::{log_writer, reload, server, signals};
+use twiml_failover::{log_line, log_writer, reload, server, signals};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -41,7 +41,7 @@ fn init_logging(format: LogFormat) -> log_writer::LogGuard {
         .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder.event_format(log_line::TextLine).init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
     guard
