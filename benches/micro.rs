@@ -14,7 +14,7 @@ use twiml_failover::keyring::{KeyRing, Secret};
 use twiml_failover::signature::{sign, verify, Algorithm};
 use twiml_failover::templates::Templates;
 use twiml_failover::verify::authenticate;
-use twiml_failover::webhook::{decode, parse_form, UrlRules};
+use twiml_failover::webhook::{decode, parse_form, Params, UrlRules};
 
 const TOKEN: &str = "bench-token-not-a-secret-0123456789ab";
 const URL: &str = "http://127.0.0.1:18080/sms";
@@ -47,10 +47,8 @@ const SMS: &[(&str, &str)] = &[
     ("ApiVersion", "2010-04-01"),
 ];
 
-fn owned_params() -> Vec<(String, String)> {
-    SMS.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn owned_params() -> Params {
+    SMS.iter().copied().collect()
 }
 
 fn signature(c: &mut Criterion) {

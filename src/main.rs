@@ -159,7 +159,12 @@ fn sign(args: SignArgs) -> ExitCode {
         };
         let sep = if url.contains('?') { '&' } else { '?' };
         let url = format!("{url}{sep}bodySHA256={}", signature::body_sha256_hex(&body));
-        let sig = signature::sign::<&str, &str>(algorithm, args.token.as_bytes(), &url, &[]);
+        let sig = signature::sign(
+            algorithm,
+            args.token.as_bytes(),
+            &url,
+            &signature::NO_PARAMS,
+        );
         println!("{sig}");
         println!("{url}");
         return ExitCode::SUCCESS;

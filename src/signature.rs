@@ -37,9 +37,37 @@ impl Algorithm {
     }
 }
 
+/// A list of `(name, value)` request parameters in arrival order: slices, vectors and arrays of
+/// string pairs, and [`crate::webhook::Params`].
+pub trait ParamList {
+    /// Each pair, in order.
+    fn each(&self) -> impl Iterator<Item = (&str, &str)>;
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> ParamList for [(K, V)] {
+    fn each(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> ParamList for Vec<(K, V)> {
+    fn each(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.as_slice().each()
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>, const N: usize> ParamList for [(K, V); N] {
+    fn each(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.as_slice().each()
+    }
+}
+
+/// No form parameters: what GET and JSON requests sign besides their URL.
+pub const NO_PARAMS: [(&str, &str); 0] = [];
+
 /// The parameter part of the signed string: each `name + value`, sorted by name then value, where a
 /// name repeated with an identical value counts once (as in twilio-python and twilio-node).
-pub fn params_suffix<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> String {
+pub fn params_suffix<P: ParamList + ?Sized>(params: &P) -> String {
     let pairs = signed_pairs(params);
     let len = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
     let mut out = String::with_capacity(len);
@@ -51,29 +79,26 @@ pub fn params_suffix<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> String 
 }
 
 /// The parameters in the order they are signed, each distinct pair once.
-fn signed_pairs<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> Vec<(&str, &str)> {
-    let mut pairs: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(k, v)| (k.as_ref(), v.as_ref()))
-        .collect();
+fn signed_pairs<P: ParamList + ?Sized>(params: &P) -> Vec<(&str, &str)> {
+    let mut pairs: Vec<(&str, &str)> = params.each().collect();
     pairs.sort_unstable();
     pairs.dedup();
     pairs
 }
 
 /// The whole string Twilio signs for `url` and form `params` (empty for GET and JSON requests).
-pub fn string_to_sign<K: AsRef<str>, V: AsRef<str>>(url: &str, params: &[(K, V)]) -> String {
+pub fn string_to_sign<P: ParamList + ?Sized>(url: &str, params: &P) -> String {
     let mut s = String::from(url);
     s.push_str(&params_suffix(params));
     s
 }
 
 /// Computes the base64 signature Twilio would send for `url` and `params`.
-pub fn sign<K: AsRef<str>, V: AsRef<str>>(
+pub fn sign<P: ParamList + ?Sized>(
     algorithm: Algorithm,
     key: &[u8],
     url: &str,
-    params: &[(K, V)],
+    params: &P,
 ) -> String {
     let pairs = signed_pairs(params);
     let mac = Keyed::new(algorithm, key, url, &pairs).finalize();
@@ -128,11 +153,11 @@ impl Keyed {
 /// under any of `keys`, trying the URL as received and with its default port toggled.
 ///
 /// Every MAC comparison is constant-time (`Mac::verify_slice`); a malformed header is simply false.
-pub fn verify<K: AsRef<str>, V: AsRef<str>>(
+pub fn verify<P: ParamList + ?Sized>(
     algorithm: Algorithm,
     keys: &[&[u8]],
     url: &str,
-    params: &[(K, V)],
+    params: &P,
     signature: &str,
 ) -> bool {
     let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(signature) else {

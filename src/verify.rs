@@ -58,18 +58,22 @@ pub fn authenticate(keys: &KeyRing, headers: &HeaderMap, hook: &Webhook) -> Resu
         _ => return Err(KeyError::MissingKey.into()),
     };
     let (algorithm, candidates) = keys.keys_for(settings.as_ref(), hook.param("AccountSid"))?;
-    let no_params: &[(String, String)] = &[];
-    let params = match &hook.payload {
-        Payload::Form(p) => p.as_slice(),
-        Payload::Query | Payload::Json(_) => no_params,
+    let signature_ok = match &hook.payload {
+        Payload::Form(params) => {
+            signature::verify(algorithm, &candidates, &hook.url, params, signature)
+        }
+        Payload::Query | Payload::Json(_) => signature::verify(
+            algorithm,
+            &candidates,
+            &hook.url,
+            &signature::NO_PARAMS,
+            signature,
+        ),
     };
-    let signature_ok = signature::verify(algorithm, &candidates, &hook.url, params, signature);
     if let Payload::Json(body) = &hook.payload {
         let hash = hook
             .query
-            .iter()
-            .find(|(k, _)| k == "bodySHA256")
-            .map(|(_, v)| v.as_str())
+            .get("bodySHA256")
             .ok_or(AuthError::JsonWithoutHash)?;
         let hash_ok = signature::body_matches(body, hash);
         if !signature_ok {
@@ -91,7 +95,8 @@ pub fn authenticate(keys: &KeyRing, headers: &HeaderMap, hook: &Webhook) -> Resu
 mod tests {
     use super::*;
     use crate::keyring::Secret;
-    use crate::signature::{sign, Algorithm};
+    use crate::signature::{sign, Algorithm, NO_PARAMS};
+    use crate::webhook::Params;
 
     fn ring() -> KeyRing {
         let mut r = KeyRing {
@@ -105,13 +110,8 @@ mod tests {
     fn form(url: &str, params: &[(&str, &str)]) -> Webhook {
         Webhook {
             url: url.into(),
-            payload: Payload::Form(
-                params
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            query: vec![],
+            payload: Payload::Form(params.iter().copied().collect()),
+            query: Params::new(),
         }
     }
 
@@ -186,11 +186,11 @@ mod tests {
         let body = bytes::Bytes::from_static(br#"{"a":1}"#);
         let hash = signature::body_sha256_hex(&body);
         let url = format!("https://x/voice?bodySHA256={hash}");
-        let sig = sign::<&str, &str>(Algorithm::HmacSha1, b"tok", &url, &[]);
+        let sig = sign(Algorithm::HmacSha1, b"tok", &url, &NO_PARAMS);
         let hook = Webhook {
             url: url.clone(),
             payload: Payload::Json(body),
-            query: vec![("bodySHA256".into(), hash.clone())],
+            query: [("bodySHA256", hash.as_str())].into_iter().collect(),
         };
         assert_eq!(authenticate(&ring(), &with_sig(&sig), &hook), Ok(()));
         let tampered = Webhook {
@@ -202,7 +202,7 @@ mod tests {
             Err(AuthError::BodyHashMismatch)
         );
         let no_hash = Webhook {
-            query: vec![],
+            query: Params::new(),
             ..hook
         };
         assert_eq!(

@@ -7,7 +7,93 @@ use http::{HeaderMap, Method, Uri};
 use crate::config::PublicUrl;
 
 /// Request parameters as `(name, value)` pairs in arrival order; names may repeat.
-pub type Params = Vec<(String, String)>;
+///
+/// Every name and value lives in one buffer: a webhook carries twenty-odd parameters, and a
+/// `String` for each was the largest share of the allocations of a request.
+#[derive(Clone, Default)]
+pub struct Params {
+    text: String,
+    /// Where each pair's name and value are in `text`: `(name start, name end, value start, value end)`.
+    spans: Vec<(usize, usize, usize, usize)>,
+}
+
+impl Params {
+    /// No parameters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one pair.
+    pub fn push(&mut self, name: &str, value: &str) {
+        let start = self.text.len();
+        self.text.push_str(name);
+        let name_end = self.text.len();
+        self.text.push_str(value);
+        self.spans
+            .push((start, name_end, name_end, self.text.len()));
+    }
+
+    /// Every pair, in arrival order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone + '_ {
+        self.spans
+            .iter()
+            .map(|&(name, name_end, value, value_end)| {
+                (&self.text[name..name_end], &self.text[value..value_end])
+            })
+    }
+
+    /// The first value sent under `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// How many pairs.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True when there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The pairs as owned strings (what the journal stores).
+    pub fn to_pairs(&self) -> Vec<(String, String)> {
+        self.iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Params {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        let mut params = Params::new();
+        for (k, v) in pairs {
+            params.push(k.as_ref(), v.as_ref());
+        }
+        params
+    }
+}
+
+impl PartialEq for Params {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Params {}
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl crate::signature::ParamList for Params {
+    fn each(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter()
+    }
+}
 
 /// How the request carried its parameters, which decides what the signature covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,20 +224,18 @@ pub fn parse_form(raw: &[u8]) -> Result<Params, DecodeError> {
         ends.push((name_end, decoded.len()));
         decoded.push(b'&');
     }
-    let text =
-        std::str::from_utf8(&decoded).map_err(|_| DecodeError::Malformed("invalid UTF-8"))?;
+    let text = String::from_utf8(decoded).map_err(|_| DecodeError::Malformed("invalid UTF-8"))?;
     let mut start = 0;
-    Ok(ends
+    let spans = ends
         .into_iter()
         .map(|(name_end, value_end)| {
-            let pair = (
-                text[start..name_end].to_owned(),
-                text[name_end + 1..value_end].to_owned(),
-            );
+            // Each name and each value is followed by one separator byte.
+            let span = (start, name_end, name_end + 1, value_end);
             start = value_end + 1;
-            pair
+            span
         })
-        .collect())
+        .collect();
+    Ok(Params { text, spans })
 }
 
 /// Appends one form-encoded name or value, decoded, to `out`.
@@ -242,14 +326,11 @@ pub fn decode(
 impl Webhook {
     /// The value of a parameter Twilio sent, from the form body first, then the query.
     pub fn param(&self, name: &str) -> Option<&str> {
-        let form = match &self.payload {
-            Payload::Form(p) => p.as_slice(),
-            _ => &[],
-        };
-        form.iter()
-            .chain(self.query.iter())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        match &self.payload {
+            Payload::Form(p) => p.get(name),
+            _ => None,
+        }
+        .or_else(|| self.query.get(name))
     }
 
     /// Everything a template may see: form (or JSON) parameters first, then query parameters.
@@ -257,10 +338,12 @@ impl Webhook {
     pub fn into_params(self) -> Result<Params, DecodeError> {
         let mut params = match self.payload {
             Payload::Form(p) => p,
-            Payload::Query => Vec::new(),
+            Payload::Query => Params::new(),
             Payload::Json(body) => json_params(&body)?,
         };
-        params.extend(self.query.into_iter().filter(|(k, _)| k != "bodySHA256"));
+        for (k, v) in self.query.iter().filter(|(k, _)| *k != "bodySHA256") {
+            params.push(k, v);
+        }
         Ok(params)
     }
 }
@@ -340,7 +423,7 @@ mod tests {
     fn forms_decode_plus_and_percent() {
         let p = parse_form(b"Body=a+b%2Bc%20d&Empty=&Emoji=%F0%9F%98%80&Body=2").unwrap();
         assert_eq!(
-            p,
+            p.to_pairs(),
             [
                 ("Body".to_string(), "a b+c d".to_string()),
                 ("Empty".into(), "".into()),
@@ -353,7 +436,12 @@ mod tests {
             Err(DecodeError::Malformed("invalid UTF-8"))
         );
         // Invalid percent escapes pass through literally, as in every SDK's form parser.
-        assert_eq!(parse_form(b"a=%zz").unwrap()[0].1, "%zz");
+        assert_eq!(parse_form(b"a=%zz").unwrap().get("a"), Some("%zz"));
+        // Pairs without `=` and empty pairs, as WHATWG reads them.
+        let p = parse_form(b"&a&&=&b=1=2&").unwrap();
+        assert_eq!(p, [("a", ""), ("", ""), ("b", "1=2")].into_iter().collect());
+        assert_eq!(p.len(), 3);
+        assert!(parse_form(b"").unwrap().is_empty());
     }
 
     proptest::proptest! {
@@ -362,7 +450,7 @@ mod tests {
             proptest::sample::select(b"ab=&+%2F0zA\xc3\xa9\xff".to_vec()), 0..40)) {
             // The reference: form_urlencoded (through serde_urlencoded), which replaces invalid
             // UTF-8 silently where parse_form refuses it.
-            let reference: Params = serde_urlencoded::from_bytes(&raw).unwrap();
+            let reference: Vec<(String, String)> = serde_urlencoded::from_bytes(&raw).unwrap();
             let decoded_is_utf8 = raw
                 .split(|&b| b == b'&')
                 .flat_map(|p| p.splitn(2, |&b| b == b'='))
@@ -373,7 +461,7 @@ mod tests {
             match parse_form(&raw) {
                 Ok(params) => {
                     proptest::prop_assert!(decoded_is_utf8);
-                    proptest::prop_assert_eq!(params, reference);
+                    proptest::prop_assert_eq!(params.to_pairs(), reference);
                 }
                 Err(e) => {
                     proptest::prop_assert!(!decoded_is_utf8);
@@ -431,7 +519,7 @@ mod tests {
         .unwrap();
         let p = w.into_params().unwrap();
         assert_eq!(
-            p,
+            p.to_pairs(),
             [
                 ("CallSid".to_string(), "CA1".to_string()),
                 ("n".into(), "2".into()),

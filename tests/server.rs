@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use twiml_failover::signature::{body_sha256_hex, sign, Algorithm};
+use twiml_failover::signature::{body_sha256_hex, sign, Algorithm, NO_PARAMS};
 
 #[tokio::test]
 async fn probes_and_metrics() {
@@ -228,11 +228,11 @@ async fn status_callbacks_and_error_statuses() {
 async fn get_and_json_webhooks() {
     let server = TestServer::role("primary").await;
     let target = "/voice?CallSid=CA1&From=%2B15550100&To=%2B15550199";
-    let sig = sign::<&str, &str>(
+    let sig = sign(
         Algorithm::HmacSha1,
         TOKEN.as_bytes(),
         &server.url(target),
-        &[],
+        &NO_PARAMS,
     );
     let r = request(
         server.addr,
@@ -246,11 +246,11 @@ async fn get_and_json_webhooks() {
 
     let body = r#"{"CallSid":"CA1","From":"+15550100"}"#;
     let target = format!("/voice?bodySHA256={}", body_sha256_hex(body.as_bytes()));
-    let sig = sign::<&str, &str>(
+    let sig = sign(
         Algorithm::HmacSha1,
         TOKEN.as_bytes(),
         &server.url(&target),
-        &[],
+        &NO_PARAMS,
     );
     let json = ("Content-Type", "application/json");
     let r = request(
@@ -272,11 +272,11 @@ async fn get_and_json_webhooks() {
     .await;
     assert_eq!(r.status, 403);
     // A JSON body without bodySHA256 is never genuine, even with a valid URL signature.
-    let sig = sign::<&str, &str>(
+    let sig = sign(
         Algorithm::HmacSha1,
         TOKEN.as_bytes(),
         &server.url("/voice"),
-        &[],
+        &NO_PARAMS,
     );
     let r = request(
         server.addr,

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use libfuzzer_sys::fuzz_target;
 use twiml_failover::config::{load_template_settings, Role};
 use twiml_failover::templates::{twiml, Templates};
+use twiml_failover::webhook::Params;
 
 fn sets() -> &'static [Templates; 2] {
     static SETS: OnceLock<[Templates; 2]> = OnceLock::new();
@@ -25,10 +26,9 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut parts = text.split('\u{1e}');
     let path = parts.next().unwrap_or("voice");
-    let params: Vec<(String, String)> = parts
+    let params: Params = parts
         .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .chain([("CallSid".to_string(), "CA1".to_string())])
+        .chain([("CallSid", "CA1")])
         .collect();
     let params = Arc::new(params);
     for set in sets() {

@@ -331,8 +331,12 @@ fn encode(req: &Request) -> (String, String, Option<String>) {
                 '?'
             };
             let url = format!("{}{sep}{form}", req.target.url);
-            let sig =
-                signature::sign::<&str, &str>(Algorithm::HmacSha1, req.token.as_bytes(), &url, &[]);
+            let sig = signature::sign(
+                Algorithm::HmacSha1,
+                req.token.as_bytes(),
+                &url,
+                &signature::NO_PARAMS,
+            );
             let sep = if req.target.path_and_query.contains('?') {
                 '&'
             } else {
@@ -665,11 +669,11 @@ mod tests {
         let (path, sig, body) = encode(&get);
         assert_eq!(path, "/voice?x=1&Digits=1&CallSid=CA1");
         assert!(body.is_none());
-        assert!(signature::verify::<&str, &str>(
+        assert!(signature::verify(
             Algorithm::HmacSha1,
             &[b"t"],
             "http://h:1/voice?x=1&Digits=1&CallSid=CA1",
-            &[],
+            &signature::NO_PARAMS,
             &sig
         ));
     }

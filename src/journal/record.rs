@@ -4,6 +4,7 @@
 use sha2::{Digest, Sha256};
 
 use super::NewEvent;
+use crate::webhook::Params;
 
 /// The header Twilio sets to the same value on every retry of one webhook.
 pub const IDEMPOTENCY_HEADER: &str = "i-twilio-idempotency-token";
@@ -22,17 +23,13 @@ pub struct Received<'a> {
     /// The request path.
     pub path: &'a str,
     /// Body then query parameters.
-    pub params: &'a [(String, String)],
+    pub params: &'a Params,
     /// The `I-Twilio-Idempotency-Token` header, if sent once and usable.
     pub idempotency_token: Option<&'a str>,
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
+fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+    params.get(name).filter(|v| !v.is_empty())
 }
 
 /// The token if Twilio sent a sane one; anything else falls back to the derived key.
@@ -48,7 +45,7 @@ fn usable_token(token: Option<&str>) -> Option<&str> {
 /// keeps two different visits of one call to one path apart (a `<Gather>` answered twice with other
 /// `Digits`), while a Twilio retry, which repeats the request byte for byte, still lands on one row.
 /// `ErrorCode`/`ErrorUrl` are left out of the digest: the same event keeps its key on the fallback.
-pub fn idempotency_key(token: Option<&str>, path: &str, params: &[(String, String)]) -> String {
+pub fn idempotency_key(token: Option<&str>, path: &str, params: &Params) -> String {
     if let Some(token) = usable_token(token) {
         return token.to_string();
     }
@@ -69,10 +66,10 @@ pub fn idempotency_key(token: Option<&str>, path: &str, params: &[(String, Strin
 }
 
 /// Hex SHA-256 of the sorted parameters, leaving out what Twilio adds for the fallback.
-fn params_digest(params: &[(String, String)]) -> String {
-    let mut sorted: Vec<&(String, String)> = params
+fn params_digest(params: &Params) -> String {
+    let mut sorted: Vec<(&str, &str)> = params
         .iter()
-        .filter(|(k, _)| k != "ErrorCode" && k != "ErrorUrl")
+        .filter(|(k, _)| *k != "ErrorCode" && *k != "ErrorUrl")
         .collect();
     sorted.sort();
     let mut hash = Sha256::new();
@@ -99,7 +96,7 @@ pub fn new_event(r: Received<'_>) -> NewEvent {
         method: r.method.to_string(),
         url: r.url.to_string(),
         path: r.path.to_string(),
-        params: r.params.to_vec(),
+        params: r.params.to_pairs(),
         error_code: param(r.params, "ErrorCode").map(str::to_string),
         error_url: param(r.params, "ErrorUrl").map(str::to_string),
         idempotency_key,
@@ -112,10 +109,8 @@ pub fn new_event(r: Received<'_>) -> NewEvent {
 mod tests {
     use super::*;
 
-    fn p(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn p(list: &[(&str, &str)]) -> Params {
+        list.iter().copied().collect()
     }
 
     #[test]
@@ -145,11 +140,8 @@ mod tests {
         assert_ne!(key, idempotency_key(None, "/voice/menu", &again));
         assert_eq!(key, idempotency_key(None, "/voice/menu", &first.clone()));
         let mut on_fallback = first.clone();
-        on_fallback.push(("ErrorCode".into(), "11205".into()));
-        on_fallback.push((
-            "ErrorUrl".into(),
-            "https://voice.example.com/voice/menu".into(),
-        ));
+        on_fallback.push("ErrorCode", "11205");
+        on_fallback.push("ErrorUrl", "https://voice.example.com/voice/menu");
         assert_eq!(key, idempotency_key(None, "/voice/menu", &on_fallback));
     }
 
@@ -206,9 +198,9 @@ mod tests {
         assert_eq!(e.error_code.as_deref(), Some("11205"));
         assert_eq!(e.error_url.as_deref(), Some("https://p/voice"));
         assert_eq!(e.account_sid.as_deref(), Some("AC1"));
-        assert_eq!(e.params, params);
+        assert_eq!(e.params, params.to_pairs());
         let bare = new_event(Received {
-            params: &[],
+            params: &Params::new(),
             idempotency_token: Some("tok"),
             ..Received {
                 received_at_ms: 0,
@@ -216,7 +208,7 @@ mod tests {
                 method: "GET",
                 url: "u",
                 path: "/x",
-                params: &[],
+                params: &Params::new(),
                 idempotency_token: None,
             }
         });

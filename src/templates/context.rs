@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use minijinja::value::{Enumerator, Object, Value};
 
+use crate::webhook::Params;
+
 /// Values from the config's `[vars]`, shared by every render.
 pub type Vars = Arc<BTreeMap<String, String>>;
 
@@ -15,12 +17,12 @@ pub type Vars = Arc<BTreeMap<String, String>>;
 #[derive(Debug)]
 pub struct RenderContext {
     vars: Vars,
-    params: Arc<Vec<(String, String)>>,
+    params: Arc<Params>,
 }
 
 impl RenderContext {
     /// Builds a context from the config's vars and a request's parameters.
-    pub fn new(vars: Vars, params: Arc<Vec<(String, String)>>) -> Self {
+    pub fn new(vars: Vars, params: Arc<Params>) -> Self {
         RenderContext { vars, params }
     }
 }
@@ -32,15 +34,12 @@ impl Object for RenderContext {
             return Some(Value::from(v.as_str()));
         }
         // A repeated name shows its first value, as TwiML Bins do.
-        self.params
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| Value::from(v.as_str()))
+        self.params.get(key).map(Value::from)
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         let mut keys: Vec<Value> = self.vars.keys().map(|k| Value::from(k.as_str())).collect();
-        keys.extend(self.params.iter().map(|(k, _)| Value::from(k.as_str())));
+        keys.extend(self.params.iter().map(|(k, _)| Value::from(k)));
         Enumerator::Values(keys)
     }
 }
@@ -170,14 +169,12 @@ pub const TWILIO_PARAMS: &[&str] = &[
 pub const HOSTILE_TEXT: &str =
     "</Message><Redirect>http://evil.example/</Redirect><Message> \"' & \u{1}\u{B} 😀";
 
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn pairs(list: &[(&str, &str)]) -> Params {
+    list.iter().copied().collect()
 }
 
 /// Parameter sets a voice template is rendered with during `check`: one per keypress, plus none.
-pub fn voice_samples() -> Vec<Vec<(String, String)>> {
+pub fn voice_samples() -> Vec<Params> {
     let base = pairs(&[
         ("AccountSid", "AC00000000000000000000000000000000"),
         ("ApiVersion", "2010-04-01"),
@@ -196,7 +193,7 @@ pub fn voice_samples() -> Vec<Vec<(String, String)>> {
         ("ErrorCode", "11205"),
         ("ErrorUrl", "https://primary.example.com/voice?a=1&b=2"),
     ]);
-    let mut samples = vec![Vec::new(), base.clone()];
+    let mut samples = vec![Params::new(), base.clone()];
     for digit in [
         "1",
         "2",
@@ -213,14 +210,14 @@ pub fn voice_samples() -> Vec<Vec<(String, String)>> {
         HOSTILE_TEXT,
     ] {
         let mut s = base.clone();
-        s.push(("Digits".into(), digit.into()));
+        s.push("Digits", digit);
         samples.push(s);
     }
     samples
 }
 
 /// Parameter sets a messaging template is rendered with during `check`.
-pub fn messaging_samples() -> Vec<Vec<(String, String)>> {
+pub fn messaging_samples() -> Vec<Params> {
     let base = pairs(&[
         ("AccountSid", "AC00000000000000000000000000000000"),
         ("ApiVersion", "2010-04-01"),
@@ -233,10 +230,10 @@ pub fn messaging_samples() -> Vec<Vec<(String, String)>> {
         ("ErrorCode", "11205"),
         ("ErrorUrl", "https://primary.example.com/sms"),
     ]);
-    let mut samples = vec![Vec::new()];
+    let mut samples = vec![Params::new()];
     for body in ["", "HELP", "STOP", "hello", HOSTILE_TEXT] {
         let mut s = base.clone();
-        s.push(("Body".into(), body.into()));
+        s.push("Body", body);
         samples.push(s);
     }
     samples

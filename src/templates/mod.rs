@@ -17,6 +17,7 @@ use minijinja::value::Value;
 use minijinja::{Environment, UndefinedBehavior};
 
 use crate::config::{Role, TemplateSettings};
+use crate::webhook::Params;
 pub use check::Diagnostic;
 pub use context::{RenderContext, Vars};
 
@@ -236,11 +237,7 @@ impl Templates {
     }
 
     /// Renders the answer for the path `name`, degrading to the fallback set as the role prescribes.
-    pub fn answer(
-        &self,
-        name: &str,
-        params: Arc<Vec<(String, String)>>,
-    ) -> Result<Answer, AnswerError> {
+    pub fn answer(&self, name: &str, params: Arc<Params>) -> Result<Answer, AnswerError> {
         let channel_default = channel_default(&params);
         let ctx = Value::from_object(RenderContext::new(self.vars.clone(), params));
         if let Some(primary) = &self.primary {
@@ -304,10 +301,10 @@ impl Templates {
 
 /// The fallback set's entry point for a request's channel: `voice` with a CallSid, `sms` with a
 /// MessageSid.
-fn channel_default(params: &[(String, String)]) -> Option<&'static str> {
-    if params.iter().any(|(k, _)| k == "CallSid") {
+fn channel_default(params: &Params) -> Option<&'static str> {
+    if params.get("CallSid").is_some() {
         Some("voice")
-    } else if params.iter().any(|(k, _)| k == "MessageSid") {
+    } else if params.get("MessageSid").is_some() {
         Some("sms")
     } else {
         None
@@ -367,12 +364,8 @@ mod tests {
         s
     }
 
-    fn params(list: &[(&str, &str)]) -> Arc<Vec<(String, String)>> {
-        Arc::new(
-            list.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+    fn params(list: &[(&str, &str)]) -> Arc<Params> {
+        Arc::new(list.iter().copied().collect())
     }
 
     #[test]
