@@ -80,10 +80,22 @@ pub fn params_suffix<P: ParamList + ?Sized>(params: &P) -> String {
 
 /// The parameters in the order they are signed, each distinct pair once.
 fn signed_pairs<P: ParamList + ?Sized>(params: &P) -> Vec<(&str, &str)> {
-    let mut pairs: Vec<(&str, &str)> = params.each().collect();
-    pairs.sort_unstable();
-    pairs.dedup();
-    pairs
+    // Sorted by the first eight bytes of the name before the whole pair: most comparisons are then
+    // one integer comparison instead of a `memcmp` call. Zero-padded big-endian prefixes order
+    // exactly as the bytes do, and equal prefixes fall through to the full comparison.
+    let mut keyed: Vec<(u64, &str, &str)> =
+        params.each().map(|(k, v)| (name_prefix(k), k, v)).collect();
+    keyed.sort_unstable();
+    keyed.dedup();
+    keyed.into_iter().map(|(_, k, v)| (k, v)).collect()
+}
+
+/// The first eight bytes of `name` as a big-endian integer, zero-padded.
+fn name_prefix(name: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = name.len().min(8);
+    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+    u64::from_be_bytes(bytes)
 }
 
 /// The whole string Twilio signs for `url` and form `params` (empty for GET and JSON requests).
@@ -400,5 +412,19 @@ mod tests {
         assert!(body_matches(body, hash));
         assert!(!body_matches(b"{}", hash));
         assert!(!body_matches(body, &hash.to_uppercase()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn pairs_are_signed_in_plain_byte_order(params in proptest::collection::vec(
+            ("(SmsMessageSi|\\x00|To){0,3}[a-c\\x00]{0,2}", "[ab]{0,2}"), 0..12)) {
+            // Names with long shared prefixes, prefixes of each other and NUL bytes: the prefix
+            // shortcut must order exactly as a plain sort of the pairs does.
+            let mut expected: Vec<(&str, &str)> =
+                params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            expected.sort_unstable();
+            expected.dedup();
+            proptest::prop_assert_eq!(signed_pairs(&params), expected);
+        }
     }
 }

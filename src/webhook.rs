@@ -239,34 +239,47 @@ pub fn parse_form(raw: &[u8]) -> Result<Params, DecodeError> {
 }
 
 /// Appends one form-encoded name or value, decoded, to `out`.
+///
+/// Copies first, then turns `+` into spaces in one branch-free pass, and only decodes `%XX` escapes
+/// in place when there are any: faster than stopping at every `+` of a text message.
 fn form_decode_into(out: &mut Vec<u8>, raw: &[u8]) {
-    let mut rest = raw;
-    while let Some(i) = memchr::memchr2(b'+', b'%', rest) {
-        out.extend_from_slice(&rest[..i]);
-        if rest[i] == b'+' {
-            out.push(b' ');
-            rest = &rest[i + 1..];
-            continue;
-        }
-        match (
-            rest.get(i + 1).and_then(|&h| hex_value(h)),
-            rest.get(i + 2).and_then(|&l| hex_value(l)),
-        ) {
-            (Some(high), Some(low)) => {
-                out.push(high << 4 | low);
-                rest = &rest[i + 3..];
-            }
-            _ => {
-                out.push(b'%');
-                rest = &rest[i + 1..];
-            }
-        }
+    let start = out.len();
+    out.extend_from_slice(raw);
+    for b in &mut out[start..] {
+        *b = if *b == b'+' { b' ' } else { *b };
     }
-    out.extend_from_slice(rest);
+    let Some(first) = memchr::memchr(b'%', raw) else {
+        return;
+    };
+    // `write` never passes `read`: an escape is three bytes read for one written.
+    let (mut read, mut write) = (start + first, start + first);
+    while read < out.len() {
+        let escaped = match (out.get(read + 1), out.get(read + 2)) {
+            (Some(&high), Some(&low)) if out[read] == b'%' => hex_value(high).zip(hex_value(low)),
+            _ => None,
+        };
+        match escaped {
+            Some((high, low)) => {
+                out[write] = high << 4 | low;
+                read += 3;
+            }
+            None => {
+                out[write] = out[read];
+                read += 1;
+            }
+        }
+        write += 1;
+    }
+    out.truncate(write);
 }
 
 fn hex_value(digit: u8) -> Option<u8> {
-    char::from(digit).to_digit(16).map(|d| d as u8)
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// Decodes a request whose body has been read in full.
