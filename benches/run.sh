@@ -98,16 +98,17 @@ tree_pids() {
   echo "$pid"
   for child in $(pgrep -P "$pid" || true); do tree_pids "$child"; done
 }
+# User and system CPU ticks of the server's processes, as "user system".
 cpu_ticks() {
-  local total=0 pid
+  local user=0 system=0 pid
   for pid in $(tree_pids "$1"); do
     # utime and stime are fields 14 and 15; the command name (field 2) may contain spaces.
     local stat
     stat=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
     set -- $stat
-    total=$((total + ${12} + ${13}))
+    user=$((user + ${12})) system=$((system + ${13}))
   done
-  echo "$total"
+  echo "$user $system"
 }
 peak_rss_kib() {
   local total=0 pid kib
@@ -118,6 +119,11 @@ peak_rss_kib() {
   echo "$total"
 }
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
+# CPU ticks $1 spread over $rps requests a second for a run: µs per request.
+per_req() {
+  awk -v t="$1" -v hz="$CLK_TCK" -v r="$rps" -v s="$SECONDS_PER_RUN" \
+    'BEGIN { printf "%.1f", (r > 0) ? t / hz * 1e6 / (r * s) : 0 }'
+}
 
 SERVER_PID=
 stop_server() {
@@ -182,16 +188,17 @@ for name in $SERVERS; do
   on_load wrk -t1 -c64 -d2s -s benches/sms.lua "http://127.0.0.1:$port" >/dev/null # warm-up
   peak=0
   for c in $CONCURRENCY; do
-    before=$(cpu_ticks "$SERVER_PID")
+    read -r user0 sys0 <<<"$(cpu_ticks "$SERVER_PID")"
     out=$(on_load wrk -t1 -c"$c" -d"${SECONDS_PER_RUN}s" --timeout 10s -s benches/sms.lua "http://127.0.0.1:$port")
-    after=$(cpu_ticks "$SERVER_PID")
+    read -r user1 sys1 <<<"$(cpu_ticks "$SERVER_PID")"
     line=$(grep RESULT <<<"$out")
     rps=$(field rps " $line")
-    cpu_us=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v r="$rps" -v s="$SECONDS_PER_RUN" \
-      'BEGIN { printf "%.1f", (r > 0) ? t / hz * 1e6 / (r * s) : 0 }')
-    printf '%s\twrk\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$rps" "$(field p50_us " $line")" \
-      "$(field p99_us " $line")" "$cpu_us" "$(field non2xx " $line")/$(field errors " $line")" >>"$RESULTS"
-    say "   c=$c: $line cpu_us_per_req=$cpu_us"
+    # In the server's own code (user) and in the kernel (system).
+    cpu_us=$(per_req $((user1 - user0 + sys1 - sys0)))
+    user_us=$(per_req $((user1 - user0))) sys_us=$(per_req $((sys1 - sys0)))
+    printf '%s\twrk\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$c" "$rps" "$(field p50_us " $line")" \
+      "$(field p99_us " $line")" "$cpu_us" "$(field non2xx " $line")/$(field errors " $line")" "$user_us" "$sys_us" >>"$RESULTS"
+    say "   c=$c: $line cpu_us_per_req=$cpu_us (user $user_us, system $sys_us)"
     [ "$rps" -gt "$peak" ] && peak=$rps
   done
   half=$((peak / 2))
@@ -214,8 +221,8 @@ done
 say "== load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 awk -F'\t' -v budget="$BUDGET" -v secs="$SECONDS_PER_RUN" '
   $2 == "wrk" { order[$1] = order[$1] ? order[$1] : ++n; names[order[$1]] = $1
-                rows[$1] = rows[$1] sprintf("| %-14s | %5s | %9s | %7.2f | %7.2f | %10s | %7.0f%% | %14s |\n",
-                  $1, $3, $4, $5 / 1000, $6 / 1000, $7, $4 * $7 / 1e4, $8)
+                rows[$1] = rows[$1] sprintf("| %-14s | %5s | %9s | %7.2f | %7.2f | %10s | %11s | %10s | %7.0f%% | %14s |\n",
+                  $1, $3, $4, $5 / 1000, $6 / 1000, $7, $9, $10, $4 * $7 / 1e4, $8)
                 at[$1, $3] = $4
                 # CPU time per request at the busiest concurrency: less sensitive to other load.
                 if ($4 > best[$1]) { best[$1] = $4; cpu[$1] = $7 } }
@@ -224,8 +231,8 @@ awk -F'\t' -v budget="$BUDGET" -v secs="$SECONDS_PER_RUN" '
     print ""
     print "Throughput (wrk, " secs " s a run; " budget ")"
     print ""
-    print "| server         |     c |     req/s | p50 ms  | p99 ms  | CPU µs/req | CPU busy | non-2xx/errors |"
-    print "|----------------|-------|-----------|---------|---------|------------|----------|----------------|"
+    print "| server         |     c |     req/s | p50 ms  | p99 ms  | CPU µs/req | of it: user | and system | CPU busy | non-2xx/errors |"
+    print "|----------------|-------|-----------|---------|---------|------------|-------------|------------|----------|----------------|"
     for (i = 1; i <= n; i++) printf "%s", rows[names[i]]
     print ""
     print "| server         | peak req/s | p99 ms at half peak (rate), median of 3 | peak RSS MiB | start-up ms |"
