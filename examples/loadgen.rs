@@ -72,6 +72,9 @@ async fn read_reply(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Resul
     Ok(Reply { status, close })
 }
 
+/// How long before a send time a connection stops sleeping and spins on the clock.
+const SPIN_BEFORE: Duration = Duration::from_millis(3);
+
 /// Sends this connection's share of the schedule and returns each latency in microseconds.
 async fn connection(
     addr: String,
@@ -89,14 +92,17 @@ async fn connection(
     let mut index = first;
     while index < total {
         let intended = start + interval.mul_f64(index as f64);
-        // Sleep coarsely, then spin: tokio's timer is only millisecond-accurate.
+        // Sleep coarsely, then spin. tokio's timer rounds a deadline up to its next millisecond tick
+        // and fires a little after it, so a sleep must end well before the send time: with only a
+        // millisecond to spare, sends drifted late onto shared ticks and went out in bursts, which
+        // both delayed them (counted as latency) and made the server take them in clumps.
         loop {
             let now = Instant::now();
             if now >= intended {
                 break;
             }
-            if intended - now > Duration::from_millis(2) {
-                tokio::time::sleep(intended - now - Duration::from_millis(1)).await;
+            if intended - now > SPIN_BEFORE + Duration::from_millis(1) {
+                tokio::time::sleep(intended - now - SPIN_BEFORE).await;
             } else {
                 tokio::task::yield_now().await;
             }
