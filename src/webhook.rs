@@ -205,7 +205,7 @@ pub fn parse_form(raw: &[u8]) -> Result<Params, DecodeError> {
     // covers every name and value: no multi-byte sequence can span two parts.
     let pairs = memchr::memchr_iter(b'&', raw).count() + 1;
     let mut decoded = Vec::with_capacity(raw.len() + 2 * pairs);
-    let mut ends = Vec::with_capacity(pairs);
+    let mut spans = Vec::with_capacity(pairs);
     let mut pair_start = 0;
     for pair_end in memchr::memchr_iter(b'&', raw).chain(std::iter::once(raw.len())) {
         let pair = &raw[pair_start..pair_end];
@@ -217,24 +217,15 @@ pub fn parse_form(raw: &[u8]) -> Result<Params, DecodeError> {
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &[][..]),
         };
+        let name_start = decoded.len();
         form_decode_into(&mut decoded, name);
         let name_end = decoded.len();
         decoded.push(b'&');
         form_decode_into(&mut decoded, value);
-        ends.push((name_end, decoded.len()));
+        spans.push((name_start, name_end, name_end + 1, decoded.len()));
         decoded.push(b'&');
     }
     let text = String::from_utf8(decoded).map_err(|_| DecodeError::Malformed("invalid UTF-8"))?;
-    let mut start = 0;
-    let spans = ends
-        .into_iter()
-        .map(|(name_end, value_end)| {
-            // Each name and each value is followed by one separator byte.
-            let span = (start, name_end, name_end + 1, value_end);
-            start = value_end + 1;
-            span
-        })
-        .collect();
     Ok(Params { text, spans })
 }
 
