@@ -3,8 +3,10 @@
 #
 # Starts, one after another on loopback, (a) twiml-failover (release build, shipped templates,
 # default info log to a file), (b) a bare hyper server answering a fixed 200 (the machine's ceiling),
+# (b') the same hyper server doing only the work every validating server must do: read the body,
+# decode the form, check the signature (twiml-failover's own code; no template, log or metrics),
 # (c) Express + twilio.webhook(), (d) Flask + twilio-python's RequestValidator under gunicorn. All
-# answer the same SMS TwiML with signature validation on and get the same genuinely signed SMS
+# but (b) check the signature; all answer the same SMS TwiML and get the same genuinely signed SMS
 # webhook (21 parameters, signed by twilio-python). Each server gets CPU 0, the load generator CPU 1.
 # Prints req/s, p50/p99 and CPU time per request at a few concurrencies (wrk), p99 at a fixed rate
 # of half the peak (examples/loadgen.rs, latency from the intended send time; median of 3), peak RSS
@@ -13,7 +15,7 @@
 # Environment (all optional):
 #   BENCH_SECONDS=10          length of each wrk run and of the fixed-rate run
 #   BENCH_CONCURRENCY="16 64 256"
-#   BENCH_SERVERS="twiml-failover bare-hyper express flask"
+#   BENCH_SERVERS="twiml-failover bare-hyper hyper-verify express flask"
 #   BENCH_BASELINE=PATH       also run another twiml-failover binary (named "baseline"), to compare
 #                             a change side by side against the previous build in the same run
 #   BENCH_GUNICORN_WORKERS=3  gunicorn's documented 2 x cores + 1, for the one core it gets
@@ -29,7 +31,7 @@ mkdir -p "$OUT"
 
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 CONCURRENCY=${BENCH_CONCURRENCY:-"16 64 256"}
-SERVERS=${BENCH_SERVERS:-"twiml-failover bare-hyper express flask"}
+SERVERS=${BENCH_SERVERS:-"twiml-failover bare-hyper hyper-verify express flask"}
 WORKERS=${BENCH_GUNICORN_WORKERS:-3}
 NICE=${BENCH_NICE:--10}
 nice -n "$NICE" true 2>/dev/null || NICE=0
@@ -74,7 +76,7 @@ CLK_TCK=$(getconf CLK_TCK)
 port_of() {
   case $1 in
     twiml-failover) echo 18080 ;; bare-hyper) echo 18081 ;; express) echo 18082 ;;
-    flask) echo 18083 ;; baseline) echo 18084 ;;
+    flask) echo 18083 ;; baseline) echo 18084 ;; hyper-verify) echo 18085 ;;
   esac
 }
 # The command that runs server $1 on port $2, pinned to the server CPU.
@@ -87,6 +89,7 @@ command_of() {
       echo "$bin serve --listen 127.0.0.1:$port --role primary --templates $ROOT/twiml-templates --config $ROOT/twiml-failover.toml"
       ;;
     bare-hyper) echo "$ROOT/target/release/examples/bare_hyper 127.0.0.1:$port" ;;
+    hyper-verify) echo "$ROOT/target/release/examples/bare_hyper 127.0.0.1:$port verify" ;;
     express) echo "env PORT=$port node $ROOT/benches/peers/express/server.js" ;;
     flask) echo "$VENV/bin/gunicorn --workers $WORKERS --bind 127.0.0.1:$port --chdir $ROOT/benches/peers/flask app:app" ;;
   esac
@@ -258,6 +261,10 @@ awk -F'\t' -v budget="$BUDGET" -v secs="$SECONDS_PER_RUN" '
       r = peak[t] / peak[s]; c = cpu[s] / cpu[t]
       printf "Target >= %sx %s: %.2fx by req/s (CPU busy %.0f%% vs %.0f%%), %.2fx by CPU time per request: %s\n",
         goal, s, r, best[t] * cpu[t] / 1e4, best[s] * cpu[s] / 1e4, c, (r >= goal && c >= goal ? "MET" : "NOT MET") }
+    v = "hyper-verify"; b = "bare-hyper"
+    if ((v in peak) && (b in peak) && peak[b] > 0 && cpu[v] > 0)
+      printf "Validation alone (%s: body, form decode, signature; no template, log or metrics) reaches %.2fx of bare hyper by req/s, %.2fx by CPU time per request: a bound on what any server doing that work with this code can reach\n",
+        v, peak[v] / peak[b], cpu[b] / cpu[v]
     printf "Target p99 < 2 ms at half peak: %.2f ms %s%s\n", fp99[t] / 1000, (fp99[t] < 2000 && ffail[t] == 0 ? "MET" : "NOT MET"),
       ("bare-hyper" in fp99 ? sprintf(" (bare hyper, doing nothing, had %.2f ms at its half peak: the machine'"'"'s floor)", fp99["bare-hyper"] / 1000) : "")
     printf "Target peak RSS < 30 MiB: %.1f MiB %s\n", rss[t] / 1024, (rss[t] < 30 * 1024 ? "MET" : "NOT MET")
