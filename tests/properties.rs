@@ -10,7 +10,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use twiml_failover::config::Role;
 use twiml_failover::signature::{sign, verify, Algorithm};
-use twiml_failover::templates::Templates;
+use twiml_failover::templates::{twiml, Templates};
 use twiml_failover::webhook::{decode, parse_form, Params, UrlRules};
 
 fn hostile_string() -> impl Strategy<Value = String> {
@@ -38,6 +38,50 @@ fn param_name() -> impl Strategy<Value = String> {
 
 fn params() -> impl Strategy<Value = Vec<(String, String)>> {
     proptest::collection::vec((param_name(), hostile_string()), 0..12)
+}
+
+/// A voice template with expressions in text and in attribute values, in every kind of branch.
+const BRANCHY_VOICE: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>
+<Response>
+{% if Digits == \"1\" %}
+  <Say voice=\"{{ From }}\" language='{{ To | lower }}'>{{ Digits }} {{ From | upper }}</Say>
+{% elif Digits %}
+  <Dial callerId=\"{{ To | e164 }}\">{{ From | e164 if From else company }}</Dial>
+{% else %}
+  <Say>{{ SpeechResult | default(\"nothing\") | trim | replace(\"a\", Body) }}{{ Body ~ From }}</Say>
+{% endif %}
+</Response>
+";
+
+/// The shipped templates, plus [`BRANCHY_VOICE`] as a primary `branchy` template.
+fn templates_with_branchy(role: Role) -> (tempfile::TempDir, Templates) {
+    let root = tempfile::tempdir().unwrap();
+    for dir in ["primary", "fallback"] {
+        let to = root.path().join(dir);
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(common::shipped_templates().join(dir)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::write(root.path().join("primary/branchy.xml"), BRANCHY_VOICE).unwrap();
+    let settings =
+        twiml_failover::config::load_template_settings(Some(&common::example_config())).unwrap();
+    let t = Templates::load(root.path(), role, &settings).unwrap();
+    (root, t)
+}
+
+#[test]
+fn shipped_templates_are_proven_well_formed() {
+    for role in [Role::Primary, Role::Fallback] {
+        let (_root, t) = templates_with_branchy(role);
+        let set = t.active_set();
+        let names: Vec<&str> = set.names().collect();
+        assert!(names.len() >= 5, "{names:?}");
+        for name in names {
+            assert!(set.proven(name), "{name} ({role:?}) is not proven");
+        }
+    }
 }
 
 fn templates(role: Role) -> Templates {
@@ -137,6 +181,24 @@ proptest! {
                     prop_assert!(allowed.contains(&n), "{} not in the template source", n);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn proven_templates_render_well_formed_twiml(p in params(), path in prop_oneof![
+        Just("branchy"), Just("voice"), Just("menu"), Just("sms"), Just("voicemail"), Just("dial-status"),
+    ]) {
+        let (_root, t) = templates_with_branchy(Role::Primary);
+        let set = t.active_set();
+        prop_assert!(set.proven(path));
+        let ctx = minijinja::Value::from_object(twiml_failover::templates::RenderContext::new(
+            Arc::new([("company".to_string(), "A & <B>".to_string())].into_iter().collect()),
+            Arc::new(p.iter().map(|(k, v)| (k, v)).collect()),
+        ));
+        // A proven template's answers skip the check, so run it here on every one.
+        if let Ok(out) = set.render(path, &ctx) {
+            let problems = twiml::lint(&out, None).problems;
+            prop_assert!(problems.is_empty(), "{:?} in {}", problems, out);
         }
     }
 

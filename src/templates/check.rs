@@ -9,7 +9,7 @@ use minijinja::value::Value;
 
 use super::context::{messaging_samples, voice_samples, RenderContext, TWILIO_PARAMS};
 use super::twiml::{self, Channel, EXPRESSION_MARK};
-use super::{new_environment, TemplateSet};
+use super::{new_environment, proof, Compiled, TemplateSet};
 use crate::config::{Role, TemplateSettings};
 
 /// Largest template file accepted.
@@ -405,8 +405,11 @@ pub fn load_set(
             names: compiled
                 .into_iter()
                 .map(|name| {
+                    let source = sources.iter().find(|s| s.name == name);
+                    let proven =
+                        source.is_some_and(|s| proof::always_well_formed(&s.text, super::syntax()));
                     let file = format!("{name}.xml");
-                    (name, file)
+                    (name, Compiled { file, proven })
                 })
                 .collect(),
             dir: dir.to_path_buf(),

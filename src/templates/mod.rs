@@ -7,12 +7,14 @@
 pub mod check;
 pub mod context;
 pub mod escape;
+pub mod proof;
 pub mod twiml;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Value;
 use minijinja::{Environment, UndefinedBehavior};
 
@@ -27,9 +29,18 @@ const RENDER_FUEL: u64 = 20_000;
 /// A compiled, checked set of templates from one directory (`primary/` or `fallback/`).
 pub struct TemplateSet {
     env: Environment<'static>,
-    /// Template name (URL path) → the file name the engine knows it by.
-    names: HashMap<String, String>,
+    /// Template name (URL path) → how the engine knows it.
+    names: HashMap<String, Compiled>,
     dir: PathBuf,
+}
+
+/// One template of a set.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    /// The file name the engine knows it by.
+    pub(crate) file: String,
+    /// Every answer it can render is well-formed ([`proof`]), so answers skip the TwiML check.
+    pub(crate) proven: bool,
 }
 
 impl std::fmt::Debug for TemplateSet {
@@ -58,19 +69,22 @@ pub enum RenderError {
     Missing(String),
 }
 
+/// The template syntax: MiniJinja's delimiters, with block tags taking their line's whitespace.
+pub(crate) fn syntax() -> SyntaxConfig {
+    SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+        .expect("default delimiters are valid")
+}
+
 /// Builds the MiniJinja environment every set uses: XML escaping of every value, lenient undefined
 /// values (a parameter Twilio did not send renders empty), bounded fuel, and no `safe` filter.
 pub(crate) fn new_environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_fuel(Some(RENDER_FUEL));
-    env.set_syntax(
-        minijinja::syntax::SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .build()
-            .expect("default delimiters are valid"),
-    );
+    env.set_syntax(syntax());
     // `safe` would let a template print caller input unescaped; nothing legitimate needs it.
     env.remove_filter("safe");
     env.add_filter("e164", e164);
@@ -119,14 +133,19 @@ impl TemplateSet {
         self.names.keys().map(String::as_str)
     }
 
+    /// True when every answer template `name` can render is proven well-formed at load.
+    pub fn proven(&self, name: &str) -> bool {
+        self.names.get(name).is_some_and(|t| t.proven)
+    }
+
     /// Renders `name` with `ctx` and checks the result is TwiML Twilio will accept.
     pub fn render(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
-        let Some(file) = self.names.get(name) else {
+        let Some(compiled) = self.names.get(name) else {
             return Err(RenderError::Missing(name.to_string()));
         };
         let template = self
             .env
-            .get_template(file)
+            .get_template(&compiled.file)
             .map_err(|e| RenderError::Engine(e.to_string()))?;
         let out = template
             .render(ctx)
@@ -140,8 +159,10 @@ impl TemplateSet {
         if out.len() > twiml::MAX_DOCUMENT_BYTES {
             return Err(RenderError::TooLarge(out.len()));
         }
-        if let Some(problem) = twiml::lint(&out, None).problems.into_iter().next() {
-            return Err(RenderError::NotWellFormed(problem.message));
+        if !compiled.proven {
+            if let Some(problem) = twiml::lint(&out, None).problems.into_iter().next() {
+                return Err(RenderError::NotWellFormed(problem.message));
+            }
         }
         Ok(out)
     }
