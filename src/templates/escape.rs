@@ -9,21 +9,33 @@ pub fn escape_into(out: &mut String, value: &str) {
 
 /// Writes `value` to `out`, escaped as [`escape_into`] does, in runs rather than per character.
 pub fn escape_to(out: &mut impl std::fmt::Write, value: &str) -> std::fmt::Result {
+    // Everything replaced is ASCII, or U+FFFE/U+FFFF (bytes EF BF BE/BF): a byte scan finds it all
+    // without decoding characters, and every position it stops at is a character boundary.
+    let bytes = value.as_bytes();
     let mut last = 0;
-    for (i, c) in value.char_indices() {
-        let replacement = match c {
-            '&' => "&amp;",
-            '<' => "&lt;",
-            '>' => "&gt;",
-            '"' => "&quot;",
-            '\'' => "&apos;",
-            '\t' | '\n' | '\r' => continue,
-            c if forbidden_in_xml(c) => "\u{FFFD}",
-            _ => continue,
+    let mut i = 0;
+    while i < bytes.len() {
+        let (replacement, len) = match bytes[i] {
+            b'&' => ("&amp;", 1),
+            b'<' => ("&lt;", 1),
+            b'>' => ("&gt;", 1),
+            b'"' => ("&quot;", 1),
+            b'\'' => ("&apos;", 1),
+            b'\t' | b'\n' | b'\r' => {
+                i += 1;
+                continue;
+            }
+            0..=0x1F => ("\u{FFFD}", 1),
+            0xEF if matches!(bytes.get(i + 1..i + 3), Some([0xBF, 0xBE | 0xBF])) => ("\u{FFFD}", 3),
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.write_str(&value[last..i])?;
         out.write_str(replacement)?;
-        last = i + c.len_utf8();
+        i += len;
+        last = i;
     }
     out.write_str(&value[last..])
 }
@@ -63,6 +75,27 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn escapes_exactly_what_a_character_by_character_escape_does(s in prop_oneof![
+            any::<String>(),
+            // Every byte the scan stops at, and neighbours of U+FFFE/U+FFFF sharing their lead byte.
+            "[a<>&'\"\t\n\r\u{0}-\u{1f}\u{7f}\u{fffe}\u{ffff}\u{fffd}\u{feff}\u{f000}é😀]{0,30}",
+        ]) {
+            let expected: String = s
+                .chars()
+                .map(|c| match c {
+                    '&' => "&amp;".to_string(),
+                    '<' => "&lt;".to_string(),
+                    '>' => "&gt;".to_string(),
+                    '"' => "&quot;".to_string(),
+                    '\'' => "&apos;".to_string(),
+                    c if forbidden_in_xml(c) => "\u{FFFD}".to_string(),
+                    c => c.to_string(),
+                })
+                .collect();
+            prop_assert_eq!(escape(&s), expected);
+        }
+
         #[test]
         fn escaped_text_is_well_formed_xml(s in any::<String>()) {
             let doc = format!("<Response a='{0}' b=\"{0}\">{0}</Response>", escape(&s));
