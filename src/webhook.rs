@@ -238,37 +238,37 @@ pub fn parse_form(raw: &[u8]) -> Result<Params, DecodeError> {
 
 /// Appends one form-encoded name or value, decoded, to `out`.
 ///
-/// Copies first, then turns `+` into spaces in one branch-free pass, and only decodes `%XX` escapes
-/// in place when there are any: faster than stopping at every `+` of a text message.
+/// Works in runs between `%` signs: each run is copied with `+` turned into a space (a loop the
+/// compiler vectorises), then one escape is decoded. Names and values are short, so a plain scan
+/// finds the next `%` sooner than setting up a vectorised search would.
 fn form_decode_into(out: &mut Vec<u8>, raw: &[u8]) {
-    let start = out.len();
-    out.extend_from_slice(raw);
-    for b in &mut out[start..] {
-        *b = if *b == b'+' { b' ' } else { *b };
-    }
-    let Some(first) = memchr::memchr(b'%', raw) else {
-        return;
-    };
-    // `write` never passes `read`: an escape is three bytes read for one written.
-    let (mut read, mut write) = (start + first, start + first);
-    while read < out.len() {
-        let escaped = match (out.get(read + 1), out.get(read + 2)) {
-            (Some(&high), Some(&low)) if out[read] == b'%' => hex_value(high).zip(hex_value(low)),
-            _ => None,
+    out.reserve(raw.len());
+    let mut rest = raw;
+    loop {
+        let run = rest.iter().position(|&b| b == b'%').unwrap_or(rest.len());
+        out.extend(
+            rest[..run]
+                .iter()
+                .map(|&b| if b == b'+' { b' ' } else { b }),
+        );
+        rest = match &rest[run..] {
+            [] => return,
+            [b'%', high, low, tail @ ..] => match hex_value(*high).zip(hex_value(*low)) {
+                Some((high, low)) => {
+                    out.push(high << 4 | low);
+                    tail
+                }
+                None => {
+                    out.push(b'%');
+                    &rest[run + 1..]
+                }
+            },
+            [_, tail @ ..] => {
+                out.push(b'%');
+                tail
+            }
         };
-        match escaped {
-            Some((high, low)) => {
-                out[write] = high << 4 | low;
-                read += 3;
-            }
-            None => {
-                out[write] = out[read];
-                read += 1;
-            }
-        }
-        write += 1;
     }
-    out.truncate(write);
 }
 
 fn hex_value(digit: u8) -> Option<u8> {
