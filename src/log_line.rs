@@ -120,15 +120,63 @@ impl Fields<'_> {
             self.writer.write_char(' ')
         }
     }
+
+    /// Writes `name=` and `write`'s text, which must be what `Debug` shows for `value`; a message
+    /// goes through [`Visit::record_debug`] as usual.
+    fn record_plain(
+        &mut self,
+        field: &Field,
+        value: &dyn fmt::Debug,
+        write: impl FnOnce(&mut Writer<'_>) -> fmt::Result,
+    ) {
+        let name = field.name();
+        if name == "message" {
+            return self.record_debug(field, value);
+        }
+        if self.result.is_err() || name.starts_with("log.") {
+            return;
+        }
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        self.result = self.separate().and_then(|()| {
+            self.writer.write_str(name)?;
+            self.writer.write_char('=')?;
+            write(&mut self.writer)
+        });
+    }
 }
 
 impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.record_debug(field, &format_args!("{value}"));
+        } else if value
+            .bytes()
+            .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+        {
+            // Printable ASCII without quotes or backslashes is its own `Debug` form, once quoted:
+            // written directly, without the formatting machinery (most request fields are like this).
+            self.record_plain(field, &value, |w| {
+                w.write_char('"')?;
+                w.write_str(value)?;
+                w.write_char('"')
+            });
         } else {
             self.record_debug(field, &value);
         }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.record_plain(field, &value, |w| write!(w, "{value}"));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.record_plain(field, &value, |w| write!(w, "{value}"));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.record_plain(field, &value, |w| {
+            w.write_str(if value { "true" } else { "false" })
+        });
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -233,6 +281,18 @@ mod tests {
             fallback = false,
         );
         tracing::warn!(template = "sms", error = %"bad \"thing\"", "template failed; answered");
+        tracing::info!(
+            plain = "a b~c",
+            backslash = "a\\b",
+            accented = "héllo 😀",
+            control = "tab\there\u{7f}",
+            empty = "",
+            negative = -3i64,
+            yes = true,
+            big = u64::MAX,
+            message = 17u64,
+        );
+        tracing::info!(message = true, n = 0u64);
         let span = tracing::info_span!("conn", peer = 7);
         span.in_scope(|| tracing::debug!(r#type = "x", "in a span"));
     }
@@ -247,7 +307,8 @@ mod tests {
         assert_eq!(ours, default);
         assert!(ours.contains("message_sid=\"SM1\\\"quoted\\\"\""), "{ours}");
         assert!(ours.contains("error=bad \"thing\""), "{ours}");
-        assert_eq!(ours.lines().count(), 3, "{ours}");
+        assert!(ours.contains(r#"control="tab\there\u{7f}" empty="" negative=-3"#), "{ours}");
+        assert_eq!(ours.lines().count(), 5, "{ours}");
     }
 
     #[test]
