@@ -307,7 +307,10 @@ mod tests {
         assert_eq!(ours, default);
         assert!(ours.contains("message_sid=\"SM1\\\"quoted\\\"\""), "{ours}");
         assert!(ours.contains("error=bad \"thing\""), "{ours}");
-        assert!(ours.contains(r#"control="tab\there\u{7f}" empty="" negative=-3"#), "{ours}");
+        assert!(
+            ours.contains(r#"control="tab\there\u{7f}" empty="" negative=-3"#),
+            "{ours}"
+        );
         assert_eq!(ours.lines().count(), 5, "{ours}");
     }
 
