@@ -129,10 +129,16 @@ impl Fields<'_> {
         value: &dyn fmt::Debug,
         write: impl FnOnce(&mut Writer<'_>) -> fmt::Result,
     ) {
-        let name = field.name();
-        if name == "message" {
-            return self.record_debug(field, value);
+        if field.name() == "message" {
+            self.record_debug(field, value);
+        } else {
+            self.write_named(field, write);
         }
+    }
+
+    /// Writes `name=` and then `write`'s text, for every field but the message.
+    fn write_named(&mut self, field: &Field, write: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        let name = field.name();
         if self.result.is_err() || name.starts_with("log.") {
             return;
         }
@@ -184,19 +190,17 @@ impl Visit for Fields<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let name = field.name();
-        if self.result.is_err() || name.starts_with("log.") {
+        if field.name() != "message" {
+            return self.write_named(field, |w| write!(w, "{value:?}"));
+        }
+        if self.result.is_err() {
             return;
         }
-        self.result = self.separate().and_then(|()| match name {
-            // A message may quote text from outside; control characters (terminal escapes, line
-            // breaks) are written escaped so one event stays one line.
-            "message" => write!(NoControl(&mut self.writer), "{value:?}"),
-            name => {
-                let name = name.strip_prefix("r#").unwrap_or(name);
-                write!(self.writer, "{name}={value:?}")
-            }
-        });
+        // A message may quote text from outside; control characters (terminal escapes, line
+        // breaks) are written escaped so one event stays one line.
+        self.result = self
+            .separate()
+            .and_then(|()| write!(NoControl(&mut self.writer), "{value:?}"));
     }
 }
 
