@@ -402,14 +402,15 @@ pub fn load_set(
         Ok(TemplateSet {
             env,
             // The engine knows each template by its file name; requests ask by path.
-            names: compiled
-                .into_iter()
-                .map(|name| {
-                    let source = sources.iter().find(|s| s.name == name);
-                    let proven =
-                        source.is_some_and(|s| proof::always_well_formed(&s.text, super::syntax()));
-                    let file = format!("{name}.xml");
-                    (name, Compiled { file, proven })
+            names: sources
+                .iter()
+                .filter(|s| compiled.contains(&s.name))
+                .map(|s| {
+                    let compiled = Compiled {
+                        file: format!("{}.xml", s.name),
+                        proven: proof::always_well_formed(&s.text, super::syntax()),
+                    };
+                    (s.name.clone(), compiled)
                 })
                 .collect(),
             dir: dir.to_path_buf(),
