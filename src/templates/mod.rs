@@ -7,6 +7,7 @@
 pub mod check;
 pub mod context;
 pub mod escape;
+mod files;
 pub mod proof;
 pub mod twiml;
 
