@@ -137,6 +137,23 @@ pub struct Limits {
     pub drain_timeout: Duration,
     /// Time a TLS handshake may take.
     pub tls_handshake_timeout: Duration,
+    /// After SIGTERM/SIGINT: time `/readyz` answers 503 while the listener still accepts.
+    pub lame_duck: Duration,
+    /// Bodies read at once (before any signature check); past it the oldest slow read gives way.
+    pub max_body_reads: usize,
+    /// Bytes reserved at once by bodies being read (their Content-Length, or the body limit).
+    pub body_buffer_bytes: usize,
+    /// Slowest average body rate accepted once `body_grace` has passed (bytes per second).
+    pub min_body_rate: u64,
+    /// Time a body may take before the minimum rate applies.
+    pub body_grace: Duration,
+    /// Time a connection with no request in progress stays open (HTTP/2; HTTP/1 keep-alive ends
+    /// sooner, at the header timeout).
+    pub idle_timeout: Duration,
+    /// Age after which a connection is asked to close (HTTP/1 `Connection: close`, HTTP/2 GOAWAY).
+    pub max_connection_age: Duration,
+    /// Concurrent streams per HTTP/2 connection.
+    pub max_h2_streams: u32,
 }
 
 impl Default for Limits {
@@ -149,6 +166,14 @@ impl Default for Limits {
             max_connections: 10_000,
             drain_timeout: Duration::from_secs(25),
             tls_handshake_timeout: Duration::from_secs(5),
+            lame_duck: Duration::from_secs(2),
+            max_body_reads: 1024,
+            body_buffer_bytes: 16 * 1024 * 1024,
+            min_body_rate: 4096,
+            body_grace: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(30),
+            max_connection_age: Duration::from_secs(120),
+            max_h2_streams: 16,
         }
     }
 }
@@ -224,6 +249,7 @@ struct FileConfig {
     auth_token_file: Option<PathBuf>,
     secondary_auth_token_file: Option<PathBuf>,
     drain_timeout: Option<f64>,
+    lame_duck: Option<f64>,
     watch: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
@@ -251,6 +277,13 @@ struct FileLimits {
     request_timeout: Option<f64>,
     max_concurrency: Option<usize>,
     max_connections: Option<usize>,
+    max_body_reads: Option<usize>,
+    body_buffer_bytes: Option<usize>,
+    min_body_rate: Option<u64>,
+    body_grace: Option<f64>,
+    idle_timeout: Option<f64>,
+    max_connection_age: Option<f64>,
+    max_h2_streams: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -329,6 +362,14 @@ fn seconds(setting: &'static str, value: f64) -> Result<Duration, StartupError> 
         ));
     }
     Ok(Duration::from_secs_f64(value))
+}
+
+/// Like [`seconds`], but 0 (off) is allowed.
+fn seconds_or_zero(setting: &'static str, value: f64) -> Result<Duration, StartupError> {
+    if value == 0.0 {
+        return Ok(Duration::ZERO);
+    }
+    seconds(setting, value)
 }
 
 fn positive(setting: &'static str, value: usize) -> Result<usize, StartupError> {
@@ -444,7 +485,50 @@ impl Config {
                 None => defaults.drain_timeout,
             },
             tls_handshake_timeout: defaults.tls_handshake_timeout,
+            lame_duck: match args.lame_duck.or(file.lame_duck) {
+                Some(s) => seconds_or_zero("lame-duck", s)?,
+                None => defaults.lame_duck,
+            },
+            max_body_reads: positive(
+                "max-body-reads",
+                args.max_body_reads
+                    .or(file.limits.max_body_reads)
+                    .unwrap_or(defaults.max_body_reads),
+            )?,
+            body_buffer_bytes: positive(
+                "body-buffer-bytes",
+                args.body_buffer_bytes
+                    .or(file.limits.body_buffer_bytes)
+                    .unwrap_or(defaults.body_buffer_bytes),
+            )?,
+            min_body_rate: args
+                .min_body_rate
+                .or(file.limits.min_body_rate)
+                .unwrap_or(defaults.min_body_rate),
+            body_grace: match args.body_grace.or(file.limits.body_grace) {
+                Some(s) => seconds("body-grace", s)?,
+                None => defaults.body_grace,
+            },
+            idle_timeout: match args.idle_timeout.or(file.limits.idle_timeout) {
+                Some(s) => seconds("idle-timeout", s)?,
+                None => defaults.idle_timeout,
+            },
+            max_connection_age: match args.max_connection_age.or(file.limits.max_connection_age) {
+                Some(s) => seconds("max-connection-age", s)?,
+                None => defaults.max_connection_age,
+            },
+            max_h2_streams: match args.max_h2_streams.or(file.limits.max_h2_streams) {
+                Some(0) => return Err(invalid("max-h2-streams", "must be at least 1")),
+                Some(n) => n,
+                None => defaults.max_h2_streams,
+            },
         };
+        if limits.body_buffer_bytes < limits.max_body_bytes {
+            return Err(invalid(
+                "body-buffer-bytes",
+                "must be at least --max-body-bytes, or no full-size body could be read",
+            ));
+        }
 
         let tls = match (
             args.tls_cert.clone().or(file.tls.cert.clone()),

@@ -1,20 +1,28 @@
-//! Per-request bounds: a concurrency permit (or shed with 503) and a body read bounded in size and time.
+//! Per-request bounds: the request head's size, a body read bounded in size, time, rate and a
+//! shared budget, then a concurrency permit for the verified work (or shed with 503).
+//! No I/O besides reading the body it is handed.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 /// Why the body could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyError {
     /// Over the configured limit (413).
     TooLarge,
-    /// The client was too slow (408).
+    /// The body took longer than the request timeout (408).
     TimedOut,
+    /// The body came slower than the minimum rate, or gave way to newer reads under pressure (408).
+    TooSlow,
+    /// Every body-reading slot is held by a read younger than the grace period (503).
+    Busy,
     /// The connection broke or the framing was invalid (400).
     Broken,
 }
@@ -41,25 +49,197 @@ pub fn check_head<B>(req: &http::Request<B>) -> Result<(), http::StatusCode> {
 }
 
 /// Takes a permit for one request, or `None` when the server is at its concurrency limit.
+/// Taken only once the body is complete, so a slow client never holds one.
 pub fn admit(concurrency: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
     concurrency.clone().try_acquire_owned().ok()
 }
 
-/// Reads the whole body, refusing it early when Content-Length is over `max`.
-pub async fn read_body(body: Incoming, max: usize, time: Duration) -> Result<Bytes, BodyError> {
+/// How a body must arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyRules {
+    /// Largest body.
+    pub max: usize,
+    /// Longest a body may take at all.
+    pub timeout: Duration,
+    /// Slowest average rate (bytes per second) once `grace` has passed; 0 is off.
+    pub min_rate: u64,
+    /// Time before `min_rate` applies.
+    pub grace: Duration,
+}
+
+/// The budget shared by every body being read: a count and a byte total, both bounded, so that
+/// clients that have not proved who they are cannot hold more than this much between them.
+///
+/// When it is full, the oldest read that has run longer than the grace period gives way (it is
+/// answered 408): a webhook from Twilio arrives in one piece within milliseconds, so the reads
+/// that are old under pressure are the slow ones. Only when every read is younger than the grace
+/// period is the newcomer refused (503).
+#[derive(Debug)]
+pub struct BodyBudget {
+    reads: Mutex<Reads>,
+    max_reads: usize,
+    max_bytes: usize,
+    grace: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Reads {
+    next_id: u64,
+    bytes: usize,
+    /// Keyed by an increasing id, so the first entry is the oldest read.
+    open: BTreeMap<u64, OpenRead>,
+}
+
+#[derive(Debug)]
+struct OpenRead {
+    started: Instant,
+    bytes: usize,
+    evicted: Arc<Notify>,
+}
+
+/// One body's share of the budget, given back on drop.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    budget: &'a BodyBudget,
+    id: u64,
+    evicted: Arc<Notify>,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut reads = self.budget.lock();
+        if let Some(read) = reads.open.remove(&self.id) {
+            reads.bytes -= read.bytes;
+        }
+    }
+}
+
+impl BodyBudget {
+    /// A budget of `max_reads` reads and `max_bytes` bytes; reads older than `grace` may be cut.
+    pub fn new(max_reads: usize, max_bytes: usize, grace: Duration) -> BodyBudget {
+        BodyBudget {
+            reads: Mutex::new(Reads::default()),
+            max_reads,
+            max_bytes,
+            grace,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Reads> {
+        // No code panics while holding the lock; if one ever did, the counts are still whole.
+        self.reads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves `bytes` for a new read, cutting the oldest reads past the grace period if needed.
+    pub fn reserve(&self, bytes: usize) -> Option<Reservation<'_>> {
+        let now = Instant::now();
+        let mut reads = self.lock();
+        while reads.open.len() >= self.max_reads || reads.bytes + bytes > self.max_bytes {
+            let (&id, oldest) = reads.open.iter().next()?;
+            if now.duration_since(oldest.started) < self.grace {
+                return None;
+            }
+            let oldest = reads.open.remove(&id)?;
+            reads.bytes -= oldest.bytes;
+            // notify_one keeps the wake-up even if the reader is not waiting at this instant.
+            oldest.evicted.notify_one();
+        }
+        let id = reads.next_id;
+        reads.next_id += 1;
+        reads.bytes += bytes;
+        let evicted = Arc::new(Notify::new());
+        reads.open.insert(
+            id,
+            OpenRead {
+                started: now,
+                bytes,
+                evicted: evicted.clone(),
+            },
+        );
+        Some(Reservation {
+            budget: self,
+            id,
+            evicted,
+        })
+    }
+
+    /// Reads in progress and the bytes they reserve (for tests and metrics).
+    pub fn usage(&self) -> (usize, usize) {
+        let reads = self.lock();
+        (reads.open.len(), reads.bytes)
+    }
+}
+
+/// Reads the whole body within `rules`, holding a share of `budget` meanwhile.
+///
+/// Refused early when Content-Length is over the limit; cut with [`BodyError::TooSlow`] when the
+/// average rate since the start falls below `min_rate` after the grace period (in the spirit of
+/// Kestrel's MinRequestBodyDataRate), or when the budget gives this read's room to a newer one.
+pub async fn read_body(
+    mut body: Incoming,
+    budget: &BodyBudget,
+    rules: BodyRules,
+) -> Result<Bytes, BodyError> {
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    let hint = body.size_hint();
     // The lower size hint is the Content-Length, so an honest oversized request is refused unread.
-    if body.size_hint().lower() > max as u64 {
+    if hint.lower() > rules.max as u64 {
         return Err(BodyError::TooLarge);
     }
-    match tokio::time::timeout(time, Limited::new(body, max).collect()).await {
-        Err(_) => Err(BodyError::TimedOut),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e))
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(BodyError::TooLarge)
+    let declared = hint
+        .exact()
+        .map_or(rules.max, |n| usize::try_from(n).unwrap_or(rules.max));
+    let reservation = budget.reserve(declared).ok_or(BodyError::Busy)?;
+    let started = Instant::now();
+    let hard_deadline = started + rules.timeout;
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    let mut received = 0usize;
+    loop {
+        // The moment the bytes so far stop meeting the minimum rate.
+        let rate_deadline = match rules.min_rate {
+            0 => hard_deadline,
+            rate => {
+                started
+                    + rules
+                        .grace
+                        .max(Duration::from_secs_f64(received as f64 / rate as f64))
+            }
+        };
+        let deadline = hard_deadline.min(rate_deadline);
+        let frame = tokio::select! {
+            biased;
+            () = reservation.evicted.notified() => return Err(BodyError::TooSlow),
+            frame = tokio::time::timeout_at(deadline, body.frame()) => frame,
+        };
+        let data = match frame {
+            Err(_) if deadline == hard_deadline => return Err(BodyError::TimedOut),
+            Err(_) => return Err(BodyError::TooSlow),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(BodyError::Broken),
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => data,
+                // Trailers carry nothing a webhook uses.
+                Err(_) => continue,
+            },
+        };
+        received += data.len();
+        if received > rules.max {
+            return Err(BodyError::TooLarge);
         }
-        Ok(Err(_)) => Err(BodyError::Broken),
+        // Twilio's body arrives as one frame: keep it without copying; join only when split.
+        match first.take() {
+            None if rest.is_empty() => first = Some(data),
+            None => rest.extend_from_slice(&data),
+            Some(earlier) => {
+                rest.reserve(earlier.len() + data.len());
+                rest.extend_from_slice(&earlier);
+                rest.extend_from_slice(&data);
+            }
+        }
     }
+    drop(reservation);
+    Ok(first.unwrap_or_else(|| rest.freeze()))
 }
