@@ -1,6 +1,6 @@
 //! One connection's life: take a slot, TLS handshake, serve with hyper, and close it when it is
-//! asked to make room, has been idle too long (HTTP/2), has reached its maximum age, or the server
-//! drains.
+//! asked to make room, has been idle too long (HTTP/2), has reached its maximum age (HTTP/2
+//! GOAWAY; HTTP/1 `Connection: close` on the next answer), or the server drains.
 //!
 //! Closing is always hyper's graceful shutdown first (HTTP/1: `Connection: close` on the answer in
 //! progress, or close when between requests; HTTP/2: GOAWAY), then, if the peer does not finish,
@@ -101,11 +101,23 @@ fn service(
                  + 'static,
 > + Clone {
     let (app, slot) = (settings.app.clone(), slot.clone());
+    let max_age = app.config.limits.max_connection_age;
     service_fn(move |req| {
         let busy = slot.begin();
-        let app = app.clone();
+        let (app, slot) = (app.clone(), slot.clone());
         async move {
-            let answer = handler::handle(app, scheme, req).await;
+            let version = req.version();
+            let mut answer = handler::handle(app, scheme, req).await;
+            // HTTP/1 past its maximum age: this answer ends the connection. Closing it between
+            // requests instead would race a client that is sending its next request just then.
+            if version < http::Version::HTTP_2 && slot.opened().elapsed() >= max_age {
+                if let Ok(answer) = &mut answer {
+                    answer.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+            }
             drop(busy);
             answer
         }
@@ -147,7 +159,8 @@ where
                 return;
             }
             () = slot.evicted() => stop(conn.as_mut(), &mut drop_at, EVICT_GRACE),
-            () = sleep_until(age_deadline), if drop_at.is_none() => {
+            // HTTP/1 learns its age from the answers (see `service`).
+            () = sleep_until(age_deadline), if h2 && drop_at.is_none() => {
                 stop(conn.as_mut(), &mut drop_at, finish_grace);
             }
             () = sleep_until(idle_check), if h2 && drop_at.is_none() => {

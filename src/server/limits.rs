@@ -67,8 +67,9 @@ pub struct BodyRules {
     pub grace: Duration,
 }
 
-/// The budget shared by every body being read: a count and a byte total, both bounded, so that
-/// clients that have not proved who they are cannot hold more than this much between them.
+/// The budget shared by every body still arriving after its first piece: a count and a byte total,
+/// both bounded, so that clients that have not proved who they are cannot hold more than this much
+/// between them.
 ///
 /// When it is full, the oldest read that has run longer than the grace period gives way (it is
 /// answered 408): a webhook from Twilio arrives in one piece within milliseconds, so the reads
@@ -170,11 +171,13 @@ impl BodyBudget {
     }
 }
 
-/// Reads the whole body within `rules`, holding a share of `budget` meanwhile.
+/// Reads the whole body within `rules`.
 ///
 /// Refused early when Content-Length is over the limit; cut with [`BodyError::TooSlow`] when the
 /// average rate since the start falls below `min_rate` after the grace period (in the spirit of
-/// Kestrel's MinRequestBodyDataRate), or when the budget gives this read's room to a newer one.
+/// Kestrel's MinRequestBodyDataRate). A body that arrives in one piece, as Twilio's do, never
+/// touches the shared budget: its bytes are already here. Only a body still incomplete after its
+/// first piece reserves its share of `budget` (and may have to give it up to a newer one).
 pub async fn read_body(
     mut body: Incoming,
     budget: &BodyBudget,
@@ -191,7 +194,7 @@ pub async fn read_body(
     let declared = hint
         .exact()
         .map_or(rules.max, |n| usize::try_from(n).unwrap_or(rules.max));
-    let reservation = budget.reserve(declared).ok_or(BodyError::Busy)?;
+    let mut reservation: Option<Reservation<'_>> = None;
     let started = Instant::now();
     let hard_deadline = started + rules.timeout;
     let mut first: Option<Bytes> = None;
@@ -209,9 +212,15 @@ pub async fn read_body(
             }
         };
         let deadline = hard_deadline.min(rate_deadline);
+        let evicted = async {
+            match &reservation {
+                Some(r) => r.evicted.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         let frame = tokio::select! {
             biased;
-            () = reservation.evicted.notified() => return Err(BodyError::TooSlow),
+            () = evicted => return Err(BodyError::TooSlow),
             frame = tokio::time::timeout_at(deadline, body.frame()) => frame,
         };
         let data = match frame {
@@ -239,7 +248,43 @@ pub async fn read_body(
                 rest.extend_from_slice(&data);
             }
         }
+        if body.is_end_stream() {
+            break;
+        }
+        if reservation.is_none() {
+            reservation = Some(budget.reserve(declared).ok_or(BodyError::Busy)?);
+        }
     }
     drop(reservation);
     Ok(first.unwrap_or_else(|| rest.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_budget_cuts_the_oldest_read_past_the_grace_period_or_refuses() {
+        let budget = BodyBudget::new(2, 100, Duration::from_secs(1));
+        let old = budget.reserve(60).unwrap();
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let young = budget.reserve(30).unwrap();
+        // Over the bytes, and every read younger than the grace period: refused.
+        assert!(budget.reserve(20).is_none());
+        tokio::time::advance(Duration::from_millis(600)).await;
+        // Over the count: the oldest read (1.1 s) gives way and learns it at once.
+        let newer = budget.reserve(10).unwrap();
+        tokio::time::timeout(Duration::from_millis(1), old.evicted.notified())
+            .await
+            .expect("the oldest read was told to stop");
+        assert_eq!(budget.usage(), (2, 40));
+        drop(old);
+        assert_eq!(
+            budget.usage(),
+            (2, 40),
+            "an evicted read gives back nothing twice"
+        );
+        drop((young, newer));
+        assert_eq!(budget.usage(), (0, 0));
+    }
 }
