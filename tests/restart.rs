@@ -49,9 +49,13 @@ async fn one(addr: SocketAddr, request: &[u8], counts: &Counts) {
         return;
     };
     let exchange = async {
-        s.write_all(request).await.map_err(|e| format!("write: {e}"))?;
+        s.write_all(request)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
         let mut out = Vec::new();
-        s.read_to_end(&mut out).await.map_err(|e| format!("read: {e}"))?;
+        s.read_to_end(&mut out)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
         let status = parse_reply(&String::from_utf8_lossy(&out)).status;
         if status == 200 {
             Ok(())
@@ -103,7 +107,9 @@ async fn twenty_restarts_under_new_connection_load_reset_or_lose_nothing() {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let exited = tokio::task::spawn_blocking(move || child.wait()).await.unwrap();
+        let exited = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap();
         assert!(exited.unwrap().success());
         answered_per_run.push(counts.answered.load(Ordering::Relaxed) - before);
     }
@@ -118,6 +124,14 @@ async fn twenty_restarts_under_new_connection_load_reset_or_lose_nothing() {
         counts.refused.load(Ordering::Relaxed),
         lost.len()
     );
-    assert!(lost.is_empty(), "{} lost: {:?}", lost.len(), &lost[..lost.len().min(5)]);
-    assert!(answered_per_run.iter().all(|&n| n > 10), "{answered_per_run:?}");
+    assert!(
+        lost.is_empty(),
+        "{} lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(
+        answered_per_run.iter().all(|&n| n > 10),
+        "{answered_per_run:?}"
+    );
 }
