@@ -34,9 +34,10 @@ export TWILIO_AUTH_TOKEN=bench-token-not-a-secret-0123456789ab
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 say() { printf '%s\n' "$*" >&2; }
 
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 say "== building (release)"
 cargo build --release --quiet --bin twiml-failover --example attack
-ATTACK=$ROOT/target/release/examples/attack
+ATTACK=$TARGET/release/examples/attack
 "$ATTACK" cert "$OUT"
 export ATTACK_CERT=$OUT/cert.pem
 
@@ -78,5 +79,5 @@ run_one() {
 
 {
   [ -n "${ATTACK_BASELINE:-}" ] && run_one before "$ATTACK_BASELINE" 18190
-  run_one after "$ROOT/target/release/twiml-failover" 18191
+  run_one after "$TARGET/release/twiml-failover" 18191
 } | tee "$OUT/result.txt"

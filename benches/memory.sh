@@ -27,10 +27,11 @@ export TWILIO_AUTH_TOKEN=bench-token-not-a-secret-0123456789ab
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 say() { printf '%s\n' "$*" >&2; }
 
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 say "== building (release)"
 cargo build --release --quiet --bin twiml-failover --example attack
-BIN=${MEMORY_BIN:-$ROOT/target/release/twiml-failover}
-ATTACK=$ROOT/target/release/examples/attack
+BIN=${MEMORY_BIN:-$TARGET/release/twiml-failover}
+ATTACK=$TARGET/release/examples/attack
 "$ATTACK" cert "$OUT"
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 

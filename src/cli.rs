@@ -88,7 +88,8 @@ pub struct ServeArgs {
     /// Requests handled at once; beyond it requests get 503 at once [default: 1024].
     #[arg(long, env = "TWIML_FAILOVER_MAX_CONCURRENCY", value_name = "N")]
     pub max_concurrency: Option<usize>,
-    /// Open connections at most; further connections wait in the kernel backlog [default: 10000].
+    /// Open connections at most; when all are taken, the connections idle the longest are closed
+    /// to make room for a new one [default: 10000].
     #[arg(long, env = "TWIML_FAILOVER_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
     /// Seconds after SIGTERM/SIGINT during which /readyz answers 503 while new connections are

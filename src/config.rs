@@ -131,7 +131,7 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Requests in progress at once; more are shed with 503.
     pub max_concurrency: usize,
-    /// Connections open at once; more wait in the accept backlog.
+    /// Connections open at once; a new one past it makes the longest-idle ones close.
     pub max_connections: usize,
     /// Time to finish in-flight requests on shutdown.
     pub drain_timeout: Duration,
@@ -823,6 +823,96 @@ mod tests {
 
     fn message(result: Result<Config, StartupError>) -> String {
         result.expect_err("should refuse to start").to_string()
+    }
+
+    #[test]
+    fn connection_and_body_bounds_from_flag_or_file() {
+        let env = env_with(Some("t"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            &dir,
+            "c.toml",
+            "lame_duck = 0\n[limits]\nmax_body_reads = 7\nbody_buffer_bytes = 1048576\n\
+             min_body_rate = 0\nbody_grace = 0.5\nidle_timeout = 9\nmax_connection_age = 60\n\
+             max_h2_streams = 4\n",
+        );
+        let from_file = ServeArgs {
+            config: Some(file),
+            ..args()
+        };
+        let l = Config::load(&from_file, &env).unwrap().limits;
+        assert_eq!(l.lame_duck, Duration::ZERO);
+        assert_eq!((l.max_body_reads, l.body_buffer_bytes), (7, 1 << 20));
+        assert_eq!(
+            (l.min_body_rate, l.body_grace),
+            (0, Duration::from_millis(500))
+        );
+        assert_eq!(l.idle_timeout, Duration::from_secs(9));
+        assert_eq!(l.max_connection_age, Duration::from_secs(60));
+        assert_eq!(l.max_h2_streams, 4);
+        let flags = ServeArgs {
+            lame_duck: Some(3.0),
+            max_h2_streams: Some(8),
+            ..from_file
+        };
+        let l = Config::load(&flags, &env).unwrap().limits;
+        assert_eq!((l.lame_duck, l.max_h2_streams), (Duration::from_secs(3), 8));
+        for (bad, setting) in [
+            (
+                ServeArgs {
+                    lame_duck: Some(-1.0),
+                    ..args()
+                },
+                "lame-duck:",
+            ),
+            (
+                ServeArgs {
+                    max_body_reads: Some(0),
+                    ..args()
+                },
+                "max-body-reads:",
+            ),
+            (
+                ServeArgs {
+                    body_buffer_bytes: Some(1000),
+                    ..args()
+                },
+                "body-buffer-bytes:",
+            ),
+            (
+                ServeArgs {
+                    body_grace: Some(0.0),
+                    ..args()
+                },
+                "body-grace:",
+            ),
+            (
+                ServeArgs {
+                    idle_timeout: Some(0.0),
+                    ..args()
+                },
+                "idle-timeout:",
+            ),
+            (
+                ServeArgs {
+                    max_connection_age: Some(f64::NAN),
+                    ..args()
+                },
+                "max-connection-age:",
+            ),
+            (
+                ServeArgs {
+                    max_h2_streams: Some(0),
+                    ..args()
+                },
+                "max-h2-streams:",
+            ),
+        ] {
+            assert!(
+                message(Config::load(&bad, &env)).starts_with(setting),
+                "{setting}"
+            );
+        }
     }
 
     #[test]

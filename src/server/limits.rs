@@ -29,8 +29,8 @@ pub enum BodyError {
 
 /// Longest request target accepted; a GET webhook with a 1600-character Body fits several times.
 pub const MAX_URI_BYTES: usize = 16 * 1024;
-/// Largest total of header names and values accepted.
-pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Largest total of header names and values accepted (Twilio sends about 1 KiB).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Checks the request head against the URI and header size bounds (414 / 431).
 pub fn check_head<B>(req: &http::Request<B>) -> Result<(), http::StatusCode> {

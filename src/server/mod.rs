@@ -27,9 +27,10 @@ use slots::Slots;
 /// How long connections still open at the drain deadline get to finish their current answer.
 const FORCED_CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Largest request head (request line + headers) hyper buffers; it answers 431 beyond it. The URI
-/// and header bounds in `limits` are smaller; this only caps the read buffer of each connection.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Largest request head (request line + headers) hyper buffers; it answers 431 beyond it. It is
+/// also the most an unfinished head can make one connection hold, so it is kept to what the URI
+/// bound plus a proxy's headers need (a GET webhook with a 1600-character Body fits several times).
+const MAX_HEAD_BYTES: usize = 24 * 1024;
 
 /// HTTP/2 flow-control windows: what one stream, and one whole connection, may send before we
 /// read. A stream's window is a whole webhook body; the connection's window bounds what a client
@@ -55,7 +56,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     // HTTP/2 has no header timeout; bound streams, header size and buffered bytes, ping idle peers.
     h2.timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_h2_streams)
-        .max_header_list_size(limits::MAX_HEADER_BYTES as u32)
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
         .initial_stream_window_size(H2_STREAM_WINDOW)
         .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .keep_alive_interval(Some(limits.header_timeout))
