@@ -139,7 +139,6 @@ async fn webhook(
             return respond::error(match e {
                 BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 BodyError::TimedOut | BodyError::TooSlow => StatusCode::REQUEST_TIMEOUT,
-                BodyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
                 BodyError::Broken => StatusCode::BAD_REQUEST,
             });
         }

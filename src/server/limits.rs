@@ -21,8 +21,7 @@ pub enum BodyError {
     TimedOut,
     /// The body came slower than the minimum rate, or gave way to newer reads under pressure (408).
     TooSlow,
-    /// Every body-reading slot is held by a read younger than the grace period (503).
-    Busy,
+
     /// The connection broke or the framing was invalid (400).
     Broken,
 }
@@ -73,11 +72,13 @@ pub struct BodyRules {
 ///
 /// When it is full, the oldest read that has run longer than the grace period gives way (it is
 /// answered 408): a webhook from Twilio arrives in one piece within milliseconds, so the reads
-/// that are old under pressure are the slow ones. Only when every read is younger than the grace
-/// period is the newcomer refused (503).
+/// that are old under pressure are the slow ones. When every read is younger than the grace
+/// period, the newcomer waits for room, at most until its own rate deadline (then 408).
 #[derive(Debug)]
 pub struct BodyBudget {
     reads: Mutex<Reads>,
+    /// Wakes one read waiting for room each time a share is given back.
+    freed: Notify,
     max_reads: usize,
     max_bytes: usize,
     grace: Duration,
@@ -112,6 +113,9 @@ impl Drop for Reservation<'_> {
         if let Some(read) = reads.open.remove(&self.id) {
             reads.bytes -= read.bytes;
         }
+        drop(reads);
+        // One waiter per share: waking them all would be a stampede under attack.
+        self.budget.freed.notify_one();
     }
 }
 
@@ -120,6 +124,7 @@ impl BodyBudget {
     pub fn new(max_reads: usize, max_bytes: usize, grace: Duration) -> BodyBudget {
         BodyBudget {
             reads: Mutex::new(Reads::default()),
+            freed: Notify::new(),
             max_reads,
             max_bytes,
             grace,
@@ -144,6 +149,7 @@ impl BodyBudget {
             reads.bytes -= oldest.bytes;
             // notify_one keeps the wake-up even if the reader is not waiting at this instant.
             oldest.evicted.notify_one();
+            // Its share went to this read, not to a waiter.
         }
         let id = reads.next_id;
         reads.next_id += 1;
@@ -168,6 +174,27 @@ impl BodyBudget {
     pub fn usage(&self) -> (usize, usize) {
         let reads = self.lock();
         (reads.open.len(), reads.bytes)
+    }
+}
+
+/// A share of `budget`, waiting for one to be given back until `deadline` (then 408). Waiting
+/// rather than refusing at once keeps a flood of slow bodies from turning into a flood of
+/// reconnections (and TLS handshakes) that would cost more than holding them.
+async fn wait_for_room(
+    budget: &BodyBudget,
+    bytes: usize,
+    deadline: Instant,
+) -> Result<Reservation<'_>, BodyError> {
+    loop {
+        // Registered before trying, so a share given back in between is not missed.
+        let freed = budget.freed.notified();
+        if let Some(reservation) = budget.reserve(bytes) {
+            return Ok(reservation);
+        }
+        tokio::select! {
+            () = freed => {}
+            () = tokio::time::sleep_until(deadline) => return Err(BodyError::TooSlow),
+        }
     }
 }
 
@@ -252,7 +279,7 @@ pub async fn read_body(
             break;
         }
         if reservation.is_none() {
-            reservation = Some(budget.reserve(declared).ok_or(BodyError::Busy)?);
+            reservation = Some(wait_for_room(budget, declared, deadline).await?);
         }
     }
     drop(reservation);
