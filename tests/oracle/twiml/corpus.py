@@ -1,0 +1,5 @@
+"""Placeholder: the verdict corpus generator (filled in next)."""
+
+
+def generate(schema):
+    return []
