@@ -21,15 +21,24 @@ import schema  # noqa: E402
 import sdk_python  # noqa: E402
 
 
-def node_description():
+def run_node(*args, stdin=None):
     out = subprocess.run(
-        ["node", os.path.join(HERE, "sdk_node.mjs")],
+        ["node", os.path.join(HERE, "sdk_node.mjs"), *args],
         cwd=os.path.dirname(HERE),
         check=True,
         capture_output=True,
         text=True,
+        input=stdin,
     ).stdout
     return json.loads(out)
+
+
+def node_description():
+    return run_node()
+
+
+def node_build(docs):
+    return run_node("--build", stdin=json.dumps(docs))
 
 
 def python_description():
@@ -45,11 +54,12 @@ def main():
     args = ap.parse_args()
     with open(os.path.join(HERE, "overlay.json")) as f:
         overlay = json.load(f)
-    built = schema.build(python_description(), node_description(), overlay)
+    py, nd = python_description(), node_description()
+    built = schema.build(py, nd, overlay)
     with open(args.schema, "w") as f:
         json.dump(built, f, indent=1, sort_keys=True, ensure_ascii=False)
         f.write("\n")
-    cases = corpus.generate(built)
+    cases = corpus.generate(built, py, nd, node_build)
     with open(args.corpus, "w") as f:
         for case in cases:
             f.write(json.dumps(case, sort_keys=True, ensure_ascii=False) + "\n")

@@ -1,4 +1,5 @@
 // Reads twilio-node's TwiML builders; prints what they can build as JSON (run by generate.py only).
+// With --build, builds documents with them instead (for the verdict corpus).
 //
 // Two sources, both twilio-node's own: the TypeScript declarations (read with the TypeScript
 // compiler's parser, never with regular expressions) give each class's builder methods, each
@@ -155,6 +156,25 @@ function describe(channel) {
   return { root: channel + ":" + rootName, elements };
 }
 
-const out = { version: twilioVersion, channels: {} };
-for (const channel of Object.keys(ROOTS)) out.channels[channel] = describe(channel);
-process.stdout.write(JSON.stringify(out, null, 1) + "\n");
+// `--build`: reads a JSON list of documents on stdin, each {channel, steps: [{method, attrs, text}]}
+// (a chain of builder calls from the root), and prints the list of XML strings twilio-node writes.
+function build(docs) {
+  return docs.map(({ channel, steps }) => {
+    const Root = require(path.join(twilioDir, "lib", "twiml", ROOTS[channel] + ".js"));
+    const root = new Root();
+    let node = root;
+    for (const { method, attrs, text } of steps) {
+      node = text === null || text === undefined ? node[method](attrs) : node[method](attrs, text);
+    }
+    return root.toString();
+  });
+}
+
+if (process.argv.includes("--build")) {
+  const docs = JSON.parse(fs.readFileSync(0, "utf8"));
+  process.stdout.write(JSON.stringify(build(docs)) + "\n");
+} else {
+  const out = { version: twilioVersion, channels: {} };
+  for (const channel of Object.keys(ROOTS)) out.channels[channel] = describe(channel);
+  process.stdout.write(JSON.stringify(out, null, 1) + "\n");
+}
