@@ -20,10 +20,7 @@ check=0
 if [[ "${1:-}" == "--check" ]]; then check=1; fi
 
 venv="$here/.venv"
-if [[ ! -x "$venv/bin/python" ]]; then
-  python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+bash "$here/setup.sh"
 
 (
   cd "$here"
