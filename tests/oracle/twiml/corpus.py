@@ -284,12 +284,14 @@ def enum_value_cases(c):
         for name, a in sorted(e["attributes"].items()):
             if a["type"] not in ("enum", "enum_list"):
                 continue
-            sdk = "python" if c.sdk_has("python", eid, name) else "node"
+            sdks = [k for k in ("python", "node") if c.sdk_has(k, eid, name)]
             values = list(a["values"])
             if a["type"] == "enum_list" and len(values) > 1:
                 values.append(" ".join(a["values"]))
             for v in values:
+                # Roles alternate, and so do the builders where both know the attribute.
                 role = ROLES[n % 2]
+                sdk = sdks[(n // 2) % len(sdks)]
                 n += 1
                 label = "all" if " " in v else v
                 c.sdk_case(sdk, f"{sdk}/{channel}/{short(eid)}/{name}={label}", role, parent, eid, {name: v},
@@ -820,4 +822,32 @@ def generate(schema, py_desc, node_desc, node_build):
     wellformedness_cases(c)
     link_cases(c)
     template_cases(c)
-    return c.finish()
+    cases = c.finish()
+    self_check(cases)
+    return cases
+
+
+def self_check(cases):
+    """Judges the corpus with expat, an independent strict XML 1.0 parser, before it is written:
+    every `ok` document without template syntax must be well-formed, and every `xml/` error case
+    that claims a well-formedness error must be rejected by expat too."""
+    import xml.parsers.expat
+
+    def parses(text):
+        p = xml.parsers.expat.ParserCreate()
+        try:
+            p.Parse(text.encode("utf-8"), True)
+            return True
+        except xml.parsers.expat.ExpatError:
+            return False
+
+    schema_level = ("wrong-root", "lowercase-root", "misspelled-verb", "lowercase-verb", "misspelled-noun")
+    for c in cases:
+        for path, text in c["files"].items():
+            if "{{" in text or "{%" in text or "{#" in text:
+                continue
+            if c["expect"] == "ok" and not parses(text):
+                raise SystemExit(f"corpus: ok case {c['id']} has a malformed {path}")
+            if c["id"].startswith("xml/") and c["expect"] == "error" and path == c["error_file"]:
+                if parses(text) != any(k in c["id"] for k in schema_level):
+                    raise SystemExit(f"corpus: expat disagrees with {c['id']}")
