@@ -171,6 +171,17 @@ fn read<'a>(name: &'a str, text: &str, add: &mut impl FnMut(&str, usize, String)
             return t;
         }
     };
+    // Renders are trimmed, but the file itself must be XML whose declaration comes first.
+    let lead = text.len() - text.trim_start().len();
+    if lead > 0 && text[lead..].starts_with("<?xml") {
+        add(
+            name,
+            0,
+            "whitespace before the XML declaration; it must be the very first thing in the file"
+                .to_string(),
+        );
+        return t;
+    }
     t.paths = match paths::paths(text) {
         Ok(p) => p,
         Err(e) => {
