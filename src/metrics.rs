@@ -57,6 +57,7 @@ pub struct Metrics {
     fallback_requests: Family<ErrorCodeLabel, Counter>,
     degraded_answers: Counter,
     template_reloads: Family<ResultLabel, Counter>,
+    template_watch: Gauge,
     certificate_reloads: Family<ResultLabel, Counter>,
     load_shed: Counter,
     /// Journal handles, shared with the journal's writer and stats threads.
@@ -241,6 +242,13 @@ impl Metrics {
             "Template set reloads, by result",
             template_reloads.clone(),
         );
+        let template_watch = Gauge::default();
+        registry.register(
+            "template_watch_active",
+            "1 while every watched folder (templates, TLS) is watched for changes; 0 when one is \
+             gone or cannot be watched (then only SIGHUP reloads), and with --watch false",
+            template_watch.clone(),
+        );
         let certificate_reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
             "certificate_reloads",
@@ -271,6 +279,7 @@ impl Metrics {
             fallback_requests,
             degraded_answers,
             template_reloads,
+            template_watch,
             certificate_reloads,
             load_shed,
         }
@@ -322,6 +331,11 @@ impl Metrics {
     /// Records an answer that came from the fallback set after a template failed.
     pub fn degraded_answer(&self) {
         self.degraded_answers.inc();
+    }
+
+    /// Sets whether the file watcher currently sees every folder it should.
+    pub fn template_watch(&self, active: bool) {
+        self.template_watch.set(i64::from(active));
     }
 
     /// Records a template reload attempt.
