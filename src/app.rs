@@ -47,6 +47,8 @@ impl App {
                 metrics.enable_journal();
                 let settings = writer::Settings {
                     timeout: j.timeout,
+                    forwarding: config.forward.is_some(),
+                    retention: j.retention,
                     ..writer::Settings::default()
                 };
                 Some(

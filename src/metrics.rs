@@ -142,16 +142,6 @@ impl JournalMetrics {
             self.writes.clone(),
         );
         registry.register(
-            "journal_backlog_events",
-            "Journaled events not yet delivered (refreshed every few seconds)",
-            self.backlog.clone(),
-        );
-        registry.register(
-            "journal_oldest_undelivered_age_seconds",
-            "Age of the oldest undelivered journaled event, 0 when none",
-            self.oldest_undelivered_age.clone(),
-        );
-        registry.register(
             "journal_buffered_events",
             "Events held in memory because the journal store failed; retried until written",
             self.buffered.clone(),
@@ -170,6 +160,21 @@ impl JournalMetrics {
             "journal_commit_duration_seconds",
             "Time to append and commit one journal transaction",
             self.commit_duration.clone(),
+        );
+    }
+
+    /// The backlog gauges: only where something delivers the events (`--forward-to`), so they
+    /// never climb for events nothing will deliver.
+    fn register_backlog(&self, registry: &mut Registry) {
+        registry.register(
+            "journal_backlog_events",
+            "Journaled events not yet delivered to the forward target (refreshed every few seconds)",
+            self.backlog.clone(),
+        );
+        registry.register(
+            "journal_oldest_undelivered_age_seconds",
+            "Age of the oldest journaled event not yet delivered to the forward target, 0 when none",
+            self.oldest_undelivered_age.clone(),
         );
     }
 
@@ -290,9 +295,11 @@ impl Metrics {
         self.journal.register(&mut self.registry);
     }
 
-    /// Exposes the forwarder's series (only servers with `--forward-to` show them).
+    /// Exposes the forwarder's series and the journal's backlog gauges (only servers with
+    /// `--forward-to` show them).
     pub fn enable_forward(&mut self) {
         self.forward.register(&mut self.registry);
+        self.journal.register_backlog(&mut self.registry);
     }
 
     /// Records one answered request.
