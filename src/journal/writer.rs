@@ -343,6 +343,8 @@ impl Writer {
                 self.fail_waiters("process exiting; event handed over for the spill file");
                 self.acks.clear();
                 let events: Vec<NewEvent> = self.events.drain(..).collect();
+                // Before the answer, so whoever sees the events handed over sees the gauge at 0.
+                self.metrics.buffered(0);
                 for d in flushes.drains.drain(..) {
                     let _ = d.send(events.clone());
                 }
