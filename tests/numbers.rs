@@ -301,7 +301,7 @@ fn services_apps_and_trunks_decide_who_is_judged_and_changed() {
     let text = run(&fake, &["audit"]);
     assert!(
         text.stdout.contains(&format!(
-            "+15550000004 ok voice=SIP:trunk:{} sms=number\n",
+            "+15550000004 ok voice=trunk:{} sms=number\n",
             sid("TK", 1)
         )),
         "{}",

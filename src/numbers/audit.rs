@@ -39,6 +39,16 @@ impl Source {
             Source::Trunk(s) => format!("SIP trunk {s}"),
         }
     }
+
+    /// One word for a plain line: `number`, `app:AP…`, `service:MG…`, `trunk:TK…`.
+    pub fn short(&self) -> String {
+        match self {
+            Source::Number => "number".into(),
+            Source::Application(s) => format!("app:{s}"),
+            Source::Service(s) => format!("service:{s}"),
+            Source::Trunk(s) => format!("trunk:{s}"),
+        }
+    }
 }
 
 /// The settings one channel effectively has.
@@ -412,13 +422,6 @@ mod tests {
     use super::*;
     use crate::numbers::model::{Application, Service};
 
-    fn wiring() -> Wiring {
-        Wiring::parse(
-            "primary_base = \"https://voice.example.com\"\nfallback_base = \"https://fallback.example.net\"\n",
-        )
-        .unwrap()
-    }
-
     fn s(v: &str) -> Option<String> {
         Some(v.to_string())
     }
@@ -451,7 +454,7 @@ mod tests {
             numbers: vec![good("PN1")],
             ..Account::default()
         };
-        let a = audit(&account, &wiring(), |_| true);
+        let a = audit(&account, &Wiring::example(), |_| true);
         assert!(a[0].ok(), "{a:?}");
         assert_eq!(summary(&a), "1 number: 1 ok");
     }
@@ -464,7 +467,7 @@ mod tests {
         n.sms_url = s("https://voice.example.com/sms");
         n.sms_fallback_url = s("https://voice.example.com/fallback/sms");
         n.status_callback = None;
-        let w = wiring();
+        let w = Wiring::example();
         let account = Account {
             numbers: vec![n],
             ..Account::default()
@@ -530,7 +533,7 @@ mod tests {
             },
         );
         account.service_of.insert("PN1".into(), "MG1".into());
-        let w = wiring();
+        let w = Wiring::example();
         let a = audit(&account, &w, |_| true);
         assert_eq!(a[0].voice.source, Source::Application("AP1".into()));
         assert_eq!(

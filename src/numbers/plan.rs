@@ -345,13 +345,6 @@ fn skip(out: &mut Plan, kind: Kind, sid: &str, reason: String) {
 mod tests {
     use super::*;
 
-    fn wiring() -> Wiring {
-        Wiring::parse(
-            "primary_base = \"https://voice.example.com\"\nfallback_base = \"https://fallback.example.net\"\n",
-        )
-        .unwrap()
-    }
-
     fn number(sid: &str, phone: &str) -> Number {
         Number {
             sid: sid.into(),
@@ -369,7 +362,7 @@ mod tests {
             numbers: vec![number("PN1", "+15550000001")],
             ..Account::default()
         };
-        let w = wiring();
+        let w = Wiring::example();
         let p = plan(&account, &w, &Selection::default());
         assert_eq!(p.changes.len(), 1);
         let names: Vec<_> = p.changes[0].fields.iter().map(|f| f.name).collect();
@@ -416,7 +409,7 @@ mod tests {
             ],
             ..Account::default()
         };
-        let w = wiring();
+        let w = Wiring::example();
         let sel = Selection {
             numbers: vec!["PN2".into()],
             patterns: vec!["+44*".into()],
@@ -451,7 +444,7 @@ mod tests {
         );
         account.service_of.insert("PN1".into(), "MG1".into());
         account.service_of.insert("PN2".into(), "MG1".into());
-        let w = wiring();
+        let w = Wiring::example();
         let only_one = Selection {
             numbers: vec!["PN1".into()],
             ..Selection::default()

@@ -66,14 +66,16 @@ pub fn audit_text(audits: &[NumberAudit], table: bool, colour: bool) -> String {
             head[4]
         ));
         for (r, a) in rows.iter().zip(audits) {
-            out.push_str(&format!(
-                "{}  {}  {}  {}  {}\n",
+            let line = format!(
+                "{}  {}  {}  {}  {}",
                 pad(&r[0], width[0]),
                 pad(&r[1], width[1]),
                 paint(a.voice.problems.is_empty(), pad(&r[2], width[2])),
                 paint(a.sms.problems.is_empty(), pad(&r[3], width[3])),
                 r[4]
-            ));
+            );
+            out.push_str(line.trim_end());
+            out.push('\n');
         }
     } else {
         for a in audits {
@@ -82,8 +84,8 @@ pub fn audit_text(audits: &[NumberAudit], table: bool, colour: bool) -> String {
                 "{} {} voice={} sms={}",
                 a.phone_number,
                 paint(a.ok(), verdict.to_string()),
-                a.voice.source.label().replace(' ', ":"),
-                a.sms.source.label().replace(' ', ":"),
+                a.voice.source.short(),
+                a.sms.source.short(),
             ));
             let p = problems(a);
             if !p.is_empty() {
@@ -161,4 +163,62 @@ pub fn plan_text(plan: &Plan) -> String {
 /// The plan for scripts.
 pub fn plan_json(plan: &Plan) -> String {
     serde_json::to_string_pretty(plan).unwrap_or_default() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::numbers::audit::{Handling, Kind, Problem, Source};
+
+    fn row(phone: &str, problems: Vec<Problem>) -> NumberAudit {
+        let channel = |source, problems| ChannelAudit {
+            source,
+            handling: Handling::default(),
+            problems,
+        };
+        NumberAudit {
+            sid: "PN1".into(),
+            phone_number: phone.into(),
+            friendly_name: Some("front desk".into()),
+            voice: channel(Source::Number, problems),
+            sms: channel(Source::Service("MG1".into()), Vec::new()),
+        }
+    }
+
+    #[test]
+    fn table_lines_and_colours() {
+        let audits = [
+            row("+15550000001", Vec::new()),
+            row(
+                "+15550000002",
+                vec![Problem {
+                    kind: Kind::NoFallbackUrl,
+                    detail: "no fallback URL".into(),
+                }],
+            ),
+        ];
+        assert_eq!(
+            audit_text(&audits, true, false),
+            "NUMBER        NAME        VOICE          SMS               PROBLEMS\n\
+             +15550000001  front desk  ok (number)    ok (Service MG1)\n\
+             +15550000002  front desk  FAIL (number)  ok (Service MG1)  voice: no fallback URL\n\
+             2 numbers: 1 ok, 1 without a fallback URL\n"
+        );
+        assert_eq!(
+            audit_text(&audits, false, false).lines().nth(1),
+            Some("+15550000002 FAIL voice=number sms=service:MG1 | voice: no fallback URL")
+        );
+        let coloured = audit_text(&audits, true, true);
+        assert!(
+            coloured.contains("\x1b[31mFAIL (number)\x1b[0m  "),
+            "{coloured}"
+        );
+        assert!(!audit_text(&audits, false, false).contains('\x1b'));
+        let json: serde_json::Value = serde_json::from_str(&audit_json(&audits)).unwrap();
+        assert_eq!(json["ok"], false);
+        assert_eq!(
+            json["numbers"][1]["voice"]["problems"][0]["kind"],
+            "no_fallback_url"
+        );
+    }
 }

@@ -415,38 +415,15 @@ impl Api {
         Ok(format!("{base}{path}"))
     }
 
-    /// Every item of a 2010-04-01 list (`next_page_uri` pagination).
-    async fn list_v2010<T: DeserializeOwned>(
+    /// Every item of a list: the 2010-04-01 API pages with `next_page_uri`, messaging v1 with
+    /// `meta.next_page_url`.
+    async fn list<T: DeserializeOwned>(
         &self,
+        base: &str,
         path: &str,
         key: &str,
     ) -> Result<Vec<T>, ApiError> {
-        let mut url = format!("{}{path}", self.api_base);
-        let mut out = Vec::new();
-        loop {
-            let mut page: serde_json::Map<String, serde_json::Value> = self.get_json(&url).await?;
-            let bad = |cause: String| ApiError::BadAnswer {
-                what: format!("GET {url}"),
-                cause,
-            };
-            let items = page
-                .remove(key)
-                .ok_or_else(|| bad(format!("no `{key}` list")))?;
-            out.extend(serde_json::from_value::<Vec<T>>(items).map_err(|e| bad(e.to_string()))?);
-            match page.get("next_page_uri").and_then(|v| v.as_str()) {
-                Some(next) if !next.is_empty() => url = self.next(&self.api_base, next)?,
-                _ => return Ok(out),
-            }
-        }
-    }
-
-    /// Every item of a messaging v1 list (`meta.next_page_url` pagination).
-    async fn list_v1<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        key: &str,
-    ) -> Result<Vec<T>, ApiError> {
-        let mut url = format!("{}{path}", self.messaging_base);
+        let mut url = format!("{base}{path}");
         let mut out = Vec::new();
         loop {
             let mut page: serde_json::Map<String, serde_json::Value> = self.get_json(&url).await?;
@@ -459,11 +436,11 @@ impl Api {
                 .ok_or_else(|| bad(format!("no `{key}` list")))?;
             out.extend(serde_json::from_value::<Vec<T>>(items).map_err(|e| bad(e.to_string()))?);
             let next = page
-                .get("meta")
-                .and_then(|m| m.get("next_page_url"))
+                .get("next_page_uri")
+                .or_else(|| page.get("meta").and_then(|m| m.get("next_page_url")))
                 .and_then(|v| v.as_str());
             match next {
-                Some(next) if !next.is_empty() => url = self.next(&self.messaging_base, next)?,
+                Some(next) if !next.is_empty() => url = self.next(base, next)?,
                 _ => return Ok(out),
             }
         }
@@ -482,10 +459,11 @@ impl Api {
                 .push_str(&serde_urlencoded::to_string([("PhoneNumber", p)]).unwrap_or_default());
         }
         let numbers: Vec<Number> = self
-            .list_v2010(&numbers_path, "incoming_phone_numbers")
+            .list(&self.api_base, &numbers_path, "incoming_phone_numbers")
             .await?;
         let apps: Vec<Application> = self
-            .list_v2010(
+            .list(
+                &self.api_base,
                 &format!(
                     "/2010-04-01/Accounts/{}/Applications.json?PageSize={PAGE_SIZE}",
                     self.account
@@ -494,12 +472,17 @@ impl Api {
             )
             .await?;
         let services: Vec<Service> = self
-            .list_v1(&format!("/v1/Services?PageSize={PAGE_SIZE}"), "services")
+            .list(
+                &self.messaging_base,
+                &format!("/v1/Services?PageSize={PAGE_SIZE}"),
+                "services",
+            )
             .await?;
         let mut service_of = BTreeMap::new();
         for s in &services {
             let members: Vec<ServiceNumber> = self
-                .list_v1(
+                .list(
+                    &self.messaging_base,
                     &format!("/v1/Services/{}/PhoneNumbers?PageSize={PAGE_SIZE}", s.sid),
                     "phone_numbers",
                 )

@@ -184,6 +184,13 @@ impl Wiring {
         Wiring::parse(&text).map_err(|e| format!("wiring: {}: {e}", path.display()))
     }
 
+    /// `deploy/twilio/wiring.toml`, the shipped example: every default, voice.example.com as the
+    /// primary and fallback.example.net as the fallback.
+    pub fn example() -> Wiring {
+        Wiring::parse(include_str!("../../deploy/twilio/wiring.toml"))
+            .expect("the shipped example parses")
+    }
+
     /// The URLs `channel` should have.
     pub fn intended(&self, channel: Channel) -> Intended {
         let p = match channel {
@@ -227,6 +234,11 @@ mod tests {
             w.status_callback.as_deref(),
             Some("https://voice.example.com/status")
         );
+    }
+
+    #[test]
+    fn the_shipped_example_is_the_default() {
+        assert_eq!(Wiring::example(), Wiring::parse(MIN).unwrap());
     }
 
     #[test]

@@ -319,7 +319,20 @@ fn route(
                 v1_page(path, "phone_numbers", &items, q),
             )
         }
-        ("POST", p) if p.starts_with(&format!("{acct}/IncomingPhoneNumbers/")) => {
+        ("POST", p) => {
+            let (list, schema) = if p.starts_with(&format!("{acct}/IncomingPhoneNumbers/")) {
+                (&mut s.numbers, "incoming_phone_number")
+            } else if p.starts_with(&format!("{acct}/Applications/")) {
+                (&mut s.apps, "application")
+            } else if parts.len() == 3 && parts[..2] == ["v1", "Services"] {
+                (&mut s.services, "service")
+            } else {
+                return error(
+                    404,
+                    20404,
+                    &format!("The requested resource {path} was not found"),
+                );
+            };
             let sid = p
                 .rsplit('/')
                 .next()
@@ -329,41 +342,8 @@ fn route(
             if s.fail_update.contains(&sid) {
                 return error(500, 20500, "Internal Server Error");
             }
-            match update(&mut s.numbers, &sid, form) {
-                Some(v) => (200, "incoming_phone_number", v),
-                None => error(
-                    404,
-                    20404,
-                    &format!("The requested resource {path} was not found"),
-                ),
-            }
-        }
-        ("POST", p) if p.starts_with(&format!("{acct}/Applications/")) => {
-            let sid = p
-                .rsplit('/')
-                .next()
-                .unwrap_or("")
-                .trim_end_matches(".json")
-                .to_string();
-            if s.fail_update.contains(&sid) {
-                return error(500, 20500, "Internal Server Error");
-            }
-            match update(&mut s.apps, &sid, form) {
-                Some(v) => (200, "application", v),
-                None => error(
-                    404,
-                    20404,
-                    &format!("The requested resource {path} was not found"),
-                ),
-            }
-        }
-        ("POST", _) if parts.len() == 3 && parts[..2] == ["v1", "Services"] => {
-            let sid = parts[2].to_string();
-            if s.fail_update.contains(&sid) {
-                return error(500, 20500, "Internal Server Error");
-            }
-            match update(&mut s.services, &sid, form) {
-                Some(v) => (200, "service", v),
+            match update(list, &sid, form) {
+                Some(v) => (200, schema, v),
                 None => error(
                     404,
                     20404,

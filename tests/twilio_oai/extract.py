@@ -2,7 +2,7 @@
 """Extracts from Twilio's OpenAPI description the response schemas `tests/numbers.rs` checks the fake
 Twilio REST API against, as one JSON Schema (draft 2020-12) document: `schemas.json`.
 
-Run:  python3 tests/twilio_oai/extract.py [SPEC_DIR]      (default SPEC_DIR: ../shared/specs/twilio-oai)
+Run:  python3 tests/twilio_oai/extract.py [SPEC_DIR]      (default: ../shared/specs/twilio-oai beside the repository)
       python3 tests/twilio_oai/extract.py --check [SPEC_DIR]   fails when schemas.json is stale
 
 The source files (twilio_api_v2010.json, twilio_messaging_v1.json) come from twilio/twilio-oai under
@@ -116,7 +116,15 @@ def build(spec_dir):
 def main(argv):
     check = "--check" in argv
     args = [a for a in argv if a != "--check"]
-    spec_dir = args[0] if args else os.path.join(HERE, "..", "..", "..", "shared", "specs", "twilio-oai")
+    if args:
+        spec_dir = args[0]
+    else:
+        # shared/ sits beside the clone (CI), or beside the worktrees' parent (/work/wt/NAME).
+        candidates = [os.path.join(HERE, *[".."] * up, "shared", "specs", "twilio-oai") for up in (3, 4)]
+        spec_dir = next((c for c in candidates if os.path.isdir(c)), None)
+        if spec_dir is None:
+            print("extract.py: no shared/specs/twilio-oai beside the repository; pass SPEC_DIR", file=sys.stderr)
+            return 2
     text = json.dumps(build(spec_dir), indent=1, sort_keys=False) + "\n"
     if check:
         with open(OUT, encoding="utf-8") as f:
