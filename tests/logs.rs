@@ -12,18 +12,9 @@ use common::{form, sms_params, TOKEN};
 use twiml_failover::signature::{sign, Algorithm};
 
 fn serve(extra: &[&str]) -> Serve {
-    let templates = common::shipped_templates();
-    let config = common::example_config();
-    let mut args = vec![
-        "--templates",
-        templates.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--watch",
-        "false",
-    ];
+    let mut args = vec!["--watch", "false"];
     args.extend_from_slice(extra);
-    Serve::start(&args, &[])
+    Serve::shipped(&args)
 }
 
 /// Waits (bounded) for a log line containing `needle` and returns it.

@@ -163,3 +163,19 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+impl Serve {
+    /// `start` on the shipped templates and example config, plus `extra` flags.
+    pub fn shipped(extra: &[&str]) -> Serve {
+        let templates = super::shipped_templates();
+        let config = super::example_config();
+        let mut args = vec![
+            "--templates",
+            templates.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Serve::start(&args, &[])
+    }
+}
