@@ -52,11 +52,40 @@ fn check_reports_file_line_col_and_exits_1() {
     let (code, out, _) = run(&["check", "--templates", dir.path().to_str().unwrap()], &[]);
     assert_eq!(code, 1);
     let expected = format!(
-        "{}/primary/sms.xml:2:3: <Say> is a voice verb",
+        "{}/primary/sms.xml:2:3: <Say> is voice TwiML, not allowed in a messaging template",
         dir.path().display()
     );
     assert!(out.contains(&expected), "{out}");
     assert_eq!(out.lines().count(), 2, "{out}");
+}
+
+/// The example of issue 12: a raw `&` in an attribute value passed `check` and was served.
+#[test]
+fn check_names_a_raw_ampersand_with_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    for role in ["primary", "fallback"] {
+        let d = dir.path().join(role);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("sms.xml"), "<Response/>\n").unwrap();
+    }
+    std::fs::write(
+        dir.path().join("primary/voice.xml"),
+        "<Response><Say>ok</Say></Response>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("fallback/voice.xml"),
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Gather action=\"https://example.com/g?a=1&b=2\" \
+         numDigits=\"1\"><Say>Press 1</Say></Gather></Response>\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(&["check", "--templates", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{out}");
+    let expected = format!(
+        "{}/fallback/voice.xml:2:52: not well-formed XML: a raw `&` is not allowed in XML (write `&amp;`)",
+        dir.path().display()
+    );
+    assert_eq!(out.trim(), expected);
 }
 
 #[test]
@@ -334,7 +363,16 @@ fn serve_answers_a_request_signed_by_sign_and_exits_0_on_sigterm() {
 #[test]
 fn twilio_python_blackbox_against_the_binary() {
     let script = repo("tests/oracle/blackbox.py");
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    // tests/oracle/setup.sh installs twilio-python into this venv (pip outside a venv is refused on
+    // PEP 668 systems); $PYTHON overrides it.
+    let venv_python = repo("tests/oracle/.venv/bin/python");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| {
+        if std::path::Path::new(&venv_python).exists() {
+            venv_python
+        } else {
+            "python3".into()
+        }
+    });
     let has_sdk = Command::new(&python)
         .args(["-c", "import twilio"])
         .status()
@@ -342,7 +380,7 @@ fn twilio_python_blackbox_against_the_binary() {
     if !has_sdk {
         assert!(
             std::env::var_os("TWIML_FAILOVER_SKIP_ORACLE").is_some(),
-            "the twilio Python SDK is needed: pip install -r tests/oracle/requirements.txt \
+            "the twilio Python SDK is needed: run tests/oracle/setup.sh \
              (or set TWIML_FAILOVER_SKIP_ORACLE=1 to skip this test knowingly)"
         );
         return;
