@@ -18,6 +18,7 @@
 #   ATTACK_H2_CONNS=9 ATTACK_H2_STREAMS=128
 #   ATTACK_RATE=20          genuine requests per second
 #   ATTACK_SERVER_ARGS=""   extra `serve` flags for both runs
+#   ATTACK_ONLY_BASELINE=1  run only the baseline
 # Needs about 2 x (slow-body + h2) file descriptors on each side; raises `ulimit -n` as far as the
 # hard limit allows. Results and server logs go to target/attack-run/.
 set -euo pipefail
@@ -79,5 +80,5 @@ run_one() {
 
 {
   [ -n "${ATTACK_BASELINE:-}" ] && run_one before "$ATTACK_BASELINE" 18190
-  run_one after "$TARGET/release/twiml-failover" 18191
+  [ -n "${ATTACK_ONLY_BASELINE:-}" ] || run_one after "$TARGET/release/twiml-failover" 18191
 } | tee "$OUT/result.txt"

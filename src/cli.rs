@@ -91,7 +91,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TWIML_FAILOVER_MAX_CONCURRENCY", value_name = "N")]
     pub max_concurrency: Option<usize>,
     /// Open connections at most; when all are taken, the connections idle the longest are closed
-    /// to make room for a new one [default: 10000].
+    /// to make room for a new one [default: 2048].
     #[arg(long, env = "TWIML_FAILOVER_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
     /// Seconds after SIGTERM/SIGINT during which /readyz answers 503 while new connections are

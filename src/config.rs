@@ -163,7 +163,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             max_concurrency: 1024,
-            max_connections: 10_000,
+            max_connections: 2048,
             drain_timeout: Duration::from_secs(25),
             tls_handshake_timeout: Duration::from_secs(5),
             lame_duck: Duration::from_secs(2),
