@@ -521,6 +521,47 @@ fn wrong_credentials_are_named_and_change_nothing() {
 }
 
 #[test]
+fn an_unreachable_api_and_a_restricted_key_are_named() {
+    let fake = Fake::start(State {
+        numbers: vec![number(1, "+15550000001", "a")],
+        forbid_updates: true,
+        ..State::default()
+    });
+    let apply = run(&fake, &["apply", "--yes"]);
+    assert_eq!(apply.code, 1);
+    assert!(apply.stdout.contains(
+        "HTTP 403 (Twilio error 20403: Permission Denied; https://www.twilio.com/docs/errors/20403): \
+         these credentials may not do this"
+    ), "{}", apply.stdout);
+    fake.with(|s| s.stuck_pagination = true);
+    let stuck = run(&fake, &["audit"]);
+    assert_eq!(stuck.code, 2);
+    assert!(
+        stuck
+            .stderr
+            .contains("pagination does not end (page 2 points to"),
+        "{}",
+        stuck.stderr
+    );
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let base = format!("http://{closed}");
+    let down = run_with(
+        &fake,
+        &["audit"],
+        &[("TWIML_FAILOVER_TWILIO_API_BASE", &base)],
+    );
+    assert_eq!(down.code, 2);
+    assert!(down.stderr.contains(&format!(
+        "GET {base}/2010-04-01/Accounts/{ACCOUNT}/IncomingPhoneNumbers.json?PageSize=100: cannot reach the API: cannot connect"
+    )), "{}", down.stderr);
+    assert_spec_conform(&fake);
+}
+
+#[test]
 fn dry_run_prints_redacted_requests_and_apply_asks_first() {
     let fake = Fake::start(State {
         numbers: vec![number(1, "+15550000001", "a")],
