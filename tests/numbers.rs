@@ -200,6 +200,21 @@ fn two_hundred_fifty_numbers_over_pages_audit_plan_apply_and_apply_again() {
         "{}",
         apply.stdout
     );
+    // --rate 100: the updates start 10 ms apart at least, so they cannot take less than that.
+    let starts: Vec<_> = fake.with(|s| {
+        s.requests
+            .iter()
+            .filter(|r| r.method == "POST")
+            .map(|r| r.at)
+            .collect()
+    });
+    let span = *starts.last().unwrap() - starts[0];
+    let floor = Duration::from_millis(10 * (starts.len() as u64 - 1));
+    assert!(
+        span >= floor.mul_f64(0.9),
+        "{} requests in {span:?}",
+        starts.len()
+    );
 
     let again = run(&fake, &["apply", "--yes"]);
     assert_eq!(again.code, 0);
