@@ -663,6 +663,22 @@ async fn drill_number_rehearses_the_wiring_twilio_has() {
         report["scenarios"][1]["primary"]["url"],
         json!(primary.url("/sms"))
     );
+    let base = fake.base();
+    let unknown = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
+            .args(["drill", "--number", "+15559999999"])
+            .env_clear()
+            .env("TWIML_FAILOVER_TWILIO_API_BASE", base)
+            .env("TWILIO_ACCOUNT_SID", ACCOUNT)
+            .env("TWILIO_AUTH_TOKEN", common::TOKEN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr)
+        .contains(&format!("number: +15559999999 is not in account {ACCOUNT}")));
     primary.stop().await;
     fallback.stop().await;
     assert_spec_conform(&fake);
