@@ -610,6 +610,23 @@ fn dry_run_prints_redacted_requests_and_apply_asks_first() {
     assert_spec_conform(&fake);
 }
 
+/// `drill --number NUMBER --format json` against the fake, signing with the test servers' token.
+async fn drill_number(fake: &Fake, number: &str) -> std::process::Output {
+    let (base, number) = (fake.base(), number.to_string());
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
+            .args(["drill", "--number", &number, "--format", "json"])
+            .env_clear()
+            .env("TWIML_FAILOVER_TWILIO_API_BASE", base)
+            .env("TWILIO_ACCOUNT_SID", ACCOUNT)
+            .env("TWILIO_AUTH_TOKEN", common::TOKEN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_number_rehearses_the_wiring_twilio_has() {
     let primary = common::TestServer::role("primary").await;
@@ -631,19 +648,7 @@ async fn drill_number_rehearses_the_wiring_twilio_has() {
             ..State::default()
         })
     });
-    let base = fake.base();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
-            .args(["drill", "--number", "+15550000001", "--format", "json"])
-            .env_clear()
-            .env("TWIML_FAILOVER_TWILIO_API_BASE", base)
-            .env("TWILIO_ACCOUNT_SID", ACCOUNT)
-            .env("TWILIO_AUTH_TOKEN", common::TOKEN)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = drill_number(&fake, "+15550000001").await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
@@ -663,19 +668,7 @@ async fn drill_number_rehearses_the_wiring_twilio_has() {
         report["scenarios"][1]["primary"]["url"],
         json!(primary.url("/sms"))
     );
-    let base = fake.base();
-    let unknown = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
-            .args(["drill", "--number", "+15559999999"])
-            .env_clear()
-            .env("TWIML_FAILOVER_TWILIO_API_BASE", base)
-            .env("TWILIO_ACCOUNT_SID", ACCOUNT)
-            .env("TWILIO_AUTH_TOKEN", common::TOKEN)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let unknown = drill_number(&fake, "+15559999999").await;
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr)
         .contains(&format!("number: +15559999999 is not in account {ACCOUNT}")));
