@@ -19,6 +19,7 @@ import yaml
 REQUEST_TIMEOUT_S = 10
 TWILIO_HARD_LIMIT_S = 15
 SHUTDOWN_MARGIN_S = 5
+LAME_DUCK_S = 2
 
 
 class CheckFailed(Exception):
@@ -84,9 +85,11 @@ def kubernetes(role, path):
     sleep = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds")
     check(isinstance(sleep, int) and sleep > 0, f"{role}: preStop uses the native sleep action ({sleep} s)")
     drain = float(env_value(c, "TWIML_FAILOVER_DRAIN_TIMEOUT") or "nan")
+    lame = float(env_value(c, "TWIML_FAILOVER_LAME_DUCK") or LAME_DUCK_S)
     check(drain >= REQUEST_TIMEOUT_S, f"{role}: drain timeout {drain:g} s >= request timeout {REQUEST_TIMEOUT_S} s")
-    check(sleep + drain + SHUTDOWN_MARGIN_S <= grace,
-          f"{role}: preStop {sleep} s + drain {drain:g} s + margin {SHUTDOWN_MARGIN_S} s <= grace period {grace} s")
+    check(sleep + lame + drain + SHUTDOWN_MARGIN_S <= grace,
+          f"{role}: preStop {sleep} s + lame duck {lame:g} s + drain {drain:g} s + margin {SHUTDOWN_MARGIN_S} s"
+          f" <= grace period {grace} s")
 
     check(http_path(c.get("readinessProbe")) == "/readyz", f"{role}: readiness probe on /readyz")
     check(http_path(c.get("livenessProbe")) == "/healthz", f"{role}: liveness probe on /healthz")
@@ -175,7 +178,9 @@ def cloudrun(path, pod_out):
     check(public.startswith("https://") and not public.endswith("/") and "#" not in public,
           "cloudrun: public URL is https without trailing slash or fragment")
     drain = float(env_value(c, "TWIML_FAILOVER_DRAIN_TIMEOUT") or "nan")
-    check(drain < 10, f"cloudrun: drain {drain:g} s < the 10 s Cloud Run allows after SIGTERM")
+    lame = float(env_value(c, "TWIML_FAILOVER_LAME_DUCK") or LAME_DUCK_S)
+    check(lame + drain < 10,
+          f"cloudrun: lame duck {lame:g} s + drain {drain:g} s < the 10 s Cloud Run allows after SIGTERM")
     token = env_of(c).get("TWILIO_AUTH_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {})
     check(bool(token.get("name")) and bool(token.get("key")), "cloudrun: auth token from Secret Manager (secretKeyRef)")
     check(http_path(c.get("startupProbe")) == "/readyz", "cloudrun: startup probe on /readyz")
@@ -209,8 +214,10 @@ def cloudformation(path):
     check(env.get("TWIML_FAILOVER_ROLE") == "fallback" and env.get("TWIML_FAILOVER_LISTEN") == "0.0.0.0:8080",
           "aws: role fallback, listening on 0.0.0.0:8080")
     drain = float(env["TWIML_FAILOVER_DRAIN_TIMEOUT"])
-    check(drain + SHUTDOWN_MARGIN_S <= cdef["StopTimeout"] <= 120,
-          f"aws: drain {drain:g} s + margin fits StopTimeout {cdef['StopTimeout']} s (Fargate max 120)")
+    lame = float(env.get("TWIML_FAILOVER_LAME_DUCK", LAME_DUCK_S))
+    check(lame + drain + SHUTDOWN_MARGIN_S <= cdef["StopTimeout"] <= 120,
+          f"aws: lame duck {lame:g} s + drain {drain:g} s + margin fits StopTimeout {cdef['StopTimeout']} s"
+          " (Fargate max 120)")
     secrets = {s["Name"] for s in cdef["Secrets"]}
     check("TWILIO_AUTH_TOKEN" in secrets and "TWILIO_AUTH_TOKEN" not in env,
           "aws: auth token injected from Secrets Manager, not plain environment")

@@ -90,9 +90,44 @@ pub struct ServeArgs {
     /// Requests handled at once; beyond it requests get 503 at once [default: 1024].
     #[arg(long, env = "TWIML_FAILOVER_MAX_CONCURRENCY", value_name = "N")]
     pub max_concurrency: Option<usize>,
-    /// Open connections at most; further connections wait in the kernel backlog [default: 10000].
+    /// Open connections at most; when all are taken, the connections idle the longest are closed
+    /// to make room for a new one [default: 10000].
     #[arg(long, env = "TWIML_FAILOVER_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Seconds after SIGTERM/SIGINT during which /readyz answers 503 while new connections are
+    /// still accepted and served, so load balancers stop sending first; 0 turns it off [default: 2].
+    #[arg(long, env = "TWIML_FAILOVER_LAME_DUCK", value_name = "SECONDS")]
+    pub lame_duck: Option<f64>,
+    /// Request bodies read at once, before any signature check; when full, the oldest read past
+    /// --body-grace is cut with 408 to make room [default: 1024].
+    #[arg(long, env = "TWIML_FAILOVER_MAX_BODY_READS", value_name = "N")]
+    pub max_body_reads: Option<usize>,
+    /// Bytes all bodies being read may reserve together (each reserves its Content-Length, or
+    /// --max-body-bytes) [default: 16777216].
+    #[arg(long, env = "TWIML_FAILOVER_BODY_BUFFER_BYTES", value_name = "BYTES")]
+    pub body_buffer_bytes: Option<usize>,
+    /// Slowest average body rate in bytes per second once --body-grace has passed; slower
+    /// bodies get 408; 0 turns it off [default: 4096].
+    #[arg(long, env = "TWIML_FAILOVER_MIN_BODY_RATE", value_name = "BYTES")]
+    pub min_body_rate: Option<u64>,
+    /// Seconds a body may take before --min-body-rate applies [default: 1].
+    #[arg(long, env = "TWIML_FAILOVER_BODY_GRACE", value_name = "SECONDS")]
+    pub body_grace: Option<f64>,
+    /// Seconds an HTTP/2 connection with no open stream stays open (HTTP/1 keep-alive ends at
+    /// --header-timeout) [default: 30].
+    #[arg(long, env = "TWIML_FAILOVER_IDLE_TIMEOUT", value_name = "SECONDS")]
+    pub idle_timeout: Option<f64>,
+    /// Seconds after which a connection is asked to close: HTTP/1 answers `Connection: close`,
+    /// HTTP/2 sends GOAWAY [default: 120].
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_MAX_CONNECTION_AGE",
+        value_name = "SECONDS"
+    )]
+    pub max_connection_age: Option<f64>,
+    /// Concurrent streams per HTTP/2 connection [default: 16].
+    #[arg(long, env = "TWIML_FAILOVER_MAX_H2_STREAMS", value_name = "N")]
+    pub max_h2_streams: Option<u32>,
     /// Reload templates (and TLS files) when they change on disk, besides on SIGHUP [default: true].
     #[arg(long, env = "TWIML_FAILOVER_WATCH", value_name = "BOOL")]
     pub watch: Option<bool>,

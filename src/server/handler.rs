@@ -1,4 +1,4 @@
-//! One request, top to bottom: route → limits → read body → decode → verify signature → render →
+//! One request, top to bottom: route → limits → read body (bounded budget) → permit → decode → verify signature → render →
 //! respond, then one log line and the metrics. Never returns an error to hyper (that would drop the
 //! connection without an answer).
 
@@ -9,7 +9,7 @@ use std::time::Instant;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
-use super::limits::{self, BodyError};
+use super::limits::{self, BodyError, BodyRules};
 use super::respond::{self, Answer};
 use crate::app::App;
 use crate::journal::record::{self, Received};
@@ -69,14 +69,9 @@ pub async fn handle(
             Route::Metrics => respond::metrics(app.metrics.encode()),
             Route::NotFound => respond::error(StatusCode::NOT_FOUND),
             Route::MethodNotAllowed(allow) => respond::method_not_allowed(allow),
-            Route::Status | Route::Template(_) => match limits::admit(&app.concurrency) {
-                None => {
-                    app.metrics.load_shed();
-                    outcome.reason = Some("concurrency limit reached".into());
-                    respond::error(StatusCode::SERVICE_UNAVAILABLE)
-                }
-                Some(_permit) => webhook(&app, scheme, req, &route, &mut outcome).await,
-            },
+            Route::Status | Route::Template(_) => {
+                webhook(&app, scheme, req, &route, &mut outcome).await
+            }
         },
     };
     // While draining, tell HTTP/1 clients to reconnect (to the next instance) after this answer.
@@ -144,16 +139,28 @@ async fn webhook(
 ) -> Answer {
     let limits = &app.config.limits;
     let (parts, body) = req.into_parts();
-    let body = match limits::read_body(body, limits.max_body_bytes, limits.request_timeout).await {
+    let rules = BodyRules {
+        max: limits.max_body_bytes,
+        timeout: limits.request_timeout,
+        min_rate: limits.min_body_rate,
+        grace: limits.body_grace,
+    };
+    let body = match limits::read_body(body, &app.bodies, rules).await {
         Ok(body) => body,
         Err(e) => {
             outcome.reason = Some(format!("body: {e:?}"));
             return respond::error(match e {
                 BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-                BodyError::TimedOut => StatusCode::REQUEST_TIMEOUT,
+                BodyError::TimedOut | BodyError::TooSlow => StatusCode::REQUEST_TIMEOUT,
                 BodyError::Broken => StatusCode::BAD_REQUEST,
             });
         }
+    };
+    // The permit for the work after the body: nothing a slow client does holds one.
+    let Some(_permit) = limits::admit(&app.concurrency) else {
+        app.metrics.load_shed();
+        outcome.reason = Some("concurrency limit reached".into());
+        return respond::error(StatusCode::SERVICE_UNAVAILABLE);
     };
     let rules = UrlRules {
         public_url: app.config.public_url.as_ref(),
