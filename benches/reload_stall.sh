@@ -10,7 +10,7 @@
 # set to another twiml-failover binary, the same is done for it in the same run, side by side.
 #
 # Environment (all optional):
-#   BENCH_SET_MB=50      size of the template set
+#   BENCH_SET_MB=15      size of the template set (the limit is 16 MiB)
 #   BENCH_RATE=500       requests per second
 #   BENCH_RELOADS=5      reloads in the reload run (one every 3 s)
 #   BENCH_CONNECTIONS=16 keep-alive connections the rate is spread over
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=$ROOT/target/bench-reload
 mkdir -p "$OUT"
-SET_MB=${BENCH_SET_MB:-50}
+SET_MB=${BENCH_SET_MB:-15}
 RATE=${BENCH_RATE:-500}
 RELOADS=${BENCH_RELOADS:-5}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}

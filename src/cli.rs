@@ -443,14 +443,6 @@ pub struct NumbersArgs {
         value_name = "FILE"
     )]
     pub wiring: Option<PathBuf>,
-    /// Act on this subaccount (AC…) with the parent account's credentials.
-    #[arg(
-        long,
-        global = true,
-        env = "TWIML_FAILOVER_NUMBERS_SUBACCOUNT",
-        value_name = "SID"
-    )]
-    pub subaccount: Option<String>,
     /// Send every API request to this loopback base instead of Twilio (tests).
     #[arg(
         long,

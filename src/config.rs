@@ -1092,6 +1092,20 @@ mod tests {
                 },
                 "journal-retention: must be at least",
             ),
+            (
+                ServeArgs {
+                    journal_spill_dir: Some("/proc/no-such-dir".into()),
+                    ..with_journal()
+                },
+                "journal-spill-dir: /proc/no-such-dir is not a writable directory",
+            ),
+            (
+                ServeArgs {
+                    journal_spill_dir: Some(std::env::temp_dir()),
+                    ..args()
+                },
+                "journal-spill-dir: needs --journal",
+            ),
         ] {
             let m = message(Config::load(&bad, &env));
             assert!(m.starts_with(setting), "{m}");

@@ -4,7 +4,11 @@
 //! The default formatter styles every part through `nu_ansi_term` even with colours off and formats
 //! the timestamp from scratch each time; on the request path that was a tenth of the CPU per
 //! request. Here the date and time up to the second are formatted once per second, and colour codes
-//! are written only when the writer asks for them (a terminal).
+//! are written only when the writer asks for them (a terminal). `cargo bench --bench micro -- log/`
+//! (one run, shared 2-CPU VM): the request line takes 0.76 µs here, 2.18 µs through
+//! tracing-subscriber's text format and 3.55 µs through its JSON format, which is why issue 14's
+//! switch to the stock formatters was not made. Values are quoted where the stock format would not
+//! quote them (see [`write_value`]), so request values cannot forge fields.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};

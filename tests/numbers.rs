@@ -200,6 +200,21 @@ fn two_hundred_fifty_numbers_over_pages_audit_plan_apply_and_apply_again() {
         "{}",
         apply.stdout
     );
+    // --rate 100: the updates start 10 ms apart at least, so they cannot take less than that.
+    let starts: Vec<_> = fake.with(|s| {
+        s.requests
+            .iter()
+            .filter(|r| r.method == "POST")
+            .map(|r| r.at)
+            .collect()
+    });
+    let span = *starts.last().unwrap() - starts[0];
+    let floor = Duration::from_millis(10 * (starts.len() as u64 - 1));
+    assert!(
+        span >= floor.mul_f64(0.9),
+        "{} requests in {span:?}",
+        starts.len()
+    );
 
     let again = run(&fake, &["apply", "--yes"]);
     assert_eq!(again.code, 0);
@@ -521,6 +536,47 @@ fn wrong_credentials_are_named_and_change_nothing() {
 }
 
 #[test]
+fn an_unreachable_api_and_a_restricted_key_are_named() {
+    let fake = Fake::start(State {
+        numbers: vec![number(1, "+15550000001", "a")],
+        forbid_updates: true,
+        ..State::default()
+    });
+    let apply = run(&fake, &["apply", "--yes"]);
+    assert_eq!(apply.code, 1);
+    assert!(apply.stdout.contains(
+        "HTTP 403 (Twilio error 20403: Permission Denied; https://www.twilio.com/docs/errors/20403): \
+         these credentials may not do this"
+    ), "{}", apply.stdout);
+    fake.with(|s| s.stuck_pagination = true);
+    let stuck = run(&fake, &["audit"]);
+    assert_eq!(stuck.code, 2);
+    assert!(
+        stuck
+            .stderr
+            .contains("pagination does not end (page 2 points to"),
+        "{}",
+        stuck.stderr
+    );
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let base = format!("http://{closed}");
+    let down = run_with(
+        &fake,
+        &["audit"],
+        &[("TWIML_FAILOVER_TWILIO_API_BASE", &base)],
+    );
+    assert_eq!(down.code, 2);
+    assert!(down.stderr.contains(&format!(
+        "GET {base}/2010-04-01/Accounts/{ACCOUNT}/IncomingPhoneNumbers.json?PageSize=100: cannot reach the API: cannot connect"
+    )), "{}", down.stderr);
+    assert_spec_conform(&fake);
+}
+
+#[test]
 fn dry_run_prints_redacted_requests_and_apply_asks_first() {
     let fake = Fake::start(State {
         numbers: vec![number(1, "+15550000001", "a")],
@@ -554,6 +610,23 @@ fn dry_run_prints_redacted_requests_and_apply_asks_first() {
     assert_spec_conform(&fake);
 }
 
+/// `drill --number NUMBER --format json` against the fake, signing with the test servers' token.
+async fn drill_number(fake: &Fake, number: &str) -> std::process::Output {
+    let (base, number) = (fake.base(), number.to_string());
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
+            .args(["drill", "--number", &number, "--format", "json"])
+            .env_clear()
+            .env("TWIML_FAILOVER_TWILIO_API_BASE", base)
+            .env("TWILIO_ACCOUNT_SID", ACCOUNT)
+            .env("TWILIO_AUTH_TOKEN", common::TOKEN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_number_rehearses_the_wiring_twilio_has() {
     let primary = common::TestServer::role("primary").await;
@@ -575,19 +648,7 @@ async fn drill_number_rehearses_the_wiring_twilio_has() {
             ..State::default()
         })
     });
-    let base = fake.base();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
-            .args(["drill", "--number", "+15550000001", "--format", "json"])
-            .env_clear()
-            .env("TWIML_FAILOVER_TWILIO_API_BASE", base)
-            .env("TWILIO_ACCOUNT_SID", ACCOUNT)
-            .env("TWILIO_AUTH_TOKEN", common::TOKEN)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = drill_number(&fake, "+15550000001").await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
@@ -607,6 +668,10 @@ async fn drill_number_rehearses_the_wiring_twilio_has() {
         report["scenarios"][1]["primary"]["url"],
         json!(primary.url("/sms"))
     );
+    let unknown = drill_number(&fake, "+15559999999").await;
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr)
+        .contains(&format!("number: +15559999999 is not in account {ACCOUNT}")));
     primary.stop().await;
     fallback.stop().await;
     assert_spec_conform(&fake);

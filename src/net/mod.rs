@@ -227,6 +227,72 @@ mod tests {
         assert!(matches!(err, Error::Connect(_)), "{err:?}");
     }
 
+    fn get(url: String) -> Request {
+        Request {
+            method: http::Method::GET,
+            url,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// A server answering `200 ok` (or never, when `silent`), counting its connections.
+    async fn server(silent: bool) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let connections = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req| async move {
+                        if silent {
+                            std::future::pending::<()>().await;
+                        }
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        (url, connections)
+    }
+
+    #[tokio::test]
+    async fn connections_are_reused() {
+        let (url, connections) = server(false).await;
+        let client = Client::new(Settings::default());
+        for _ in 0..3 {
+            let answer = client.send(get(url.clone())).await.unwrap();
+            assert_eq!((answer.status, &answer.body[..]), (200, &b"ok"[..]));
+        }
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_out_and_a_long_answer_is_cut() {
+        let (url, _) = server(true).await;
+        let client = Client::new(Settings {
+            request_timeout: Duration::from_millis(200),
+            ..Settings::default()
+        });
+        let err = client.send(get(url)).await.unwrap_err();
+        assert_eq!(err, Error::Timeout(Duration::from_millis(200)));
+        let (url, _) = server(false).await;
+        let small = Client::new(Settings {
+            max_body_bytes: 1,
+            ..Settings::default()
+        });
+        assert_eq!(small.send(get(url)).await.unwrap_err(), Error::TooLarge(1));
+    }
+
     #[tokio::test]
     async fn bad_url_is_invalid() {
         let client = Client::new(Settings::default());

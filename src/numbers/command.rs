@@ -27,7 +27,6 @@ fn process_env(name: &str) -> Option<String> {
 fn api(args: &NumbersArgs) -> Result<Api, String> {
     Api::new(Setup {
         credentials: Credentials::from_env(process_env)?,
-        subaccount: args.subaccount.clone(),
         api_base: args.api_base.clone(),
         rate: args.rate,
     })
@@ -200,7 +199,6 @@ pub struct DrillUrls {
 pub async fn drill_urls(number: &str, api_base: Option<String>) -> Result<DrillUrls, String> {
     let api = Api::new(Setup {
         credentials: Credentials::from_env(process_env)?,
-        subaccount: None,
         api_base,
         rate: 10.0,
     })?;

@@ -21,6 +21,8 @@ pub const API_BASE: &str = "https://api.twilio.com";
 pub const MESSAGING_BASE: &str = "https://messaging.twilio.com";
 /// Items asked for per page.
 pub const PAGE_SIZE: u32 = 100;
+/// Pages followed per list at most (a million items at [`PAGE_SIZE`]).
+pub const MAX_PAGES: usize = 10_000;
 /// `429` answers retried per request before it fails.
 pub const MAX_RETRIES: u32 = 5;
 /// The longest `Retry-After` honoured; a longer one fails the request.
@@ -135,7 +137,7 @@ pub enum ApiError {
         detail: String,
     },
     /// HTTP 404.
-    #[error("{what}: HTTP 404{detail}: no such resource in this account (deleted meanwhile, or a wrong account/subaccount)")]
+    #[error("{what}: HTTP 404{detail}: no such resource in this account (deleted meanwhile, or another account's)")]
     NotFound {
         /// The request.
         what: String,
@@ -217,7 +219,9 @@ fn retry_after(v: Option<&str>) -> Duration {
 pub struct Api {
     http: net::Client,
     credentials: Credentials,
-    /// The account whose resources are read and written (a subaccount, or the credentials' own).
+    /// The account whose resources are read and written: the credentials' own. A subaccount is
+    /// wired with its own credentials, because Twilio's Messaging API takes no others (a parent's
+    /// credentials reach only a subaccount's 2010-04-01 resources).
     pub account: String,
     api_base: String,
     messaging_base: String,
@@ -230,8 +234,6 @@ pub struct Api {
 pub struct Setup {
     /// Who.
     pub credentials: Credentials,
-    /// A subaccount `AC…` to act on instead of the credentials' account.
-    pub subaccount: Option<String>,
     /// A loopback base replacing both Twilio hosts (tests).
     pub api_base: Option<String>,
     /// Requests per second at most.
@@ -241,11 +243,7 @@ pub struct Setup {
 impl Api {
     /// A client for `setup`.
     pub fn new(setup: Setup) -> Result<Api, String> {
-        let account = match setup.subaccount {
-            Some(sub) if is_sid("AC", &sub) => sub,
-            Some(_) => return Err("subaccount: expected AC followed by 32 hex digits".into()),
-            None => setup.credentials.account_sid.clone(),
-        };
+        let account = setup.credentials.account_sid.clone();
         if !(setup.rate > 0.0 && setup.rate <= 100.0) {
             return Err(format!(
                 "rate: {} is not within (0, 100] requests per second",
@@ -425,6 +423,7 @@ impl Api {
     ) -> Result<Vec<T>, ApiError> {
         let mut url = format!("{base}{path}");
         let mut out = Vec::new();
+        let mut pages = 0;
         loop {
             let mut page: serde_json::Map<String, serde_json::Value> = self.get_json(&url).await?;
             let bad = |cause: String| ApiError::BadAnswer {
@@ -439,10 +438,19 @@ impl Api {
                 .get("next_page_uri")
                 .or_else(|| page.get("meta").and_then(|m| m.get("next_page_url")))
                 .and_then(|v| v.as_str());
-            match next {
-                Some(next) if !next.is_empty() => url = self.next(base, next)?,
-                _ => return Ok(out),
+            let Some(next) = next.filter(|n| !n.is_empty()) else {
+                return Ok(out);
+            };
+            // A page that points at itself, or a list without end, is refused rather than
+            // followed for ever.
+            let next = self.next(base, next)?;
+            pages += 1;
+            if next == url || pages >= MAX_PAGES {
+                return Err(bad(format!(
+                    "pagination does not end (page {pages} points to {next})"
+                )));
             }
+            url = next;
         }
     }
 

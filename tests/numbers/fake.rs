@@ -49,6 +49,10 @@ pub struct State {
     pub throttle: u32,
     /// Retry-After of those 429s.
     pub retry_after: u64,
+    /// The numbers list's next_page_uri points at the page itself.
+    pub stuck_pagination: bool,
+    /// Every update answers 403 (a restricted API key).
+    pub forbid_updates: bool,
     /// Sids whose update answers 500.
     pub fail_update: BTreeSet<String>,
     /// Delete this number when the first update arrives (deleted between plan and apply).
@@ -271,11 +275,11 @@ fn route(
                 })
                 .cloned()
                 .collect();
-            (
-                200,
-                "incoming_phone_number_list",
-                v2010_page(p, "incoming_phone_numbers", &all, q),
-            )
+            let mut page = v2010_page(p, "incoming_phone_numbers", &all, q);
+            if s.stuck_pagination {
+                page["next_page_uri"] = page["uri"].clone();
+            }
+            (200, "incoming_phone_number_list", page)
         }
         ("GET", p) if p == format!("{acct}/Applications.json") => (
             200,
@@ -339,6 +343,9 @@ fn route(
                 .unwrap_or("")
                 .trim_end_matches(".json")
                 .to_string();
+            if s.forbid_updates {
+                return error(403, 20403, "Permission Denied");
+            }
             if s.fail_update.contains(&sid) {
                 return error(500, 20500, "Internal Server Error");
             }
