@@ -28,6 +28,8 @@ LAME_DUCK_S = 2
 # its Content-Length: hyper's read buffer and the copy), and must fit its memory limit.
 MEMORY_BASE_MIB = 16
 MEMORY_WORST_CONNECTION_KIB = 48
+# With TLS the server also speaks HTTP/2: a connection with all 16 streams holding slow bodies.
+MEMORY_WORST_TLS_CONNECTION_KIB = 104
 DEFAULT_MAX_CONNECTIONS = 2048
 DEFAULT_BODY_BUFFER_BYTES = 16 * 1024 * 1024
 
@@ -45,14 +47,15 @@ def memory_budget_mib(env):
     """What the server may use at most with these environment settings (flags' env twins)."""
     conns = int(env.get("TWIML_FAILOVER_MAX_CONNECTIONS") or DEFAULT_MAX_CONNECTIONS)
     body = int(env.get("TWIML_FAILOVER_BODY_BUFFER_BYTES") or DEFAULT_BODY_BUFFER_BYTES)
-    return MEMORY_BASE_MIB + conns * MEMORY_WORST_CONNECTION_KIB / 1024 + 2 * body / 2**20
+    worst = MEMORY_WORST_TLS_CONNECTION_KIB if env.get("TWIML_FAILOVER_TLS_CERT") else MEMORY_WORST_CONNECTION_KIB
+    return MEMORY_BASE_MIB + conns * worst / 1024 + 2 * body / 2**20
 
 
 def check_memory(where, env, limit_mib):
     budget = memory_budget_mib(env)
     check(budget <= limit_mib,
-          f"{where}: memory budget {budget:.0f} MiB (base {MEMORY_BASE_MIB} + max connections x "
-          f"{MEMORY_WORST_CONNECTION_KIB} KiB + 2 x body budget) <= memory limit {limit_mib:.0f} MiB")
+          f"{where}: memory budget {budget:.0f} MiB (base {MEMORY_BASE_MIB} + max connections x worst "
+          f"connection + 2 x body budget) <= memory limit {limit_mib:.0f} MiB")
 
 
 class CheckFailed(Exception):
