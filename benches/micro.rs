@@ -114,7 +114,10 @@ fn render(c: &mut Criterion) {
         })
     });
     // The strict parse every answer passes before it is sent, alone.
-    let answer = templates.answer("sms", params.clone()).expect("renders").twiml;
+    let answer = templates
+        .answer("sms", params.clone())
+        .expect("renders")
+        .twiml;
     c.bench_function("templates/well_formed_sms_answer", |b| {
         b.iter(|| xml::well_formed(black_box(&answer)))
     });
