@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Offline checks of deploy/: kustomize overlays, CloudFormation, Containerfile, Cloud Run service,
-# Prometheus rules and the Twilio number script. Installs what it needs from Debian and PyPI only
+# Prometheus rules, and that tests/twilio_oai/schemas.json is current. Installs what it needs from Debian and PyPI only
 # (pinned), into a cache that later runs reuse:
 #   ${DEPLOY_CHECKS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/twiml-failover/deploy-checks}
 # Runs as root on a fresh Debian 12 machine (CI=true) or as any user once the tools are there.
@@ -164,7 +164,7 @@ python deploy/checks.py cloudrun deploy/cloudrun/service.yaml "$work/cloudrun-po
 kubernetes-validate --strict --quiet "$work/cloudrun-pod.yaml"
 echo "ok: containers valid as Kubernetes core/v1 Container"
 
-step "twilio: deploy/twilio/test_configure_number.py"
-python3 deploy/twilio/test_configure_number.py
+step "twilio: tests/twilio_oai/schemas.json matches the OpenAPI description in ../shared/specs/twilio-oai"
+python3 tests/twilio_oai/extract.py --check
 
 printf '\ndeploy-checks: all passed\n'

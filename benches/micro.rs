@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the per-request work, so a regression shows before the end-to-end number
-//! moves: decoding the form body, verifying the signature, and rendering the SMS answer.
+//! moves: decoding the form body, verifying the signature, rendering the SMS answer, and
+//! formatting the request's log line (ours beside tracing-subscriber's own text and JSON formats).
 //!
 //! `cargo bench --bench micro`
 
@@ -123,5 +124,50 @@ fn render(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, signature, render);
+/// The request log line as `server::handler` writes it for a signed SMS webhook.
+fn request_line() {
+    let method = Method::POST;
+    tracing::info!(
+        target: "twiml_failover::request",
+        method = %method,
+        path = %"/sms",
+        status = 200u16,
+        latency_us = 412u64,
+        role = "primary",
+        call_sid = None::<&str>,
+        message_sid = Some("SM1f0e8ae6ade43cb3c0ce4525424e404f"),
+        fallback = false,
+        served_by = Some("primary"),
+    );
+}
+
+/// Formats the line through `subscriber` into a sink, so only formatting is measured.
+fn log_with(c: &mut Criterion, name: &str, subscriber: impl tracing::Subscriber + Send + Sync) {
+    tracing::subscriber::with_default(subscriber, || {
+        c.bench_function(name, |b| b.iter(request_line));
+    });
+}
+
+fn log_line(c: &mut Criterion) {
+    let fmt = || {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .with_ansi(false)
+    };
+    log_with(
+        c,
+        "log/request_line_ours",
+        fmt()
+            .event_format(twiml_failover::log_line::TextLine)
+            .finish(),
+    );
+    log_with(c, "log/request_line_tracing_text", fmt().finish());
+    log_with(
+        c,
+        "log/request_line_tracing_json",
+        fmt().json().flatten_event(true).finish(),
+    );
+}
+
+criterion_group!(benches, signature, render, log_line);
 criterion_main!(benches);

@@ -19,6 +19,40 @@ import yaml
 REQUEST_TIMEOUT_S = 10
 TWILIO_HARD_LIMIT_S = 15
 SHUTDOWN_MARGIN_S = 5
+LAME_DUCK_S = 2
+
+# Memory (benches/memory.sh: release build, 1000 connections per state; README "Memory under
+# attack"): the process's own base, the worst state one connection can be held in, and the body
+# budget, which bounds the bodies being read between all connections. The budget of a deployment
+# is base + max connections x worst connection + body budget x 2 (a body being read costs 1.85x
+# its Content-Length: hyper's read buffer and the copy), and must fit its memory limit.
+MEMORY_BASE_MIB = 16
+MEMORY_WORST_CONNECTION_KIB = 48
+DEFAULT_MAX_CONNECTIONS = 2048
+DEFAULT_BODY_BUFFER_BYTES = 16 * 1024 * 1024
+
+
+def mib(quantity):
+    """A Kubernetes memory quantity (128Mi, 1Gi, 512M) in MiB."""
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "K": 1000 / 2**20, "M": 10**6 / 2**20, "G": 10**9 / 2**20}
+    for unit, factor in units.items():
+        if str(quantity).endswith(unit):
+            return float(str(quantity)[: -len(unit)]) * factor
+    return float(quantity) / 2**20
+
+
+def memory_budget_mib(env):
+    """What the server may use at most with these environment settings (flags' env twins)."""
+    conns = int(env.get("TWIML_FAILOVER_MAX_CONNECTIONS") or DEFAULT_MAX_CONNECTIONS)
+    body = int(env.get("TWIML_FAILOVER_BODY_BUFFER_BYTES") or DEFAULT_BODY_BUFFER_BYTES)
+    return MEMORY_BASE_MIB + conns * MEMORY_WORST_CONNECTION_KIB / 1024 + 2 * body / 2**20
+
+
+def check_memory(where, env, limit_mib):
+    budget = memory_budget_mib(env)
+    check(budget <= limit_mib,
+          f"{where}: memory budget {budget:.0f} MiB (base {MEMORY_BASE_MIB} + max connections x "
+          f"{MEMORY_WORST_CONNECTION_KIB} KiB + 2 x body budget) <= memory limit {limit_mib:.0f} MiB")
 
 
 class CheckFailed(Exception):
@@ -84,15 +118,18 @@ def kubernetes(role, path):
     sleep = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds")
     check(isinstance(sleep, int) and sleep > 0, f"{role}: preStop uses the native sleep action ({sleep} s)")
     drain = float(env_value(c, "TWIML_FAILOVER_DRAIN_TIMEOUT") or "nan")
+    lame = float(env_value(c, "TWIML_FAILOVER_LAME_DUCK") or LAME_DUCK_S)
     check(drain >= REQUEST_TIMEOUT_S, f"{role}: drain timeout {drain:g} s >= request timeout {REQUEST_TIMEOUT_S} s")
-    check(sleep + drain + SHUTDOWN_MARGIN_S <= grace,
-          f"{role}: preStop {sleep} s + drain {drain:g} s + margin {SHUTDOWN_MARGIN_S} s <= grace period {grace} s")
+    check(sleep + lame + drain + SHUTDOWN_MARGIN_S <= grace,
+          f"{role}: preStop {sleep} s + lame duck {lame:g} s + drain {drain:g} s + margin {SHUTDOWN_MARGIN_S} s"
+          f" <= grace period {grace} s")
 
     check(http_path(c.get("readinessProbe")) == "/readyz", f"{role}: readiness probe on /readyz")
     check(http_path(c.get("livenessProbe")) == "/healthz", f"{role}: liveness probe on /healthz")
     res = c.get("resources", {})
     check(all(k in res.get("requests", {}) for k in ("cpu", "memory")) and "memory" in res.get("limits", {}),
           f"{role}: cpu/memory requests and a memory limit")
+    check_memory(role, {k: env_value(c, k) for k in env_of(c)}, mib(res["limits"]["memory"]))
     psc, csc = spec.get("securityContext", {}), c.get("securityContext", {})
     check(psc.get("runAsNonRoot") is True and csc.get("runAsNonRoot") is True, f"{role}: runAsNonRoot")
     check(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{role}: seccomp RuntimeDefault")
@@ -175,7 +212,11 @@ def cloudrun(path, pod_out):
     check(public.startswith("https://") and not public.endswith("/") and "#" not in public,
           "cloudrun: public URL is https without trailing slash or fragment")
     drain = float(env_value(c, "TWIML_FAILOVER_DRAIN_TIMEOUT") or "nan")
-    check(drain < 10, f"cloudrun: drain {drain:g} s < the 10 s Cloud Run allows after SIGTERM")
+    lame = float(env_value(c, "TWIML_FAILOVER_LAME_DUCK") or LAME_DUCK_S)
+    check(lame + drain < 10,
+          f"cloudrun: lame duck {lame:g} s + drain {drain:g} s < the 10 s Cloud Run allows after SIGTERM")
+    check_memory("cloudrun", {k: env_value(c, k) for k in env_of(c)},
+                 mib(c.get("resources", {}).get("limits", {}).get("memory", "512Mi")))
     token = env_of(c).get("TWILIO_AUTH_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {})
     check(bool(token.get("name")) and bool(token.get("key")), "cloudrun: auth token from Secret Manager (secretKeyRef)")
     check(http_path(c.get("startupProbe")) == "/readyz", "cloudrun: startup probe on /readyz")
@@ -209,8 +250,12 @@ def cloudformation(path):
     check(env.get("TWIML_FAILOVER_ROLE") == "fallback" and env.get("TWIML_FAILOVER_LISTEN") == "0.0.0.0:8080",
           "aws: role fallback, listening on 0.0.0.0:8080")
     drain = float(env["TWIML_FAILOVER_DRAIN_TIMEOUT"])
-    check(drain + SHUTDOWN_MARGIN_S <= cdef["StopTimeout"] <= 120,
-          f"aws: drain {drain:g} s + margin fits StopTimeout {cdef['StopTimeout']} s (Fargate max 120)")
+    lame = float(env.get("TWIML_FAILOVER_LAME_DUCK", LAME_DUCK_S))
+    check(lame + drain + SHUTDOWN_MARGIN_S <= cdef["StopTimeout"] <= 120,
+          f"aws: lame duck {lame:g} s + drain {drain:g} s + margin fits StopTimeout {cdef['StopTimeout']} s"
+          " (Fargate max 120)")
+    memory = t["Parameters"]["Memory"]
+    check_memory("aws", env, min([int(memory["Default"])] + [int(v) for v in memory.get("AllowedValues", [])]))
     secrets = {s["Name"] for s in cdef["Secrets"]}
     check("TWILIO_AUTH_TOKEN" in secrets and "TWILIO_AUTH_TOKEN" not in env,
           "aws: auth token injected from Secrets Manager, not plain environment")

@@ -25,7 +25,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use twiml_failover::keyring::{KeyRing, Secret};
-use twiml_failover::server::limits::read_body;
+use twiml_failover::server::limits::{read_body, BodyBudget, BodyRules};
 use twiml_failover::verify::authenticate;
 use twiml_failover::webhook::{decode, UrlRules};
 
@@ -38,6 +38,15 @@ flat white please?\". An agent will reply soon.</Message>\n</Response>\n";
 /// twiml-failover's default body bounds, so `verify` pays for the same limits.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The same body rules and budget as `serve`'s defaults.
+const RULES: BodyRules = BodyRules {
+    max: MAX_BODY_BYTES,
+    timeout: BODY_TIMEOUT,
+    min_rate: 4096,
+    grace: Duration::from_secs(1),
+};
+static BUDGET: std::sync::LazyLock<BodyBudget> =
+    std::sync::LazyLock::new(|| BodyBudget::new(1024, 16 * 1024 * 1024, Duration::from_secs(1)));
 
 /// What each request gets done to it before the fixed answer.
 #[derive(Clone)]
@@ -62,12 +71,10 @@ async fn answer(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infall
 }
 
 async fn read(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(
-        match read_body(req.into_body(), MAX_BODY_BYTES, BODY_TIMEOUT).await {
-            Ok(_) => fixed(StatusCode::OK),
-            Err(_) => fixed(StatusCode::BAD_REQUEST),
-        },
-    )
+    Ok(match read_body(req.into_body(), &BUDGET, RULES).await {
+        Ok(_) => fixed(StatusCode::OK),
+        Err(_) => fixed(StatusCode::BAD_REQUEST),
+    })
 }
 
 async fn verify(
@@ -75,7 +82,7 @@ async fn verify(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let Ok(body) = read_body(body, MAX_BODY_BYTES, BODY_TIMEOUT).await else {
+    let Ok(body) = read_body(body, &BUDGET, RULES).await else {
         return Ok(fixed(StatusCode::BAD_REQUEST));
     };
     let rules = UrlRules {

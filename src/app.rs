@@ -9,6 +9,7 @@ use crate::config::{Config, StartupError};
 use crate::journal::writer::{self, Journal};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::server::limits::BodyBudget;
 use crate::server::tls::CertStore;
 use crate::templates::{Diagnostic, Templates};
 
@@ -23,8 +24,10 @@ pub struct App {
     pub metrics: Metrics,
     /// Lifecycle phase for `/readyz`.
     pub readiness: Readiness,
-    /// Permits for requests in progress; none left means shed with 503.
+    /// Permits for requests past their body; none left means shed with 503.
     pub concurrency: Arc<Semaphore>,
+    /// What bodies being read may hold between them.
+    pub bodies: BodyBudget,
     /// The TLS certificate, when serving HTTPS.
     pub tls: Option<Arc<CertStore>>,
     /// The webhook journal's writer, when `--journal` is set.
@@ -66,12 +69,19 @@ impl App {
             metrics.enable_forward();
         }
         let concurrency = Arc::new(Semaphore::new(config.limits.max_concurrency));
+        let limits = &config.limits;
+        let bodies = BodyBudget::new(
+            limits.max_body_reads,
+            limits.body_buffer_bytes,
+            limits.body_grace,
+        );
         Ok(Arc::new(App {
             journal,
             templates: ArcSwap::from_pointee(templates),
             metrics,
             readiness: Readiness::default(),
             concurrency,
+            bodies,
             tls,
             config,
             reloading: std::sync::Mutex::new(()),

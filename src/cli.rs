@@ -31,6 +31,8 @@ pub enum Command {
     Drill(DrillArgs),
     /// Inspect the webhook journal.
     Journal(JournalArgs),
+    /// Audit, plan and apply the webhook wiring of every number of a Twilio account.
+    Numbers(NumbersArgs),
 }
 
 /// Flags of `serve` (and the settings `check` shares with it).
@@ -88,9 +90,44 @@ pub struct ServeArgs {
     /// Requests handled at once; beyond it requests get 503 at once [default: 1024].
     #[arg(long, env = "TWIML_FAILOVER_MAX_CONCURRENCY", value_name = "N")]
     pub max_concurrency: Option<usize>,
-    /// Open connections at most; further connections wait in the kernel backlog [default: 10000].
+    /// Open connections at most; when all are taken, the connections idle the longest are closed
+    /// to make room for a new one [default: 2048].
     #[arg(long, env = "TWIML_FAILOVER_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Seconds after SIGTERM/SIGINT during which /readyz answers 503 while new connections are
+    /// still accepted and served, so load balancers stop sending first; 0 turns it off [default: 2].
+    #[arg(long, env = "TWIML_FAILOVER_LAME_DUCK", value_name = "SECONDS")]
+    pub lame_duck: Option<f64>,
+    /// Request bodies read at once, before any signature check; when full, the oldest read past
+    /// --body-grace is cut with 408 to make room [default: 1024].
+    #[arg(long, env = "TWIML_FAILOVER_MAX_BODY_READS", value_name = "N")]
+    pub max_body_reads: Option<usize>,
+    /// Bytes all bodies being read may reserve together (each reserves its Content-Length, or
+    /// --max-body-bytes) [default: 16777216].
+    #[arg(long, env = "TWIML_FAILOVER_BODY_BUFFER_BYTES", value_name = "BYTES")]
+    pub body_buffer_bytes: Option<usize>,
+    /// Slowest average body rate in bytes per second once --body-grace has passed; slower
+    /// bodies get 408; 0 turns it off [default: 4096].
+    #[arg(long, env = "TWIML_FAILOVER_MIN_BODY_RATE", value_name = "BYTES")]
+    pub min_body_rate: Option<u64>,
+    /// Seconds a body may take before --min-body-rate applies [default: 1].
+    #[arg(long, env = "TWIML_FAILOVER_BODY_GRACE", value_name = "SECONDS")]
+    pub body_grace: Option<f64>,
+    /// Seconds an HTTP/2 connection with no open stream stays open (HTTP/1 keep-alive ends at
+    /// --header-timeout) [default: 30].
+    #[arg(long, env = "TWIML_FAILOVER_IDLE_TIMEOUT", value_name = "SECONDS")]
+    pub idle_timeout: Option<f64>,
+    /// Seconds after which a connection is asked to close: HTTP/1 answers `Connection: close`,
+    /// HTTP/2 sends GOAWAY [default: 120].
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_MAX_CONNECTION_AGE",
+        value_name = "SECONDS"
+    )]
+    pub max_connection_age: Option<f64>,
+    /// Concurrent streams per HTTP/2 connection [default: 16].
+    #[arg(long, env = "TWIML_FAILOVER_MAX_H2_STREAMS", value_name = "N")]
+    pub max_h2_streams: Option<u32>,
     /// Reload templates (and TLS files) when they change on disk, besides on SIGHUP [default: true].
     #[arg(long, env = "TWIML_FAILOVER_WATCH", value_name = "BOOL")]
     pub watch: Option<bool>,
@@ -254,6 +291,15 @@ pub struct DrillArgs {
         default_value = "Failover drill"
     )]
     pub body: String,
+    /// Take the URLs from this number's wiring in Twilio (E.164), read with TWILIO_ACCOUNT_SID and
+    /// TWILIO_API_KEY/TWILIO_API_SECRET or TWILIO_AUTH_TOKEN, instead of --primary and friends.
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_DRILL_NUMBER",
+        value_name = "E164",
+        conflicts_with_all = ["primary", "fallback", "sms_primary", "sms_fallback"]
+    )]
+    pub number: Option<String>,
     /// The AccountSid sent (picks the token on receivers with subaccounts).
     #[arg(
         long,
@@ -382,4 +428,93 @@ pub enum ReplayProgress {
     Auto,
     /// Never.
     Never,
+}
+
+/// Flags of `numbers`. Credentials come from the environment only: TWILIO_ACCOUNT_SID and
+/// TWILIO_API_KEY + TWILIO_API_SECRET, or TWILIO_AUTH_TOKEN.
+#[derive(Debug, Args)]
+pub struct NumbersArgs {
+    /// The intended wiring (TOML: primary_base, fallback_base, overrides, voice_path, sms_path,
+    /// status_callback, min_fallback_seconds).
+    #[arg(
+        long,
+        global = true,
+        env = "TWIML_FAILOVER_NUMBERS_WIRING",
+        value_name = "FILE"
+    )]
+    pub wiring: Option<PathBuf>,
+    /// Send every API request to this loopback base instead of Twilio (tests).
+    #[arg(
+        long,
+        global = true,
+        env = "TWIML_FAILOVER_TWILIO_API_BASE",
+        value_name = "URL"
+    )]
+    pub api_base: Option<String>,
+    /// API requests per second at most.
+    #[arg(
+        long,
+        global = true,
+        env = "TWIML_FAILOVER_NUMBERS_RATE",
+        default_value = "10",
+        value_name = "N"
+    )]
+    pub rate: f64,
+    /// Output format: text or json.
+    #[arg(
+        long,
+        global = true,
+        env = "TWIML_FAILOVER_NUMBERS_FORMAT",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub format: NumbersFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: NumbersCommand,
+}
+
+/// Output format of `numbers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NumbersFormat {
+    /// For people: a table on a terminal, one line per number otherwise.
+    Text,
+    /// For scripts.
+    Json,
+}
+
+/// The `numbers` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NumbersCommand {
+    /// Judge every selected number's effective wiring; exit 1 when any fails.
+    Audit(NumberSelection),
+    /// Show what apply would change, per resource, field by field.
+    Plan(NumberSelection),
+    /// Make the planned changes.
+    Apply(ApplyNumbersArgs),
+}
+
+/// Which numbers: all unless numbers or patterns are given.
+#[derive(Debug, Clone, Args)]
+pub struct NumberSelection {
+    /// Numbers (E.164 or PN… sid) to act on [default: all].
+    #[arg(value_name = "NUMBER")]
+    pub numbers: Vec<String>,
+    /// Also select numbers whose phone number or friendly name matches (`*`, `?`); repeatable.
+    #[arg(long = "match", value_name = "PATTERN")]
+    pub patterns: Vec<String>,
+}
+
+/// Flags of `numbers apply`.
+#[derive(Debug, Args)]
+pub struct ApplyNumbersArgs {
+    /// Which numbers.
+    #[command(flatten)]
+    pub selection: NumberSelection,
+    /// Apply without asking (needed when stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Print the HTTP requests (credentials redacted) and send none.
+    #[arg(long)]
+    pub dry_run: bool,
 }

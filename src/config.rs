@@ -131,12 +131,29 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Requests in progress at once; more are shed with 503.
     pub max_concurrency: usize,
-    /// Connections open at once; more wait in the accept backlog.
+    /// Connections open at once; a new one past it makes the longest-idle ones close.
     pub max_connections: usize,
     /// Time to finish in-flight requests on shutdown.
     pub drain_timeout: Duration,
     /// Time a TLS handshake may take.
     pub tls_handshake_timeout: Duration,
+    /// After SIGTERM/SIGINT: time `/readyz` answers 503 while the listener still accepts.
+    pub lame_duck: Duration,
+    /// Bodies read at once (before any signature check); past it the oldest slow read gives way.
+    pub max_body_reads: usize,
+    /// Bytes reserved at once by bodies being read (their Content-Length, or the body limit).
+    pub body_buffer_bytes: usize,
+    /// Slowest average body rate accepted once `body_grace` has passed (bytes per second).
+    pub min_body_rate: u64,
+    /// Time a body may take before the minimum rate applies.
+    pub body_grace: Duration,
+    /// Time a connection with no request in progress stays open (HTTP/2; HTTP/1 keep-alive ends
+    /// sooner, at the header timeout).
+    pub idle_timeout: Duration,
+    /// Age after which a connection is asked to close (HTTP/1 `Connection: close`, HTTP/2 GOAWAY).
+    pub max_connection_age: Duration,
+    /// Concurrent streams per HTTP/2 connection.
+    pub max_h2_streams: u32,
 }
 
 impl Default for Limits {
@@ -146,9 +163,17 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             max_concurrency: 1024,
-            max_connections: 10_000,
+            max_connections: 2048,
             drain_timeout: Duration::from_secs(25),
             tls_handshake_timeout: Duration::from_secs(5),
+            lame_duck: Duration::from_secs(2),
+            max_body_reads: 1024,
+            body_buffer_bytes: 16 * 1024 * 1024,
+            min_body_rate: 4096,
+            body_grace: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(30),
+            max_connection_age: Duration::from_secs(120),
+            max_h2_streams: 16,
         }
     }
 }
@@ -228,6 +253,7 @@ struct FileConfig {
     auth_token_file: Option<PathBuf>,
     secondary_auth_token_file: Option<PathBuf>,
     drain_timeout: Option<f64>,
+    lame_duck: Option<f64>,
     watch: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
@@ -255,6 +281,13 @@ struct FileLimits {
     request_timeout: Option<f64>,
     max_concurrency: Option<usize>,
     max_connections: Option<usize>,
+    max_body_reads: Option<usize>,
+    body_buffer_bytes: Option<usize>,
+    min_body_rate: Option<u64>,
+    body_grace: Option<f64>,
+    idle_timeout: Option<f64>,
+    max_connection_age: Option<f64>,
+    max_h2_streams: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -334,6 +367,14 @@ fn seconds(setting: &'static str, value: f64) -> Result<Duration, StartupError> 
         ));
     }
     Ok(Duration::from_secs_f64(value))
+}
+
+/// Like [`seconds`], but 0 (off) is allowed.
+fn seconds_or_zero(setting: &'static str, value: f64) -> Result<Duration, StartupError> {
+    if value == 0.0 {
+        return Ok(Duration::ZERO);
+    }
+    seconds(setting, value)
 }
 
 fn positive(setting: &'static str, value: usize) -> Result<usize, StartupError> {
@@ -449,7 +490,50 @@ impl Config {
                 None => defaults.drain_timeout,
             },
             tls_handshake_timeout: defaults.tls_handshake_timeout,
+            lame_duck: match args.lame_duck.or(file.lame_duck) {
+                Some(s) => seconds_or_zero("lame-duck", s)?,
+                None => defaults.lame_duck,
+            },
+            max_body_reads: positive(
+                "max-body-reads",
+                args.max_body_reads
+                    .or(file.limits.max_body_reads)
+                    .unwrap_or(defaults.max_body_reads),
+            )?,
+            body_buffer_bytes: positive(
+                "body-buffer-bytes",
+                args.body_buffer_bytes
+                    .or(file.limits.body_buffer_bytes)
+                    .unwrap_or(defaults.body_buffer_bytes),
+            )?,
+            min_body_rate: args
+                .min_body_rate
+                .or(file.limits.min_body_rate)
+                .unwrap_or(defaults.min_body_rate),
+            body_grace: match args.body_grace.or(file.limits.body_grace) {
+                Some(s) => seconds("body-grace", s)?,
+                None => defaults.body_grace,
+            },
+            idle_timeout: match args.idle_timeout.or(file.limits.idle_timeout) {
+                Some(s) => seconds("idle-timeout", s)?,
+                None => defaults.idle_timeout,
+            },
+            max_connection_age: match args.max_connection_age.or(file.limits.max_connection_age) {
+                Some(s) => seconds("max-connection-age", s)?,
+                None => defaults.max_connection_age,
+            },
+            max_h2_streams: match args.max_h2_streams.or(file.limits.max_h2_streams) {
+                Some(0) => return Err(invalid("max-h2-streams", "must be at least 1")),
+                Some(n) => n,
+                None => defaults.max_h2_streams,
+            },
         };
+        if limits.body_buffer_bytes < limits.max_body_bytes {
+            return Err(invalid(
+                "body-buffer-bytes",
+                "must be at least --max-body-bytes, or no full-size body could be read",
+            ));
+        }
 
         let tls = match (
             args.tls_cert.clone().or(file.tls.cert.clone()),
@@ -783,6 +867,96 @@ mod tests {
     }
 
     #[test]
+    fn connection_and_body_bounds_from_flag_or_file() {
+        let env = env_with(Some("t"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            &dir,
+            "c.toml",
+            "lame_duck = 0\n[limits]\nmax_body_reads = 7\nbody_buffer_bytes = 1048576\n\
+             min_body_rate = 0\nbody_grace = 0.5\nidle_timeout = 9\nmax_connection_age = 60\n\
+             max_h2_streams = 4\n",
+        );
+        let from_file = ServeArgs {
+            config: Some(file),
+            ..args()
+        };
+        let l = Config::load(&from_file, &env).unwrap().limits;
+        assert_eq!(l.lame_duck, Duration::ZERO);
+        assert_eq!((l.max_body_reads, l.body_buffer_bytes), (7, 1 << 20));
+        assert_eq!(
+            (l.min_body_rate, l.body_grace),
+            (0, Duration::from_millis(500))
+        );
+        assert_eq!(l.idle_timeout, Duration::from_secs(9));
+        assert_eq!(l.max_connection_age, Duration::from_secs(60));
+        assert_eq!(l.max_h2_streams, 4);
+        let flags = ServeArgs {
+            lame_duck: Some(3.0),
+            max_h2_streams: Some(8),
+            ..from_file
+        };
+        let l = Config::load(&flags, &env).unwrap().limits;
+        assert_eq!((l.lame_duck, l.max_h2_streams), (Duration::from_secs(3), 8));
+        for (bad, setting) in [
+            (
+                ServeArgs {
+                    lame_duck: Some(-1.0),
+                    ..args()
+                },
+                "lame-duck:",
+            ),
+            (
+                ServeArgs {
+                    max_body_reads: Some(0),
+                    ..args()
+                },
+                "max-body-reads:",
+            ),
+            (
+                ServeArgs {
+                    body_buffer_bytes: Some(1000),
+                    ..args()
+                },
+                "body-buffer-bytes:",
+            ),
+            (
+                ServeArgs {
+                    body_grace: Some(0.0),
+                    ..args()
+                },
+                "body-grace:",
+            ),
+            (
+                ServeArgs {
+                    idle_timeout: Some(0.0),
+                    ..args()
+                },
+                "idle-timeout:",
+            ),
+            (
+                ServeArgs {
+                    max_connection_age: Some(f64::NAN),
+                    ..args()
+                },
+                "max-connection-age:",
+            ),
+            (
+                ServeArgs {
+                    max_h2_streams: Some(0),
+                    ..args()
+                },
+                "max-h2-streams:",
+            ),
+        ] {
+            assert!(
+                message(Config::load(&bad, &env)).starts_with(setting),
+                "{setting}"
+            );
+        }
+    }
+
+    #[test]
     fn journal_from_flag_or_file() {
         let env = env_with(Some("t"));
         assert!(Config::load(&args(), &env).unwrap().journal.is_none());
@@ -917,6 +1091,20 @@ mod tests {
                     ..with_journal()
                 },
                 "journal-retention: must be at least",
+            ),
+            (
+                ServeArgs {
+                    journal_spill_dir: Some("/proc/no-such-dir".into()),
+                    ..with_journal()
+                },
+                "journal-spill-dir: /proc/no-such-dir is not a writable directory",
+            ),
+            (
+                ServeArgs {
+                    journal_spill_dir: Some(std::env::temp_dir()),
+                    ..args()
+                },
+                "journal-spill-dir: needs --journal",
             ),
         ] {
             let m = message(Config::load(&bad, &env));

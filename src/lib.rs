@@ -17,6 +17,8 @@ pub mod keyring;
 pub mod log_line;
 pub mod log_writer;
 pub mod metrics;
+pub mod net;
+pub mod numbers;
 pub mod readiness;
 pub mod reload;
 pub mod route;

@@ -6,13 +6,13 @@ use std::time::Duration;
 use clap::Parser;
 use twiml_failover::app::App;
 use twiml_failover::cli::{
-    CheckArgs, Cli, Command, DrillArgs, JournalArgs, JournalCommand, JournalFormat, ReplayArgs,
-    ReplayProgress, ServeArgs, SignArgs,
+    CheckArgs, Cli, Command, DrillArgs, JournalArgs, JournalCommand, JournalFormat, NumbersArgs,
+    ReplayArgs, ReplayProgress, ServeArgs, SignArgs,
 };
 use twiml_failover::config::{self, Config, LogFormat, StartupError};
 use twiml_failover::signature::{self, Algorithm};
 use twiml_failover::templates::check::check_all;
-use twiml_failover::{log_line, log_writer, reload, server, signals};
+use twiml_failover::{log_line, log_writer, numbers, reload, server, signals};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Sign(args) => sign(args),
         Command::Drill(args) => drill(args),
         Command::Journal(args) => journal(args),
+        Command::Numbers(args) => numbers(args),
     }
 }
 
@@ -85,6 +86,14 @@ fn serve(args: ServeArgs) -> ExitCode {
             public_url = app.config.public_url.as_ref().map(|u| u.as_str()),
             "listening"
         );
+        if app.config.public_url.is_none() && !local.ip().is_loopback() {
+            tracing::warn!(
+                listen = %local,
+                "no --public-url: signatures are checked against a URL rebuilt from the Host header \
+                 (or X-Forwarded-* when trusted); behind a load balancer or proxy, set --public-url \
+                 to the URL configured in Twilio"
+            );
+        }
         tokio::spawn(reload::on_sighup(app.clone()));
         if app.config.watch {
             let mut paths = vec![app.config.templates.clone()];
@@ -241,11 +250,33 @@ fn sign(args: SignArgs) -> ExitCode {
 
 fn drill(args: DrillArgs) -> ExitCode {
     use twiml_failover::cli::{DrillFormat, DrillProgress};
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let (mut primary, mut fallback) = (args.primary, args.fallback);
+    let (mut sms_primary, mut sms_fallback) = (args.sms_primary, args.sms_fallback);
+    if let Some(number) = &args.number {
+        // The wiring Twilio actually has, read through the same code as `numbers`.
+        let api_base = std::env::var("TWIML_FAILOVER_TWILIO_API_BASE").ok();
+        let urls = match runtime.block_on(numbers::command::drill_urls(number, api_base)) {
+            Ok(urls) => urls,
+            Err(e) => return fail(e),
+        };
+        for note in &urls.notes {
+            eprintln!("{number} {note}");
+        }
+        (primary, fallback) = (urls.primary, urls.fallback);
+        (sms_primary, sms_fallback) = (urls.sms_primary, urls.sms_fallback);
+    }
     let opts = twiml_failover::drill::Options {
-        primary: args.primary,
-        fallback: args.fallback,
-        sms_primary: args.sms_primary,
-        sms_fallback: args.sms_fallback,
+        primary,
+        fallback,
+        sms_primary,
+        sms_fallback,
         token: args.token,
         scenarios: args.scenario,
         simulate: args.simulate_primary_failure,
@@ -259,13 +290,6 @@ fn drill(args: DrillArgs) -> ExitCode {
             DrillProgress::Never => false,
             DrillProgress::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
         },
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(e),
     };
     let report = match runtime.block_on(twiml_failover::drill::run(&opts)) {
         Ok(report) => report,
@@ -452,4 +476,15 @@ fn journal_replay(
     } else {
         ExitCode::from(1)
     }
+}
+
+fn numbers(args: NumbersArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    ExitCode::from(runtime.block_on(numbers::command::run(args)))
 }

@@ -90,7 +90,9 @@ async fn restart_under_steady_load_loses_no_request() {
 #[tokio::test]
 async fn in_flight_requests_finish_and_readyz_turns_503() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut server = TestServer::role("primary").await;
+    let mut a = args("primary");
+    a.lame_duck = Some(0.3);
+    let mut server = TestServer::start(config(&a)).await;
     let request = signed_sms_request(server.addr, "in flight");
     let split = request.len() - 10;
     let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
@@ -105,8 +107,18 @@ async fn in_flight_requests_finish_and_readyz_turns_503() {
         server.app.readiness.phase(),
         twiml_failover::readiness::Phase::Draining
     );
-    // New connections are refused once the listener is gone.
-    assert!(tokio::net::TcpStream::connect(server.addr).await.is_err());
+    // Lame duck: a new connection is still served, and /readyz on it says 503 and close.
+    let ready = common::request(server.addr, "GET", "/readyz", &[], "").await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.header("connection"), Some("close"));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Then new connections are not taken (their SYN is dropped, then refused), never reset.
+    let late = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::TcpStream::connect(server.addr),
+    )
+    .await;
+    assert!(matches!(late, Ok(Err(_))), "{late:?}");
     // The idle connection may still send a request: it is answered, with Connection: close.
     match idle.send(&request).await {
         Exchange::Answered(r) => {

@@ -79,7 +79,8 @@ async fn requests_over_the_concurrency_limit_get_503_at_once() {
     let mut a = args("primary");
     a.max_concurrency = Some(1);
     let server = TestServer::start(config(&a)).await;
-    let request = signed_sms_request(server.addr, "holding the only permit");
+    // A slow body holds no permit: the permit is taken once the body is complete.
+    let request = signed_sms_request(server.addr, "slow body, no permit");
     let split = request.len() - 5;
     let mut holder = TcpStream::connect(server.addr).await.unwrap();
     holder.write_all(&request[..split]).await.unwrap();
@@ -92,10 +93,22 @@ async fn requests_over_the_concurrency_limit_get_503_at_once() {
         &sms_params("x"),
     )
     .await;
+    assert_eq!(r.status, 200, "a slow body must not take the only permit");
+    // With the only permit taken by work in progress, the next webhook is shed at once.
+    let taken = server.app.concurrency.clone().try_acquire_owned().unwrap();
+    let r = post_signed(
+        server.addr,
+        &server.url("/sms"),
+        "/sms",
+        TOKEN,
+        &sms_params("x"),
+    )
+    .await;
     assert_eq!(r.status, 503);
     assert_eq!(r.body, "service unavailable\n");
     // Probes are not webhooks and are never shed.
     assert_eq!(request_status(&server, "/healthz").await, 200);
+    drop(taken);
     holder.write_all(&request[split..]).await.unwrap();
     let mut buf = vec![0u8; 4096];
     let n = holder.read(&mut buf).await.unwrap();
@@ -147,30 +160,35 @@ async fn the_body_limit_is_configurable() {
 }
 
 #[tokio::test]
-async fn connections_over_the_limit_wait_in_the_backlog() {
+async fn at_the_connection_limit_idle_connections_make_room_and_busy_ones_do_not() {
     let mut a = args("primary");
     a.max_connections = Some(2);
     let server = TestServer::start(config(&a)).await;
-    let first = TcpStream::connect(server.addr).await.unwrap();
-    let _second = TcpStream::connect(server.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut third = TcpStream::connect(server.addr).await.unwrap();
-    third
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    // One connection in the middle of a request (a body still arriving), one only connected.
+    let request = signed_sms_request(server.addr, "busy");
+    let split = request.len() - 5;
+    let mut busy = TcpStream::connect(server.addr).await.unwrap();
+    busy.write_all(&request[..split]).await.unwrap();
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A third connection is served: the idle one is asked to close to make room.
+    let r = tokio::time::timeout(
+        Duration::from_secs(3),
+        post_signed(
+            server.addr,
+            &server.url("/sms"),
+            "/sms",
+            TOKEN,
+            &sms_params("x"),
+        ),
+    )
+    .await
+    .expect("served while both slots were taken");
+    assert_eq!(r.status, 200);
+    assert!(closed_within(&mut idle, Duration::from_secs(1)).await);
+    busy.write_all(&request[split..]).await.unwrap();
     let mut buf = [0u8; 256];
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), third.read(&mut buf))
-            .await
-            .is_err(),
-        "not accepted while two connections are open"
-    );
-    drop(first);
-    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
-        .await
-        .expect("accepted once a slot frees")
-        .unwrap();
+    let n = busy.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     server.stop().await;
 }

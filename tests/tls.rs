@@ -214,3 +214,64 @@ fn a_bad_pair_stops_start_up_naming_the_file() {
         .to_string();
     assert!(err.starts_with("tls: ") && err.contains("tls.crt"), "{err}");
 }
+
+/// An HTTP/2 connection with no open stream is closed at the idle timeout even though its client
+/// answers every ping, and while all slots are taken by such connections a new caller still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed_and_make_room_for_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = self_signed();
+    write_pair(dir.path(), &pair);
+    let mut a = args("primary");
+    a.tls_cert = Some(dir.path().join("tls.crt"));
+    a.tls_key = Some(dir.path().join("tls.key"));
+    a.idle_timeout = Some(0.5);
+    a.max_connections = Some(3);
+    let server = TestServer::start(config(&a)).await;
+    let mut drivers = Vec::new();
+    for _ in 0..3 {
+        let tls = connect(server.addr, &pair.der, b"h2")
+            .await
+            .expect("handshake");
+        let (sender, conn) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
+            TokioExecutor::new(),
+            TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        drivers.push((sender, tokio::spawn(conn)));
+    }
+    // All three slots are idle HTTP/2 connections: a new caller makes the oldest give way.
+    let tls = tokio::time::timeout(
+        Duration::from_secs(2),
+        connect(server.addr, &pair.der, b"h2"),
+    )
+    .await
+    .expect("let in while all slots were taken")
+    .expect("handshake");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(signed_request(server.addr))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The rest end at the idle timeout (the client driver resolves when the server closes).
+    let started = std::time::Instant::now();
+    for (_sender, driver) in drivers {
+        tokio::time::timeout(Duration::from_secs(3), driver)
+            .await
+            .expect("closed by the server")
+            .unwrap()
+            .ok();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    server.stop().await;
+}

@@ -116,6 +116,22 @@ impl Overrides {
     }
 }
 
+impl Overrides {
+    /// The longest Twilio can spend on this URL before giving up: every attempt taking its full
+    /// connect and read timeouts, bounded by the budget (`tt`, for voice the 15 s cap).
+    pub fn worst_case(&self, voice: bool) -> Duration {
+        let attempts = self.retries.saturating_add(1);
+        let per_attempt = self.connect_timeout + self.read_timeout;
+        self.budget(voice).min(per_attempt.saturating_mul(attempts))
+    }
+
+    /// What a dead or hung primary with these settings leaves of the 15 s voice limit for the
+    /// fallback URL.
+    pub fn left_for_fallback(&self) -> Duration {
+        VOICE_HARD_CAP.saturating_sub(self.worst_case(true))
+    }
+}
+
 /// Splits a webhook URL into the URL Twilio requests and signs, and its fragment (if any).
 pub fn split_fragment(url: &str) -> (&str, Option<&str>) {
     match url.split_once('#') {
@@ -259,6 +275,18 @@ mod tests {
         let (o, _) = parse(Some("tt=4000"));
         assert_eq!(o.budget(true), Duration::from_millis(4000));
         assert_eq!(Overrides::default().budget(true), VOICE_HARD_CAP);
+    }
+
+    #[test]
+    fn what_a_dead_primary_leaves_the_fallback() {
+        // The wiring `numbers` writes: at most 6 s on the primary, 9 s left.
+        let (o, _) = parse(Some("ct=1000&rt=4000&tt=6000&rc=1&rp=ct"));
+        assert_eq!(o.left_for_fallback(), Duration::from_millis(9_000));
+        // Twilio's defaults leave nothing.
+        assert_eq!(Overrides::default().left_for_fallback(), Duration::ZERO);
+        // Short timeouts bound the time before tt does: 2 attempts x (500 + 1000) ms.
+        let (o, _) = parse(Some("ct=500&rt=1000&rc=1"));
+        assert_eq!(o.worst_case(true), Duration::from_millis(3_000));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Fetching TwiML the way Twilio does: signed form request, connect and read timeouts, retries on
 //! the `rp` conditions within `tt`, and the error code Twilio would report when it gives up.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -216,24 +216,9 @@ struct Answer {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// The client TLS settings (ring, webpki roots), built once; the forwarder shares them.
+/// The client TLS settings; the one copy lives in [`crate::net`], shared with the forwarder.
 pub(crate) fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
+    crate::net::tls_config()
 }
 
 fn tls_failure(e: &std::io::Error) -> Failure {

@@ -1,4 +1,4 @@
-//! One request, top to bottom: route → limits → read body → decode → verify signature → render →
+//! One request, top to bottom: route → limits → read body (bounded budget) → permit → decode → verify signature → render →
 //! respond, then one log line and the metrics. Never returns an error to hyper (that would drop the
 //! connection without an answer).
 
@@ -9,7 +9,7 @@ use std::time::Instant;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
-use super::limits::{self, BodyError};
+use super::limits::{self, BodyError, BodyRules};
 use super::respond::{self, Answer};
 use crate::app::App;
 use crate::journal::record::{self, Received};
@@ -18,8 +18,8 @@ use crate::journal::writer::Written;
 use crate::readiness::Phase;
 use crate::route::{route, Route};
 use crate::templates::{AnswerError, ServedBy};
-use crate::verify::authenticate;
-use crate::webhook::{decode, DecodeError, Params, UrlRules};
+use crate::verify::{attempted, authenticate};
+use crate::webhook::{decode, DecodeError, Params, UrlRules, Webhook};
 
 /// What the request log line says beyond method, path and status.
 #[derive(Debug, Default)]
@@ -32,6 +32,16 @@ struct Outcome {
     reason: Option<String>,
     journal: Option<&'static str>,
     journal_id: Option<i64>,
+    /// On a refused signature: where the signed URL came from, and what was tried.
+    signature: Option<SignatureLog>,
+}
+
+/// The fields a 403's log line adds, so an operator can see why a signature did not match.
+#[derive(Debug)]
+struct SignatureLog {
+    url_from: &'static str,
+    tried: String,
+    keys: String,
 }
 
 /// Answers one request.
@@ -59,14 +69,9 @@ pub async fn handle(
             Route::Metrics => respond::metrics(app.metrics.encode()),
             Route::NotFound => respond::error(StatusCode::NOT_FOUND),
             Route::MethodNotAllowed(allow) => respond::method_not_allowed(allow),
-            Route::Status | Route::Template(_) => match limits::admit(&app.concurrency) {
-                None => {
-                    app.metrics.load_shed();
-                    outcome.reason = Some("concurrency limit reached".into());
-                    respond::error(StatusCode::SERVICE_UNAVAILABLE)
-                }
-                Some(_permit) => webhook(&app, scheme, req, &route, &mut outcome).await,
-            },
+            Route::Status | Route::Template(_) => {
+                webhook(&app, scheme, req, &route, &mut outcome).await
+            }
         },
     };
     // While draining, tell HTTP/1 clients to reconnect (to the next instance) after this answer.
@@ -98,6 +103,9 @@ pub async fn handle(
         reason = outcome.reason.as_deref(),
         journal = outcome.journal,
         journal_id = outcome.journal_id,
+        signed_url_from = outcome.signature.as_ref().map(|s| s.url_from),
+        tried_urls = outcome.signature.as_ref().map(|s| s.tried.as_str()),
+        tried_keys = outcome.signature.as_ref().map(|s| s.keys.as_str()),
     );
     Ok(response)
 }
@@ -131,16 +139,28 @@ async fn webhook(
 ) -> Answer {
     let limits = &app.config.limits;
     let (parts, body) = req.into_parts();
-    let body = match limits::read_body(body, limits.max_body_bytes, limits.request_timeout).await {
+    let rules = BodyRules {
+        max: limits.max_body_bytes,
+        timeout: limits.request_timeout,
+        min_rate: limits.min_body_rate,
+        grace: limits.body_grace,
+    };
+    let body = match limits::read_body(body, &app.bodies, rules).await {
         Ok(body) => body,
         Err(e) => {
             outcome.reason = Some(format!("body: {e:?}"));
             return respond::error(match e {
                 BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-                BodyError::TimedOut => StatusCode::REQUEST_TIMEOUT,
+                BodyError::TimedOut | BodyError::TooSlow => StatusCode::REQUEST_TIMEOUT,
                 BodyError::Broken => StatusCode::BAD_REQUEST,
             });
         }
+    };
+    // The permit for the work after the body: nothing a slow client does holds one.
+    let Some(_permit) = limits::admit(&app.concurrency) else {
+        app.metrics.load_shed();
+        outcome.reason = Some("concurrency limit reached".into());
+        return respond::error(StatusCode::SERVICE_UNAVAILABLE);
     };
     let rules = UrlRules {
         public_url: app.config.public_url.as_ref(),
@@ -157,6 +177,7 @@ async fn webhook(
     if let Err(e) = authenticate(&app.config.keyring, &parts.headers, &hook) {
         app.metrics.signature_failure(e.label());
         outcome.reason = Some(loggable(&e.to_string()));
+        outcome.signature = signature_log(app, &parts.headers, &hook);
         return respond::error(StatusCode::FORBIDDEN);
     }
     outcome.call_sid = hook.param("CallSid").map(loggable);
@@ -220,6 +241,29 @@ async fn webhook(
     answer
 }
 
+/// What a refused signature was checked against (no key, token or expected signature).
+fn signature_log(app: &App, headers: &http::HeaderMap, hook: &Webhook) -> Option<SignatureLog> {
+    let tried = attempted(&app.config.keyring, headers, hook)?;
+    let url_from = if app.config.public_url.is_some() {
+        "public-url"
+    } else if app.config.trust_forwarded_headers
+        && (headers.contains_key("x-forwarded-host") || headers.contains_key("x-forwarded-proto"))
+    {
+        "x-forwarded headers"
+    } else {
+        "host header"
+    };
+    let urls: Vec<String> = tried.urls.iter().map(|u| loggable(u)).collect();
+    Some(SignatureLog {
+        url_from,
+        tried: urls.join(" "),
+        keys: format!(
+            "{} {} x{}",
+            tried.algorithm, tried.key_kind, tried.key_count
+        ),
+    })
+}
+
 /// Twilio's retry-stable token, when sent exactly once as text.
 fn idempotency_token(headers: &http::HeaderMap) -> Option<&str> {
     let mut values = headers.get_all(record::IDEMPOTENCY_HEADER).iter();
@@ -240,7 +284,7 @@ fn render(app: &App, name: &str, params: Arc<Params>, outcome: &mut Outcome) -> 
             });
             if let Some(first) = answer.degraded_from {
                 app.metrics.degraded_answer();
-                tracing::warn!(template = %name, error = %first, "template failed; answered from the fallback set");
+                tracing::warn!(template = name, error = %first, "template failed; answered from the fallback set");
             }
             respond::twiml(answer.twiml)
         }
@@ -250,7 +294,7 @@ fn render(app: &App, name: &str, params: Arc<Params>, outcome: &mut Outcome) -> 
         }
         Err(AnswerError::Failed(e)) => {
             // 503 makes Twilio try the number's fallback URL at once.
-            tracing::error!(template = %name, error = %e, "no template could answer");
+            tracing::error!(template = name, error = %e, "no template could answer");
             outcome.reason = Some(e.to_string());
             respond::error(StatusCode::SERVICE_UNAVAILABLE)
         }

@@ -1,28 +1,35 @@
-//! Per-request bounds: a concurrency permit (or shed with 503) and a body read bounded in size and time.
+//! Per-request bounds: the request head's size, a body read bounded in size, time, rate and a
+//! shared budget, then a concurrency permit for the verified work (or shed with 503).
+//! No I/O besides reading the body it is handed.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 /// Why the body could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyError {
     /// Over the configured limit (413).
     TooLarge,
-    /// The client was too slow (408).
+    /// The body took longer than the request timeout (408).
     TimedOut,
+    /// The body came slower than the minimum rate, or gave way to newer reads under pressure (408).
+    TooSlow,
+
     /// The connection broke or the framing was invalid (400).
     Broken,
 }
 
 /// Longest request target accepted; a GET webhook with a 1600-character Body fits several times.
 pub const MAX_URI_BYTES: usize = 16 * 1024;
-/// Largest total of header names and values accepted.
-pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Largest total of header names and values accepted (Twilio sends about 1 KiB).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Checks the request head against the URI and header size bounds (414 / 431).
 pub fn check_head<B>(req: &http::Request<B>) -> Result<(), http::StatusCode> {
@@ -41,25 +48,270 @@ pub fn check_head<B>(req: &http::Request<B>) -> Result<(), http::StatusCode> {
 }
 
 /// Takes a permit for one request, or `None` when the server is at its concurrency limit.
+/// Taken only once the body is complete, so a slow client never holds one.
 pub fn admit(concurrency: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
     concurrency.clone().try_acquire_owned().ok()
 }
 
-/// Reads the whole body, refusing it early when Content-Length is over `max`.
-pub async fn read_body(body: Incoming, max: usize, time: Duration) -> Result<Bytes, BodyError> {
+/// How a body must arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyRules {
+    /// Largest body.
+    pub max: usize,
+    /// Longest a body may take at all.
+    pub timeout: Duration,
+    /// Slowest average rate (bytes per second) once `grace` has passed; 0 is off.
+    pub min_rate: u64,
+    /// Time before `min_rate` applies.
+    pub grace: Duration,
+}
+
+/// The budget shared by every body still arriving after its first piece: a count and a byte total,
+/// both bounded, so that clients that have not proved who they are cannot hold more than this much
+/// between them.
+///
+/// When it is full, the oldest read that has run longer than the grace period gives way (it is
+/// answered 408): a webhook from Twilio arrives in one piece within milliseconds, so the reads
+/// that are old under pressure are the slow ones. When every read is younger than the grace
+/// period, the newcomer waits for room, at most until its own rate deadline (then 408).
+#[derive(Debug)]
+pub struct BodyBudget {
+    reads: Mutex<Reads>,
+    /// Wakes one read waiting for room each time a share is given back.
+    freed: Notify,
+    max_reads: usize,
+    max_bytes: usize,
+    grace: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Reads {
+    next_id: u64,
+    bytes: usize,
+    /// Keyed by an increasing id, so the first entry is the oldest read.
+    open: BTreeMap<u64, OpenRead>,
+}
+
+#[derive(Debug)]
+struct OpenRead {
+    started: Instant,
+    bytes: usize,
+    evicted: Arc<Notify>,
+}
+
+/// One body's share of the budget, given back on drop.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    budget: &'a BodyBudget,
+    id: u64,
+    evicted: Arc<Notify>,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut reads = self.budget.lock();
+        if let Some(read) = reads.open.remove(&self.id) {
+            reads.bytes -= read.bytes;
+        }
+        drop(reads);
+        // One waiter per share: waking them all would be a stampede under attack.
+        self.budget.freed.notify_one();
+    }
+}
+
+impl BodyBudget {
+    /// A budget of `max_reads` reads and `max_bytes` bytes; reads older than `grace` may be cut.
+    pub fn new(max_reads: usize, max_bytes: usize, grace: Duration) -> BodyBudget {
+        BodyBudget {
+            reads: Mutex::new(Reads::default()),
+            freed: Notify::new(),
+            max_reads,
+            max_bytes,
+            grace,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Reads> {
+        // No code panics while holding the lock; if one ever did, the counts are still whole.
+        self.reads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves `bytes` for a new read, cutting the oldest reads past the grace period if needed.
+    pub fn reserve(&self, bytes: usize) -> Option<Reservation<'_>> {
+        let now = Instant::now();
+        let mut reads = self.lock();
+        while reads.open.len() >= self.max_reads || reads.bytes + bytes > self.max_bytes {
+            let (&id, oldest) = reads.open.iter().next()?;
+            if now.duration_since(oldest.started) < self.grace {
+                return None;
+            }
+            let oldest = reads.open.remove(&id)?;
+            reads.bytes -= oldest.bytes;
+            // notify_one keeps the wake-up even if the reader is not waiting at this instant.
+            oldest.evicted.notify_one();
+            // Its share went to this read, not to a waiter.
+        }
+        let id = reads.next_id;
+        reads.next_id += 1;
+        reads.bytes += bytes;
+        let evicted = Arc::new(Notify::new());
+        reads.open.insert(
+            id,
+            OpenRead {
+                started: now,
+                bytes,
+                evicted: evicted.clone(),
+            },
+        );
+        Some(Reservation {
+            budget: self,
+            id,
+            evicted,
+        })
+    }
+
+    /// Reads in progress and the bytes they reserve (for tests and metrics).
+    pub fn usage(&self) -> (usize, usize) {
+        let reads = self.lock();
+        (reads.open.len(), reads.bytes)
+    }
+}
+
+/// A share of `budget`, waiting for one to be given back until `deadline` (then 408). Waiting
+/// rather than refusing at once keeps a flood of slow bodies from turning into a flood of
+/// reconnections (and TLS handshakes) that would cost more than holding them.
+async fn wait_for_room(
+    budget: &BodyBudget,
+    bytes: usize,
+    deadline: Instant,
+) -> Result<Reservation<'_>, BodyError> {
+    loop {
+        // Registered before trying, so a share given back in between is not missed.
+        let freed = budget.freed.notified();
+        if let Some(reservation) = budget.reserve(bytes) {
+            return Ok(reservation);
+        }
+        tokio::select! {
+            () = freed => {}
+            () = tokio::time::sleep_until(deadline) => return Err(BodyError::TooSlow),
+        }
+    }
+}
+
+/// Reads the whole body within `rules`.
+///
+/// Refused early when Content-Length is over the limit; cut with [`BodyError::TooSlow`] when the
+/// average rate since the start falls below `min_rate` after the grace period (in the spirit of
+/// Kestrel's MinRequestBodyDataRate). A body that arrives in one piece, as Twilio's do, never
+/// touches the shared budget: its bytes are already here. Only a body still incomplete after its
+/// first piece reserves its share of `budget` (and may have to give it up to a newer one).
+pub async fn read_body(
+    mut body: Incoming,
+    budget: &BodyBudget,
+    rules: BodyRules,
+) -> Result<Bytes, BodyError> {
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    let hint = body.size_hint();
     // The lower size hint is the Content-Length, so an honest oversized request is refused unread.
-    if body.size_hint().lower() > max as u64 {
+    if hint.lower() > rules.max as u64 {
         return Err(BodyError::TooLarge);
     }
-    match tokio::time::timeout(time, Limited::new(body, max).collect()).await {
-        Err(_) => Err(BodyError::TimedOut),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e))
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(BodyError::TooLarge)
+    let declared = hint
+        .exact()
+        .map_or(rules.max, |n| usize::try_from(n).unwrap_or(rules.max));
+    let mut reservation: Option<Reservation<'_>> = None;
+    let started = Instant::now();
+    let hard_deadline = started + rules.timeout;
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    let mut received = 0usize;
+    loop {
+        // The moment the bytes so far stop meeting the minimum rate.
+        let rate_deadline = match rules.min_rate {
+            0 => hard_deadline,
+            rate => {
+                started
+                    + rules
+                        .grace
+                        .max(Duration::from_secs_f64(received as f64 / rate as f64))
+            }
+        };
+        let deadline = hard_deadline.min(rate_deadline);
+        let evicted = async {
+            match &reservation {
+                Some(r) => r.evicted.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        let frame = tokio::select! {
+            biased;
+            () = evicted => return Err(BodyError::TooSlow),
+            frame = tokio::time::timeout_at(deadline, body.frame()) => frame,
+        };
+        let data = match frame {
+            Err(_) if deadline == hard_deadline => return Err(BodyError::TimedOut),
+            Err(_) => return Err(BodyError::TooSlow),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(BodyError::Broken),
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => data,
+                // Trailers carry nothing a webhook uses.
+                Err(_) => continue,
+            },
+        };
+        received += data.len();
+        if received > rules.max {
+            return Err(BodyError::TooLarge);
         }
-        Ok(Err(_)) => Err(BodyError::Broken),
+        // Twilio's body arrives as one frame: keep it without copying; join only when split.
+        match first.take() {
+            None if rest.is_empty() => first = Some(data),
+            None => rest.extend_from_slice(&data),
+            Some(earlier) => {
+                rest.reserve(earlier.len() + data.len());
+                rest.extend_from_slice(&earlier);
+                rest.extend_from_slice(&data);
+            }
+        }
+        if body.is_end_stream() {
+            break;
+        }
+        if reservation.is_none() {
+            reservation = Some(wait_for_room(budget, declared, deadline).await?);
+        }
+    }
+    drop(reservation);
+    Ok(first.unwrap_or_else(|| rest.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_budget_cuts_the_oldest_read_past_the_grace_period_or_refuses() {
+        let budget = BodyBudget::new(2, 100, Duration::from_secs(1));
+        let old = budget.reserve(60).unwrap();
+        tokio::time::advance(Duration::from_millis(500)).await;
+        let young = budget.reserve(30).unwrap();
+        // Over the bytes, and every read younger than the grace period: refused.
+        assert!(budget.reserve(20).is_none());
+        tokio::time::advance(Duration::from_millis(600)).await;
+        // Over the count: the oldest read (1.1 s) gives way and learns it at once.
+        let newer = budget.reserve(10).unwrap();
+        tokio::time::timeout(Duration::from_millis(1), old.evicted.notified())
+            .await
+            .expect("the oldest read was told to stop");
+        assert_eq!(budget.usage(), (2, 40));
+        drop(old);
+        assert_eq!(
+            budget.usage(),
+            (2, 40),
+            "an evicted read gives back nothing twice"
+        );
+        drop((young, newer));
+        assert_eq!(budget.usage(), (0, 0));
     }
 }
