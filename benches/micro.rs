@@ -13,6 +13,7 @@ use http::{HeaderMap, Method, Uri};
 use twiml_failover::config::{self, Role};
 use twiml_failover::keyring::{KeyRing, Secret};
 use twiml_failover::signature::{sign, verify, Algorithm};
+use twiml_failover::templates::lint::xml;
 use twiml_failover::templates::Templates;
 use twiml_failover::verify::authenticate;
 use twiml_failover::webhook::{decode, parse_form, Params, UrlRules};
@@ -112,6 +113,14 @@ fn render(c: &mut Criterion) {
                 .answer(black_box("sms"), params.clone())
                 .expect("renders")
         })
+    });
+    // The strict parse every answer passes before it is sent, alone.
+    let answer = templates
+        .answer("sms", params.clone())
+        .expect("renders")
+        .twiml;
+    c.bench_function("templates/well_formed_sms_answer", |b| {
+        b.iter(|| xml::well_formed(black_box(&answer)))
     });
 }
 

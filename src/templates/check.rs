@@ -179,6 +179,20 @@ mod tests {
     }
 
     #[test]
+    fn a_render_out_of_budget_names_the_template_and_why() {
+        let e = errors(&[
+            VOICE,
+            SMS,
+            (
+                "loop.xml",
+                "<Response>\n{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}<Say>x</Say></Response>",
+            ),
+        ]);
+        assert!(e.contains("loop.xml:"), "{e}");
+        assert!(e.contains("ran out of its budget"), "{e}");
+    }
+
+    #[test]
     fn e164_of_a_missing_parameter_renders_empty() {
         assert!(set_with(
             &[

@@ -12,7 +12,7 @@ use super::document::{self, Link};
 use super::links::{self, Target};
 use super::paths::{self, Path};
 use super::schema::SCHEMA;
-use super::Channel;
+use super::{Channel, EXPRESSION_MARK};
 
 /// One problem, in a template's source.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -195,7 +195,14 @@ fn read<'a>(name: &'a str, text: &str, add: &mut impl FnMut(&str, usize, String)
     for path in &t.paths {
         let report = document::check(&path.doc, None);
         for p in &report.problems {
-            add(name, path.source_offset(p.offset), p.message.clone());
+            let message = if path.doc[p.offset.min(path.doc.len())..].starts_with(EXPRESSION_MARK) {
+                "an expression may only stand in text or in an attribute value (its value is \
+                 escaped, so it can never make markup)"
+                    .to_string()
+            } else {
+                p.message.clone()
+            };
+            add(name, path.source_offset(p.offset), message);
             broken = true;
         }
         for (verb, offset) in &report.verbs {
@@ -382,5 +389,10 @@ mod tests {
             "<Response>{% if Digits %}<Say>{% endif %}x</Say></Response>",
         )]);
         assert!(e.iter().any(|e| e.contains("not well-formed")), "{e:?}");
+        let e = errors(&[("n", "<Response><{{ verb }}>hi</Say></Response>")]);
+        assert!(
+            e[0].starts_with("n@11: an expression may only stand"),
+            "{e:?}"
+        );
     }
 }
