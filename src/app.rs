@@ -29,6 +29,8 @@ pub struct App {
     pub tls: Option<Arc<CertStore>>,
     /// The webhook journal's writer, when `--journal` is set.
     pub journal: Option<Journal>,
+    /// Held while a reload runs, so two triggers never load at once.
+    reloading: std::sync::Mutex<()>,
 }
 
 impl App {
@@ -45,6 +47,8 @@ impl App {
                 metrics.enable_journal();
                 let settings = writer::Settings {
                     timeout: j.timeout,
+                    forwarding: config.forward.is_some(),
+                    retention: j.retention,
                     ..writer::Settings::default()
                 };
                 Some(
@@ -70,6 +74,7 @@ impl App {
             concurrency,
             tls,
             config,
+            reloading: std::sync::Mutex::new(()),
         }))
     }
 
@@ -91,8 +96,11 @@ impl App {
         App::new(config, templates, tls)
     }
 
-    /// Reloads everything reloadable: templates, and the TLS pair when serving HTTPS.
+    /// Reloads everything reloadable: templates, and the TLS pair when serving HTTPS. Blocks (reads
+    /// files, compiles): call it from a blocking thread, as [`crate::reload::reload`] does.
     pub fn reload(&self) {
+        // A reload that panicked left nothing half-done behind the lock: the swap is all or nothing.
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let _ = self.reload_templates();
         if let Some(tls) = &self.tls {
             let result = tls.reload();

@@ -106,13 +106,18 @@ pub struct ServeArgs {
     /// Seconds a request waits for its journal commit before answering anyway [default: 1].
     #[arg(long, env = "TWIML_FAILOVER_JOURNAL_TIMEOUT", value_name = "SECONDS")]
     pub journal_timeout: Option<f64>,
-    /// Delivered events older than this are pruned, e.g. 7d, 12h [default: 7d].
+    /// Events older than this are pruned, e.g. 7d, 12h [default: 7d]: delivered ones with
+    /// --forward-to, all of them without.
     #[arg(
         long,
         env = "TWIML_FAILOVER_JOURNAL_RETENTION",
         value_name = "DURATION"
     )]
     pub journal_retention: Option<String>,
+    /// Folder where events the journal could not take are written at exit, and taken back into
+    /// the journal at the next start (a local disk, not the journal's) [default: none: lost].
+    #[arg(long, env = "TWIML_FAILOVER_JOURNAL_SPILL_DIR", value_name = "DIR")]
+    pub journal_spill_dir: Option<PathBuf>,
     /// Internal URL each journaled event is POSTed to, signed like Twilio would (needs --journal).
     #[arg(long, env = "TWIML_FAILOVER_FORWARD_TO", value_name = "URL")]
     pub forward_to: Option<String>,

@@ -200,6 +200,10 @@ pub struct JournalConfig {
     pub url: JournalUrl,
     /// How long a request waits for its commit.
     pub timeout: Duration,
+    /// How long events are kept: delivered ones when forwarding, all of them otherwise.
+    pub retention: Duration,
+    /// Where events the journal could not take before exit are written (and taken back at start).
+    pub spill_dir: Option<PathBuf>,
 }
 
 /// What templates may use besides Twilio's parameters.
@@ -259,6 +263,7 @@ struct FileJournal {
     url: Option<String>,
     timeout: Option<f64>,
     retention: Option<String>,
+    spill_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -456,18 +461,9 @@ impl Config {
             (None, Some(_)) => return Err(invalid("tls-cert", "--tls-key needs --tls-cert")),
         };
 
-        let journal = match args.journal.as_deref().or(file.journal.url.as_deref()) {
-            Some(raw) => Some(JournalConfig {
-                url: raw.parse().map_err(|m: String| invalid("journal", m))?,
-                timeout: match args.journal_timeout.or(file.journal.timeout) {
-                    Some(s) => seconds("journal-timeout", s)?,
-                    None => Duration::from_secs(1),
-                },
-            }),
-            None => None,
-        };
+        let journal = journal_config(args, &file)?;
 
-        let forward = forward_settings(args, &file, journal.is_some())?;
+        let forward = forward_settings(args, &file, journal.as_ref())?;
 
         let template_settings = template_settings_from(file.vars, file.extra_params)?;
 
@@ -492,30 +488,75 @@ impl Config {
     }
 }
 
-/// The `--forward-*` settings, validated; `None` without `--forward-to`.
-fn forward_settings(
+/// Journal retention when `--journal-retention` is not given.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+
+/// The `--journal-*` settings, validated; `None` without `--journal`.
+fn journal_config(
     args: &ServeArgs,
     file: &FileConfig,
-    journal: bool,
-) -> Result<Option<ForwardSettings>, StartupError> {
+) -> Result<Option<JournalConfig>, StartupError> {
     let retention = match args
         .journal_retention
         .as_deref()
         .or(file.journal.retention.as_deref())
     {
         Some(raw) => retention(raw)?,
-        None => ForwardSettings::new("").retention,
+        None => DEFAULT_RETENTION,
     };
+    let spill_dir = args
+        .journal_spill_dir
+        .clone()
+        .or(file.journal.spill_dir.clone());
+    let Some(raw) = args.journal.as_deref().or(file.journal.url.as_deref()) else {
+        if spill_dir.is_some() {
+            return Err(invalid(
+                "journal-spill-dir",
+                "needs --journal: it holds journal events",
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(dir) = &spill_dir {
+        // Found out now, not at exit when the events it should hold have nowhere else to go.
+        let probe = dir.join(format!(".spill-probe-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                invalid(
+                    "journal-spill-dir",
+                    format!("{} is not a writable directory: {e}", dir.display()),
+                )
+            })?;
+    }
+    Ok(Some(JournalConfig {
+        url: raw.parse().map_err(|m: String| invalid("journal", m))?,
+        timeout: match args.journal_timeout.or(file.journal.timeout) {
+            Some(s) => seconds("journal-timeout", s)?,
+            None => Duration::from_secs(1),
+        },
+        retention,
+        spill_dir,
+    }))
+}
+
+/// The `--forward-*` settings, validated; `None` without `--forward-to`.
+fn forward_settings(
+    args: &ServeArgs,
+    file: &FileConfig,
+    journal: Option<&JournalConfig>,
+) -> Result<Option<ForwardSettings>, StartupError> {
     let Some(url) = args.forward_to.as_deref().or(file.forward.to.as_deref()) else {
         return Ok(None);
     };
     let url = forward_url(url).map_err(|m| invalid("forward-to", m))?;
-    if !journal {
+    let Some(journal) = journal else {
         return Err(invalid(
             "forward-to",
             "needs --journal: events are forwarded from the journal",
         ));
-    }
+    };
+    let retention = journal.retention;
     let defaults = ForwardSettings::new(url);
     let cap = match args.forward_max_backoff.or(file.forward.max_backoff) {
         Some(s) => seconds("forward-max-backoff", s)?,

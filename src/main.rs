@@ -97,6 +97,18 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
             tokio::spawn(reload::on_file_change(app.clone(), paths));
         }
+        if let Some(journal) = &app.config.journal {
+            if let Some(dir) = &journal.spill_dir {
+                let retry = Duration::from_secs(5);
+                if let Err(e) = twiml_failover::journal::spill::import_in_background(
+                    dir.clone(),
+                    journal.url.clone(),
+                    retry,
+                ) {
+                    return fail(format!("journal-spill-dir: {e}"));
+                }
+            }
+        }
         let deliverer = match twiml_failover::journal::forward::start(&app) {
             Ok(d) => d,
             Err(e) => return fail(format!("forward-to: {e}")),
@@ -105,18 +117,64 @@ fn serve(args: ServeArgs) -> ExitCode {
         if let Some(deliverer) = deliverer {
             deliverer.stop().await;
         }
-        if let Some(journal) = &app.journal {
-            // Events buffered during a journal outage get one last chance before exit.
-            let left = tokio::task::block_in_place(|| journal.flush(Duration::from_secs(5)));
-            if left > 0 {
-                tracing::error!(
-                    unwritten = left,
-                    "exiting with events the journal did not take"
-                );
-            }
+        match &app.journal {
+            Some(journal) => tokio::task::block_in_place(|| finish_journal(&app, journal)),
+            None => ExitCode::SUCCESS,
         }
-        ExitCode::SUCCESS
     })
+}
+
+/// Exit status when the journal did not take every acknowledged event and they are lost.
+const EXIT_EVENTS_LOST: u8 = 1;
+/// Exit status when the journal did not take every event but they are safe in the spill folder.
+const EXIT_EVENTS_SPILLED: u8 = 3;
+
+/// Gives events buffered during a journal outage one last chance, then spills what is left to
+/// `--journal-spill-dir`. Never exits 0 with acknowledged events outside the journal.
+fn finish_journal(app: &App, journal: &twiml_failover::journal::writer::Journal) -> ExitCode {
+    let spill_dir = app
+        .config
+        .journal
+        .as_ref()
+        .and_then(|j| j.spill_dir.as_ref());
+    // The writer's last attempt may wait for the store's 5 s connect timeout.
+    let Some(left) = journal.drain(Duration::from_secs(8)) else {
+        tracing::error!(
+            journal = %journal.url(),
+            "journal writer did not answer at exit; the events it buffered are lost"
+        );
+        return ExitCode::from(EXIT_EVENTS_LOST);
+    };
+    if left.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    let Some(dir) = spill_dir else {
+        tracing::error!(
+            lost = left.len(),
+            "exiting with acknowledged events the journal did not take; they are lost \
+             (set --journal-spill-dir to keep them)"
+        );
+        return ExitCode::from(EXIT_EVENTS_LOST);
+    };
+    match twiml_failover::journal::spill::write(dir, &left) {
+        Ok(path) => {
+            tracing::error!(
+                spilled = left.len(),
+                file = %path.display(),
+                "journal unavailable at exit; events written to the spill file, taken back at the next start"
+            );
+            ExitCode::from(EXIT_EVENTS_SPILLED)
+        }
+        Err(e) => {
+            tracing::error!(
+                lost = left.len(),
+                dir = %dir.display(),
+                error = %e,
+                "cannot write the spill file; the events the journal did not take are lost"
+            );
+            ExitCode::from(EXIT_EVENTS_LOST)
+        }
+    }
 }
 
 fn check(args: CheckArgs) -> ExitCode {

@@ -57,6 +57,7 @@ pub struct Metrics {
     fallback_requests: Family<ErrorCodeLabel, Counter>,
     degraded_answers: Counter,
     template_reloads: Family<ResultLabel, Counter>,
+    template_watch: Gauge,
     certificate_reloads: Family<ResultLabel, Counter>,
     load_shed: Counter,
     /// Journal handles, shared with the journal's writer and stats threads.
@@ -141,16 +142,6 @@ impl JournalMetrics {
             self.writes.clone(),
         );
         registry.register(
-            "journal_backlog_events",
-            "Journaled events not yet delivered (refreshed every few seconds)",
-            self.backlog.clone(),
-        );
-        registry.register(
-            "journal_oldest_undelivered_age_seconds",
-            "Age of the oldest undelivered journaled event, 0 when none",
-            self.oldest_undelivered_age.clone(),
-        );
-        registry.register(
             "journal_buffered_events",
             "Events held in memory because the journal store failed; retried until written",
             self.buffered.clone(),
@@ -169,6 +160,21 @@ impl JournalMetrics {
             "journal_commit_duration_seconds",
             "Time to append and commit one journal transaction",
             self.commit_duration.clone(),
+        );
+    }
+
+    /// The backlog gauges: only where something delivers the events (`--forward-to`), so they
+    /// never climb for events nothing will deliver.
+    fn register_backlog(&self, registry: &mut Registry) {
+        registry.register(
+            "journal_backlog_events",
+            "Journaled events not yet delivered to the forward target (refreshed every few seconds)",
+            self.backlog.clone(),
+        );
+        registry.register(
+            "journal_oldest_undelivered_age_seconds",
+            "Age of the oldest journaled event not yet delivered to the forward target, 0 when none",
+            self.oldest_undelivered_age.clone(),
         );
     }
 
@@ -241,6 +247,13 @@ impl Metrics {
             "Template set reloads, by result",
             template_reloads.clone(),
         );
+        let template_watch = Gauge::default();
+        registry.register(
+            "template_watch_active",
+            "1 while every watched folder (templates, TLS) is watched for changes; 0 when one is \
+             gone or cannot be watched (then only SIGHUP reloads), and with --watch false",
+            template_watch.clone(),
+        );
         let certificate_reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
             "certificate_reloads",
@@ -271,6 +284,7 @@ impl Metrics {
             fallback_requests,
             degraded_answers,
             template_reloads,
+            template_watch,
             certificate_reloads,
             load_shed,
         }
@@ -281,9 +295,11 @@ impl Metrics {
         self.journal.register(&mut self.registry);
     }
 
-    /// Exposes the forwarder's series (only servers with `--forward-to` show them).
+    /// Exposes the forwarder's series and the journal's backlog gauges (only servers with
+    /// `--forward-to` show them).
     pub fn enable_forward(&mut self) {
         self.forward.register(&mut self.registry);
+        self.journal.register_backlog(&mut self.registry);
     }
 
     /// Records one answered request.
@@ -322,6 +338,11 @@ impl Metrics {
     /// Records an answer that came from the fallback set after a template failed.
     pub fn degraded_answer(&self) {
         self.degraded_answers.inc();
+    }
+
+    /// Sets whether the file watcher currently sees every folder it should.
+    pub fn template_watch(&self, active: bool) {
+        self.template_watch.set(i64::from(active));
     }
 
     /// Records a template reload attempt.

@@ -126,6 +126,14 @@ fn conformance(store: &mut dyn Store) {
         store.append(&[event("k1", "SM1", 12_000)]).unwrap()[0],
         Appended::New(_)
     ));
+    // Retention without forwarding: everything received before the cut-off goes, delivered or not.
+    let before = store.stats().unwrap().total;
+    assert_eq!(store.prune_received(12_000).unwrap(), 2);
+    assert_eq!(store.stats().unwrap().total, before - 2);
+    assert!(
+        store.get(id2).unwrap().is_none(),
+        "undelivered, but past retention"
+    );
 
     // Large batches go in one transaction.
     let many: Vec<NewEvent> = (0..500)
@@ -134,7 +142,7 @@ fn conformance(store: &mut dyn Store) {
     let out = store.append(&many).unwrap();
     assert!(out.iter().all(|a| matches!(a, Appended::New(_))));
     assert!(out.windows(2).all(|w| w[0].id() < w[1].id()));
-    assert_eq!(store.stats().unwrap().total, 503);
+    assert_eq!(store.stats().unwrap().total, 501);
 }
 
 #[test]
@@ -145,7 +153,7 @@ fn sqlite_store_conforms_and_survives_reopen() {
     conformance(store.as_mut());
     drop(store);
     let mut again = journal::open(&url).unwrap();
-    assert_eq!(again.stats().unwrap().total, 503);
+    assert_eq!(again.stats().unwrap().total, 501);
 }
 
 #[test]
@@ -164,7 +172,7 @@ fn postgres_store_conforms() {
     conformance(store.as_mut());
     // A second connection (another replica) sees the same journal and shares the dedup.
     let mut other = journal::open(&url).unwrap();
-    assert_eq!(other.stats().unwrap().total, 503);
+    assert_eq!(other.stats().unwrap().total, 501);
     assert!(matches!(
         other.append(&[event("bulk-3", "SMB3", 0)]).unwrap()[0],
         Appended::Duplicate(_)

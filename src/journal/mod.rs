@@ -9,6 +9,7 @@ pub mod forward;
 pub mod inspect;
 pub mod postgres;
 pub mod record;
+pub mod spill;
 pub mod sqlite;
 pub mod time;
 pub mod writer;
@@ -17,10 +18,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A webhook as accepted (after signature verification), before it has an id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewEvent {
     /// When it arrived, unix epoch milliseconds.
     pub received_at_ms: i64,
@@ -132,6 +133,9 @@ pub trait Store: Send {
     fn get(&mut self, id: i64) -> Result<Option<Event>, JournalError>;
     /// Deletes delivered events delivered before `before_ms`; returns how many.
     fn prune_delivered(&mut self, before_ms: i64) -> Result<u64, JournalError>;
+    /// Deletes every event received before `before_ms`, delivered or not (retention when nothing
+    /// forwards); returns how many.
+    fn prune_received(&mut self, before_ms: i64) -> Result<u64, JournalError>;
 }
 
 /// Where the journal lives: `sqlite:///abs/path.db`, `sqlite://relative.db`, `postgres://...` or

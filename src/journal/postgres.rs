@@ -401,6 +401,15 @@ impl Store for PostgresStore {
             )
             .map_err(err)
     }
+
+    fn prune_received(&mut self, before_ms: i64) -> Result<u64, JournalError> {
+        self.client
+            .execute(
+                &format!("DELETE FROM {TABLE} WHERE received_at_ms < $1"),
+                &[&before_ms],
+            )
+            .map_err(err)
+    }
 }
 
 #[cfg(test)]

@@ -258,4 +258,12 @@ impl Store for SqliteStore {
             .map_err(err)?;
         Ok(n as u64)
     }
+
+    fn prune_received(&mut self, before_ms: i64) -> Result<u64, JournalError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM events WHERE received_at_ms < ?1", [before_ms])
+            .map_err(err)?;
+        Ok(n as u64)
+    }
 }

@@ -34,6 +34,12 @@ pub struct Settings {
     pub stats_every: Duration,
     /// Times the writer yields the CPU to let more events queue before a commit.
     pub gather_yields: u32,
+    /// Whether something delivers the events (`--forward-to`): then the backlog gauges are kept
+    /// and the forwarder prunes delivered events; otherwise events received longer than
+    /// `retention` ago are pruned here.
+    pub forwarding: bool,
+    /// How long events are kept (see `forwarding`).
+    pub retention: Duration,
 }
 
 impl Default for Settings {
@@ -46,6 +52,8 @@ impl Default for Settings {
             stats_every: Duration::from_secs(5),
             // Measured with benches/journal.sh: 4 raised req/s by half with the server on one CPU.
             gather_yields: 4,
+            forwarding: true,
+            retention: Duration::from_secs(7 * 86_400),
         }
     }
 }
@@ -86,6 +94,8 @@ enum Message {
     Write(NewEvent, Ack),
     /// Try the buffer once more now, then report how many events are still unwritten.
     Flush(mpsc::Sender<usize>),
+    /// Try the buffer once more now, then hand over the events still unwritten (at exit).
+    Drain(mpsc::Sender<Vec<NewEvent>>),
 }
 
 /// The handle request handlers use; cheap to share.
@@ -158,11 +168,17 @@ impl Journal {
         thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || writer.run(rx))?;
-        let (stats_metrics, every) = (metrics.clone(), settings.stats_every);
+        let maintenance = Maintenance {
+            open: open_stats,
+            metrics: metrics.clone(),
+            every: settings.stats_every,
+            forwarding: settings.forwarding,
+            retention: settings.retention,
+        };
         let (stop_stats, stopped) = mpsc::channel();
         thread::Builder::new()
             .name("journal-stats".into())
-            .spawn(move || refresh_stats(open_stats, stats_metrics, every, stopped))?;
+            .spawn(move || maintenance.run(stopped))?;
         Ok(Journal {
             appended,
             _stop_stats: stop_stats,
@@ -232,6 +248,42 @@ impl Journal {
         rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .unwrap_or(usize::MAX)
     }
+
+    /// At exit: has the writer try once more to write what it holds, then takes the events it
+    /// could not write out of it (to spill them to disk). `None` when the writer did not answer
+    /// within `wait` (stuck in the store): its events are then out of reach.
+    pub fn drain(&self, wait: Duration) -> Option<Vec<NewEvent>> {
+        let (tx, rx) = mpsc::channel();
+        let deadline = Instant::now() + wait;
+        let mut message = Message::Drain(tx);
+        loop {
+            match self.tx.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                    message = m;
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(_) => return None,
+            }
+        }
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()
+    }
+}
+
+/// Callers waiting for the writer's next attempt.
+#[derive(Default)]
+struct Flushes {
+    /// Want the count of events still unwritten.
+    counts: Vec<mpsc::Sender<usize>>,
+    /// Want the unwritten events themselves.
+    drains: Vec<mpsc::Sender<Vec<NewEvent>>>,
+}
+
+impl Flushes {
+    fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.drains.is_empty()
+    }
 }
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -258,7 +310,7 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Message>) {
-        let mut flushes: Vec<mpsc::Sender<usize>> = Vec::new();
+        let mut flushes = Flushes::default();
         loop {
             // Wait for work: forever when idle, until the retry time when holding failed events.
             let first = match (self.events.is_empty(), self.retry_at) {
@@ -284,8 +336,18 @@ impl Writer {
                 // Still backing off: answer the new callers now instead of making them wait.
                 self.fail_waiters("journal unavailable; event kept in memory for retry");
             }
-            for f in flushes.drain(..) {
+            for f in flushes.counts.drain(..) {
                 let _ = f.send(self.events.len());
+            }
+            if !flushes.drains.is_empty() {
+                self.fail_waiters("process exiting; event handed over for the spill file");
+                self.acks.clear();
+                let events: Vec<NewEvent> = self.events.drain(..).collect();
+                // Before the answer, so whoever sees the events handed over sees the gauge at 0.
+                self.metrics.buffered(0);
+                for d in flushes.drains.drain(..) {
+                    let _ = d.send(events.clone());
+                }
             }
             self.metrics.buffered(self.events.len());
         }
@@ -293,7 +355,7 @@ impl Writer {
 
     /// Takes what is queued into the batch. When the batch is still small, yields a few times
     /// first: request handlers sharing the CPU get to submit theirs, so one commit covers them.
-    fn gather(&mut self, rx: &mpsc::Receiver<Message>, flushes: &mut Vec<mpsc::Sender<usize>>) {
+    fn gather(&mut self, rx: &mpsc::Receiver<Message>, flushes: &mut Flushes) {
         let mut yields = 0;
         while self.events.len() < self.settings.max_batch {
             match rx.try_recv() {
@@ -307,7 +369,7 @@ impl Writer {
         }
     }
 
-    fn take(&mut self, message: Message, flushes: &mut Vec<mpsc::Sender<usize>>) {
+    fn take(&mut self, message: Message, flushes: &mut Flushes) {
         match message {
             Message::Write(event, ack) => {
                 if self.events.len() >= self.settings.max_buffered {
@@ -324,7 +386,8 @@ impl Writer {
                     self.acks.push_back(Some(ack));
                 }
             }
-            Message::Flush(reply) => flushes.push(reply),
+            Message::Flush(reply) => flushes.counts.push(reply),
+            Message::Drain(reply) => flushes.drains.push(reply),
         }
     }
 
@@ -420,36 +483,61 @@ impl Writer {
     }
 }
 
-/// Keeps the backlog gauges current from a stats query on a connection of its own.
-fn refresh_stats(
-    mut open: Opener,
+/// The journal's upkeep on a connection of its own: the backlog gauges when something forwards,
+/// retention when nothing does (the forwarder prunes what it delivered).
+struct Maintenance {
+    open: Opener,
     metrics: JournalMetrics,
     every: Duration,
-    stop: mpsc::Receiver<()>,
-) {
-    let mut store: Option<Box<dyn Store>> = None;
-    loop {
-        if store.is_none() {
-            store = open().ok();
-        }
-        if let Some(s) = store.as_mut() {
-            match s.stats() {
-                Ok(stats) => {
-                    let age = stats
-                        .oldest_undelivered_ms
-                        .map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
-                    metrics.backlog(stats.undelivered, age);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "journal stats query failed");
+    forwarding: bool,
+    retention: Duration,
+}
+
+impl Maintenance {
+    fn run(mut self, stop: mpsc::Receiver<()>) {
+        let mut store: Option<Box<dyn Store>> = None;
+        // Pruning is due at once, then every tenth of the retention (1 min .. 1 h).
+        let mut prune_at = Instant::now();
+        loop {
+            if store.is_none() {
+                store = (self.open)().ok();
+            }
+            if let Some(s) = store.as_mut() {
+                if let Err(e) = self.tick(s.as_mut(), &mut prune_at) {
+                    tracing::warn!(error = %e, "journal upkeep query failed");
                     store = None;
                 }
             }
-        }
-        if let Err(RecvTimeoutError::Disconnected) = stop.recv_timeout(every) {
-            return;
+            if let Err(RecvTimeoutError::Disconnected) = stop.recv_timeout(self.every) {
+                return;
+            }
         }
     }
+
+    fn tick(&self, store: &mut dyn Store, prune_at: &mut Instant) -> Result<(), JournalError> {
+        if self.forwarding {
+            let stats = store.stats()?;
+            let age = stats
+                .oldest_undelivered_ms
+                .map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
+            self.metrics.backlog(stats.undelivered, age);
+            return Ok(());
+        }
+        if Instant::now() >= *prune_at {
+            let keep_ms = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+            let pruned = store.prune_received(now_ms().saturating_sub(keep_ms))?;
+            if pruned > 0 {
+                tracing::info!(pruned, "pruned journaled events past retention");
+            }
+            *prune_at = Instant::now() + prune_interval(self.retention);
+        }
+        Ok(())
+    }
+}
+
+/// How often retention is enforced: a tenth of the retention, between a minute and an hour.
+pub fn prune_interval(retention: Duration) -> Duration {
+    (retention / 10).clamp(Duration::from_secs(60), Duration::from_secs(3600))
 }
 
 #[cfg(test)]
@@ -514,6 +602,9 @@ mod tests {
         fn prune_delivered(&mut self, _: i64) -> Result<u64, JournalError> {
             Ok(0)
         }
+        fn prune_received(&mut self, _: i64) -> Result<u64, JournalError> {
+            Ok(0)
+        }
     }
 
     fn event(key: &str) -> NewEvent {
@@ -535,6 +626,7 @@ mod tests {
     fn start(fake: &Arc<Mutex<Fake>>, settings: Settings) -> (Journal, Metrics) {
         let mut metrics = Metrics::new("primary");
         metrics.enable_journal();
+        metrics.enable_forward();
         let (a, b) = (fake.clone(), fake.clone());
         let journal = Journal::start_with(
             "sqlite:///fake.db".parse().unwrap(),
@@ -621,6 +713,38 @@ mod tests {
             assert!(Instant::now() < deadline, "backlog gauge never refreshed");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    #[test]
+    fn retention_is_enforced_often_enough_but_not_constantly() {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(prune_interval(h(7 * 24)), h(1));
+        assert_eq!(prune_interval(h(2)), Duration::from_secs(720));
+        assert_eq!(
+            prune_interval(Duration::from_secs(300)),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[tokio::test]
+    async fn drain_hands_over_what_the_store_would_not_take() {
+        let fake: Arc<Mutex<Fake>> = Arc::default();
+        fake.lock().unwrap().down = true;
+        let (journal, metrics) = start(&fake, quick());
+        for k in ["1", "2"] {
+            let _ = journal.wait(journal.submit(event(k))).await;
+        }
+        let left = journal.drain(Duration::from_secs(5)).unwrap();
+        let keys: Vec<_> = left.iter().map(|e| e.idempotency_key.as_str()).collect();
+        assert_eq!(keys, ["1", "2"]);
+        assert!(metrics
+            .encode()
+            .contains("twiml_failover_journal_buffered_events 0"));
+        // With the store up, nothing is left to hand over.
+        fake.lock().unwrap().down = false;
+        let _ = journal.wait(journal.submit(event("3"))).await;
+        assert_eq!(journal.drain(Duration::from_secs(5)), Some(Vec::new()));
+        assert_eq!(fake.lock().unwrap().keys, ["3"]);
     }
 
     #[tokio::test]

@@ -87,9 +87,24 @@ pub fn valid_name(name: &str) -> bool {
         })
 }
 
+/// Files one set may hold at most; beyond it the set is refused.
+pub const MAX_SET_FILES: usize = 2000;
+
+/// Bytes of template text one set may hold at most; beyond it the set is refused. Loading keeps the
+/// old set answering while the new one is read, so memory briefly holds both.
+pub const MAX_SET_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Reads every `.xml` template below `dir`, sorted by name; problems go to `diagnostics`.
+///
+/// Returns for every layout: directory symlinks below `dir` are refused rather than followed
+/// (following them needs loop detection and can leave the folder; a Kubernetes ConfigMap mount
+/// needs only file symlinks, its `..data` directory link is hidden and skipped), only regular files
+/// are read (a FIFO or device named `x.xml` would block or never end), and reading stops at
+/// [`MAX_SET_FILES`] / [`MAX_SET_BYTES`] with a diagnostic naming the file that crossed the limit.
 pub(crate) fn read_sources(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Source> {
     let mut sources = Vec::new();
+    let mut files = 0usize;
+    let mut bytes = 0u64;
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
         let entries = match std::fs::read_dir(&current) {
@@ -104,19 +119,35 @@ pub(crate) fn read_sources(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(meta) = std::fs::metadata(&path) else {
-                diagnostics.push(dir_diagnostic(&path, "cannot read file"));
-                continue;
-            };
             // Kubernetes ConfigMap mounts hold `..data` style links and hidden folders.
             if entry.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
-            if meta.is_dir() {
+            let Ok(kind) = entry.file_type() else {
+                diagnostics.push(dir_diagnostic(&path, "cannot read file"));
+                continue;
+            };
+            if kind.is_dir() {
                 pending.push(path);
                 continue;
             }
+            // A link is followed one step to learn what it names; `metadata` fails on a loop.
+            let Ok(meta) = std::fs::metadata(&path) else {
+                diagnostics.push(dir_diagnostic(&path, "cannot read file (broken link?)"));
+                continue;
+            };
+            if meta.is_dir() {
+                diagnostics.push(dir_diagnostic(
+                    &path,
+                    "directory symlinks are not followed; copy the folder or link its files",
+                ));
+                continue;
+            }
             if path.extension().and_then(|e| e.to_str()) != Some("xml") {
+                continue;
+            }
+            if !meta.is_file() {
+                diagnostics.push(dir_diagnostic(&path, "not a regular file"));
                 continue;
             }
             let rel = path.strip_prefix(dir).unwrap_or(&path);
@@ -137,12 +168,119 @@ pub(crate) fn read_sources(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec
                 diagnostics.push(dir_diagnostic(&path, "template file is over 256 KiB"));
                 continue;
             }
-            match std::fs::read_to_string(&path) {
+            files += 1;
+            bytes += meta.len();
+            if files > MAX_SET_FILES {
+                diagnostics.push(dir_diagnostic(
+                    &path,
+                    format!("the set holds more than {MAX_SET_FILES} template files"),
+                ));
+                return sorted(sources);
+            }
+            if bytes > MAX_SET_BYTES {
+                diagnostics.push(dir_diagnostic(
+                    &path,
+                    format!(
+                        "the set's templates total more than {} MiB",
+                        MAX_SET_BYTES / (1024 * 1024)
+                    ),
+                ));
+                return sorted(sources);
+            }
+            match read_bounded(&path) {
                 Ok(text) => sources.push(Source { name, path, text }),
                 Err(e) => diagnostics.push(dir_diagnostic(&path, format!("cannot read: {e}"))),
             }
         }
     }
+    sorted(sources)
+}
+
+fn sorted(mut sources: Vec<Source>) -> Vec<Source> {
     sources.sort_by(|a, b| a.name.cmp(&b.name));
     sources
+}
+
+/// Reads a file as UTF-8, refusing one that grew past the per-file limit since it was measured.
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_TEMPLATE_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_TEMPLATE_FILE_BYTES {
+        return Err(std::io::Error::other("template file is over 256 KiB"));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(dir: &Path) -> (Vec<String>, Vec<String>) {
+        let mut diagnostics = Vec::new();
+        let names = read_sources(dir, &mut diagnostics)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        (names, diagnostics.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn symlink_loops_are_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sms.xml"), "<Response/>").unwrap();
+        std::os::unix::fs::symlink(".", dir.path().join("a")).unwrap();
+        std::os::unix::fs::symlink(".", dir.path().join("b")).unwrap();
+        std::os::unix::fs::symlink("loop", dir.path().join("loop")).unwrap();
+        let (names, problems) = read(dir.path());
+        assert_eq!(names, ["sms"]);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("/a:1:1: directory symlinks")));
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("/loop:1:1: cannot read")));
+    }
+
+    #[test]
+    fn configmap_layout_is_read_through_its_links() {
+        // What the kubelet mounts: files link into `..data`, itself a link to a timestamped folder.
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("..2026_12_01_00_00_00.1");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("sms.xml"), "<Response/>").unwrap();
+        std::os::unix::fs::symlink("..2026_12_01_00_00_00.1", dir.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/sms.xml", dir.path().join("sms.xml")).unwrap();
+        assert_eq!(read(dir.path()), (vec!["sms".to_string()], vec![]));
+    }
+
+    #[test]
+    fn special_files_are_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.xml")).unwrap();
+        let (names, problems) = read(dir.path());
+        assert!(names.is_empty());
+        assert!(
+            problems[0].contains("zero.xml:1:1: not a regular file"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn file_count_is_bounded_and_the_error_names_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..=MAX_SET_FILES {
+            std::fs::write(dir.path().join(format!("t{i}.xml")), "<Response/>").unwrap();
+        }
+        let (names, problems) = read(dir.path());
+        assert_eq!(names.len(), MAX_SET_FILES);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].contains(".xml:1:1: the set holds more than 2000"),
+            "{problems:?}"
+        );
+    }
 }

@@ -2,6 +2,8 @@
 //! requests over a raw TCP connection, and read the answer.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -265,7 +265,9 @@ impl Run {
         let mut rng = fastrand::Rng::new();
         let mut in_flight: HashSet<i64> = HashSet::new();
         let mut tasks: JoinSet<Done> = JoinSet::new();
-        let mut prune = tokio::time::interval(prune_interval(self.settings.retention));
+        let mut prune = tokio::time::interval(crate::journal::writer::prune_interval(
+            self.settings.retention,
+        ));
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut store_failing = false;
         let mut last_deep: Option<Instant> = None;
@@ -520,26 +522,5 @@ impl Run {
             Ok(n) => tracing::info!(pruned = n, "pruned delivered events past retention"),
             Err(e) => tracing::warn!(error = %e, "cannot prune the journal"),
         }
-    }
-}
-
-/// How often retention is enforced: a tenth of the retention, between a minute and an hour.
-fn prune_interval(retention: Duration) -> Duration {
-    (retention / 10).clamp(Duration::from_secs(60), Duration::from_secs(3600))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retention_is_enforced_often_enough_but_not_constantly() {
-        let h = |n: u64| Duration::from_secs(n * 3600);
-        assert_eq!(prune_interval(h(7 * 24)), h(1));
-        assert_eq!(prune_interval(h(2)), Duration::from_secs(720));
-        assert_eq!(
-            prune_interval(Duration::from_secs(300)),
-            Duration::from_secs(60)
-        );
     }
 }

@@ -1,0 +1,157 @@
+//! The spill file: events the journal could not take before the process exited, kept on local disk
+//! and taken back into the journal at the next start. File I/O only; no network.
+//!
+//! One file per exit, `spill-<unix ms>-<pid>.jsonl`: one JSON [`NewEvent`] per line, written to a
+//! temporary name, fsynced, renamed into place and the folder fsynced, so a file that exists is
+//! whole. Importing appends through the store like any batch: idempotency keys make an event that
+//! was journaled after all (or a file imported twice) a duplicate, not a second row. A file is
+//! removed only after every event in it is committed.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{open, JournalError, JournalUrl, NewEvent};
+
+/// Events per import transaction.
+const IMPORT_BATCH: usize = 1024;
+
+/// Writes `events` to a new spill file in `dir` and makes it durable; returns its path.
+pub fn write(dir: &Path, events: &[NewEvent]) -> std::io::Result<PathBuf> {
+    let name = format!(
+        "spill-{}-{}.jsonl",
+        super::time::now_ms(),
+        std::process::id()
+    );
+    let path = dir.join(&name);
+    let partial = dir.join(format!(".{name}.partial"));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+    for event in events {
+        serde_json::to_writer(&mut out, event)?;
+        out.write_all(b"\n")?;
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    std::fs::rename(&partial, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(path)
+}
+
+/// The spill files in `dir`, oldest first (partial files of an interrupted write are skipped).
+pub fn pending(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("spill-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads one spill file.
+pub fn read(path: &Path) -> Result<Vec<NewEvent>, JournalError> {
+    let file = std::fs::File::open(path).map_err(JournalError::new)?;
+    let mut events = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(JournalError::new)?;
+        if line.is_empty() {
+            continue;
+        }
+        let event = serde_json::from_str(&line)
+            .map_err(|e| JournalError::new(format!("{}:{}: {e}", path.display(), n + 1)))?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// Appends every spill file in `dir` to the journal at `url` and removes each once committed;
+/// returns how many events were imported (new or duplicate).
+pub fn import(dir: &Path, url: &JournalUrl) -> Result<usize, JournalError> {
+    let files = pending(dir).map_err(JournalError::new)?;
+    if files.is_empty() {
+        return Ok(0);
+    }
+    let mut store = open(url)?;
+    let mut imported = 0;
+    for path in files {
+        let events = read(&path)?;
+        for batch in events.chunks(IMPORT_BATCH) {
+            store.append(batch)?;
+        }
+        std::fs::remove_file(&path).map_err(JournalError::new)?;
+        imported += events.len();
+        tracing::info!(file = %path.display(), events = events.len(), "spilled events taken back into the journal");
+    }
+    Ok(imported)
+}
+
+/// Imports `dir` on a thread of its own, retrying every `retry` until it succeeds, so a journal
+/// that is still down at start-up delays nothing and loses nothing.
+pub fn import_in_background(dir: PathBuf, url: JournalUrl, retry: Duration) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("journal-spill-import".into())
+        .spawn(move || loop {
+            match import(&dir, &url) {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::error!(dir = %dir.display(), error = %e, "cannot take spilled events back yet; retrying");
+                    std::thread::sleep(retry);
+                }
+            }
+        })
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(key: &str) -> NewEvent {
+        NewEvent {
+            received_at_ms: 1_764_547_200_000,
+            role: "primary".into(),
+            method: "POST".into(),
+            url: "https://x/sms".into(),
+            path: "/sms".into(),
+            params: vec![("Body".into(), "é \"x\"\n2".into())],
+            error_code: None,
+            error_url: None,
+            idempotency_key: key.into(),
+            conversation: key.into(),
+            account_sid: Some("AC1".into()),
+        }
+    }
+
+    #[test]
+    fn a_spill_round_trips_and_a_second_import_adds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = vec![event("SM1:sms"), event("SM2:sms")];
+        let path = write(dir.path(), &events).unwrap();
+        assert_eq!(read(&path).unwrap(), events);
+        let db = dir.path().join("j.db");
+        let url = JournalUrl::Sqlite(db);
+        // The same events spilled twice (e.g. a file restored from a backup) are journaled once.
+        let again = write(dir.path(), &events).unwrap();
+        assert_ne!(path, again);
+        assert_eq!(import(dir.path(), &url).unwrap(), 4);
+        assert!(pending(dir.path()).unwrap().is_empty());
+        let mut store = open(&url).unwrap();
+        let stored = store.list(None, 10).unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[0].event, events[0]);
+        assert_eq!(import(dir.path(), &url).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_store_that_fails_keeps_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &[event("SM1:sms")]).unwrap();
+        let url = JournalUrl::Sqlite(dir.path().join("no/such/dir/j.db"));
+        assert!(import(dir.path(), &url).is_err());
+        assert_eq!(pending(dir.path()).unwrap().len(), 1);
+    }
+}

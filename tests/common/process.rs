@@ -1,0 +1,161 @@
+//! The real binary as a child process: `serve` on port 0 with its log in a file, plain HTTP/1 over
+//! std sockets with timeouts, signals, and a bounded wait for exit. Every wait here has a deadline.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `twiml-failover serve`, killed when dropped.
+pub struct Serve {
+    pub child: Child,
+    pub addr: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    /// Starts `serve --listen 127.0.0.1:0 ARGS` with the test token and `env`, and waits (at most
+    /// 20 s) for its `listening` line. Panics with the log when it exits first.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Serve {
+        Serve::try_start(args, env)
+            .unwrap_or_else(|(status, log)| panic!("serve exited at start-up ({status:?}):\n{log}"))
+    }
+
+    /// Like `start`, but a process that exits before listening is returned as (status, log).
+    pub fn try_start(
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Serve, (Option<ExitStatus>, String)> {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("serve.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_clear()
+            .env("TWILIO_AUTH_TOKEN", super::TOKEN)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("binary starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(addr) = listening_addr(&text) {
+                return Ok(Serve {
+                    child,
+                    addr,
+                    log,
+                    _dir: dir,
+                });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err((
+                    Some(status),
+                    std::fs::read_to_string(&log).unwrap_or_default(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err((None, std::fs::read_to_string(&log).unwrap_or_default()))
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `request` and returns the whole answer, or `None` when none came within `timeout`.
+    pub fn send(&self, request: &[u8], timeout: Duration) -> Option<String> {
+        let mut s = TcpStream::connect_timeout(&self.addr, timeout).ok()?;
+        s.set_read_timeout(Some(timeout)).ok()?;
+        s.set_write_timeout(Some(timeout)).ok()?;
+        s.write_all(request).ok()?;
+        let mut out = Vec::new();
+        match s.read_to_end(&mut out) {
+            Ok(_) => {}
+            Err(_) if !out.is_empty() => {}
+            Err(_) => return None,
+        }
+        Some(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// `GET path` (connection closed after the answer); `None` when unanswered within 3 s.
+    pub fn get(&self, path: &str) -> Option<String> {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        self.send(request.as_bytes(), Duration::from_secs(3))
+    }
+
+    /// A genuinely signed `POST /sms`; `None` when unanswered within 3 s.
+    pub fn sms(&self, body: &'static str) -> Option<String> {
+        let mut request = super::signed_sms_request(self.addr, body);
+        // The helper's request is keep-alive; close so the answer ends the read.
+        let head_end = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        request.splice(head_end..head_end, b"\r\nConnection: close".iter().copied());
+        self.send(&request, Duration::from_secs(3))
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
+    /// Waits at most `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address in the `listening listen=ADDR ...` start-up line.
+fn listening_addr(log: &str) -> Option<SocketAddr> {
+    log.lines()
+        .filter(|l| l.contains("listening"))
+        .find_map(|l| {
+            l.split("listen=")
+                .nth(1)?
+                .split([' ', '"'])
+                .find(|s| !s.is_empty())?
+                .parse()
+                .ok()
+        })
+}
+
+/// Copies a folder tree (files and folders only).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
