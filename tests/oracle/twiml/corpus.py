@@ -751,8 +751,15 @@ def template_cases(c):
     """TwiML Bins-style templates: variables, {% if %} branches, markup split across branches."""
     d = XML_DECL
     nxt = LINK_TARGET["voice"][2]
+
+    def voice(body):
+        return {"voice.xml": d + "<Response>" + body + "</Response>"}
+
+    def sms(body):
+        return {"sms.xml": d + "<Response>" + body + "</Response>"}
+
     ok = [
-        ("variables-in-say", {"voice.xml": d + "<Response><Say>Hello {{ From }}, you called {{ To }}.</Say></Response>"}, {}),
+        ("variables-in-say", voice("<Say>Hello {{ From }}, you called {{ To }}.</Say>"), {}),
         ("if-else-dial", {"voice.xml": d + '<Response>\n{% if Digits == "1" %}\n  <Dial action="next" callerId="{{ To }}">{{ agent_number }}</Dial>\n'
                           '{% else %}\n  <Say>Sorry, {{ Digits }} is not an option.</Say>\n  <Redirect method="POST">voice</Redirect>\n{% endif %}\n</Response>',
                           "next.xml": nxt}, {"agent_number": "+15550100002"}),
@@ -763,8 +770,8 @@ def template_cases(c):
         ("elif-chain", {"voice.xml": d + '<Response>{% if Digits == "1" %}<Redirect>next</Redirect>{% elif Digits == "2" %}<Play>https://example.com/a.mp3</Play>'
                         "{% elif SpeechResult %}<Say>You said {{ SpeechResult }}</Say>{% else %}<Hangup/>{% endif %}</Response>", "next.xml": nxt}, {}),
         ("jinja-comment-and-whitespace-control", {"voice.xml": d + "{# greeting for {{ From }} #}\n<Response>\n{%- if CallerName %}\n  <Say>Hi {{ CallerName }}</Say>\n{%- endif %}\n</Response>"}, {}),
-        ("e164-missing-value", {"voice.xml": d + '<Response><Dial callerId="{{ From | e164 }}">{{ To | e164 }}</Dial></Response>'}, {}),
-        ("vars-company", {"voice.xml": d + "<Response><Say>Welcome to {{ company }}.</Say></Response>"}, {"company": "Example & Sons"}),
+        ("e164-missing-value", voice('<Dial callerId="{{ From | e164 }}">{{ To | e164 }}</Dial>'), {}),
+        ("vars-company", voice("<Say>Welcome to {{ company }}.</Say>"), {"company": "Example & Sons"}),
         ("expression-in-ssml", {"voice.xml": d + '<Response><Say>Your number is <prosody rate="slow">{{ From }}</prosody>, '
                                 '<say-as interpret-as="digits">42</say-as>.</Say></Response>'}, {}),
         ("expression-in-link-query", {"voice.xml": d + '<Response><Gather action="next?caller={{ From }}&amp;n=1" numDigits="1"><Say>Press 1</Say></Gather></Response>', "next.xml": nxt}, {}),
@@ -781,44 +788,45 @@ def template_cases(c):
                             "{% else %}<Say>Payment failed: {{ Result }} {{ PaymentError }}</Say>{% endif %}</Response>"}, {}),
         ("record-parameters", {"voice.xml": d + '<Response><Record action="recorded" maxLength="30"/></Response>',
                                "recorded.xml": d + "<Response><Say>Recorded {{ RecordingDuration }} seconds.</Say><Play>{{ RecordingUrl }}</Play></Response>"}, {}),
-        ("sms-body", {"sms.xml": d + '<Response>{% if Body == "STOP" %}{% else %}<Message>Thanks {{ ProfileName }}! You said: {{ Body }}</Message>{% endif %}</Response>'}, {}),
+        ("sms-body", sms('{% if Body == "STOP" %}{% else %}<Message>Thanks {{ ProfileName }}! You said: {{ Body }}</Message>{% endif %}'), {}),
         ("sms-media", {"sms.xml": d + '<Response>{% if NumMedia != "0" %}<Message>Got {{ NumMedia }} file(s): {{ MediaUrl0 }} ({{ MediaContentType0 }})</Message>'
                        "{% else %}<Message><Body>No media from {{ WaId }}</Body></Message>{% endif %}</Response>"}, {}),
-        ("sms-split-message", {"sms.xml": d + '<Response>{% if Body %}<Message to="{{ From }}">{% else %}<Message>{% endif %}Hello {{ From }}</Message></Response>'}, {}),
-        ("sms-whatsapp", {"sms.xml": d + "<Response><Message>Hi {{ ProfileName }} ({{ WaId }}), button {{ ButtonText }}</Message></Response>"}, {}),
+        ("sms-split-message", sms('{% if Body %}<Message to="{{ From }}">{% else %}<Message>{% endif %}Hello {{ From }}</Message>'), {}),
+        ("sms-whatsapp", sms("<Message>Hi {{ ProfileName }} ({{ WaId }}), button {{ ButtonText }}</Message>"), {}),
         ("no-declaration-template", {"voice.xml": "<Response>{% if Digits %}<Say>{{ Digits }}</Say>{% endif %}</Response>"}, {}),
     ]
     for name, files, vars in ok:
         for role in ROLES:
             c.add(f"template/ok/{name}/{role}", "hand-made: TwiML Bins-style template", role, dict(files), "ok", vars=dict(vars))
     bad = [
-        ("unknown-variable", {"voice.xml": d + "<Response><Say>Hello {{ Form }}</Say></Response>"}, "voice.xml",
+        ("unknown-variable", voice("<Say>Hello {{ Form }}</Say>"),
          "{{ Form }} is neither a Twilio request parameter nor a configured var (typo for From): it would always render empty"),
-        ("unknown-variable-sms", {"sms.xml": d + "<Response><Message>You said {{ Bdy }}</Message></Response>"}, "sms.xml",
+        ("unknown-variable-sms", sms("<Message>You said {{ Bdy }}</Message>"),
          "{{ Bdy }} is neither a Twilio request parameter nor a configured var (typo for Body)"),
-        ("one-path-unbalanced", {"voice.xml": d + '<Response>{% if Digits %}<Gather numDigits="1">{% endif %}<Say>Enter</Say></Gather></Response>'}, "voice.xml",
+        ("one-path-unbalanced", voice('{% if Digits %}<Gather numDigits="1">{% endif %}<Say>Enter</Say></Gather>'),
          "when Digits is empty the rendered document has </Gather> without <Gather>: not well-formed"),
-        ("one-path-bad-attribute", {"voice.xml": d + '<Response>{% if Digits %}<Gather numdigits="1">{% else %}<Gather numDigits="4">{% endif %}'
-                                    "<Say>Enter</Say></Gather></Response>"}, "voice.xml",
+        ("one-path-bad-attribute", voice('{% if Digits %}<Gather numdigits="1">{% else %}<Gather numDigits="4">{% endif %}'
+                                         "<Say>Enter</Say></Gather>"),
          "the Digits path writes <Gather numdigits>: not an attribute of <Gather> (numDigits)"),
-        ("one-path-raw-amp", {"voice.xml": d + "<Response>{% if Digits %}<Say>Tom & Jerry</Say>{% else %}<Say>Hi</Say>{% endif %}</Response>"}, "voice.xml",
+        ("one-path-raw-amp", voice("{% if Digits %}<Say>Tom & Jerry</Say>{% else %}<Say>Hi</Say>{% endif %}"),
          "the Digits path has a raw & in text: not well-formed"),
-        ("one-path-voice-verb-in-sms", {"sms.xml": d + "<Response>{% if Body %}<Message>Hi</Message>{% else %}<Say>Hi</Say>{% endif %}</Response>"}, "sms.xml",
+        ("one-path-voice-verb-in-sms", sms("{% if Body %}<Message>Hi</Message>{% else %}<Say>Hi</Say>{% endif %}"),
          "the path without Body puts <Say>, a voice verb, in the messaging template sms.xml"),
-        ("one-path-dangling-link", {"voice.xml": d + '<Response>{% if Digits == "9" %}<Redirect>operator</Redirect>{% else %}<Hangup/>{% endif %}</Response>'}, "voice.xml",
+        ("one-path-dangling-link", voice('{% if Digits == "9" %}<Redirect>operator</Redirect>{% else %}<Hangup/>{% endif %}'),
          "the Digits == 9 path redirects to /operator and there is no operator.xml"),
-        ("unclosed-if", {"voice.xml": d + "<Response>{% if Digits %}<Say>{{ Digits }}</Say></Response>"}, "voice.xml",
+        ("unclosed-if", voice("{% if Digits %}<Say>{{ Digits }}</Say>"),
          "{% if %} without {% endif %}: the template does not compile"),
-        ("unclosed-expression", {"voice.xml": d + "<Response><Say>{{ From </Say></Response>"}, "voice.xml",
+        ("unclosed-expression", voice("<Say>{{ From </Say>"),
          "{{ without }}: the template does not compile"),
-        ("one-path-bad-value", {"voice.xml": d + '<Response>{% if Digits %}<Pause length="forever"/>{% else %}<Pause length="2"/>{% endif %}</Response>'}, "voice.xml",
+        ("one-path-bad-value", voice('{% if Digits %}<Pause length="forever"/>{% else %}<Pause length="2"/>{% endif %}'),
          "the Digits path writes <Pause length=\"forever\">: length is an integer > 0 (docs: https://www.twilio.com/docs/voice/twiml/pause)"),
-        ("one-path-wrong-nesting", {"voice.xml": d + "<Response><Dial>{% if Digits %}<Say>Connecting</Say>{% endif %}<Number>+15550100001</Number></Dial></Response>"}, "voice.xml",
+        ("one-path-wrong-nesting", voice("<Dial>{% if Digits %}<Say>Connecting</Say>{% endif %}<Number>+15550100001</Number></Dial>"),
          "the Digits path puts <Say> inside <Dial>"),
     ]
-    for name, files, ef, why in bad:
+    for name, files, why in bad:
+        (error_file,) = files  # each holds the one template that is wrong
         for role in ROLES:
-            c.add(f"template/bad/{name}/{role}", "hand-made: TwiML Bins-style template", role, dict(files), "error", why, ef)
+            c.add(f"template/bad/{name}/{role}", "hand-made: TwiML Bins-style template", role, dict(files), "error", why, error_file)
 
 
 def generate(schema, py_desc, node_desc, node_build):
