@@ -11,6 +11,7 @@ Deterministic: no clock, no unseeded randomness, cases in a fixed order.
 
 import json
 import random
+import re
 
 XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>'
 ROLES = ("primary", "fallback")
@@ -342,6 +343,30 @@ def attribute_name_mutations(c):
                   role, files, "error", why, HOME[channel])
 
 
+def tag_mutations(c):
+    """Misspelled verbs and nouns: TwiML names are case-sensitive, and an unknown element is not
+    TwiML (neither SDK writes it; Twilio reports a schema error)."""
+    tags = {e["tag"] for e in c.elements.values()}
+    n = 0
+    for eid in sorted(c.elements):
+        e = c.elements[eid]
+        channel = e["channel"]
+        tag = e["tag"]
+        if eid == c.root(channel):
+            continue
+        middle = len(tag) // 2
+        variants = [tag.lower(), tag.upper(), tag[0].swapcase() + tag[1:], tag[:middle] + tag[middle + 1:]]
+        doc = leaf_doc(c, eid)
+        for bad in sorted(set(variants) - tags):
+            if not bad or not (bad[0].isalpha() or bad[0] == "_"):
+                continue
+            xml = re.sub("<" + re.escape(tag) + r"(?=[\s/>])", "<" + bad, doc).replace("</" + tag + ">", "</" + bad + ">")
+            c.add(f"mutation/{channel}/{short(eid)}/tag/{bad}", "twilio-python document with a misspelled element", ROLES[n % 2],
+                  {HOME[channel]: xml}, "error",
+                  f"<{bad}> is not a TwiML element (the element is <{tag}>; names are case-sensitive), neither SDK writes it", HOME[channel])
+            n += 1
+
+
 def bad_values(a):
     t = a["type"]
     out = []
@@ -406,7 +431,7 @@ def nesting_mutations(c):
             pe = c.elements[parent]
             allowed_tags = {c.elements[x]["tag"] for x in pe["children"]}
             candidates = [i for i in ids if c.elements[i]["tag"] not in allowed_tags]
-            picks = rng.sample(candidates, min(3, len(candidates)))
+            picks = rng.sample(candidates, min(5, len(candidates)))
             for probe in picks:
                 role = ROLES[n % 2]
                 n += 1
@@ -793,6 +818,10 @@ def template_cases(c):
                        "{% else %}<Message><Body>No media from {{ WaId }}</Body></Message>{% endif %}</Response>"}, {}),
         ("sms-split-message", sms('{% if Body %}<Message to="{{ From }}">{% else %}<Message>{% endif %}Hello {{ From }}</Message>'), {}),
         ("sms-whatsapp", sms("<Message>Hi {{ ProfileName }} ({{ WaId }}), button {{ ButtonText }}</Message>"), {}),
+        ("attribute-in-a-branch", voice('<Gather {% if Digits %}numDigits="1" {% endif %}input="dtmf"><Say>Hi</Say></Gather>'), {}),
+        ("for-loop", voice("{% for n in [1, 2, 3] %}<Say>{{ n }}</Say>{% endfor %}"), {}),
+        ("jinja-comment-holding-markup", voice("{# <Gater> & < #}<Say>Hi</Say>"), {}),
+        ("set-variable", voice('{% set greeting = "Hello" %}<Say>{{ greeting }} {{ From }}</Say>'), {}),
         ("no-declaration-template", {"voice.xml": "<Response>{% if Digits %}<Say>{{ Digits }}</Say>{% endif %}</Response>"}, {}),
     ]
     for name, files, vars in ok:
@@ -823,6 +852,12 @@ def template_cases(c):
         ("one-path-wrong-nesting", voice("<Dial>{% if Digits %}<Say>Connecting</Say>{% endif %}<Number>+15550100001</Number></Dial>"),
          "the Digits path puts <Say> inside <Dial>"),
     ]
+    bad += [
+        ("attribute-on-response", {"voice.xml": d + '<Response colour="blue"><Say>Hi</Say></Response>'},
+         "<Response> takes no attributes; colour is unknown"),
+        ("prefixed-element", voice('<x:Say xmlns:x="urn:example">Hi</x:Say>'), "<x:Say> is not the TwiML <Say>"),
+        ("response-in-response", voice("<Response><Say>Hi</Say></Response>"), "<Response> is the root only"),
+    ]
     for name, files, why in bad:
         (error_file,) = files  # each holds the one template that is wrong
         for role in ROLES:
@@ -834,6 +869,7 @@ def generate(schema, py_desc, node_desc, node_build):
     valid_sdk_cases(c)
     enum_value_cases(c)
     attribute_name_mutations(c)
+    tag_mutations(c)
     attribute_value_mutations(c)
     nesting_mutations(c)
     named_nesting_cases(c)
