@@ -308,6 +308,16 @@ def leaf_doc(c, eid, parent=None):
     return python_build(c.py, channel, c.chain("python", parent, eid, {}, text))
 
 
+def leaf_files(c, eid, xml):
+    """The files of a mutation of eid's smallest document: a <Redirect>'s link target is there, so
+    the case is wrong for the one reason its `why` gives."""
+    e = c.elements[eid]
+    files = {HOME[e["channel"]]: xml}
+    if e["text"] and e["text"]["type"] == "link":
+        files[LINK_TARGET[e["channel"]][1]] = LINK_TARGET[e["channel"]][2]
+    return files
+
+
 def snake(name):
     return "".join("_" + ch.lower() if ch.isupper() else ch for ch in name)
 
@@ -334,7 +344,7 @@ def attribute_name_mutations(c):
             n += 1
             channel = e["channel"]
             xml = insert_attribute(leaf_doc(c, eid), e["tag"], f'{bad}="{value}"')
-            files = {HOME[channel]: xml}
+            files = leaf_files(c, eid, xml)
             if e["attributes"].get(meant, {}).get("type") == "link":
                 files[LINK_TARGET[channel][1]] = LINK_TARGET[channel][2]
             why = f"<{e['tag']}> has no attribute `{bad}`" + (f" (the attribute is `{meant}`; names are case-sensitive)" if meant else "") + \
@@ -362,7 +372,7 @@ def tag_mutations(c):
                 continue
             xml = re.sub("<" + re.escape(tag) + r"(?=[\s/>])", "<" + bad, doc).replace("</" + tag + ">", "</" + bad + ">")
             c.add(f"mutation/{channel}/{short(eid)}/tag/{bad}", "twilio-python document with a misspelled element", ROLES[n % 2],
-                  {HOME[channel]: xml}, "error",
+                  leaf_files(c, eid, xml), "error",
                   f"<{bad}> is not a TwiML element (the element is <{tag}>; names are case-sensitive), neither SDK writes it", HOME[channel])
             n += 1
 
@@ -389,8 +399,39 @@ def bad_values(a):
     return out
 
 
+# The bad values issue 12 names, each on the element it is about.
+ISSUE_VALUES = [
+    ("voice:Redirect", "method", "PUSH"),
+    ("voice:Gather", "method", "PUSH"),
+    ("voice:Gather", "numDigits", "abc"),
+    ("voice:Gather", "timeout", "-5"),
+    ("voice:Dial", "timeout", "-5"),
+    ("voice:Record", "timeout", "-5"),
+    ("voice:Gather", "input", "keypad"),
+    ("voice:Gather", "input", "dtmf keypad"),
+    ("voice:Play", "loop", "forever"),
+    ("voice:Say", "loop", "forever"),
+    ("voice:Dial", "record", "yes"),
+    ("voice:Reject", "reason", "nope"),
+    ("messaging:Redirect", "method", "PUSH"),
+    ("messaging:Message", "method", "PUSH"),
+]
+
+
 def attribute_value_mutations(c):
     n = 0
+    for eid, name, bad in ISSUE_VALUES:
+        e = c.elements[eid]
+        a = e["attributes"][name]
+        channel = e["channel"]
+        xml = insert_attribute(leaf_doc(c, eid), e["tag"], f'{name}="{bad}"')
+        kind = a["type"].replace("_", " ")
+        allowed = f" (one of {', '.join(a['values'][:8])})" if "values" in a else ""
+        bounds = f" (at least {a['min']})" if "min" in a else ""
+        why = f'<{e["tag"]} {name}="{bad}">: not a valid {kind}{allowed}{bounds}; ' + (a.get("type_source") or "twilio-node's declared type")
+        c.add(f"mutation/{channel}/issue-12-values/{short(eid)}/{name}={bad.replace(' ', '+')}", "issue 12: a bad attribute value",
+              ROLES[n % 2], leaf_files(c, eid, xml), "error", why, HOME[channel])
+        n += 1
     for eid in sorted(c.elements):
         e = c.elements[eid]
         channel = e["channel"]
@@ -405,7 +446,7 @@ def attribute_value_mutations(c):
                 why = f'<{e["tag"]} {name}="{bad}">: {reason} ({source})'
                 label = bad.replace(" ", "+")
                 c.add(f"mutation/{channel}/{short(eid)}/value/{name}={label}", f"twilio-python {short(eid)} with a bad {name}",
-                      role, {HOME[channel]: xml}, "error", why, HOME[channel])
+                      role, leaf_files(c, eid, xml), "error", why, HOME[channel])
 
 
 def probe_doc(c, probe):
