@@ -191,7 +191,7 @@ impl Visit for Fields<'_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() != "message" {
-            return self.write_named(field, |w| write!(w, "{value:?}"));
+            return self.write_named(field, |w| write_value(w, value));
         }
         if self.result.is_err() {
             return;
@@ -202,6 +202,64 @@ impl Visit for Fields<'_> {
             .separate()
             .and_then(|()| write!(NoControl(&mut self.writer), "{value:?}"));
     }
+}
+
+thread_local! {
+    /// Scratch space for a `Debug`/`Display` field value, reused so a line allocates nothing.
+    static VALUE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Writes a `?value` or `%value` field so it cannot pass for more fields or another line: as it is
+/// when it is one bare token (printable ASCII without space, `"`, `\` or `=`) or already a quoted
+/// and escaped string (`?some_str`), otherwise quoted and escaped. A request path such as
+/// `/x" reason="forged` therefore stays inside its own quotes.
+fn write_value(w: &mut Writer<'_>, value: &dyn fmt::Debug) -> fmt::Result {
+    VALUE.with(|cell| {
+        let Ok(mut text) = cell.try_borrow_mut() else {
+            return write_value_text(w, &format!("{value:?}"));
+        };
+        text.clear();
+        write!(text, "{value:?}")?;
+        write_value_text(w, &text)
+    })
+}
+
+fn write_value_text(w: &mut Writer<'_>, text: &str) -> fmt::Result {
+    if is_bare(text) || is_quoted_literal(text) {
+        w.write_str(text)
+    } else {
+        write!(w, "{text:?}")
+    }
+}
+
+fn is_bare(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| matches!(b, b'!'..=b'~') && !matches!(b, b'"' | b'\\' | b'='))
+}
+
+/// True for `"..."` in which every `"` and `\` inside is escaped and nothing is a control
+/// character: what `Debug` writes for a string.
+fn is_quoted_literal(text: &str) -> bool {
+    let Some(inner) = text
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    else {
+        return false;
+    };
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            // An escape takes the next character with it; a lone one at the end is not a literal.
+            '\\' if chars.next().is_none() => return false,
+            '\\' => {}
+            '"' => return false,
+            c if c.is_control() => return false,
+            _ => {}
+        }
+    }
+    true
 }
 
 /// Passes text through with control characters written as `\u{..}` escapes.
@@ -308,14 +366,37 @@ mod tests {
             tracing_subscriber::fmt::format().with_ansi(false),
             sample_events,
         );
-        assert_eq!(ours, default);
+        // The one difference: a Display value that is not one bare token is quoted (below).
+        assert_eq!(
+            ours,
+            default.replace(r#"error=bad "thing""#, r#"error="bad \"thing\"""#)
+        );
         assert!(ours.contains("message_sid=\"SM1\\\"quoted\\\"\""), "{ours}");
-        assert!(ours.contains("error=bad \"thing\""), "{ours}");
         assert!(
             ours.contains(r#"control="tab\there\u{7f}" empty="" negative=-3"#),
             "{ours}"
         );
         assert_eq!(ours.lines().count(), 5, "{ours}");
+    }
+
+    #[test]
+    fn values_cannot_forge_fields_or_lines() {
+        let forged = "/x\" reason=\"forged";
+        let ours = logged(TextLine, || {
+            tracing::info!(
+                path = forged,
+                shown = %forged,
+                debug = ?forged,
+                line = %"a\nWARN x: fake",
+                bare = %"/sms",
+                method = %http::Method::POST,
+                "done"
+            );
+        });
+        assert_eq!(
+            ours,
+            r#" INFO twiml_failover::log_line::tests: done path="/x\" reason=\"forged" shown="/x\" reason=\"forged" debug="/x\" reason=\"forged" line="a\nWARN x: fake" bare=/sms method=POST"#
+        );
     }
 
     #[test]

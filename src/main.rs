@@ -85,6 +85,14 @@ fn serve(args: ServeArgs) -> ExitCode {
             public_url = app.config.public_url.as_ref().map(|u| u.as_str()),
             "listening"
         );
+        if app.config.public_url.is_none() && !local.ip().is_loopback() {
+            tracing::warn!(
+                listen = %local,
+                "no --public-url: signatures are checked against a URL rebuilt from the Host header \
+                 (or X-Forwarded-* when trusted); behind a load balancer or proxy, set --public-url \
+                 to the URL configured in Twilio"
+            );
+        }
         tokio::spawn(reload::on_sighup(app.clone()));
         if app.config.watch {
             let mut paths = vec![app.config.templates.clone()];

@@ -47,16 +47,21 @@ impl AuthError {
     }
 }
 
+/// The signature settings header, when sent once; more than once is refused.
+fn settings(headers: &HeaderMap) -> Result<Option<SignatureSettings<'_>>, AuthError> {
+    match headers.get_all(SETTINGS_HEADER).iter().count() {
+        0 => Ok(None),
+        1 => Ok(Some(SignatureSettings::parse(
+            single_header(headers, SETTINGS_HEADER).ok_or(KeyError::MissingKey)?,
+        ))),
+        _ => Err(KeyError::MissingKey.into()),
+    }
+}
+
 /// Accepts the webhook only if it carries a valid signature from one of the keyring's keys.
 pub fn authenticate(keys: &KeyRing, headers: &HeaderMap, hook: &Webhook) -> Result<(), AuthError> {
     let signature = single_header(headers, SIGNATURE_HEADER).ok_or(AuthError::MissingSignature)?;
-    let settings = match headers.get_all(SETTINGS_HEADER).iter().count() {
-        0 => None,
-        1 => Some(SignatureSettings::parse(
-            single_header(headers, SETTINGS_HEADER).ok_or(KeyError::MissingKey)?,
-        )),
-        _ => return Err(KeyError::MissingKey.into()),
-    };
+    let settings = settings(headers)?;
     let (algorithm, candidates) = keys.keys_for(settings.as_ref(), hook.param("AccountSid"))?;
     // GET and JSON requests sign the URL alone; an empty `Params` does not allocate.
     let no_params = Params::new();
@@ -84,6 +89,45 @@ pub fn authenticate(keys: &KeyRing, headers: &HeaderMap, hook: &Webhook) -> Resu
     } else {
         Err(AuthError::BadSignature)
     }
+}
+
+/// What a refused signature was checked against, for the 403's log line: the URL forms tried, the
+/// algorithm and which keys. Never a key, a token or the expected signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempted {
+    /// Every URL form the signature was computed over, in order (as rebuilt, then with the
+    /// scheme's default port added or removed, as Twilio's SDKs accept).
+    pub urls: Vec<String>,
+    /// `HMAC_SHA1` or `HMAC_SHA256`.
+    pub algorithm: &'static str,
+    /// Which keys: `auth token`, `subaccount token`, or `shared key`.
+    pub key_kind: &'static str,
+    /// How many keys of that kind (2 while a secondary token is set).
+    pub key_count: usize,
+}
+
+/// Describes what [`authenticate`] checked the request against; `None` when it never got as far
+/// as comparing a signature (no keys for the request).
+pub fn attempted(keys: &KeyRing, headers: &HeaderMap, hook: &Webhook) -> Option<Attempted> {
+    let settings = settings(headers).ok()?;
+    let account = hook.param("AccountSid");
+    let (algorithm, candidates) = keys.keys_for(settings.as_ref(), account).ok()?;
+    let key_kind = if settings.is_some() {
+        "shared key"
+    } else if account.is_some_and(|sid| keys.accounts.contains_key(sid)) {
+        "subaccount token"
+    } else {
+        "auth token"
+    };
+    let urls = std::iter::once(hook.url.clone())
+        .chain(signature::toggle_default_port(&hook.url))
+        .collect();
+    Some(Attempted {
+        urls,
+        algorithm: algorithm.name(),
+        key_kind,
+        key_count: candidates.len(),
+    })
 }
 
 #[cfg(test)]
@@ -139,6 +183,41 @@ mod tests {
         assert_eq!(
             authenticate(&ring(), &twice, &hook),
             Err(AuthError::MissingSignature)
+        );
+    }
+
+    #[test]
+    fn a_refusal_says_what_was_tried_without_secrets() {
+        let hook = form("https://x.example/voice?a=1", &[("CallSid", "CA1")]);
+        let mut r = ring();
+        r.secondary = Some(Secret::new("tok2"));
+        let tried = attempted(&r, &with_sig("bm9wZQ=="), &hook).unwrap();
+        assert_eq!(
+            tried,
+            Attempted {
+                urls: vec![
+                    "https://x.example/voice?a=1".into(),
+                    "https://x.example:443/voice?a=1".into()
+                ],
+                algorithm: "HMAC_SHA1",
+                key_kind: "auth token",
+                key_count: 2,
+            }
+        );
+        let text = format!("{tried:?}");
+        assert!(
+            !text.contains("tok2") && !text.contains("\"tok\""),
+            "{text}"
+        );
+        let mut h = with_sig("bm9wZQ==");
+        h.insert(
+            SETTINGS_HEADER,
+            "key=k,algorithm=HMAC_SHA256".parse().unwrap(),
+        );
+        let shared = attempted(&ring(), &h, &hook).unwrap();
+        assert_eq!(
+            (shared.key_kind, shared.algorithm, shared.key_count),
+            ("shared key", "HMAC_SHA256", 1)
         );
     }
 

@@ -52,11 +52,40 @@ fn check_reports_file_line_col_and_exits_1() {
     let (code, out, _) = run(&["check", "--templates", dir.path().to_str().unwrap()], &[]);
     assert_eq!(code, 1);
     let expected = format!(
-        "{}/primary/sms.xml:2:3: <Say> is a voice verb",
+        "{}/primary/sms.xml:2:3: <Say> is voice TwiML, not allowed in a messaging template",
         dir.path().display()
     );
     assert!(out.contains(&expected), "{out}");
     assert_eq!(out.lines().count(), 2, "{out}");
+}
+
+/// The example of issue 12: a raw `&` in an attribute value passed `check` and was served.
+#[test]
+fn check_names_a_raw_ampersand_with_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    for role in ["primary", "fallback"] {
+        let d = dir.path().join(role);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("sms.xml"), "<Response/>\n").unwrap();
+    }
+    std::fs::write(
+        dir.path().join("primary/voice.xml"),
+        "<Response><Say>ok</Say></Response>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("fallback/voice.xml"),
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Gather action=\"https://example.com/g?a=1&b=2\" \
+         numDigits=\"1\"><Say>Press 1</Say></Gather></Response>\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(&["check", "--templates", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{out}");
+    let expected = format!(
+        "{}/fallback/voice.xml:2:52: not well-formed XML: a raw `&` is not allowed in XML (write `&amp;`)",
+        dir.path().display()
+    );
+    assert_eq!(out.trim(), expected);
 }
 
 #[test]

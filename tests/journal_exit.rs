@@ -13,22 +13,11 @@ use twiml_failover::journal::{self, spill, JournalUrl};
 const DOWN: &str = "postgres://twiml@127.0.0.1:9/journal?connect_timeout=1";
 
 fn serve_with(journal: &str, spill_dir: Option<&std::path::Path>) -> Serve {
-    let templates = common::shipped_templates();
-    let config = common::example_config();
-    let mut args = vec![
-        "--templates",
-        templates.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--journal",
-        journal,
-        "--watch",
-        "false",
-    ];
+    let mut args = vec!["--journal", journal, "--watch", "false"];
     if let Some(dir) = spill_dir {
         args.extend(["--journal-spill-dir", dir.to_str().unwrap()]);
     }
-    Serve::start(&args, &[])
+    Serve::shipped(&args)
 }
 
 /// Sends `n` signed webhooks, each with its own MessageSid, and checks each got 200.

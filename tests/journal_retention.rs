@@ -38,24 +38,15 @@ fn without_forwarding_old_events_are_pruned_and_no_backlog_is_shown() {
             event("recent", now - 60_000),
         ])
         .unwrap();
-    let templates = common::shipped_templates();
-    let config = common::example_config();
     let journal_url = format!("sqlite://{}", db.display());
-    let server = Serve::start(
-        &[
-            "--templates",
-            templates.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--journal",
-            &journal_url,
-            "--journal-retention",
-            "1h",
-            "--watch",
-            "false",
-        ],
-        &[],
-    );
+    let server = Serve::shipped(&[
+        "--journal",
+        &journal_url,
+        "--journal-retention",
+        "1h",
+        "--watch",
+        "false",
+    ]);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let keys: Vec<String> = store

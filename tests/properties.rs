@@ -72,15 +72,11 @@ fn templates_with_branchy(role: Role) -> (tempfile::TempDir, Templates) {
 }
 
 #[test]
-fn shipped_templates_are_proven_well_formed() {
+fn shipped_templates_load_with_a_branchy_one() {
     for role in [Role::Primary, Role::Fallback] {
         let (_root, t) = templates_with_branchy(role);
-        let set = t.active_set();
-        let names: Vec<&str> = set.names().collect();
+        let names: Vec<&str> = t.active_set().names().collect();
         assert!(names.len() >= 5, "{names:?}");
-        for name in names {
-            assert!(set.proven(name), "{name} ({role:?}) is not proven");
-        }
     }
 }
 
@@ -185,17 +181,16 @@ proptest! {
     }
 
     #[test]
-    fn proven_templates_render_well_formed_twiml(p in params(), path in prop_oneof![
+    fn templates_render_well_formed_twiml(p in params(), path in prop_oneof![
         Just("branchy"), Just("voice"), Just("menu"), Just("sms"), Just("voicemail"), Just("dial-status"),
     ]) {
         let (_root, t) = templates_with_branchy(Role::Primary);
         let set = t.active_set();
-        prop_assert!(set.proven(path));
         let ctx = minijinja::Value::from_object(twiml_failover::templates::RenderContext::new(
             Arc::new([("company".to_string(), "A & <B>".to_string())].into_iter().collect()),
             Arc::new(p.iter().map(|(k, v)| (k, v)).collect()),
         ));
-        // A proven template's answers skip the check, so run it here on every one.
+        // Answers are checked by the strict parser before they leave; hold the schema to them too.
         if let Ok(out) = set.render(path, &ctx) {
             let problems = twiml::lint(&out, None).problems;
             prop_assert!(problems.is_empty(), "{:?} in {}", problems, out);

@@ -375,7 +375,7 @@ impl Writer {
                 if self.events.len() >= self.settings.max_buffered {
                     self.metrics.dropped();
                     tracing::error!(
-                        idempotency_key = %event.idempotency_key,
+                        idempotency_key = event.idempotency_key.as_str(),
                         "journal retry buffer full; event dropped"
                     );
                     let _ = ack.send(Err(JournalError::new(

@@ -18,8 +18,8 @@ use crate::journal::writer::Written;
 use crate::readiness::Phase;
 use crate::route::{route, Route};
 use crate::templates::{AnswerError, ServedBy};
-use crate::verify::authenticate;
-use crate::webhook::{decode, DecodeError, Params, UrlRules};
+use crate::verify::{attempted, authenticate};
+use crate::webhook::{decode, DecodeError, Params, UrlRules, Webhook};
 
 /// What the request log line says beyond method, path and status.
 #[derive(Debug, Default)]
@@ -32,6 +32,16 @@ struct Outcome {
     reason: Option<String>,
     journal: Option<&'static str>,
     journal_id: Option<i64>,
+    /// On a refused signature: where the signed URL came from, and what was tried.
+    signature: Option<SignatureLog>,
+}
+
+/// The fields a 403's log line adds, so an operator can see why a signature did not match.
+#[derive(Debug)]
+struct SignatureLog {
+    url_from: &'static str,
+    tried: String,
+    keys: String,
 }
 
 /// Answers one request.
@@ -98,6 +108,9 @@ pub async fn handle(
         reason = outcome.reason.as_deref(),
         journal = outcome.journal,
         journal_id = outcome.journal_id,
+        signed_url_from = outcome.signature.as_ref().map(|s| s.url_from),
+        tried_urls = outcome.signature.as_ref().map(|s| s.tried.as_str()),
+        tried_keys = outcome.signature.as_ref().map(|s| s.keys.as_str()),
     );
     Ok(response)
 }
@@ -157,6 +170,7 @@ async fn webhook(
     if let Err(e) = authenticate(&app.config.keyring, &parts.headers, &hook) {
         app.metrics.signature_failure(e.label());
         outcome.reason = Some(loggable(&e.to_string()));
+        outcome.signature = signature_log(app, &parts.headers, &hook);
         return respond::error(StatusCode::FORBIDDEN);
     }
     outcome.call_sid = hook.param("CallSid").map(loggable);
@@ -220,6 +234,29 @@ async fn webhook(
     answer
 }
 
+/// What a refused signature was checked against (no key, token or expected signature).
+fn signature_log(app: &App, headers: &http::HeaderMap, hook: &Webhook) -> Option<SignatureLog> {
+    let tried = attempted(&app.config.keyring, headers, hook)?;
+    let url_from = if app.config.public_url.is_some() {
+        "public-url"
+    } else if app.config.trust_forwarded_headers
+        && (headers.contains_key("x-forwarded-host") || headers.contains_key("x-forwarded-proto"))
+    {
+        "x-forwarded headers"
+    } else {
+        "host header"
+    };
+    let urls: Vec<String> = tried.urls.iter().map(|u| loggable(u)).collect();
+    Some(SignatureLog {
+        url_from,
+        tried: urls.join(" "),
+        keys: format!(
+            "{} {} x{}",
+            tried.algorithm, tried.key_kind, tried.key_count
+        ),
+    })
+}
+
 /// Twilio's retry-stable token, when sent exactly once as text.
 fn idempotency_token(headers: &http::HeaderMap) -> Option<&str> {
     let mut values = headers.get_all(record::IDEMPOTENCY_HEADER).iter();
@@ -240,7 +277,7 @@ fn render(app: &App, name: &str, params: Arc<Params>, outcome: &mut Outcome) -> 
             });
             if let Some(first) = answer.degraded_from {
                 app.metrics.degraded_answer();
-                tracing::warn!(template = %name, error = %first, "template failed; answered from the fallback set");
+                tracing::warn!(template = name, error = %first, "template failed; answered from the fallback set");
             }
             respond::twiml(answer.twiml)
         }
@@ -250,7 +287,7 @@ fn render(app: &App, name: &str, params: Arc<Params>, outcome: &mut Outcome) -> 
         }
         Err(AnswerError::Failed(e)) => {
             // 503 makes Twilio try the number's fallback URL at once.
-            tracing::error!(template = %name, error = %e, "no template could answer");
+            tracing::error!(template = name, error = %e, "no template could answer");
             outcome.reason = Some(e.to_string());
             respond::error(StatusCode::SERVICE_UNAVAILABLE)
         }

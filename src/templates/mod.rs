@@ -8,7 +8,8 @@ pub mod check;
 pub mod context;
 pub mod escape;
 mod files;
-pub mod proof;
+pub mod lint;
+mod load;
 pub mod twiml;
 
 use std::collections::HashMap;
@@ -25,7 +26,7 @@ pub use check::Diagnostic;
 pub use context::{RenderContext, Vars};
 
 /// Instruction budget of one render; bounds loops in a template (normal templates use a few hundred).
-const RENDER_FUEL: u64 = 20_000;
+pub(crate) const RENDER_FUEL: u64 = 20_000;
 
 /// A compiled, checked set of templates from one directory (`primary/` or `fallback/`).
 pub struct TemplateSet {
@@ -40,8 +41,6 @@ pub struct TemplateSet {
 pub(crate) struct Compiled {
     /// The file name the engine knows it by.
     pub(crate) file: String,
-    /// Every answer it can render is well-formed ([`proof`]), so answers skip the TwiML check.
-    pub(crate) proven: bool,
 }
 
 impl std::fmt::Debug for TemplateSet {
@@ -107,8 +106,15 @@ pub(crate) fn new_environment() -> Environment<'static> {
     env
 }
 
-/// The `e164` filter of TwiML Bins: the `+digits` number inside a SIP URI or phone string.
-fn e164(value: &str) -> String {
+/// The `e164` filter of TwiML Bins: the `+digits` number inside a SIP URI or phone string; empty
+/// for a parameter Twilio did not send, as every missing value renders.
+fn e164(value: &Value) -> String {
+    let text = match value.as_str() {
+        Some(s) => s.to_string(),
+        None if value.is_undefined() || value.is_none() => return String::new(),
+        None => value.to_string(),
+    };
+    let value = text.as_str();
     let Some(start) = value.find('+') else {
         return String::new();
     };
@@ -134,11 +140,6 @@ impl TemplateSet {
         self.names.keys().map(String::as_str)
     }
 
-    /// True when every answer template `name` can render is proven well-formed at load.
-    pub fn proven(&self, name: &str) -> bool {
-        self.names.get(name).is_some_and(|t| t.proven)
-    }
-
     /// Renders `name` with `ctx` and checks the result is TwiML Twilio will accept.
     pub fn render(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
         let Some(compiled) = self.names.get(name) else {
@@ -160,10 +161,11 @@ impl TemplateSet {
         if out.len() > twiml::MAX_DOCUMENT_BYTES {
             return Err(RenderError::TooLarge(out.len()));
         }
-        if !compiled.proven {
-            if let Some(problem) = twiml::lint(&out, None).problems.into_iter().next() {
-                return Err(RenderError::NotWellFormed(problem.message));
-            }
+        // Every answer passes the strict parser: values are escaped, but a template's markup can
+        // still break on a path no check foresaw, and a malformed fallback is the one thing that
+        // must never reach Twilio.
+        if let Err(e) = lint::xml::parse(&out) {
+            return Err(RenderError::NotWellFormed(e.message));
         }
         Ok(out)
     }
@@ -219,9 +221,9 @@ impl Templates {
         role: Role,
         settings: &TemplateSettings,
     ) -> Result<Templates, Vec<Diagnostic>> {
-        let fallback = check::load_set(&root.join("fallback"), Role::Fallback, settings);
+        let fallback = load::load_set(&root.join("fallback"), Role::Fallback, settings);
         let primary = match role {
-            Role::Primary => Some(check::load_set(
+            Role::Primary => Some(load::load_set(
                 &root.join("primary"),
                 Role::Primary,
                 settings,
@@ -458,10 +460,13 @@ mod tests {
     #[test]
     fn e164_extracts_numbers() {
         assert_eq!(
-            e164("sip:+15125551212@x.sip.us1.twilio.com"),
+            e164(&Value::from("sip:+15125551212@x.sip.us1.twilio.com")),
             "+15125551212"
         );
-        assert_eq!(e164("+15550100"), "+15550100");
-        assert_eq!(e164("anonymous"), "");
+        assert_eq!(e164(&Value::from("+15550100")), "+15550100");
+        assert_eq!(e164(&Value::from("anonymous")), "");
+        assert_eq!(e164(&Value::UNDEFINED), "");
+        let env = new_environment();
+        assert_eq!(env.render_str("[{{ From | e164 }}]", ()).unwrap(), "[]");
     }
 }

@@ -16,7 +16,7 @@ pub struct Serve {
 }
 
 impl Serve {
-    /// Starts `serve --listen 127.0.0.1:0 ARGS` with the test token and `env`, and waits (at most
+    /// Starts `serve --listen 127.0.0.1:0 ARGS` (unless ARGS has a `--listen`) with the test token and `env`, and waits (at most
     /// 20 s) for its `listening` line. Panics with the log when it exits first.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Serve {
         Serve::try_start(args, env)
@@ -30,8 +30,12 @@ impl Serve {
     ) -> Result<Serve, (Option<ExitStatus>, String)> {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_twiml-failover"));
+        command.arg("serve");
+        if !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = command
             .args(args)
             .env_clear()
             .env("TWILIO_AUTH_TOKEN", super::TOKEN)
@@ -157,5 +161,21 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         } else {
             std::fs::copy(entry.path(), target).unwrap();
         }
+    }
+}
+
+impl Serve {
+    /// `start` on the shipped templates and example config, plus `extra` flags.
+    pub fn shipped(extra: &[&str]) -> Serve {
+        let templates = super::shipped_templates();
+        let config = super::example_config();
+        let mut args = vec![
+            "--templates",
+            templates.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Serve::start(&args, &[])
     }
 }

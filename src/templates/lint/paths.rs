@@ -1,0 +1,472 @@
+//! Every document a template can render, up to its expressions: one per way through its
+//! `{% if %}` / `{% elif %}` / `{% else %}` branches, with loops taken 0, 1 and 2 times. Pure.
+//!
+//! MiniJinja's delimiters are fixed (`{{ }}`, `{% %}`, `{# #}`, `-` whitespace control, and the
+//! repo's `trim_blocks`/`lstrip_blocks`), so a small scanner over the source finds the tags without
+//! reaching into the engine's parse tree. Each `{{ expression }}` becomes [`EXPRESSION_MARK`]
+//! (values are XML-escaped when rendered, so a mark stands for text). Whatever the scanner cannot
+//! judge (macros, includes, block `set`, markup-producing filters) is an error, never a silent pass.
+
+use super::EXPRESSION_MARK;
+
+/// More paths than this and the template is reported instead of judged.
+pub const MAX_PATHS: usize = 64;
+
+/// Filters whose result is marked safe and written out unescaped.
+const MARKUP_FILTERS: &[&str] = &["safe", "e", "escape", "tojson"];
+
+/// One rendered path, with a map back to the source.
+#[derive(Debug, Clone)]
+pub struct Path {
+    /// The document, with [`EXPRESSION_MARK`] for each expression.
+    pub doc: String,
+    /// `(offset in doc, offset in source, copied verbatim)`, ascending.
+    spans: Vec<(usize, usize, bool)>,
+}
+
+impl Path {
+    /// The source offset a document offset comes from.
+    pub fn source_offset(&self, offset: usize) -> usize {
+        let i = self.spans.partition_point(|s| s.0 <= offset);
+        match i.checked_sub(1).map(|i| self.spans[i]) {
+            Some((doc, src, true)) => src + (offset - doc),
+            Some((_, src, false)) => src,
+            None => 0,
+        }
+    }
+
+    fn push_raw(&mut self, text: &str, src: usize) {
+        if !text.is_empty() {
+            self.spans.push((self.doc.len(), src, true));
+            self.doc.push_str(text);
+        }
+    }
+
+    fn push_mark(&mut self, src: usize) {
+        self.spans.push((self.doc.len(), src, false));
+        self.doc.push(EXPRESSION_MARK);
+    }
+
+    /// The path without the leading whitespace a render is trimmed of.
+    pub fn trimmed(mut self) -> Path {
+        let cut = self.doc.len() - self.doc.trim_start().len();
+        if cut == 0 {
+            return self;
+        }
+        self.doc.drain(..cut);
+        // Whitespace is only ever raw text: a span cut into keeps its rest.
+        let mut spans = Vec::with_capacity(self.spans.len());
+        for (i, &(d, s, raw)) in self.spans.iter().enumerate() {
+            let next = self.spans.get(i + 1).map_or(usize::MAX, |n| n.0);
+            if d >= cut {
+                spans.push((d - cut, s, raw));
+            } else if raw && next > cut {
+                spans.push((0, s + (cut - d), raw));
+            }
+        }
+        self.spans = spans;
+        self
+    }
+}
+
+/// Why a template's paths could not be listed; `offset` is into the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unjudgeable {
+    /// Byte offset into the source.
+    pub offset: usize,
+    /// What the check cannot judge and what to do.
+    pub message: String,
+}
+
+#[derive(Debug)]
+enum Piece {
+    Raw(usize, usize),
+    Expr(usize),
+    If(Vec<Vec<Piece>>),
+    For(Vec<Piece>, Vec<Piece>),
+}
+
+#[derive(Debug)]
+enum Tok<'a> {
+    Raw(usize, usize),
+    Expr(usize, &'a str),
+    Stmt(usize, &'a str),
+}
+
+/// Lists every path of `source` (each trimmed of leading whitespace, duplicates removed).
+pub fn paths(source: &str) -> Result<Vec<Path>, Unjudgeable> {
+    let toks = scan(source)?;
+    let mut at = 0;
+    let pieces = parse_body(&toks, &mut at, &[])?;
+    if let Some(Tok::Stmt(off, s)) = toks.get(at) {
+        return Err(Unjudgeable {
+            offset: *off,
+            message: format!("`{{% {} %}}` closes nothing", s.trim()),
+        });
+    }
+    let start = vec![Path {
+        doc: String::new(),
+        spans: Vec::new(),
+    }];
+    let all = expand(source, &pieces, start).ok_or(Unjudgeable {
+        offset: 0,
+        message: format!(
+            "more than {MAX_PATHS} ways through the template's {{% if %}}/{{% for %}} blocks; \
+             the check cannot judge each one (split the template, or nest fewer conditions)"
+        ),
+    })?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(all
+        .into_iter()
+        .map(Path::trimmed)
+        .filter(|p| seen.insert(p.doc.clone()))
+        .collect())
+}
+
+fn expand(source: &str, pieces: &[Piece], mut paths: Vec<Path>) -> Option<Vec<Path>> {
+    for piece in pieces {
+        match piece {
+            Piece::Raw(a, b) => paths
+                .iter_mut()
+                .for_each(|p| p.push_raw(&source[*a..*b], *a)),
+            Piece::Expr(at) => paths.iter_mut().for_each(|p| p.push_mark(*at)),
+            Piece::If(branches) => {
+                let mut next = Vec::new();
+                for branch in branches {
+                    next.extend(expand(source, branch, paths.clone())?);
+                    if next.len() > MAX_PATHS {
+                        return None;
+                    }
+                }
+                paths = next;
+            }
+            Piece::For(body, otherwise) => {
+                let mut next = expand(source, otherwise, paths.clone())?;
+                let once = expand(source, body, paths)?;
+                next.extend(expand(source, body, once.clone())?);
+                next.extend(once);
+                if next.len() > MAX_PATHS {
+                    return None;
+                }
+                paths = next;
+            }
+        }
+    }
+    Some(paths)
+}
+
+fn keyword(stmt: &str) -> &str {
+    let s = stmt.trim_start();
+    let end = s
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    &s[..end]
+}
+
+/// Pieces up to one of `until` (left unconsumed at `*at`).
+fn parse_body(toks: &[Tok<'_>], at: &mut usize, until: &[&str]) -> Result<Vec<Piece>, Unjudgeable> {
+    let mut out = Vec::new();
+    while let Some(tok) = toks.get(*at) {
+        match tok {
+            Tok::Raw(a, b) => out.push(Piece::Raw(*a, *b)),
+            Tok::Expr(off, expr) => {
+                if let Some(f) = markup_filter(expr) {
+                    return Err(Unjudgeable {
+                        offset: *off,
+                        message: format!(
+                            "the `{f}` filter writes its value unescaped; answers must escape \
+                             every value"
+                        ),
+                    });
+                }
+                out.push(Piece::Expr(*off));
+            }
+            Tok::Stmt(off, stmt) => {
+                let kw = keyword(stmt);
+                if until.contains(&kw) {
+                    return Ok(out);
+                }
+                *at += 1;
+                match kw {
+                    "if" => {
+                        let mut branches = Vec::new();
+                        let mut has_else = false;
+                        loop {
+                            branches.push(parse_body(toks, at, &["elif", "else", "endif"])?);
+                            match toks.get(*at) {
+                                Some(Tok::Stmt(_, s)) if keyword(s) == "endif" => break,
+                                Some(Tok::Stmt(_, s)) => has_else |= keyword(s) == "else",
+                                _ => return Err(unclosed(*off, "if")),
+                            }
+                            *at += 1;
+                        }
+                        *at += 1;
+                        if !has_else {
+                            branches.push(Vec::new());
+                        }
+                        out.push(Piece::If(branches));
+                        continue;
+                    }
+                    "for" => {
+                        let body = parse_body(toks, at, &["else", "endfor"])?;
+                        let mut otherwise = Vec::new();
+                        if matches!(toks.get(*at), Some(Tok::Stmt(_, s)) if keyword(s) == "else") {
+                            *at += 1;
+                            otherwise = parse_body(toks, at, &["endfor"])?;
+                        }
+                        if !matches!(toks.get(*at), Some(Tok::Stmt(_, s)) if keyword(s) == "endfor")
+                        {
+                            return Err(unclosed(*off, "for"));
+                        }
+                        *at += 1;
+                        out.push(Piece::For(body, otherwise));
+                        continue;
+                    }
+                    "with" => {
+                        out.extend(parse_body(toks, at, &["endwith"])?);
+                        if toks.get(*at).is_none() {
+                            return Err(unclosed(*off, "with"));
+                        }
+                        *at += 1;
+                        continue;
+                    }
+                    // `{% set x = ... %}` and `{% do ... %}` print nothing.
+                    "set" if stmt.contains('=') => {}
+                    "do" | "endwith" => {}
+                    other => {
+                        return Err(Unjudgeable {
+                            offset: *off,
+                            message: format!(
+                                "`{{% {other} %}}` is not supported in TwiML templates: the check \
+                                 cannot judge what it renders (use if/elif/else, for, set)"
+                            ),
+                        })
+                    }
+                }
+                continue;
+            }
+        }
+        *at += 1;
+    }
+    Ok(out)
+}
+
+fn unclosed(offset: usize, what: &str) -> Unjudgeable {
+    Unjudgeable {
+        offset,
+        message: format!("`{{% {what} %}}` is never closed"),
+    }
+}
+
+/// The first filter in `expr` whose output is written unescaped.
+fn markup_filter(expr: &str) -> Option<&'static str> {
+    let mut rest = expr;
+    while let Some(i) = rest.find('|') {
+        rest = &rest[i + 1..];
+        let name = keyword(rest);
+        if let Some(f) = MARKUP_FILTERS.iter().find(|f| **f == name) {
+            return Some(f);
+        }
+    }
+    None
+}
+
+/// Splits `source` into raw text, expressions and statements, applying whitespace control.
+fn scan(source: &str) -> Result<Vec<Tok<'_>>, Unjudgeable> {
+    let bytes = source.as_bytes();
+    let mut toks = Vec::new();
+    let mut raw_start = 0;
+    // Raw text starts here after `-%}` / trim_blocks removed what follows a tag.
+    let mut i = 0;
+    while let Some(rel) = source[i..].find('{') {
+        let open = i + rel;
+        let kind = bytes.get(open + 1).copied();
+        let close = match kind {
+            Some(b'{') => "}}",
+            Some(b'%') => "%}",
+            Some(b'#') => "#}",
+            _ => {
+                i = open + 1;
+                continue;
+            }
+        };
+        let Some(end_rel) = find_close(&source[open + 2..], close, kind == Some(b'#')) else {
+            return Err(Unjudgeable {
+                offset: open,
+                message: format!(
+                    "`{}` is never closed with `{close}`",
+                    &source[open..open + 2]
+                ),
+            });
+        };
+        let inner_start = open + 2;
+        let inner_end = open + 2 + end_rel;
+        let tag_end = inner_end + 2;
+        let inner = &source[inner_start..inner_end];
+        let strip_before = inner.starts_with('-');
+        let strip_after = inner.ends_with('-');
+        let block = kind != Some(b'{');
+        // Text before the tag, with `{%-` or lstrip_blocks applied.
+        let mut text_end = open;
+        if strip_before {
+            text_end = raw_start + source[raw_start..open].trim_end().len();
+        } else if block && !inner.starts_with('+') {
+            let line_start = source[..open]
+                .rfind('\n')
+                .map_or(0, |n| n + 1)
+                .max(raw_start);
+            if source[line_start..open]
+                .bytes()
+                .all(|b| b == b' ' || b == b'\t')
+            {
+                text_end = line_start;
+            }
+        }
+        if text_end > raw_start {
+            toks.push(Tok::Raw(raw_start, text_end));
+        }
+        let body = inner
+            .trim_start_matches(['-', '+'])
+            .trim_end_matches(['-', '+']);
+        match kind {
+            Some(b'{') => toks.push(Tok::Expr(open, body)),
+            Some(b'%') if keyword(body) == "raw" => {
+                let Some(end) = source[tag_end..].find("endraw") else {
+                    return Err(unclosed(open, "raw"));
+                };
+                let endraw_open = source[..tag_end + end].rfind("{%").unwrap_or(tag_end);
+                toks.push(Tok::Raw(tag_end, endraw_open.max(tag_end)));
+                let after = source[tag_end + end..]
+                    .find("%}")
+                    .map_or(source.len(), |n| tag_end + end + n + 2);
+                raw_start = after;
+                i = after;
+                continue;
+            }
+            Some(b'%') => toks.push(Tok::Stmt(open, body)),
+            _ => {}
+        }
+        raw_start = tag_end;
+        if strip_after {
+            raw_start = tag_end + (source[tag_end..].len() - source[tag_end..].trim_start().len());
+        } else if block && !inner.ends_with('+') {
+            if source[tag_end..].starts_with("\r\n") {
+                raw_start += 2;
+            } else if source[tag_end..].starts_with('\n') {
+                raw_start += 1;
+            }
+        }
+        i = raw_start.max(tag_end);
+    }
+    if raw_start < source.len() {
+        toks.push(Tok::Raw(raw_start, source.len()));
+    }
+    Ok(toks)
+}
+
+/// Offset of `close` in `text`, skipping quoted strings in expressions and statements.
+fn find_close(text: &str, close: &str, comment: bool) -> Option<usize> {
+    if comment {
+        return text.find(close);
+    }
+    let mut quote = None;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match quote {
+            Some(q) if c == '\\' => {
+                let _ = q;
+                chars.next();
+            }
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if text[i..].starts_with(close) => return Some(i),
+            None => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docs(source: &str) -> Vec<String> {
+        let mut d: Vec<String> = paths(source)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.doc.replace(EXPRESSION_MARK, "$"))
+            .collect();
+        d.sort();
+        d
+    }
+
+    #[test]
+    fn every_branch_is_a_path() {
+        assert_eq!(
+            docs("<R>{% if a %}<G n=\"1\">{% elif b %}<G n=\"{{ x }}\">{% else %}<G>{% endif %}</G></R>"),
+            ["<R><G n=\"$\"></G></R>", "<R><G n=\"1\"></G></R>", "<R><G></G></R>"]
+        );
+        assert_eq!(
+            docs("<R>{% if a %}x{% endif %}</R>"),
+            ["<R></R>", "<R>x</R>"]
+        );
+    }
+
+    #[test]
+    fn loops_run_zero_one_and_two_times() {
+        assert_eq!(
+            docs("<R>{% for m in M %}<S>{{ m }}</S>{% else %}<N/>{% endfor %}</R>"),
+            ["<R><N/></R>", "<R><S>$</S></R>", "<R><S>$</S><S>$</S></R>"]
+        );
+    }
+
+    #[test]
+    fn whitespace_control_and_block_lines() {
+        assert_eq!(
+            docs(
+                "{# c #}\n<?xml version=\"1.0\"?>\n<R>\n  {% if a %}\n  <S/>\n  {% endif %}\n</R>"
+            ),
+            [
+                "<?xml version=\"1.0\"?>\n<R>\n  <S/>\n</R>",
+                "<?xml version=\"1.0\"?>\n<R>\n</R>"
+            ]
+        );
+        assert_eq!(docs("<R> {{- x -}} </R>"), ["<R>$</R>"]);
+        assert_eq!(
+            docs("<R>{% raw %}{{ x }}{% endraw %}</R>"),
+            ["<R>{{ x }}</R>"]
+        );
+    }
+
+    #[test]
+    fn maps_back_to_the_source() {
+        let src = "{% if a %}\n<R>{{ x }}<S/></R>{% endif %}";
+        let p = paths(src).unwrap();
+        let p = p.iter().find(|p| !p.doc.is_empty()).unwrap();
+        let at = p.doc.find("<S/>").unwrap();
+        assert_eq!(&src[p.source_offset(at)..][..4], "<S/>");
+        let mark = p.doc.find(EXPRESSION_MARK).unwrap();
+        assert_eq!(&src[p.source_offset(mark)..][..2], "{{");
+    }
+
+    #[test]
+    fn reports_what_it_cannot_judge() {
+        for (src, expect) in [
+            ("<R>{% macro m() %}x{% endmacro %}</R>", "macro"),
+            ("<R>{% include \"x\" %}</R>", "include"),
+            ("<R>{{ x | safe }}</R>", "safe"),
+            ("<R>{{ x|e }}</R>", "unescaped"),
+            ("<R>{% set x %}<S/>{% endset %}</R>", "set"),
+        ] {
+            let e = paths(src).unwrap_err();
+            assert!(e.message.contains(expect), "{src}: {e:?}");
+        }
+        let many = "{% if a %}<S/>{% endif %}".repeat(7);
+        assert!(paths(&many).unwrap_err().message.contains("more than 64"));
+        assert_eq!(
+            paths(&"{% if a %}<S/>{% endif %}".repeat(6)).unwrap().len(),
+            7
+        );
+    }
+}
