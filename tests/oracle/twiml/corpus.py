@@ -11,6 +11,7 @@ Deterministic: no clock, no unseeded randomness, cases in a fixed order.
 
 import json
 import random
+import re
 
 XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>'
 ROLES = ("primary", "fallback")
@@ -307,6 +308,16 @@ def leaf_doc(c, eid, parent=None):
     return python_build(c.py, channel, c.chain("python", parent, eid, {}, text))
 
 
+def leaf_files(c, eid, xml):
+    """The files of a mutation of eid's smallest document: a <Redirect>'s link target is there, so
+    the case is wrong for the one reason its `why` gives."""
+    e = c.elements[eid]
+    files = {HOME[e["channel"]]: xml}
+    if e["text"] and e["text"]["type"] == "link":
+        files[LINK_TARGET[e["channel"]][1]] = LINK_TARGET[e["channel"]][2]
+    return files
+
+
 def snake(name):
     return "".join("_" + ch.lower() if ch.isupper() else ch for ch in name)
 
@@ -333,13 +344,37 @@ def attribute_name_mutations(c):
             n += 1
             channel = e["channel"]
             xml = insert_attribute(leaf_doc(c, eid), e["tag"], f'{bad}="{value}"')
-            files = {HOME[channel]: xml}
+            files = leaf_files(c, eid, xml)
             if e["attributes"].get(meant, {}).get("type") == "link":
                 files[LINK_TARGET[channel][1]] = LINK_TARGET[channel][2]
             why = f"<{e['tag']}> has no attribute `{bad}`" + (f" (the attribute is `{meant}`; names are case-sensitive)" if meant else "") + \
                 "; Twilio ignores unknown attributes with warning 12200, neither SDK writes it"
             c.add(f"mutation/{channel}/{short(eid)}/attribute-name/{bad}", f"twilio-python {short(eid)} with a misspelled attribute",
                   role, files, "error", why, HOME[channel])
+
+
+def tag_mutations(c):
+    """Misspelled verbs and nouns: TwiML names are case-sensitive, and an unknown element is not
+    TwiML (neither SDK writes it; Twilio reports a schema error)."""
+    tags = {e["tag"] for e in c.elements.values()}
+    n = 0
+    for eid in sorted(c.elements):
+        e = c.elements[eid]
+        channel = e["channel"]
+        tag = e["tag"]
+        if eid == c.root(channel):
+            continue
+        middle = len(tag) // 2
+        variants = [tag.lower(), tag.upper(), tag[0].swapcase() + tag[1:], tag[:middle] + tag[middle + 1:]]
+        doc = leaf_doc(c, eid)
+        for bad in sorted(set(variants) - tags):
+            if not bad or not (bad[0].isalpha() or bad[0] == "_"):
+                continue
+            xml = re.sub("<" + re.escape(tag) + r"(?=[\s/>])", "<" + bad, doc).replace("</" + tag + ">", "</" + bad + ">")
+            c.add(f"mutation/{channel}/{short(eid)}/tag/{bad}", "twilio-python document with a misspelled element", ROLES[n % 2],
+                  leaf_files(c, eid, xml), "error",
+                  f"<{bad}> is not a TwiML element (the element is <{tag}>; names are case-sensitive), neither SDK writes it", HOME[channel])
+            n += 1
 
 
 def bad_values(a):
@@ -364,8 +399,39 @@ def bad_values(a):
     return out
 
 
+# The bad values issue 12 names, each on the element it is about.
+ISSUE_VALUES = [
+    ("voice:Redirect", "method", "PUSH"),
+    ("voice:Gather", "method", "PUSH"),
+    ("voice:Gather", "numDigits", "abc"),
+    ("voice:Gather", "timeout", "-5"),
+    ("voice:Dial", "timeout", "-5"),
+    ("voice:Record", "timeout", "-5"),
+    ("voice:Gather", "input", "keypad"),
+    ("voice:Gather", "input", "dtmf keypad"),
+    ("voice:Play", "loop", "forever"),
+    ("voice:Say", "loop", "forever"),
+    ("voice:Dial", "record", "yes"),
+    ("voice:Reject", "reason", "nope"),
+    ("messaging:Redirect", "method", "PUSH"),
+    ("messaging:Message", "method", "PUSH"),
+]
+
+
 def attribute_value_mutations(c):
     n = 0
+    for eid, name, bad in ISSUE_VALUES:
+        e = c.elements[eid]
+        a = e["attributes"][name]
+        channel = e["channel"]
+        xml = insert_attribute(leaf_doc(c, eid), e["tag"], f'{name}="{bad}"')
+        kind = a["type"].replace("_", " ")
+        allowed = f" (one of {', '.join(a['values'][:8])})" if "values" in a else ""
+        bounds = f" (at least {a['min']})" if "min" in a else ""
+        why = f'<{e["tag"]} {name}="{bad}">: not a valid {kind}{allowed}{bounds}; ' + (a.get("type_source") or "twilio-node's declared type")
+        c.add(f"mutation/{channel}/issue-12-values/{short(eid)}/{name}={bad.replace(' ', '+')}", "issue 12: a bad attribute value",
+              ROLES[n % 2], leaf_files(c, eid, xml), "error", why, HOME[channel])
+        n += 1
     for eid in sorted(c.elements):
         e = c.elements[eid]
         channel = e["channel"]
@@ -380,7 +446,7 @@ def attribute_value_mutations(c):
                 why = f'<{e["tag"]} {name}="{bad}">: {reason} ({source})'
                 label = bad.replace(" ", "+")
                 c.add(f"mutation/{channel}/{short(eid)}/value/{name}={label}", f"twilio-python {short(eid)} with a bad {name}",
-                      role, {HOME[channel]: xml}, "error", why, HOME[channel])
+                      role, leaf_files(c, eid, xml), "error", why, HOME[channel])
 
 
 def probe_doc(c, probe):
@@ -406,7 +472,7 @@ def nesting_mutations(c):
             pe = c.elements[parent]
             allowed_tags = {c.elements[x]["tag"] for x in pe["children"]}
             candidates = [i for i in ids if c.elements[i]["tag"] not in allowed_tags]
-            picks = rng.sample(candidates, min(3, len(candidates)))
+            picks = rng.sample(candidates, min(5, len(candidates)))
             for probe in picks:
                 role = ROLES[n % 2]
                 n += 1
@@ -561,8 +627,6 @@ def wellformedness_cases(c):
          "a document has exactly one root element (XML 1.0 section 2.1)"),
         ("text-after-root", d + "<Response><Say>Hi</Say></Response>trailing",
          "character data after the root element is not allowed (XML 1.0 section 2.1, Misc)"),
-        ("space-before-declaration", " " + d + "<Response><Say>Hi</Say></Response>",
-         "the XML declaration must be the very first thing in the document (XML 1.0 section 2.8)"),
         ("declaration-twice", d + d + "<Response><Say>Hi</Say></Response>",
          "a second XML declaration is a processing instruction with the reserved target xml (section 2.6)"),
         ("declaration-after-comment", "<!-- hi -->" + d + "<Response><Say>Hi</Say></Response>",
@@ -713,6 +777,12 @@ def link_cases(c):
                                     "sms/help.xml": d + "<Response><Message>Reply STOP to stop.</Message></Response>"}),
         ("sms-folder-relative", {"sms/a.xml": d + "<Response><Redirect>b</Redirect></Response>",
                                  "sms/b.xml": d + "<Response><Message>B</Message></Response>"}),
+        ("fragment", {"voice.xml": d + "<Response><Redirect>next#step</Redirect></Response>", "next.xml": LINK_TARGET["voice"][2]}),
+        ("absolute-path", {"voice.xml": d + "<Response><Redirect>/next</Redirect></Response>", "next.xml": LINK_TARGET["voice"][2]}),
+        ("query-only", {"voice.xml": d + '<Response><Gather action="?step=2" numDigits="1"><Say>Press 1</Say></Gather></Response>'}),
+        ("char-ref-in-method", {"voice.xml": d + '<Response><Redirect method="P&#79;ST">next</Redirect></Response>', "next.xml": LINK_TARGET["voice"][2]}),
+        ("folder-relative", {"voice.xml": d + "<Response><Redirect>menu/a</Redirect></Response>",
+                             "menu/a.xml": d + "<Response><Redirect>b</Redirect></Response>", "menu/b.xml": LINK_TARGET["voice"][2]}),
         ("messaging-at-any-path", {"reply.xml": d + "<Response><Message>Thanks, we got it.</Message></Response>"}),
         ("messaging-linked-from-sms", {"sms.xml": d + "<Response><Redirect>reply</Redirect></Response>",
                                        "reply.xml": d + "<Response><Message>Thanks.</Message></Response>"}),
@@ -729,6 +799,12 @@ def link_cases(c):
         ("parent-dir-dangling", {"menu/main.xml": d + '<Response><Gather action="../menu2" numDigits="1"><Say>Press 1</Say></Gather></Response>',
                                  "voice.xml": d + "<Response><Redirect>menu/main</Redirect></Response>"}, "menu/main.xml",
          "../menu2 from /menu/main resolves to /menu2, and there is no menu2.xml"),
+        ("absolute-path-dangling", {"voice.xml": d + "<Response><Redirect>/missing</Redirect></Response>"}, "voice.xml",
+         "/missing names the template missing.xml, which the set does not have"),
+        ("linked-from-both-channels", {"shared.xml": d + "<Response><Redirect>voice</Redirect></Response>",
+                                       "voice.xml": d + "<Response><Redirect>shared</Redirect></Response>",
+                                       "sms.xml": d + "<Response><Redirect>shared</Redirect></Response>"}, None,
+         "shared.xml is reached from a call (voice.xml) and from a message (sms.xml): a message would end in voice.xml's voice TwiML"),
         ("xml-suffix", {"voice.xml": d + "<Response><Redirect>next.xml</Redirect></Response>", "next.xml": LINK_TARGET["voice"][2]}, "voice.xml",
          "next.xml answers /next; the link /next.xml names a template next.xml.xml that does not exist"),
     ]
@@ -741,8 +817,15 @@ def template_cases(c):
     """TwiML Bins-style templates: variables, {% if %} branches, markup split across branches."""
     d = XML_DECL
     nxt = LINK_TARGET["voice"][2]
+
+    def voice(body):
+        return {"voice.xml": d + "<Response>" + body + "</Response>"}
+
+    def sms(body):
+        return {"sms.xml": d + "<Response>" + body + "</Response>"}
+
     ok = [
-        ("variables-in-say", {"voice.xml": d + "<Response><Say>Hello {{ From }}, you called {{ To }}.</Say></Response>"}, {}),
+        ("variables-in-say", voice("<Say>Hello {{ From }}, you called {{ To }}.</Say>"), {}),
         ("if-else-dial", {"voice.xml": d + '<Response>\n{% if Digits == "1" %}\n  <Dial action="next" callerId="{{ To }}">{{ agent_number }}</Dial>\n'
                           '{% else %}\n  <Say>Sorry, {{ Digits }} is not an option.</Say>\n  <Redirect method="POST">voice</Redirect>\n{% endif %}\n</Response>',
                           "next.xml": nxt}, {"agent_number": "+15550100002"}),
@@ -753,9 +836,10 @@ def template_cases(c):
         ("elif-chain", {"voice.xml": d + '<Response>{% if Digits == "1" %}<Redirect>next</Redirect>{% elif Digits == "2" %}<Play>https://example.com/a.mp3</Play>'
                         "{% elif SpeechResult %}<Say>You said {{ SpeechResult }}</Say>{% else %}<Hangup/>{% endif %}</Response>", "next.xml": nxt}, {}),
         ("jinja-comment-and-whitespace-control", {"voice.xml": d + "{# greeting for {{ From }} #}\n<Response>\n{%- if CallerName %}\n  <Say>Hi {{ CallerName }}</Say>\n{%- endif %}\n</Response>"}, {}),
-        ("e164-missing-value", {"voice.xml": d + '<Response><Dial callerId="{{ From | e164 }}">{{ To | e164 }}</Dial></Response>'}, {}),
-        ("vars-company", {"voice.xml": d + "<Response><Say>Welcome to {{ company }}.</Say></Response>"}, {"company": "Example & Sons"}),
-        ("expression-in-ssml", {"voice.xml": d + '<Response><Say>Your number is <say-as interpret-as="telephone">{{ From }}</say-as>.</Say></Response>'}, {}),
+        ("e164-missing-value", voice('<Dial callerId="{{ From | e164 }}">{{ To | e164 }}</Dial>'), {}),
+        ("vars-company", voice("<Say>Welcome to {{ company }}.</Say>"), {"company": "Example & Sons"}),
+        ("expression-in-ssml", {"voice.xml": d + '<Response><Say>Your number is <prosody rate="slow">{{ From }}</prosody>, '
+                                '<say-as interpret-as="digits">42</say-as>.</Say></Response>'}, {}),
         ("expression-in-link-query", {"voice.xml": d + '<Response><Gather action="next?caller={{ From }}&amp;n=1" numDigits="1"><Say>Press 1</Say></Gather></Response>', "next.xml": nxt}, {}),
         ("queue-parameters", {"voice.xml": d + '<Response><Enqueue waitUrl="hold">support</Enqueue></Response>',
                               "hold.xml": d + "<Response><Say>You are number {{ QueuePosition }} in line; average wait {{ AvgQueueTime }} seconds, "
@@ -770,44 +854,55 @@ def template_cases(c):
                             "{% else %}<Say>Payment failed: {{ Result }} {{ PaymentError }}</Say>{% endif %}</Response>"}, {}),
         ("record-parameters", {"voice.xml": d + '<Response><Record action="recorded" maxLength="30"/></Response>',
                                "recorded.xml": d + "<Response><Say>Recorded {{ RecordingDuration }} seconds.</Say><Play>{{ RecordingUrl }}</Play></Response>"}, {}),
-        ("sms-body", {"sms.xml": d + '<Response>{% if Body == "STOP" %}{% else %}<Message>Thanks {{ ProfileName }}! You said: {{ Body }}</Message>{% endif %}</Response>'}, {}),
+        ("sms-body", sms('{% if Body == "STOP" %}{% else %}<Message>Thanks {{ ProfileName }}! You said: {{ Body }}</Message>{% endif %}'), {}),
         ("sms-media", {"sms.xml": d + '<Response>{% if NumMedia != "0" %}<Message>Got {{ NumMedia }} file(s): {{ MediaUrl0 }} ({{ MediaContentType0 }})</Message>'
                        "{% else %}<Message><Body>No media from {{ WaId }}</Body></Message>{% endif %}</Response>"}, {}),
-        ("sms-split-message", {"sms.xml": d + '<Response>{% if Body %}<Message to="{{ From }}">{% else %}<Message>{% endif %}Hello {{ From }}</Message></Response>'}, {}),
-        ("sms-whatsapp", {"sms.xml": d + "<Response><Message>Hi {{ ProfileName }} ({{ WaId }}), button {{ ButtonText }}</Message></Response>"}, {}),
+        ("sms-split-message", sms('{% if Body %}<Message to="{{ From }}">{% else %}<Message>{% endif %}Hello {{ From }}</Message>'), {}),
+        ("sms-whatsapp", sms("<Message>Hi {{ ProfileName }} ({{ WaId }}), button {{ ButtonText }}</Message>"), {}),
+        ("attribute-in-a-branch", voice('<Gather {% if Digits %}numDigits="1" {% endif %}input="dtmf"><Say>Hi</Say></Gather>'), {}),
+        ("for-loop", voice("{% for n in [1, 2, 3] %}<Say>{{ n }}</Say>{% endfor %}"), {}),
+        ("jinja-comment-holding-markup", voice("{# <Gater> & < #}<Say>Hi</Say>"), {}),
+        ("set-variable", voice('{% set greeting = "Hello" %}<Say>{{ greeting }} {{ From }}</Say>'), {}),
         ("no-declaration-template", {"voice.xml": "<Response>{% if Digits %}<Say>{{ Digits }}</Say>{% endif %}</Response>"}, {}),
     ]
     for name, files, vars in ok:
         for role in ROLES:
             c.add(f"template/ok/{name}/{role}", "hand-made: TwiML Bins-style template", role, dict(files), "ok", vars=dict(vars))
     bad = [
-        ("unknown-variable", {"voice.xml": d + "<Response><Say>Hello {{ Form }}</Say></Response>"}, "voice.xml",
+        ("unknown-variable", voice("<Say>Hello {{ Form }}</Say>"),
          "{{ Form }} is neither a Twilio request parameter nor a configured var (typo for From): it would always render empty"),
-        ("unknown-variable-sms", {"sms.xml": d + "<Response><Message>You said {{ Bdy }}</Message></Response>"}, "sms.xml",
+        ("unknown-variable-sms", sms("<Message>You said {{ Bdy }}</Message>"),
          "{{ Bdy }} is neither a Twilio request parameter nor a configured var (typo for Body)"),
-        ("one-path-unbalanced", {"voice.xml": d + '<Response>{% if Digits %}<Gather numDigits="1">{% endif %}<Say>Enter</Say></Gather></Response>'}, "voice.xml",
+        ("one-path-unbalanced", voice('{% if Digits %}<Gather numDigits="1">{% endif %}<Say>Enter</Say></Gather>'),
          "when Digits is empty the rendered document has </Gather> without <Gather>: not well-formed"),
-        ("one-path-bad-attribute", {"voice.xml": d + '<Response>{% if Digits %}<Gather numdigits="1">{% else %}<Gather numDigits="4">{% endif %}'
-                                    "<Say>Enter</Say></Gather></Response>"}, "voice.xml",
+        ("one-path-bad-attribute", voice('{% if Digits %}<Gather numdigits="1">{% else %}<Gather numDigits="4">{% endif %}'
+                                         "<Say>Enter</Say></Gather>"),
          "the Digits path writes <Gather numdigits>: not an attribute of <Gather> (numDigits)"),
-        ("one-path-raw-amp", {"voice.xml": d + "<Response>{% if Digits %}<Say>Tom & Jerry</Say>{% else %}<Say>Hi</Say>{% endif %}</Response>"}, "voice.xml",
+        ("one-path-raw-amp", voice("{% if Digits %}<Say>Tom & Jerry</Say>{% else %}<Say>Hi</Say>{% endif %}"),
          "the Digits path has a raw & in text: not well-formed"),
-        ("one-path-voice-verb-in-sms", {"sms.xml": d + "<Response>{% if Body %}<Message>Hi</Message>{% else %}<Say>Hi</Say>{% endif %}</Response>"}, "sms.xml",
+        ("one-path-voice-verb-in-sms", sms("{% if Body %}<Message>Hi</Message>{% else %}<Say>Hi</Say>{% endif %}"),
          "the path without Body puts <Say>, a voice verb, in the messaging template sms.xml"),
-        ("one-path-dangling-link", {"voice.xml": d + '<Response>{% if Digits == "9" %}<Redirect>operator</Redirect>{% else %}<Hangup/>{% endif %}</Response>'}, "voice.xml",
+        ("one-path-dangling-link", voice('{% if Digits == "9" %}<Redirect>operator</Redirect>{% else %}<Hangup/>{% endif %}'),
          "the Digits == 9 path redirects to /operator and there is no operator.xml"),
-        ("unclosed-if", {"voice.xml": d + "<Response>{% if Digits %}<Say>{{ Digits }}</Say></Response>"}, "voice.xml",
+        ("unclosed-if", voice("{% if Digits %}<Say>{{ Digits }}</Say>"),
          "{% if %} without {% endif %}: the template does not compile"),
-        ("unclosed-expression", {"voice.xml": d + "<Response><Say>{{ From </Say></Response>"}, "voice.xml",
+        ("unclosed-expression", voice("<Say>{{ From </Say>"),
          "{{ without }}: the template does not compile"),
-        ("one-path-bad-value", {"voice.xml": d + '<Response>{% if Digits %}<Pause length="forever"/>{% else %}<Pause length="2"/>{% endif %}</Response>'}, "voice.xml",
+        ("one-path-bad-value", voice('{% if Digits %}<Pause length="forever"/>{% else %}<Pause length="2"/>{% endif %}'),
          "the Digits path writes <Pause length=\"forever\">: length is an integer > 0 (docs: https://www.twilio.com/docs/voice/twiml/pause)"),
-        ("one-path-wrong-nesting", {"voice.xml": d + "<Response><Dial>{% if Digits %}<Say>Connecting</Say>{% endif %}<Number>+15550100001</Number></Dial></Response>"}, "voice.xml",
+        ("one-path-wrong-nesting", voice("<Dial>{% if Digits %}<Say>Connecting</Say>{% endif %}<Number>+15550100001</Number></Dial>"),
          "the Digits path puts <Say> inside <Dial>"),
     ]
-    for name, files, ef, why in bad:
+    bad += [
+        ("attribute-on-response", {"voice.xml": d + '<Response colour="blue"><Say>Hi</Say></Response>'},
+         "<Response> takes no attributes; colour is unknown"),
+        ("prefixed-element", voice('<x:Say xmlns:x="urn:example">Hi</x:Say>'), "<x:Say> is not the TwiML <Say>"),
+        ("response-in-response", voice("<Response><Say>Hi</Say></Response>"), "<Response> is the root only"),
+    ]
+    for name, files, why in bad:
+        (error_file,) = files  # each holds the one template that is wrong
         for role in ROLES:
-            c.add(f"template/bad/{name}/{role}", "hand-made: TwiML Bins-style template", role, dict(files), "error", why, ef)
+            c.add(f"template/bad/{name}/{role}", "hand-made: TwiML Bins-style template", role, dict(files), "error", why, error_file)
 
 
 def generate(schema, py_desc, node_desc, node_build):
@@ -815,6 +910,7 @@ def generate(schema, py_desc, node_desc, node_build):
     valid_sdk_cases(c)
     enum_value_cases(c)
     attribute_name_mutations(c)
+    tag_mutations(c)
     attribute_value_mutations(c)
     nesting_mutations(c)
     named_nesting_cases(c)
