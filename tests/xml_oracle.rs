@@ -11,8 +11,8 @@
 //! Python is found via `PYTHON`, then `tests/oracle/.venv/bin/python`, then `python3`; without it
 //! the test fails unless `TWIML_FAILOVER_SKIP_ORACLE` is set (then it says it skipped).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+#[path = "common/expat.rs"]
+mod expat;
 
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -20,42 +20,6 @@ use proptest::test_runner::{Config, TestRunner};
 use twiml_failover::templates::lint::xml;
 
 const CASES: usize = 6000;
-
-fn python() -> Option<String> {
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oracle/.venv/bin/python");
-    let candidates = std::env::var("PYTHON")
-        .ok()
-        .into_iter()
-        .chain([venv.to_string(), "python3".to_string()]);
-    for c in candidates {
-        let ok = Command::new(&c)
-            .args(["-c", "import xml.parsers.expat"])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Some(c);
-        }
-    }
-    None
-}
-
-fn expat(python: &str, docs: &[String]) -> Vec<bool> {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/oracle/xml_wellformed.py"
-    );
-    let mut child = Command::new(python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python starts");
-    let input = serde_json::to_vec(docs).unwrap();
-    child.stdin.take().unwrap().write_all(&input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the expat script failed");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// Pieces of text and attribute values where XML is easy to get wrong.
 fn fragment() -> impl Strategy<Value = String> {
@@ -190,13 +154,7 @@ fn document() -> impl Strategy<Value = String> {
 
 #[test]
 fn our_verdict_is_expats_on_generated_documents() {
-    let Some(python) = python() else {
-        assert!(
-            std::env::var_os("TWIML_FAILOVER_SKIP_ORACLE").is_some(),
-            "Python 3 (for its expat) is needed: set PYTHON, or set TWIML_FAILOVER_SKIP_ORACLE=1 \
-             to skip this test knowingly"
-        );
-        eprintln!("skipped: no Python for the expat oracle (TWIML_FAILOVER_SKIP_ORACLE is set)");
+    let Some(python) = expat::python_or_skip() else {
         return;
     };
     let mut runner = TestRunner::new(Config::default());
@@ -204,7 +162,7 @@ fn our_verdict_is_expats_on_generated_documents() {
     let docs: Vec<String> = (0..CASES)
         .map(|_| strategy.new_tree(&mut runner).unwrap().current())
         .collect();
-    let theirs = expat(&python, &docs);
+    let theirs = expat::verdicts(&python, &docs);
     let mut wrong = Vec::new();
     for (doc, expat_ok) in docs.iter().zip(&theirs) {
         let ours = xml::parse(doc);

@@ -11,7 +11,7 @@ use minijinja::{Environment, ErrorKind};
 
 use super::context::{messaging_samples, voice_samples, RenderContext, TWILIO_PARAMS};
 use super::files::{dir_diagnostic, line_col, read_sources, Diagnostic, Source};
-use super::lint::{set::lint_set, Channel};
+use super::lint::{proof, set::lint_set, Channel};
 use super::{new_environment, twiml, Compiled, TemplateSet, RENDER_FUEL};
 use crate::config::{Role, TemplateSettings};
 
@@ -55,7 +55,8 @@ pub fn load_set(
             .iter()
             .map(|s| {
                 let file = format!("{}.xml", s.name);
-                (s.name.clone(), Compiled { file })
+                let proven = proof::prove(&s.text).is_ok();
+                (s.name.clone(), Compiled { file, proven })
             })
             .collect(),
         dir: dir.to_path_buf(),

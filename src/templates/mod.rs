@@ -41,6 +41,8 @@ pub struct TemplateSet {
 pub(crate) struct Compiled {
     /// The file name the engine knows it by.
     pub(crate) file: String,
+    /// Every answer is well-formed whatever the values ([`lint::proof`]): no parse per answer.
+    pub(crate) proven: bool,
 }
 
 impl std::fmt::Debug for TemplateSet {
@@ -92,11 +94,9 @@ pub(crate) fn new_environment() -> Environment<'static> {
         if value.is_undefined() || value.is_none() {
             return Ok(());
         }
-        // Values marked safe only come from macros and `escape`, whose output is already markup
-        // built from escaped values.
-        let written = if value.is_safe() {
-            out.write_str(value.as_str().unwrap_or_default())
-        } else if let Some(s) = value.as_str() {
+        // Every value is escaped, even one marked safe (`escape`, `tojson`, a macro): the check
+        // refuses those, and the answer proof (`lint::proof`) may only assume escaped values.
+        let written = if let Some(s) = value.as_str() {
             escape::escape_to(out, s)
         } else {
             escape::escape_to(out, &value.to_string())
@@ -140,6 +140,12 @@ impl TemplateSet {
         self.names.keys().map(String::as_str)
     }
 
+    /// True when every answer of template `name` is proven well-formed at load, so rendering it
+    /// skips the strict parse; false when it is parsed per answer (or there is no such template).
+    pub fn is_proven(&self, name: &str) -> bool {
+        self.names.get(name).is_some_and(|c| c.proven)
+    }
+
     /// Renders `name` with `ctx` and checks the result is TwiML Twilio will accept.
     pub fn render(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
         let Some(compiled) = self.names.get(name) else {
@@ -161,9 +167,12 @@ impl TemplateSet {
         if out.len() > twiml::MAX_DOCUMENT_BYTES {
             return Err(RenderError::TooLarge(out.len()));
         }
-        // Every answer passes the strict parser: values are escaped, but a template's markup can
-        // still break on a path no check foresaw, and a malformed fallback is the one thing that
-        // must never reach Twilio.
+        // An answer of a proven template is well-formed whatever its values (`lint::proof`); any
+        // other passes the strict parser: its markup can break on a path no check foresaw, and a
+        // malformed fallback is the one thing that must never reach Twilio.
+        if compiled.proven {
+            return Ok(out);
+        }
         if let Err(e) = lint::xml::parse(&out) {
             return Err(RenderError::NotWellFormed(e.message));
         }

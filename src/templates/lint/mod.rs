@@ -7,11 +7,13 @@
 //! - [`document`]: one document against the schema of a channel.
 //! - [`paths`]: the documents a template can render, from its source.
 //! - [`links`]: where a relative link leads.
+//! - [`proof`]: which templates' answers are well-formed whatever their values.
 //! - [`set`]: a whole set: channels, links, every path of every template.
 
 pub mod document;
 pub mod links;
 pub mod paths;
+pub mod proof;
 pub mod schema;
 pub mod set;
 pub mod xml;
