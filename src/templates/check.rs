@@ -193,6 +193,54 @@ mod tests {
     }
 
     #[test]
+    fn sip_header_parameters_are_known_by_their_prefix() {
+        let ok = set_with(
+            &[
+                VOICE,
+                SMS,
+                (
+                    "s.xml",
+                    "<Response><Say>{{ SipHeader_X_Account }} {{ DialSipHeader_X_Reason }}</Say></Response>",
+                ),
+            ],
+            Role::Primary,
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        let e = errors(&[
+            VOICE,
+            SMS,
+            ("s.xml", "<Response><Say>{{ SipHeaderX }}</Say></Response>"),
+        ]);
+        assert!(e.contains("unknown variable \"SipHeaderX\""), "{e}");
+    }
+
+    #[test]
+    fn typed_attributes_holding_expressions_are_judged_per_answer() {
+        // `numDigits` is a whole number; `{{ Digits }}` renders empty or hostile with the samples,
+        // which `check` must not hold against the template (issue 12, point 3).
+        let set = set_with(
+            &[
+                VOICE,
+                SMS,
+                (
+                    "g.xml",
+                    "<Response><Gather numDigits=\"{{ Digits }}\" timeout=\"{{ Body }}\" \
+                     method=\"{{ From }}\"><Say>x</Say></Gather></Response>",
+                ),
+            ],
+            Role::Primary,
+        );
+        assert!(set.is_ok(), "{set:?}");
+        let e = errors(&[
+            VOICE,
+            SMS,
+            ("g.xml", "<Response><Gather numDigits=\"x{{ Digits }}\"/><Gather numDigits=\"abc\"/></Response>"),
+        ]);
+        assert!(e.contains("g.xml:1:"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+
+    #[test]
     fn e164_of_a_missing_parameter_renders_empty() {
         assert!(set_with(
             &[

@@ -34,7 +34,25 @@ impl Object for RenderContext {
             return Some(Value::from(v.as_str()));
         }
         // A repeated name shows its first value, as TwiML Bins do.
-        self.params.get(key).map(Value::from)
+        if let Some(v) = self.params.get(key) {
+            return Some(Value::from(v));
+        }
+        // `SipHeader_X-Account-Id` cannot be written as a variable (`-` is minus): `_` stands for
+        // each `-` after the prefix, so `{{ SipHeader_X_Account_Id }}` reads it.
+        if TWILIO_PARAM_PREFIXES.iter().any(|p| key.starts_with(p)) {
+            return self
+                .params
+                .iter()
+                .find(|(name, _)| {
+                    name.len() == key.len()
+                        && name
+                            .bytes()
+                            .zip(key.bytes())
+                            .all(|(n, k)| n == k || (n == b'-' && k == b'_'))
+                })
+                .map(|(_, v)| Value::from(v));
+        }
+        None
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
@@ -44,12 +62,19 @@ impl Object for RenderContext {
     }
 }
 
+/// Prefixes of the parameters Twilio names after SIP X-headers: `SipHeader_X-<name>` for those of
+/// a call's `200 OK` (and of an INVITE into a SIP Domain), `DialSipHeader_X-<name>` for those of the
+/// final response after `<Dial><Sip>`. Source:
+/// <https://www.twilio.com/docs/voice/api/receiving-sip#sip-custom-headers> ("posted in the format
+/// SipHeader_X-headername=headervalue ... DialSipHeader_X-headername=headervalue").
+pub const TWILIO_PARAM_PREFIXES: &[&str] = &["SipHeader_", "DialSipHeader_"];
+
 /// Request parameters Twilio documents for voice and messaging webhooks and their callbacks: what a
 /// template may name besides `[vars]`, so that `check` can catch a typo such as `{{ Form }}`.
 ///
 /// Gathered from Twilio's doc pages; each group names its pages (paths under
 /// `https://www.twilio.com`). Twilio also sends headers as parameters under names it builds
-/// (`SipHeader_<name>`, `DialSipHeader_<name>`), which no fixed list can hold; and it "will
+/// ([`TWILIO_PARAM_PREFIXES`]), which no fixed list can hold; and it "will
 /// occasionally add new parameters without advance notice" (messaging webhooks page), which is what
 /// the config's `extra_params` is for.
 pub const TWILIO_PARAMS: &[&str] = &[
@@ -344,4 +369,30 @@ pub fn messaging_samples() -> Vec<Params> {
         samples.push(s);
     }
     samples
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_header_parameters_read_with_underscores() {
+        let params: Params = [
+            ("SipHeader_X-Account-Id", "42"),
+            ("DialSipHeader_X-Reason", "busy"),
+            ("Foo-Bar", "no"),
+        ]
+        .into_iter()
+        .collect();
+        let ctx = Value::from_object(RenderContext::new(Arc::default(), Arc::new(params)));
+        let env = crate::templates::new_environment();
+        let out = env
+            .render_str(
+                "{{ SipHeader_X_Account_Id }}/{{ DialSipHeader_X_Reason }}/{{ Foo_Bar }}/\
+                 {{ SipHeader_X_Other }}",
+                ctx,
+            )
+            .unwrap();
+        assert_eq!(out, "42/busy//");
+    }
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use minijinja::value::Value;
 use minijinja::{Environment, ErrorKind};
 
-use super::context::{messaging_samples, voice_samples, RenderContext, TWILIO_PARAMS};
+use super::context::{
+    messaging_samples, voice_samples, RenderContext, TWILIO_PARAMS, TWILIO_PARAM_PREFIXES,
+};
 use super::files::{dir_diagnostic, line_col, read_sources, Diagnostic, Source};
 use super::lint::{proof, set::lint_set, Channel};
 use super::{new_environment, twiml, Compiled, TemplateSet, RENDER_FUEL};
@@ -145,6 +147,7 @@ fn unknown_variables(
             .undeclared_variables(false)
             .into_iter()
             .filter(|v| !known.contains(v.as_str()))
+            .filter(|v| !TWILIO_PARAM_PREFIXES.iter().any(|p| v.starts_with(p)))
             .collect();
         unknown.sort();
         for var in unknown {

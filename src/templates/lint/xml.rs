@@ -61,7 +61,7 @@ fn beyond_roxmltree(doc: &str, tree: &Document<'_>) -> Result<(), NotWellFormed>
     let has_wide = doc.bytes().any(|b| b >= 0xF0);
     let has_ns = doc.contains("xmlns");
     if doc.contains("&#") {
-        char_refs(doc).map_err(|at| fail(at, CHAR_REF))?;
+        char_refs(doc).map_err(|at| fail(at, &ampersand(&doc[at..])))?;
     }
     if !(has_pi || has_wide || has_ns) {
         return Ok(());
@@ -113,7 +113,40 @@ fn beyond_roxmltree(doc: &str, tree: &Document<'_>) -> Result<(), NotWellFormed>
 
 const NAME: &str =
     "a name holds a character beyond U+FFFF, which XML names may not (before XML 1.0 5th edition)";
-const CHAR_REF: &str = "character reference to a code point XML forbids";
+
+/// What is wrong with the `&` that `at` starts with: a character reference naming a character XML
+/// forbids, a malformed reference, one missing its `;`, or a raw `&`.
+fn ampersand(at: &str) -> String {
+    let body = &at[1..];
+    let end = body
+        .find(|c: char| matches!(c, ';' | '<' | '&' | '"' | '\'') || is_xml_space(c))
+        .unwrap_or(body.len());
+    let closed = body[end..].starts_with(';');
+    let written = &at[..1 + end + usize::from(closed)];
+    let name = &body[..end];
+    if let Some(number) = name.strip_prefix('#') {
+        let (digits, radix) = match number.strip_prefix('x') {
+            Some(hex) => (hex, 16),
+            None => (number, 10),
+        };
+        if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+            return format!(
+                "malformed character reference `{written}` (write `&#65;` or `&#x41;`, or `&amp;` \
+                 for a literal `&`)"
+            );
+        }
+        if !closed {
+            return format!("character reference `{written}` lacks its `;`");
+        }
+        return format!("character reference `{written}` names a character XML 1.0 forbids");
+    }
+    if !closed && is_name(name) {
+        return format!(
+            "`{written}` lacks its `;` (write `{written};`, or `&amp;` for a literal `&`)"
+        );
+    }
+    "a raw `&` is not allowed in XML (write `&amp;`)".to_string()
+}
 
 /// Checks every `&#...;` of a parsed document: outside comments, CDATA sections and processing
 /// instructions (where `&` is literal) each is a real reference; `Err` at the first bad one.
@@ -228,15 +261,12 @@ fn describe(doc: &str, e: &Error) -> NotWellFormed {
     let pos = e.pos();
     let offset = byte_offset(doc, pos.row, pos.col);
     let message = match e {
-        Error::MalformedEntityReference(_) => {
-            let raw = doc[offset..].starts_with('&');
-            if raw {
-                "a raw `&` is not allowed in XML (write `&amp;`)".to_string()
-            } else {
-                "malformed entity reference".to_string()
-            }
+        Error::MalformedEntityReference(_) if doc[offset..].starts_with('&') => {
+            ampersand(&doc[offset..])
         }
-        Error::InvalidAttributeValue(_) => {
+        Error::MalformedEntityReference(_) => "malformed entity reference".to_string(),
+        // roxmltree reads a `<` in a quoted value as the value ending without its quote.
+        Error::InvalidAttributeValue(_) | Error::InvalidChar(b'"' | b'\'', b'<', _) => {
             "a raw `<` is not allowed in an attribute value (write `&lt;`)".to_string()
         }
         Error::UnknownEntityReference(name, _) => format!(
@@ -310,6 +340,50 @@ mod tests {
         assert!(well_formed(
             "<?xml version=\"1.0\"?><a b='&amp;&#x41;'><![CDATA[<&]]></a>"
         ));
+    }
+
+    #[test]
+    fn names_what_is_wrong_with_a_reference() {
+        for (doc, expect) in [
+            (
+                "<a>&#1;</a>",
+                "character reference `&#1;` names a character XML 1.0 forbids",
+            ),
+            (
+                "<a b=\"&#0;\"/>",
+                "character reference `&#0;` names a character XML 1.0 forbids",
+            ),
+            (
+                "<a b='&#xFFFE;'/>",
+                "`&#xFFFE;` names a character XML 1.0 forbids",
+            ),
+            (
+                "<a>&#xD800;</a>",
+                "`&#xD800;` names a character XML 1.0 forbids",
+            ),
+            (
+                "<a>&#x110000;</a>",
+                "`&#x110000;` names a character XML 1.0 forbids",
+            ),
+            ("<a>&#;</a>", "malformed character reference `&#;`"),
+            ("<a b='&#xZZ;'/>", "malformed character reference `&#xZZ;`"),
+            ("<a>&#65 x</a>", "character reference `&#65` lacks its `;`"),
+            ("<a b='&amp'/>", "`&amp` lacks its `;`"),
+            ("<a>& b</a>", "a raw `&`"),
+            ("<a b='x?a=1&b=2'/>", "a raw `&`"),
+            (
+                "<a b='<'/>",
+                "a raw `<` is not allowed in an attribute value",
+            ),
+            (
+                "<a b=\"x<\"/>",
+                "a raw `<` is not allowed in an attribute value",
+            ),
+        ] {
+            let e = error(doc);
+            assert!(e.message.contains(expect), "{doc}: {e:?}");
+            assert!(doc[e.offset..].starts_with(['&', '<']), "{doc}: {e:?}");
+        }
     }
 
     #[test]
