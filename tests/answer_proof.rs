@@ -22,9 +22,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
-use twiml_failover::config::{Role, TemplateSettings};
 use twiml_failover::templates::lint::xml;
-use twiml_failover::templates::Templates;
+use twiml_failover::templates::{Role, TemplateSettings, Templates};
 use twiml_failover::webhook::Params;
 
 const TEMPLATES: usize = 300;
