@@ -12,6 +12,7 @@ use crate::readiness::Readiness;
 use crate::server::limits::BodyBudget;
 use crate::server::tls::CertStore;
 use crate::templates::{Diagnostic, Templates};
+use crate::upstream::Upstream;
 
 /// Configuration, hot-swappable templates, metrics, readiness and the concurrency limit.
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub struct App {
     pub tls: Option<Arc<CertStore>>,
     /// The webhook journal's writer, when `--journal` is set.
     pub journal: Option<Journal>,
+    /// The enterprise's own TwiML app, in upstream mode.
+    pub upstream: Option<Upstream>,
     /// Held while a reload runs, so two triggers never load at once.
     reloading: std::sync::Mutex<()>,
 }
@@ -68,6 +71,18 @@ impl App {
         if config.forward.is_some() {
             metrics.enable_forward();
         }
+        let upstream = match &config.upstream {
+            Some(settings) => {
+                let upstream =
+                    Upstream::new(settings.clone()).map_err(|message| StartupError::Invalid {
+                        setting: "upstream",
+                        message,
+                    })?;
+                metrics.enable_upstream(upstream.metrics());
+                Some(upstream)
+            }
+            None => None,
+        };
         let concurrency = Arc::new(Semaphore::new(config.limits.max_concurrency));
         let limits = &config.limits;
         let bodies = BodyBudget::new(
@@ -77,6 +92,7 @@ impl App {
         );
         Ok(Arc::new(App {
             journal,
+            upstream,
             templates: ArcSwap::from_pointee(templates),
             metrics,
             readiness: Readiness::default(),

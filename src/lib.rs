@@ -26,5 +26,6 @@ pub mod server;
 pub mod signals;
 pub mod signature;
 pub mod templates;
+pub mod upstream;
 pub mod verify;
 pub mod webhook;
