@@ -304,56 +304,50 @@ impl Upstream {
         callback: bool,
         deadline: Instant,
     ) -> Result<Answered, Reason> {
-        let result = self.attempt(req, channel, callback, deadline).await;
+        let result = async {
+            // The bulkhead before the breaker: a half-open probe taken and then refused a
+            // permit would never report back.
+            let Ok(_permit) = self.bulkhead.clone().try_acquire_owned() else {
+                return Err(Reason::BulkheadFull);
+            };
+            if !self.with_breaker(|b, now| b.try_acquire(now)) {
+                return Err(Reason::BreakerOpen);
+            }
+            // Reports a failure if this future is dropped before it reports anything (the
+            // caller hung up), so a probe never stays out forever.
+            let mut pending = Pending {
+                upstream: self,
+                done: false,
+            };
+            let started = Instant::now();
+            let mut sent = self.send(req.clone(), deadline).await;
+            if matches!(sent, Err(Reason::Connect))
+                && deadline.saturating_duration_since(Instant::now())
+                    > self.settings.connect_timeout
+            {
+                // One fast retry: a refused connection sent nothing, and a pod may just have gone.
+                sent = self.send(req, deadline).await;
+            }
+            self.metrics.duration(started.elapsed().as_secs_f64());
+            let result = sent.and_then(|response| {
+                if callback {
+                    verdict::judge_status(&response).map(|()| Answered::from(response))
+                } else {
+                    verdict::judge(response, channel)
+                }
+            });
+            pending.done = true;
+            match result {
+                Err(reason) if reason.is_failure() => self.with_breaker(|b, now| b.failure(now)),
+                _ => self.with_breaker(|b, _| b.success()),
+            }
+            result
+        }
+        .await;
         self.metrics.outcome(match result {
             Ok(_) => Source::Upstream.outcome(),
             Err(reason) => reason.label(),
         });
-        result
-    }
-
-    async fn attempt(
-        &self,
-        req: net::Request,
-        channel: Option<Channel>,
-        callback: bool,
-        deadline: Instant,
-    ) -> Result<Answered, Reason> {
-        // The bulkhead before the breaker: a half-open probe taken and then refused a permit would
-        // never report back.
-        let Ok(_permit) = self.bulkhead.clone().try_acquire_owned() else {
-            return Err(Reason::BulkheadFull);
-        };
-        if !self.with_breaker(|b, now| b.try_acquire(now)) {
-            return Err(Reason::BreakerOpen);
-        }
-        // Reports a failure if this future is dropped before it reports anything (the caller hung
-        // up), so a probe never stays out forever.
-        let mut pending = Pending {
-            upstream: self,
-            done: false,
-        };
-        let started = Instant::now();
-        let mut sent = self.send(req.clone(), deadline).await;
-        if matches!(sent, Err(Reason::Connect))
-            && deadline.saturating_duration_since(Instant::now()) > self.settings.connect_timeout
-        {
-            // One fast retry: a refused connection sent nothing, and a pod may just have gone.
-            sent = self.send(req, deadline).await;
-        }
-        self.metrics.duration(started.elapsed().as_secs_f64());
-        let result = sent.and_then(|response| {
-            if callback {
-                verdict::judge_status(&response).map(|()| Answered::from(response))
-            } else {
-                verdict::judge(response, channel)
-            }
-        });
-        pending.done = true;
-        match result {
-            Err(reason) if reason.is_failure() => self.with_breaker(|b, now| b.failure(now)),
-            _ => self.with_breaker(|b, _| b.success()),
-        }
         result
     }
 

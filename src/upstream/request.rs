@@ -132,6 +132,10 @@ mod tests {
     use crate::signature::Algorithm;
 
     const SIGNED: &str = "https://voice.example.com/voice?lang=en";
+    const SIGNER: Signer<'static> = Signer {
+        algorithm: Algorithm::HmacSha1,
+        key: b"tok",
+    };
 
     fn incoming<'a>(headers: &'a HeaderMap, form: &'a Params) -> Incoming<'a> {
         Incoming {
@@ -174,14 +178,10 @@ mod tests {
             .into_iter()
             .collect();
         let headers = twilio_headers();
-        let signer = Signer {
-            algorithm: Algorithm::HmacSha1,
-            key: b"tok",
-        };
         let req = build(
             "http://app.internal:8080/twilio",
             SignatureMode::Resign,
-            signer,
+            SIGNER,
             &incoming(&headers, &form),
         );
         assert_eq!(req.url, "http://app.internal:8080/twilio/voice?lang=en");
@@ -222,14 +222,10 @@ mod tests {
     fn passed_through_unchanged() {
         let form = Params::new();
         let headers = twilio_headers();
-        let signer = Signer {
-            algorithm: Algorithm::HmacSha1,
-            key: b"tok",
-        };
         let req = build(
             "https://app",
             SignatureMode::Pass,
-            signer,
+            SIGNER,
             &incoming(&headers, &form),
         );
         assert_eq!(header(&req, "x-twilio-signature"), Some("twilios-own"));
