@@ -9,10 +9,10 @@ use std::time::Instant;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
+use super::app::App;
 use super::connection::Peer;
 use super::limits::{self, BodyError, BodyRules};
 use super::respond::{self, Answer};
-use crate::app::App;
 use crate::journal::record::{self, Received};
 use crate::journal::time::now_ms;
 use crate::journal::writer::Written;
@@ -68,9 +68,9 @@ pub async fn handle(
         }
         Ok(()) => match &route {
             Route::Healthz => respond::text(StatusCode::OK, "ok\n"),
-            Route::Readyz if app.readiness.is_ready() => respond::text(StatusCode::OK, "ready\n"),
+            Route::Readyz if app.readiness().is_ready() => respond::text(StatusCode::OK, "ready\n"),
             Route::Readyz => respond::text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-            Route::Metrics => respond::metrics(app.metrics.encode()),
+            Route::Metrics => respond::metrics(app.metrics().encode()),
             Route::NotFound => respond::error(StatusCode::NOT_FOUND),
             Route::MethodNotAllowed(allow) => respond::method_not_allowed(allow),
             Route::Status | Route::Template(_) => {
@@ -79,7 +79,7 @@ pub async fn handle(
         },
     };
     // While draining, tell HTTP/1 clients to reconnect (to the next instance) after this answer.
-    if app.readiness.phase() == Phase::Draining && version < http::Version::HTTP_2 {
+    if app.readiness().phase() == Phase::Draining && version < http::Version::HTTP_2 {
         response.headers_mut().insert(
             http::header::CONNECTION,
             http::HeaderValue::from_static("close"),
@@ -92,7 +92,7 @@ pub async fn handle(
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    app.metrics
+    app.metrics()
         .request(route.label(), status, elapsed.as_secs_f64());
     let fallback = outcome.error_code.is_some();
     let path = first_chars(uri.path(), 200);
@@ -102,7 +102,7 @@ pub async fn handle(
         path = %path,
         status,
         latency_us = elapsed.as_micros() as u64,
-        role = app.config.role.as_str(),
+        role = app.settings().role.as_str(),
         call_sid = outcome.call_sid.as_deref(),
         message_sid = outcome.message_sid.as_deref(),
         fallback,
@@ -149,7 +149,7 @@ async fn webhook(
     started: Instant,
     outcome: &mut Outcome,
 ) -> Answer {
-    let limits = &app.config.limits;
+    let limits = &app.settings().limits;
     let (parts, body) = req.into_parts();
     let rules = BodyRules {
         max: limits.max_body_bytes,
@@ -157,7 +157,7 @@ async fn webhook(
         min_rate: limits.min_body_rate,
         grace: limits.body_grace,
     };
-    let body = match limits::read_body(body, &app.bodies, rules).await {
+    let body = match limits::read_body(body, app.bodies(), rules).await {
         Ok(body) => body,
         Err(e) => {
             outcome.reason = Some(format!("body: {e:?}"));
@@ -169,15 +169,15 @@ async fn webhook(
         }
     };
     // The permit for the work after the body: nothing a slow client does holds one.
-    let Some(_permit) = limits::admit(&app.concurrency) else {
-        app.metrics.load_shed();
+    let Some(_permit) = limits::admit(app.concurrency()) else {
+        app.metrics().load_shed();
         outcome.reason = Some("concurrency limit reached".into());
         return respond::error(StatusCode::SERVICE_UNAVAILABLE);
     };
     let rules = UrlRules {
-        public_url: app.config.public_url.as_ref(),
+        public_url: app.settings().public_url.as_ref(),
         scheme,
-        trust_forwarded: app.config.trust_forwarded_headers,
+        trust_forwarded: app.settings().trust_forwarded_headers,
     };
     // The upstream gets the body as Twilio sent it (a cheap clone: shared bytes).
     let raw_body = body.clone();
@@ -188,10 +188,10 @@ async fn webhook(
             return respond::error(decode_status(&e));
         }
     };
-    let signer = match authenticate(&app.config.keyring, &parts.headers, &hook) {
+    let signer = match authenticate(&app.settings().keyring, &parts.headers, &hook) {
         Ok(signer) => signer,
         Err(e) => {
-            app.metrics.signature_failure(e.label());
+            app.metrics().signature_failure(e.label());
             outcome.reason = Some(loggable(&e.to_string()));
             outcome.signature = signature_log(app, &parts.headers, &hook);
             return respond::error(StatusCode::FORBIDDEN);
@@ -199,13 +199,13 @@ async fn webhook(
     };
     outcome.call_sid = hook.param("CallSid").map(loggable);
     outcome.message_sid = hook.param("MessageSid").map(loggable);
-    let journal = app.journal.as_ref();
+    let journal = app.journal();
     let template = match route {
         Route::Template(name) => Some(name),
         _ => None,
     };
     // Upstream mode: only what is verified goes on, built before the parameters are taken.
-    let upstream = app.upstream.as_ref().and_then(|u| {
+    let upstream = app.upstream().and_then(|u| {
         if !u.settings().goes_upstream(parts.uri.path()) {
             return None;
         }
@@ -235,7 +235,7 @@ async fn webhook(
     if let (Some(_), Some(code), Some(url)) =
         (template, hook.param("ErrorCode"), hook.param("ErrorUrl"))
     {
-        app.metrics.fallback_request(code);
+        app.metrics().fallback_request(code);
         outcome.error_code = Some(loggable(code));
         outcome.error_url = Some(loggable(url));
     }
@@ -255,7 +255,7 @@ async fn webhook(
     let pending = match (journal, url) {
         (Some(journal), Some(url)) => Some(journal.submit(record::new_event(Received {
             received_at_ms: now_ms(),
-            role: app.config.role.as_str(),
+            role: app.settings().role.as_str(),
             method: parts.method.as_str(),
             url: &url,
             path: parts.uri.path(),
@@ -281,7 +281,7 @@ async fn webhook(
             }
         }
         (Some(name), None) => {
-            if let Some(upstream) = &app.upstream {
+            if let Some(upstream) = app.upstream() {
                 upstream.metrics().outcome(Source::Template.outcome());
                 outcome.source = Some(Source::Template);
             }
@@ -305,10 +305,10 @@ async fn webhook(
 
 /// What a refused signature was checked against (no key, token or expected signature).
 fn signature_log(app: &App, headers: &http::HeaderMap, hook: &Webhook) -> Option<SignatureLog> {
-    let tried = attempted(&app.config.keyring, headers, hook)?;
-    let url_from = if app.config.public_url.is_some() {
+    let tried = attempted(&app.settings().keyring, headers, hook)?;
+    let url_from = if app.settings().public_url.is_some() {
         "public-url"
-    } else if app.config.trust_forwarded_headers
+    } else if app.settings().trust_forwarded_headers
         && (headers.contains_key("x-forwarded-host") || headers.contains_key("x-forwarded-proto"))
     {
         "x-forwarded headers"
@@ -345,7 +345,7 @@ fn render(
     upstream_failed: bool,
     outcome: &mut Outcome,
 ) -> Answer {
-    let templates = app.templates.load();
+    let templates = app.templates();
     let answer = if upstream_failed {
         templates.answer_locally(name, params)
     } else {
@@ -359,7 +359,7 @@ fn render(
                 ServedBy::FallbackDefault(default) => default,
             });
             if let Some(first) = answer.degraded_from {
-                app.metrics.degraded_answer();
+                app.metrics().degraded_answer();
                 tracing::warn!(template = name, error = %first, "template failed; answered from the fallback set");
             }
             respond::twiml(answer.twiml)

@@ -5,7 +5,7 @@ use std::path::Path;
 
 pub use super::files::{valid_name, Diagnostic};
 pub use super::load::load_set;
-use crate::config::{Role, TemplateSettings};
+use super::{Role, TemplateSettings};
 
 /// Checks both roles' directories under `root`, as `twiml-failover check` does.
 pub fn check_all(root: &Path, settings: &TemplateSettings) -> Vec<Diagnostic> {

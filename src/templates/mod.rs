@@ -10,6 +10,7 @@ pub mod escape;
 mod files;
 pub mod lint;
 mod load;
+mod settings;
 pub mod twiml;
 
 use std::collections::HashMap;
@@ -20,10 +21,10 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Value;
 use minijinja::{Environment, UndefinedBehavior};
 
-use crate::config::{Role, TemplateSettings};
 use crate::webhook::Params;
 pub use check::Diagnostic;
 pub use context::{RenderContext, Vars};
+pub use settings::{Role, TemplateSettings};
 
 /// Instruction budget of one render; bounds loops in a template (normal templates use a few hundred).
 pub(crate) const RENDER_FUEL: u64 = 20_000;

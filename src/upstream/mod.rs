@@ -5,8 +5,8 @@
 //! connection). I/O here; building the request ([`request`]) and judging the answer ([`verdict`]) are
 //! pure.
 //!
-//! The breaker is the forwarder's ([`crate::journal::forward::breaker`]): consecutive failures open
-//! it, one probe after the cool-down decides. The bulkhead is a semaphore taken with `try_acquire`:
+//! The breaker is the one the forwarder uses ([`crate::breaker`]): consecutive failures open it,
+//! one probe after the cool-down decides. The bulkhead is a semaphore taken with `try_acquire`:
 //! beyond `max_in_flight` a webhook is answered locally at once, never queued behind a slow app.
 
 pub mod metrics;
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use wildmatch::WildMatch;
 
-use crate::journal::forward::breaker::{Breaker, State};
+use crate::breaker::{Breaker, State};
 use crate::net;
 use crate::templates::twiml::{Channel, MAX_DOCUMENT_BYTES};
 
