@@ -11,6 +11,7 @@
 
 pub mod backoff;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod drill;
 pub mod journal;
