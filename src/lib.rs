@@ -12,6 +12,7 @@
 pub mod backoff;
 pub mod breaker;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod drill;
 pub mod journal;
