@@ -94,8 +94,9 @@ impl App {
             .map_err(|diagnostics| {
                 let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
                 StartupError::Templates(format!(
-                    "{} problem(s); run `twiml-failover check`:\n{}",
+                    "{} problem(s); see them all with `{}`:\n{}",
                     diagnostics.len(),
+                    check_command(&config),
                     lines.join("\n")
                 ))
             })?;
@@ -146,4 +147,16 @@ impl App {
             }
         }
     }
+}
+
+/// The `check` command that judges the same templates with the same config as this server.
+fn check_command(config: &Config) -> String {
+    let mut command = format!(
+        "twiml-failover check --templates {}",
+        config.templates.display()
+    );
+    if let Some(file) = &config.config_file {
+        command.push_str(&format!(" --config {}", file.display()));
+    }
+    command
 }

@@ -1,5 +1,7 @@
 //! The `twiml-failover` binary: parse the command line, then hand over to the library.
 
+mod commands;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -23,6 +25,9 @@ fn main() -> ExitCode {
         Command::Drill(args) => drill(args),
         Command::Journal(args) => journal(args),
         Command::Numbers(args) => numbers(args),
+        Command::Render(args) => commands::render::run(args),
+        Command::Test(args) => commands::test::run(args),
+        Command::ImportBin(args) => commands::import_bin::run(args),
     }
 }
 
@@ -48,12 +53,16 @@ fn init_logging(format: LogFormat) -> log_writer::LogGuard {
     guard
 }
 
-fn serve(args: ServeArgs) -> ExitCode {
+fn serve(mut args: ServeArgs) -> ExitCode {
+    let discovered = config::discover_config_file(&mut args.config);
     let config = match Config::load(&args, &config::process_env) {
         Ok(config) => config,
         Err(e) => return fail(e),
     };
     let log_guard = init_logging(config.log_format);
+    if let Some(path) = discovered {
+        tracing::info!(config = %path.display(), "no --config given: read the config file found in the working directory");
+    }
     let app = match App::load(config) {
         Ok(app) => app,
         Err(e) => {
@@ -186,7 +195,10 @@ fn finish_journal(app: &App, journal: &twiml_failover::journal::writer::Journal)
     }
 }
 
-fn check(args: CheckArgs) -> ExitCode {
+fn check(mut args: CheckArgs) -> ExitCode {
+    if let Some(path) = config::discover_config_file(&mut args.config) {
+        eprintln!("no --config given: reading {}", path.display());
+    }
     let settings = match config::load_template_settings(args.config.as_deref()) {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -301,7 +313,7 @@ fn drill(args: DrillArgs) -> ExitCode {
     };
     // A closed pipe (`| head`) must not turn a finished drill into a panic.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
-    if report.ok() {
+    if report.passes(args.fail_on) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -10,6 +10,7 @@ pub mod escape;
 mod files;
 pub mod lint;
 mod load;
+pub mod preview;
 pub mod twiml;
 
 use std::collections::HashMap;
