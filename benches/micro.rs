@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, Method, Uri};
-use twiml_failover::config::{self, Role};
+use twiml_failover::config;
 use twiml_failover::keyring::{KeyRing, Secret};
 use twiml_failover::signature::{sign, verify, Algorithm};
 use twiml_failover::templates::lint::xml;
+use twiml_failover::templates::Role;
 use twiml_failover::templates::Templates;
 use twiml_failover::verify::authenticate;
 use twiml_failover::webhook::{decode, parse_form, Params, UrlRules};

@@ -10,11 +10,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::backoff::Backoff;
 use crate::cli::ServeArgs;
-use crate::journal::forward::backoff::Backoff;
 use crate::journal::forward::Settings as ForwardSettings;
 use crate::journal::JournalUrl;
 use crate::keyring::{KeyRing, Secret};
+use crate::server::limits::Limits;
+use crate::server::tls::TlsFiles;
+use crate::templates::{Role, TemplateSettings};
+use crate::webhook::PublicUrl;
 
 /// Why the process will not start. Always names the offending setting.
 #[derive(Debug, thiserror::Error)]
@@ -58,25 +62,6 @@ fn invalid(setting: &'static str, message: impl Into<String>) -> StartupError {
     }
 }
 
-/// Which template set the server answers from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The number's primary URL: `primary/` templates, `fallback/` on run-time failure.
-    Primary,
-    /// The "Primary Handler Fails" URL: the degraded `fallback/` set only.
-    Fallback,
-}
-
-impl Role {
-    /// The role's name, also the template subdirectory.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Fallback => "fallback",
-        }
-    }
-}
-
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -84,107 +69,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log pipelines.
     Json,
-}
-
-/// The validated public base URL, without a trailing slash, query or fragment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicUrl(String);
-
-impl PublicUrl {
-    /// Validates `https://host[:port][/prefix]`; a trailing slash is dropped, a `#fragment` refused.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let (scheme, rest) = raw
-            .split_once("://")
-            .ok_or("must start with http:// or https://")?;
-        if scheme != "http" && scheme != "https" {
-            return Err("must start with http:// or https://".into());
-        }
-        let host = rest.split('/').next().unwrap_or("");
-        if host.is_empty() || host.contains('@') {
-            return Err("needs a host and no user:password@".into());
-        }
-        if raw.contains('?') || raw.contains('#') {
-            return Err(
-                "must not carry a ?query or #fragment (connection overrides are not signed)".into(),
-            );
-        }
-        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err("must not contain spaces or control characters".into());
-        }
-        Ok(PublicUrl(raw.trim_end_matches('/').to_string()))
-    }
-
-    /// The base, to which the request's path and query are appended.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Resource bounds of the server.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest request body.
-    pub max_body_bytes: usize,
-    /// Time to receive a request head (also the keep-alive idle timeout).
-    pub header_timeout: Duration,
-    /// Time for a whole request, body and answer included.
-    pub request_timeout: Duration,
-    /// Requests in progress at once; more are shed with 503.
-    pub max_concurrency: usize,
-    /// Connections open at once; a new one past it makes the longest-idle ones close.
-    pub max_connections: usize,
-    /// Time to finish in-flight requests on shutdown.
-    pub drain_timeout: Duration,
-    /// Time a TLS handshake may take.
-    pub tls_handshake_timeout: Duration,
-    /// After SIGTERM/SIGINT: time `/readyz` answers 503 while the listener still accepts.
-    pub lame_duck: Duration,
-    /// Bodies read at once (before any signature check); past it the oldest slow read gives way.
-    pub max_body_reads: usize,
-    /// Bytes reserved at once by bodies being read (their Content-Length, or the body limit).
-    pub body_buffer_bytes: usize,
-    /// Slowest average body rate accepted once `body_grace` has passed (bytes per second).
-    pub min_body_rate: u64,
-    /// Time a body may take before the minimum rate applies.
-    pub body_grace: Duration,
-    /// Time a connection with no request in progress stays open (HTTP/2; HTTP/1 keep-alive ends
-    /// sooner, at the header timeout).
-    pub idle_timeout: Duration,
-    /// Age after which a connection is asked to close (HTTP/1 `Connection: close`, HTTP/2 GOAWAY).
-    pub max_connection_age: Duration,
-    /// Concurrent streams per HTTP/2 connection.
-    pub max_h2_streams: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_body_bytes: 64 * 1024,
-            header_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(10),
-            max_concurrency: 1024,
-            max_connections: 2048,
-            drain_timeout: Duration::from_secs(25),
-            tls_handshake_timeout: Duration::from_secs(5),
-            lame_duck: Duration::from_secs(2),
-            max_body_reads: 1024,
-            body_buffer_bytes: 16 * 1024 * 1024,
-            min_body_rate: 4096,
-            body_grace: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(30),
-            max_connection_age: Duration::from_secs(120),
-            max_h2_streams: 16,
-        }
-    }
-}
-
-/// TLS certificate and key files.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    /// PEM certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// PEM private key.
-    pub key: PathBuf,
 }
 
 /// Everything `serve` needs, validated.
@@ -231,15 +115,6 @@ pub struct JournalConfig {
     pub retention: Duration,
     /// Where events the journal could not take before exit are written (and taken back at start).
     pub spill_dir: Option<PathBuf>,
-}
-
-/// What templates may use besides Twilio's parameters.
-#[derive(Debug, Clone, Default)]
-pub struct TemplateSettings {
-    /// `[vars]`: values available to every template (they win over request parameters).
-    pub vars: BTreeMap<String, String>,
-    /// Extra request parameter names templates may use (e.g. custom query parameters).
-    pub extra_params: Vec<String>,
 }
 
 /// The config file's shape. Unknown keys are an error, so a typo cannot silently do nothing.
@@ -696,7 +571,7 @@ fn forward_settings(
 
 /// Checks a forward target: an absolute http(s) URL without credentials or fragment.
 pub fn forward_url(raw: &str) -> Result<String, String> {
-    crate::drill::url::Target::parse(raw).map(|t| t.url)
+    crate::net::url::Target::parse(raw).map(|t| t.url)
 }
 
 fn retention(raw: &str) -> Result<Duration, StartupError> {
@@ -743,20 +618,7 @@ fn template_settings_from(
     vars: BTreeMap<String, String>,
     extra_params: Vec<String>,
 ) -> Result<TemplateSettings, StartupError> {
-    for name in vars.keys().chain(extra_params.iter()) {
-        let ok = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ok {
-            return Err(invalid(
-                "vars",
-                format!("{name:?} is not a usable template name (letters, digits, _)"),
-            ));
-        }
-    }
-    Ok(TemplateSettings { vars, extra_params })
+    TemplateSettings::new(vars, extra_params).map_err(|m| invalid("vars", m))
 }
 
 fn load_keyring(

@@ -4,11 +4,12 @@
 //! # Layout
 //! A request flows one way: [`server`] accepts within limits → [`route`] → [`webhook`] decodes →
 //! [`verify`] checks the signature ([`signature`], [`keyring`]) → [`templates`] renders → respond.
-//! [`config`] and [`cli`] build the settings once; [`app`] holds the shared state.
+//! [`cli`] and [`config`] build the settings once; [`service`] turns them into the shared state
+//! ([`server::app`]) and owns the lifecycle: start, lame duck, drain, stop the forwarder, flush.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod app;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod drill;
@@ -23,6 +24,7 @@ pub mod readiness;
 pub mod reload;
 pub mod route;
 pub mod server;
+pub mod service;
 pub mod signals;
 pub mod signature;
 pub mod templates;

@@ -6,15 +6,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use twiml_failover::app::App;
 use twiml_failover::cli::{
     CheckArgs, Cli, Command, DrillArgs, JournalArgs, JournalCommand, JournalFormat, NumbersArgs,
     ReplayArgs, ReplayProgress, ServeArgs, SignArgs,
 };
-use twiml_failover::config::{self, Config, LogFormat, StartupError};
+use twiml_failover::config::{self, Config, LogFormat};
+use twiml_failover::service::Service;
 use twiml_failover::signature::{self, Algorithm};
 use twiml_failover::templates::check::check_all;
-use twiml_failover::{log_line, log_writer, numbers, reload, server, signals};
+use twiml_failover::{log_line, log_writer, numbers, signals};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -63,8 +63,8 @@ fn serve(mut args: ServeArgs) -> ExitCode {
     if let Some(path) = discovered {
         tracing::info!(config = %path.display(), "no --config given: read the config file found in the working directory");
     }
-    let app = match App::load(config) {
-        Ok(app) => app,
+    let service = match Service::load(config) {
+        Ok(service) => service,
         Err(e) => {
             drop(log_guard);
             return fail(e);
@@ -78,121 +78,11 @@ fn serve(mut args: ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     runtime.block_on(async move {
-        let addr = app.config.listen;
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                return fail(StartupError::Bind {
-                    addr: addr.to_string(),
-                    message: e.to_string(),
-                })
-            }
-        };
-        let local = listener.local_addr().map_or(addr, |a| a);
-        tracing::info!(
-            listen = %local,
-            role = app.config.role.as_str(),
-            public_url = app.config.public_url.as_ref().map(|u| u.as_str()),
-            "listening"
-        );
-        if app.config.public_url.is_none() && !local.ip().is_loopback() {
-            tracing::warn!(
-                listen = %local,
-                "no --public-url: signatures are checked against a URL rebuilt from the Host header \
-                 (or X-Forwarded-* when trusted); behind a load balancer or proxy, set --public-url \
-                 to the URL configured in Twilio"
-            );
-        }
-        tokio::spawn(reload::on_sighup(app.clone()));
-        if app.config.watch {
-            let mut paths = vec![app.config.templates.clone()];
-            // Watch the folders: cert-manager and editors replace files by renaming.
-            if let Some(tls) = &app.config.tls {
-                for file in [&tls.cert, &tls.key] {
-                    let dir = file.parent().filter(|p| !p.as_os_str().is_empty());
-                    paths.push(dir.unwrap_or(std::path::Path::new(".")).to_path_buf());
-                }
-            }
-            tokio::spawn(reload::on_file_change(app.clone(), paths));
-        }
-        if let Some(journal) = &app.config.journal {
-            if let Some(dir) = &journal.spill_dir {
-                let retry = Duration::from_secs(5);
-                if let Err(e) = twiml_failover::journal::spill::import_in_background(
-                    dir.clone(),
-                    journal.url.clone(),
-                    retry,
-                ) {
-                    return fail(format!("journal-spill-dir: {e}"));
-                }
-            }
-        }
-        let deliverer = match twiml_failover::journal::forward::start(&app) {
-            Ok(d) => d,
-            Err(e) => return fail(format!("forward-to: {e}")),
-        };
-        server::run(listener, app.clone(), signals::shutdown()).await;
-        if let Some(deliverer) = deliverer {
-            deliverer.stop().await;
-        }
-        match &app.journal {
-            Some(journal) => tokio::task::block_in_place(|| finish_journal(&app, journal)),
-            None => ExitCode::SUCCESS,
+        match service.start(signals::shutdown()).await {
+            Ok(running) => ExitCode::from(running.finished().await.code()),
+            Err(e) => fail(e),
         }
     })
-}
-
-/// Exit status when the journal did not take every acknowledged event and they are lost.
-const EXIT_EVENTS_LOST: u8 = 1;
-/// Exit status when the journal did not take every event but they are safe in the spill folder.
-const EXIT_EVENTS_SPILLED: u8 = 3;
-
-/// Gives events buffered during a journal outage one last chance, then spills what is left to
-/// `--journal-spill-dir`. Never exits 0 with acknowledged events outside the journal.
-fn finish_journal(app: &App, journal: &twiml_failover::journal::writer::Journal) -> ExitCode {
-    let spill_dir = app
-        .config
-        .journal
-        .as_ref()
-        .and_then(|j| j.spill_dir.as_ref());
-    // The writer's last attempt may wait for the store's 5 s connect timeout.
-    let Some(left) = journal.drain(Duration::from_secs(8)) else {
-        tracing::error!(
-            journal = %journal.url(),
-            "journal writer did not answer at exit; the events it buffered are lost"
-        );
-        return ExitCode::from(EXIT_EVENTS_LOST);
-    };
-    if left.is_empty() {
-        return ExitCode::SUCCESS;
-    }
-    let Some(dir) = spill_dir else {
-        tracing::error!(
-            lost = left.len(),
-            "exiting with acknowledged events the journal did not take; they are lost \
-             (set --journal-spill-dir to keep them)"
-        );
-        return ExitCode::from(EXIT_EVENTS_LOST);
-    };
-    match twiml_failover::journal::spill::write(dir, &left) {
-        Ok(path) => {
-            tracing::error!(
-                spilled = left.len(),
-                file = %path.display(),
-                "journal unavailable at exit; events written to the spill file, taken back at the next start"
-            );
-            ExitCode::from(EXIT_EVENTS_SPILLED)
-        }
-        Err(e) => {
-            tracing::error!(
-                lost = left.len(),
-                dir = %dir.display(),
-                error = %e,
-                "cannot write the spill file; the events the journal did not take are lost"
-            );
-            ExitCode::from(EXIT_EVENTS_LOST)
-        }
-    }
 }
 
 fn check(mut args: CheckArgs) -> ExitCode {

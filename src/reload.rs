@@ -14,7 +14,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::app::App;
+use crate::server::app::App;
 use crate::signals;
 
 /// How long to wait for an editor, `git checkout` or a ConfigMap swap to finish writing.
@@ -106,7 +106,7 @@ pub async fn on_file_change(app: Arc<App>, paths: Vec<PathBuf>) {
     let mut watcher = match notify::RecommendedWatcher::new(handler, config) {
         Ok(w) => w,
         Err(e) => {
-            app.metrics.template_watch(false);
+            app.metrics().template_watch(false);
             tracing::error!(error = %e, "cannot watch files; reload with SIGHUP");
             return;
         }
@@ -121,7 +121,7 @@ pub async fn on_file_change(app: Arc<App>, paths: Vec<PathBuf>) {
     for w in &mut watched {
         w.refresh(&mut watcher);
     }
-    app.metrics
+    app.metrics()
         .template_watch(watched.iter().all(|w| w.identity.is_some()));
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -143,11 +143,11 @@ pub async fn on_file_change(app: Arc<App>, paths: Vec<PathBuf>) {
         for w in &mut watched {
             w.refresh(&mut watcher);
         }
-        app.metrics
+        app.metrics()
             .template_watch(watched.iter().all(|w| w.identity.is_some()));
         tracing::info!("files changed; reloading");
         reload(&app).await;
     }
-    app.metrics.template_watch(false);
+    app.metrics().template_watch(false);
     tracing::error!("file watcher stopped; reload with SIGHUP");
 }

@@ -4,7 +4,39 @@
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderMap, Method, Uri};
 
-use crate::config::PublicUrl;
+/// The validated public base URL, without a trailing slash, query or fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    /// Validates `https://host[:port][/prefix]`; a trailing slash is dropped, a `#fragment` refused.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let (scheme, rest) = raw
+            .split_once("://")
+            .ok_or("must start with http:// or https://")?;
+        if scheme != "http" && scheme != "https" {
+            return Err("must start with http:// or https://".into());
+        }
+        let host = rest.split('/').next().unwrap_or("");
+        if host.is_empty() || host.contains('@') {
+            return Err("needs a host and no user:password@".into());
+        }
+        if raw.contains('?') || raw.contains('#') {
+            return Err(
+                "must not carry a ?query or #fragment (connection overrides are not signed)".into(),
+            );
+        }
+        if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("must not contain spaces or control characters".into());
+        }
+        Ok(PublicUrl(raw.trim_end_matches('/').to_string()))
+    }
+
+    /// The base, to which the request's path and query are appended.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// Request parameters as `(name, value)` pairs in arrival order; names may repeat.
 ///

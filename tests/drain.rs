@@ -18,15 +18,12 @@ async fn restart_under_steady_load_loses_no_request() {
     socket.set_nonblocking(true).unwrap();
     let addr = socket.local_addr().unwrap();
     let start_on_socket = |socket: &std::net::TcpListener| {
-        let app = twiml_failover::app::App::load(config(&args("primary"))).unwrap();
+        let service = twiml_failover::service::Service::load(config(&args("primary"))).unwrap();
         let listener = TcpListener::from_std(socket.try_clone().unwrap()).unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(twiml_failover::server::run(listener, app.clone(), async {
-            let _ = rx.await;
-        }));
-        (app, tx, task)
+        let running = service.start_on(listener, std::future::pending()).unwrap();
+        (running.app().clone(), running)
     };
-    let (old_app, old_stop, old_task) = start_on_socket(&socket);
+    let (old_app, old) = start_on_socket(&socket);
 
     let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicUsize::new(0));
@@ -51,15 +48,13 @@ async fn restart_under_steady_load_loses_no_request() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (new_app, new_stop, new_task) = start_on_socket(&socket);
+    let (new_app, new) = start_on_socket(&socket);
     let before_restart = answered.load(Ordering::Relaxed);
-    old_stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), old_task)
+    tokio::time::timeout(Duration::from_secs(10), old.shutdown())
         .await
-        .expect("old instance drained within its timeout")
-        .unwrap();
+        .expect("old instance drained within its timeout");
     assert_eq!(
-        old_app.readiness.phase(),
+        old_app.readiness().phase(),
         twiml_failover::readiness::Phase::Draining
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -79,10 +74,9 @@ async fn restart_under_steady_load_loses_no_request() {
         before_restart > 50 && total > before_restart + 50,
         "{before_restart} then {total}"
     );
-    let served_by_new = new_app.metrics.encode();
+    let served_by_new = new_app.metrics().encode();
     assert!(served_by_new.contains("requests_total{route=\"webhook\",status=\"200\"}"));
-    new_stop.send(()).unwrap();
-    new_task.await.unwrap();
+    new.shutdown().await;
 }
 
 /// A request whose body is still arriving when shutdown starts is answered, with
@@ -104,7 +98,7 @@ async fn in_flight_requests_finish_and_readyz_turns_503() {
     server.begin_shutdown();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
-        server.app.readiness.phase(),
+        server.app.readiness().phase(),
         twiml_failover::readiness::Phase::Draining
     );
     // Lame duck: a new connection is still served, and /readyz on it says 503 and close.
@@ -133,8 +127,7 @@ async fn in_flight_requests_finish_and_readyz_turns_503() {
     let reply = parse_reply(&out);
     assert_eq!(reply.status, 200, "{out}");
     assert_eq!(reply.header("connection"), Some("close"));
-    tokio::time::timeout(Duration::from_secs(10), server.task.take().unwrap())
+    tokio::time::timeout(Duration::from_secs(10), server.stop())
         .await
-        .expect("drained")
-        .unwrap();
+        .expect("drained");
 }

@@ -16,11 +16,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use twiml_failover::journal::forward::backoff::Backoff;
+use twiml_failover::backoff::Backoff;
 use twiml_failover::journal::forward::{Deliverer, Settings};
 use twiml_failover::journal::{self, JournalUrl, NewEvent, Store};
 use twiml_failover::keyring::{KeyRing, Secret};
 use twiml_failover::metrics::Metrics;
+use twiml_failover::service::Exit;
 use twiml_failover::signature::{self, Algorithm};
 
 use common::TOKEN;
@@ -428,25 +429,20 @@ fn server_config(journal: &str, to: &str) -> twiml_failover::config::Config {
     })
 }
 
-/// A server with its deliverer running.
+/// A server with its deliverer running (the service starts it for `--forward-to`).
 struct Forwarding {
     server: common::TestServer,
-    deliverer: Deliverer,
 }
 
 impl Forwarding {
     async fn start(journal: &str, to: &str) -> Forwarding {
         let server = common::TestServer::start(server_config(journal, to)).await;
-        let deliverer = twiml_failover::journal::forward::start(&server.app)
-            .unwrap()
-            .expect("--forward-to starts a deliverer");
-        Forwarding { server, deliverer }
+        Forwarding { server }
     }
 
-    /// Graceful stop, like SIGTERM: drain the server, then the deliverer.
+    /// Graceful stop, like SIGTERM: drain the server, stop the deliverer, flush the journal.
     async fn stop(self) {
-        self.server.stop().await;
-        self.deliverer.stop().await;
+        assert_eq!(self.server.stop().await, Exit::Clean);
     }
 
     /// Sends one signed SMS webhook (with Twilio's idempotency token) and returns the status.
@@ -563,7 +559,7 @@ async fn through_server(journal: &str) {
     })
     .await;
     eventually("journal caught up", || stats(&journal_url).undelivered == 0).await;
-    let metrics = f.server.app.metrics.encode();
+    let metrics = f.server.app.metrics().encode();
     f.stop().await;
 
     // The target's own check: the same token, the target's URL, unchanged parameters.

@@ -374,7 +374,7 @@ async fn without_a_journal_nothing_is_journaled_or_exposed() {
         ("CallStatus", "ringing"),
     ];
     assert_eq!(post(&server, "/status", &cb, &[]).await.status, 204);
-    assert!(server.app.journal.is_none());
+    assert!(server.app.journal().is_none());
     assert!(!metrics(&server).await.contains("journal"));
     server.stop().await;
 }

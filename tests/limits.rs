@@ -95,7 +95,12 @@ async fn requests_over_the_concurrency_limit_get_503_at_once() {
     .await;
     assert_eq!(r.status, 200, "a slow body must not take the only permit");
     // With the only permit taken by work in progress, the next webhook is shed at once.
-    let taken = server.app.concurrency.clone().try_acquire_owned().unwrap();
+    let taken = server
+        .app
+        .concurrency()
+        .clone()
+        .try_acquire_owned()
+        .unwrap();
     let r = post_signed(
         server.addr,
         &server.url("/sms"),
@@ -115,7 +120,7 @@ async fn requests_over_the_concurrency_limit_get_503_at_once() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     assert!(server
         .app
-        .metrics
+        .metrics()
         .encode()
         .contains("twiml_failover_load_shed_total 1"));
     server.stop().await;

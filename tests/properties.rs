@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use twiml_failover::config::Role;
 use twiml_failover::signature::{sign, verify, Algorithm};
+use twiml_failover::templates::Role;
 use twiml_failover::templates::{twiml, Templates};
 use twiml_failover::webhook::{decode, parse_form, Params, UrlRules};
 

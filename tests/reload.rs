@@ -58,7 +58,7 @@ async fn file_changes_reload_good_sets_and_refuse_bad_ones() {
     assert!(
         until(async || server
             .app
-            .metrics
+            .metrics()
             .encode()
             .contains("template_reloads_total{result=\"error\"}"))
         .await
@@ -109,7 +109,7 @@ async fn reload_swaps_atomically_under_concurrent_requests() {
     reloader.await.unwrap();
     assert!(server
         .app
-        .metrics
+        .metrics()
         .encode()
         .contains("template_reloads_total{result=\"ok\"} 40"));
     server.stop().await;

@@ -146,7 +146,7 @@ async fn bad_signatures_get_a_bare_403() {
         assert_eq!(r.body, "forbidden\n");
         assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
     }
-    let metrics = server.app.metrics.encode();
+    let metrics = server.app.metrics().encode();
     assert!(
         metrics.contains("signature_failures_total{reason=\"missing\"} 2"),
         "{metrics}"
@@ -420,7 +420,7 @@ async fn public_url_is_what_gets_verified() {
     // The internal address is not what Twilio signed.
     let r = post_signed(server.addr, &server.url("/voice"), "/voice", TOKEN, &params).await;
     assert_eq!(r.status, 403);
-    let metrics = server.app.metrics.encode();
+    let metrics = server.app.metrics().encode();
     assert!(
         metrics.contains("fallback_requests_total{error_code=\"11205\"} 2"),
         "{metrics}"
@@ -491,7 +491,7 @@ async fn a_failing_primary_template_is_answered_from_the_fallback_set() {
     );
     assert!(server
         .app
-        .metrics
+        .metrics()
         .encode()
         .contains("degraded_answers_total 1"));
     server.stop().await;

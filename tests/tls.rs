@@ -146,7 +146,7 @@ async fn certificates_rotate_without_a_restart_and_bad_pairs_are_refused() {
     // A key that does not belong to the certificate: refused, the first pair keeps serving.
     std::fs::write(dir.path().join("tls.crt"), &second.cert_pem).unwrap();
     std::fs::write(dir.path().join("tls.key"), &first.key_pem).unwrap();
-    let metrics = || server.app.metrics.encode();
+    let metrics = || server.app.metrics().encode();
     for _ in 0..100 {
         if metrics().contains("certificate_reloads_total{result=\"error\"}") {
             break;
@@ -209,7 +209,7 @@ fn a_bad_pair_stops_start_up_naming_the_file() {
     let mut a = args("primary");
     a.tls_cert = Some(dir.path().join("tls.crt"));
     a.tls_key = Some(dir.path().join("tls.key"));
-    let err = twiml_failover::app::App::load(config(&a))
+    let err = twiml_failover::service::Service::load(config(&a))
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("tls: ") && err.contains("tls.crt"), "{err}");

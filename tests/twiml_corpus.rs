@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
-use twiml_failover::config::TemplateSettings;
 use twiml_failover::templates::check::check_all;
+use twiml_failover::templates::TemplateSettings;
 
 #[derive(Debug, Deserialize)]
 struct Case {

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use twiml_failover::config::{load_template_settings, Role};
+use twiml_failover::config::load_template_settings;
+use twiml_failover::templates::Role;
 use twiml_failover::templates::{twiml, Templates};
 use twiml_failover::webhook::Params;
 

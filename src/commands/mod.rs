@@ -5,11 +5,12 @@ pub mod import_bin;
 pub mod render;
 pub mod test;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use twiml_failover::config::{self, Role, TemplateSettings};
-use twiml_failover::templates::Templates;
+use twiml_failover::config;
+use twiml_failover::templates::{check, Templates};
+use twiml_failover::templates::{Role, TemplateSettings};
 
 /// Prints a usage or set-up error and returns exit status 2.
 pub fn fail(e: impl std::fmt::Display) -> ExitCode {
@@ -56,20 +57,11 @@ impl TemplateInputs {
                 "the {} templates do not load ({} problem(s)); see them with `{}`:\n{}",
                 role.as_str(),
                 diagnostics.len(),
-                check_command(&self.root, self.config.as_deref()),
+                check::command(&self.root, self.config.as_deref()),
                 lines.join("\n")
             )
         })
     }
-}
-
-/// The `check` command for these templates and config.
-fn check_command(root: &Path, config: Option<&Path>) -> String {
-    let mut command = format!("twiml-failover check --templates {}", root.display());
-    if let Some(file) = config {
-        command.push_str(&format!(" --config {}", file.display()));
-    }
-    command
 }
 
 /// `primary` or `fallback`, as `serve` spells them.

@@ -2,14 +2,13 @@
 //! incoming SMS, one step of a menu) and reports who answered, why, how fast, and with what TwiML.
 //!
 //! [`run`] drives the scenarios; [`twilio`] is the Twilio-like HTTP client, [`overrides`] the URL
-//! fragment settings, [`url`] relative resolution, [`fault`] the simulated failing primary,
+//! fragment settings ([`crate::net::url`] resolves relative links), [`fault`] the simulated failing primary,
 //! [`report`] the text and JSON output.
 
 pub mod fault;
 pub mod overrides;
 pub mod report;
 pub mod twilio;
-pub mod url;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -17,11 +16,11 @@ use std::time::{Duration, Instant};
 use quick_xml::events::Event;
 use serde::Serialize;
 
+use crate::net::url::{self, Target};
 use crate::templates::twiml::{self, Channel};
 pub use fault::Fault;
 pub use report::{Report, ScenarioReport, Side, Verdict};
 use twilio::{Fetch, Method, Request};
-use url::Target;
 
 /// One rehearsed interaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]

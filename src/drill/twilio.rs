@@ -1,7 +1,6 @@
 //! Fetching TwiML the way Twilio does: signed form request, connect and read timeouts, retries on
 //! the `rp` conditions within `tt`, and the error code Twilio would report when it gives up.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::overrides::Overrides;
-use super::url::Target;
+use crate::net::url::Target;
 use crate::signature::{self, Algorithm};
 use crate::templates::twiml::{self, Channel, MAX_DOCUMENT_BYTES};
 
@@ -217,10 +216,6 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// The client TLS settings; the one copy lives in [`crate::net`], shared with the forwarder.
-pub(crate) fn tls_config() -> Arc<rustls::ClientConfig> {
-    crate::net::tls_config()
-}
-
 fn tls_failure(e: &std::io::Error) -> Failure {
     use rustls::CertificateError as C;
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
@@ -264,7 +259,7 @@ async fn connect(target: &Target, ct: Duration) -> Result<Box<dyn Io>, (Failure,
                 Retryable::No,
             )
         })?;
-        let tls = tokio_rustls::TlsConnector::from(tls_config())
+        let tls = tokio_rustls::TlsConnector::from(crate::net::tls_config())
             .connect(name, tcp)
             .await
             .map_err(|e| (tls_failure(&e), Retryable::Connect))?;

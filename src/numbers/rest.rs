@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::model::{Account, Application, Number, Service, ServiceNumber};
 use super::plan::Kind;
-use crate::drill::url::Target;
 use crate::net;
+use crate::net::url::Target;
 
 /// Twilio's core API (numbers, Apps).
 pub const API_BASE: &str = "https://api.twilio.com";

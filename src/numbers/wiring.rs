@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::drill::overrides::{self, Overrides};
-use crate::drill::url::Target;
+use crate::net::url::Target;
 
 /// The overrides written when the file names none: at most 6 s on a dead or hung primary, so
 /// the fallback keeps 9 s of the 15 s voice limit. `ct=1000`: a healthy connect takes well under

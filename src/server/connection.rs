@@ -18,9 +18,9 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use tokio_rustls::TlsAcceptor;
 
+use super::app::App;
 use super::handler;
 use super::slots::{Held, Slot, Slots};
-use crate::app::App;
 
 /// What every connection shares.
 pub struct Settings {
@@ -60,7 +60,7 @@ async fn serve(stream: TcpStream, settings: Arc<Settings>, held: Held) {
             .serve_connection(TokioIo::new(stream), service(&settings, &slot, "http"));
         return supervise(conn, &slot, false, &settings).await;
     };
-    let limits = &settings.app.config.limits;
+    let limits = &settings.app.settings().limits;
     let handshake = tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream));
     let tls = tokio::select! {
         done = handshake => match done {
@@ -101,7 +101,7 @@ fn service(
                  + 'static,
 > + Clone {
     let (app, slot) = (settings.app.clone(), slot.clone());
-    let max_age = app.config.limits.max_connection_age;
+    let max_age = app.settings().limits.max_connection_age;
     service_fn(move |req| {
         let busy = slot.begin();
         let (app, slot) = (app.clone(), slot.clone());
@@ -132,7 +132,7 @@ where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
-    let limits = &settings.app.config.limits;
+    let limits = &settings.app.settings().limits;
     let mut stage = settings.stage.clone();
     let mut stage_open = true;
     tokio::pin!(conn);

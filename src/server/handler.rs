@@ -9,9 +9,9 @@ use std::time::Instant;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
+use super::app::App;
 use super::limits::{self, BodyError, BodyRules};
 use super::respond::{self, Answer};
-use crate::app::App;
 use crate::journal::record::{self, Received};
 use crate::journal::time::now_ms;
 use crate::journal::writer::Written;
@@ -65,9 +65,9 @@ pub async fn handle(
         }
         Ok(()) => match &route {
             Route::Healthz => respond::text(StatusCode::OK, "ok\n"),
-            Route::Readyz if app.readiness.is_ready() => respond::text(StatusCode::OK, "ready\n"),
+            Route::Readyz if app.readiness().is_ready() => respond::text(StatusCode::OK, "ready\n"),
             Route::Readyz => respond::text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-            Route::Metrics => respond::metrics(app.metrics.encode()),
+            Route::Metrics => respond::metrics(app.metrics().encode()),
             Route::NotFound => respond::error(StatusCode::NOT_FOUND),
             Route::MethodNotAllowed(allow) => respond::method_not_allowed(allow),
             Route::Status | Route::Template(_) => {
@@ -76,7 +76,7 @@ pub async fn handle(
         },
     };
     // While draining, tell HTTP/1 clients to reconnect (to the next instance) after this answer.
-    if app.readiness.phase() == Phase::Draining && version < http::Version::HTTP_2 {
+    if app.readiness().phase() == Phase::Draining && version < http::Version::HTTP_2 {
         response.headers_mut().insert(
             http::header::CONNECTION,
             http::HeaderValue::from_static("close"),
@@ -84,7 +84,7 @@ pub async fn handle(
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    app.metrics
+    app.metrics()
         .request(route.label(), status, elapsed.as_secs_f64());
     let fallback = outcome.error_code.is_some();
     let path = first_chars(uri.path(), 200);
@@ -94,7 +94,7 @@ pub async fn handle(
         path = %path,
         status,
         latency_us = elapsed.as_micros() as u64,
-        role = app.config.role.as_str(),
+        role = app.settings().role.as_str(),
         call_sid = outcome.call_sid.as_deref(),
         message_sid = outcome.message_sid.as_deref(),
         fallback,
@@ -138,7 +138,7 @@ async fn webhook(
     route: &Route,
     outcome: &mut Outcome,
 ) -> Answer {
-    let limits = &app.config.limits;
+    let limits = &app.settings().limits;
     let (parts, body) = req.into_parts();
     let rules = BodyRules {
         max: limits.max_body_bytes,
@@ -146,7 +146,7 @@ async fn webhook(
         min_rate: limits.min_body_rate,
         grace: limits.body_grace,
     };
-    let body = match limits::read_body(body, &app.bodies, rules).await {
+    let body = match limits::read_body(body, app.bodies(), rules).await {
         Ok(body) => body,
         Err(e) => {
             outcome.reason = Some(format!("body: {e:?}"));
@@ -158,15 +158,15 @@ async fn webhook(
         }
     };
     // The permit for the work after the body: nothing a slow client does holds one.
-    let Some(_permit) = limits::admit(&app.concurrency) else {
-        app.metrics.load_shed();
+    let Some(_permit) = limits::admit(app.concurrency()) else {
+        app.metrics().load_shed();
         outcome.reason = Some("concurrency limit reached".into());
         return respond::error(StatusCode::SERVICE_UNAVAILABLE);
     };
     let rules = UrlRules {
-        public_url: app.config.public_url.as_ref(),
+        public_url: app.settings().public_url.as_ref(),
         scheme,
-        trust_forwarded: app.config.trust_forwarded_headers,
+        trust_forwarded: app.settings().trust_forwarded_headers,
     };
     let hook = match decode(rules, &parts.method, &parts.uri, &parts.headers, body) {
         Ok(hook) => hook,
@@ -175,15 +175,15 @@ async fn webhook(
             return respond::error(decode_status(&e));
         }
     };
-    if let Err(e) = authenticate(&app.config.keyring, &parts.headers, &hook) {
-        app.metrics.signature_failure(e.label());
+    if let Err(e) = authenticate(&app.settings().keyring, &parts.headers, &hook) {
+        app.metrics().signature_failure(e.label());
         outcome.reason = Some(loggable(&e.to_string()));
         outcome.signature = signature_log(app, &parts.headers, &hook);
         return respond::error(StatusCode::FORBIDDEN);
     }
     outcome.call_sid = hook.param("CallSid").map(loggable);
     outcome.message_sid = hook.param("MessageSid").map(loggable);
-    let journal = app.journal.as_ref();
+    let journal = app.journal();
     let template = match route {
         Route::Template(name) => Some(name),
         _ => None,
@@ -195,7 +195,7 @@ async fn webhook(
     if let (Some(_), Some(code), Some(url)) =
         (template, hook.param("ErrorCode"), hook.param("ErrorUrl"))
     {
-        app.metrics.fallback_request(code);
+        app.metrics().fallback_request(code);
         outcome.error_code = Some(loggable(code));
         outcome.error_url = Some(loggable(url));
     }
@@ -215,7 +215,7 @@ async fn webhook(
     let pending = match (journal, url) {
         (Some(journal), Some(url)) => Some(journal.submit(record::new_event(Received {
             received_at_ms: now_ms(),
-            role: app.config.role.as_str(),
+            role: app.settings().role.as_str(),
             method: parts.method.as_str(),
             url: &url,
             path: parts.uri.path(),
@@ -244,10 +244,10 @@ async fn webhook(
 
 /// What a refused signature was checked against (no key, token or expected signature).
 fn signature_log(app: &App, headers: &http::HeaderMap, hook: &Webhook) -> Option<SignatureLog> {
-    let tried = attempted(&app.config.keyring, headers, hook)?;
-    let url_from = if app.config.public_url.is_some() {
+    let tried = attempted(&app.settings().keyring, headers, hook)?;
+    let url_from = if app.settings().public_url.is_some() {
         "public-url"
-    } else if app.config.trust_forwarded_headers
+    } else if app.settings().trust_forwarded_headers
         && (headers.contains_key("x-forwarded-host") || headers.contains_key("x-forwarded-proto"))
     {
         "x-forwarded headers"
@@ -276,11 +276,11 @@ fn idempotency_token(headers: &http::HeaderMap) -> Option<&str> {
 }
 
 fn render(app: &App, name: &str, params: Arc<Params>, outcome: &mut Outcome) -> Answer {
-    match app.templates.load().answer(name, params) {
+    match app.templates().answer(name, params) {
         Ok(answer) => {
             outcome.served_by = Some(served_by_label(&answer.served_by));
             if let Some(first) = answer.degraded_from {
-                app.metrics.degraded_answer();
+                app.metrics().degraded_answer();
                 tracing::warn!(template = name, error = %first, "template failed; answered from the fallback set");
             }
             respond::twiml(answer.twiml)

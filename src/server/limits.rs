@@ -1,6 +1,6 @@
-//! Per-request bounds: the request head's size, a body read bounded in size, time, rate and a
-//! shared budget, then a concurrency permit for the verified work (or shed with 503).
-//! No I/O besides reading the body it is handed.
+//! The server's resource bounds ([`Limits`]) and how a request meets them: the request head's size,
+//! a body read bounded in size, time, rate and a shared budget, then a concurrency permit for the
+//! verified work (or shed with 503). No I/O besides reading the body it is handed.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,64 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+/// Resource bounds of the server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Time to receive a request head (also the keep-alive idle timeout).
+    pub header_timeout: Duration,
+    /// Time for a whole request, body and answer included.
+    pub request_timeout: Duration,
+    /// Requests in progress at once; more are shed with 503.
+    pub max_concurrency: usize,
+    /// Connections open at once; a new one past it makes the longest-idle ones close.
+    pub max_connections: usize,
+    /// Time to finish in-flight requests on shutdown.
+    pub drain_timeout: Duration,
+    /// Time a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+    /// After SIGTERM/SIGINT: time `/readyz` answers 503 while the listener still accepts.
+    pub lame_duck: Duration,
+    /// Bodies read at once (before any signature check); past it the oldest slow read gives way.
+    pub max_body_reads: usize,
+    /// Bytes reserved at once by bodies being read (their Content-Length, or the body limit).
+    pub body_buffer_bytes: usize,
+    /// Slowest average body rate accepted once `body_grace` has passed (bytes per second).
+    pub min_body_rate: u64,
+    /// Time a body may take before the minimum rate applies.
+    pub body_grace: Duration,
+    /// Time a connection with no request in progress stays open (HTTP/2; HTTP/1 keep-alive ends
+    /// sooner, at the header timeout).
+    pub idle_timeout: Duration,
+    /// Age after which a connection is asked to close (HTTP/1 `Connection: close`, HTTP/2 GOAWAY).
+    pub max_connection_age: Duration,
+    /// Concurrent streams per HTTP/2 connection.
+    pub max_h2_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            max_concurrency: 1024,
+            max_connections: 2048,
+            drain_timeout: Duration::from_secs(25),
+            tls_handshake_timeout: Duration::from_secs(5),
+            lame_duck: Duration::from_secs(2),
+            max_body_reads: 1024,
+            body_buffer_bytes: 16 * 1024 * 1024,
+            min_body_rate: 4096,
+            body_grace: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(30),
+            max_connection_age: Duration::from_secs(120),
+            max_h2_streams: 16,
+        }
+    }
+}
 
 /// Why the body could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

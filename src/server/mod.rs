@@ -3,6 +3,7 @@
 //!
 //! [`run`] takes a listener that is already bound, so tests bind port 0 and read the address first.
 
+pub mod app;
 mod connection;
 mod handler;
 pub mod limits;
@@ -20,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::App;
+use app::App;
 use connection::{Settings, Stage};
 use slots::Slots;
 
@@ -46,7 +47,7 @@ const H2_CONNECTION_WINDOW: u32 = 128 * 1024;
 ///    served, then the socket closes (see `listener`);
 /// 3. drains: in-flight requests are answered within the drain timeout.
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
-    let limits = app.config.limits.clone();
+    let limits = app.settings().limits.clone();
     let mut h1 = http1::Builder::new();
     // Without a timer hyper silently drops the header timeout; with it, slow or idle clients are cut.
     h1.timer(TokioTimer::new())
@@ -61,7 +62,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .keep_alive_interval(Some(limits.header_timeout))
         .keep_alive_timeout(limits.header_timeout);
-    let acceptor = match app.tls.as_ref().map(|tls| tls.acceptor()).transpose() {
+    let acceptor = match app.tls().map(|tls| tls.acceptor()).transpose() {
         Ok(acceptor) => acceptor,
         Err(e) => {
             tracing::error!(error = %e, "cannot set up TLS");
@@ -77,10 +78,10 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         stage,
     });
     let slots = Slots::new(limits.max_connections);
-    app.readiness.set_ready();
+    app.readiness().set_ready();
 
     accept_until(&listener, &settings, &slots, shutdown).await;
-    app.readiness.start_draining();
+    app.readiness().start_draining();
     let _ = stage_tx.send(Stage::Draining);
     if !limits.lame_duck.is_zero() {
         tracing::info!(

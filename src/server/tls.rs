@@ -1,6 +1,7 @@
 //! HTTPS with rustls: the certificate and key are read and checked as a pair, then swapped atomically
 //! on reload; a bad new pair is refused and the old one keeps serving. ALPN offers h2 and http/1.1.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -11,7 +12,14 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::TlsFiles;
+/// TLS certificate and key files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
 
 /// The certificate in use and where to reload it from.
 #[derive(Debug)]

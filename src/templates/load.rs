@@ -13,7 +13,7 @@ use super::context::{messaging_samples, voice_samples, RenderContext, TWILIO_PAR
 use super::files::{dir_diagnostic, line_col, read_sources, Diagnostic, Source};
 use super::lint::{set::lint_set, Channel};
 use super::{new_environment, twiml, Compiled, TemplateSet, RENDER_FUEL};
-use crate::config::{Role, TemplateSettings};
+use super::{Role, TemplateSettings};
 
 /// Loads the directory of one role and checks it; the set is returned only if nothing is wrong.
 pub fn load_set(

@@ -11,6 +11,7 @@ mod files;
 pub mod lint;
 mod load;
 pub mod preview;
+mod settings;
 pub mod twiml;
 
 use std::collections::HashMap;
@@ -21,10 +22,10 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Value;
 use minijinja::{Environment, UndefinedBehavior};
 
-use crate::config::{Role, TemplateSettings};
 use crate::webhook::Params;
 pub use check::Diagnostic;
 pub use context::{RenderContext, Vars};
+pub use settings::{Role, TemplateSettings};
 
 /// Instruction budget of one render; bounds loops in a template (normal templates use a few hundred).
 pub(crate) const RENDER_FUEL: u64 = 20_000;

@@ -10,11 +10,10 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use twiml_failover::app::App;
 use twiml_failover::cli::ServeArgs;
 use twiml_failover::config::Config;
+use twiml_failover::server::app::App;
+use twiml_failover::service::{Exit, Running, Service};
 use twiml_failover::signature::{sign, Algorithm};
 
 /// Runs the real binary with only `env` in its environment; returns (exit code, stdout, stderr).
@@ -53,6 +52,8 @@ pub fn args(role: &str) -> ServeArgs {
         role: Some(role.into()),
         templates: Some(shipped_templates()),
         config: Some(example_config()),
+        // The file watcher only where a test asks for it (tests/reload.rs).
+        watch: Some(false),
         ..ServeArgs::default()
     }
 }
@@ -69,32 +70,27 @@ pub fn config(args: &ServeArgs) -> Config {
     Config::load(args, &env).expect("test config loads")
 }
 
-/// A server running in this process.
+/// A server running in this process: the same [`Service`] the binary runs.
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
     /// Its shared state.
     pub app: Arc<App>,
-    shutdown: Option<oneshot::Sender<()>>,
-    /// Resolves when the server has drained.
-    pub task: Option<JoinHandle<()>>,
+    running: Running,
 }
 
 impl TestServer {
-    /// Starts `run` on a fresh 127.0.0.1:0 listener.
+    /// Starts the service on a fresh 127.0.0.1:0 listener.
     pub async fn start(config: Config) -> TestServer {
-        let app = App::load(config).expect("templates load");
+        let service = Service::load(config).expect("templates load");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(twiml_failover::server::run(listener, app.clone(), async {
-            let _ = rx.await;
-        }));
+        let running = service
+            .start_on(listener, std::future::pending())
+            .expect("the service starts");
         TestServer {
-            addr,
-            app,
-            shutdown: Some(tx),
-            task: Some(task),
+            addr: running.addr(),
+            app: running.app().clone(),
+            running,
         }
     }
 
@@ -105,17 +101,12 @@ impl TestServer {
 
     /// Triggers a graceful shutdown (like SIGTERM) without waiting for it.
     pub fn begin_shutdown(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.running.begin_shutdown();
     }
 
-    /// Shuts down and waits for the drain to finish.
-    pub async fn stop(mut self) {
-        self.begin_shutdown();
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
+    /// Shuts down and waits for every step of it: drain, forwarder, journal.
+    pub async fn stop(self) -> Exit {
+        self.running.shutdown().await
     }
 
     /// The URL the server rebuilds for `path` when no public URL is set.

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::request::Forward;
-use crate::drill::url::Target;
+use crate::net::url::Target;
 
 /// Most of an answer's body that is read (then the connection is dropped instead of reused).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -181,7 +181,7 @@ impl Client {
         let io: Box<dyn Io> = if t.tls {
             let name = rustls::pki_types::ServerName::try_from(t.host.clone())
                 .map_err(|e| SendError::Connect(format!("bad TLS server name: {e}")))?;
-            let tls = tokio_rustls::TlsConnector::from(crate::drill::twilio::tls_config())
+            let tls = tokio_rustls::TlsConnector::from(crate::net::tls_config())
                 .connect(name, tcp)
                 .await
                 .map_err(|e| SendError::Connect(format!("TLS handshake: {e}")))?;

@@ -6,7 +6,6 @@
 //! writer through a [`Notify`] as soon as an event is committed, and by a poll timer otherwise
 //! (events journaled by another replica into a shared PostgreSQL only show up through the poll).
 
-pub mod backoff;
 pub mod breaker;
 pub mod client;
 pub mod leader;
@@ -22,12 +21,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use self::backoff::Backoff;
 use self::breaker::Breaker;
 use self::client::{Client, SendError};
 use self::schedule::Scan;
 use super::time::now_ms;
 use super::{Event, JournalError, JournalUrl, Store};
+use crate::backoff::Backoff;
 use crate::keyring::KeyRing;
 use crate::metrics::ForwardMetrics;
 
@@ -222,21 +221,6 @@ impl Deliverer {
         }
         let _ = (&mut self.task).await;
     }
-}
-
-/// Starts the deliverer for `app` when `--forward-to` is set; call from inside the runtime.
-pub fn start(app: &crate::app::App) -> Result<Option<Deliverer>, String> {
-    let (Some(settings), Some(journal)) = (&app.config.forward, &app.journal) else {
-        return Ok(None);
-    };
-    Deliverer::spawn(
-        journal.url().clone(),
-        settings.clone(),
-        app.config.keyring.clone(),
-        app.metrics.forward.clone(),
-        journal.appended(),
-    )
-    .map(Some)
 }
 
 struct Run {

@@ -1,5 +1,6 @@
-//! URLs the drill requests: splitting into scheme, host, port and target, and RFC 3986 relative
-//! resolution (how Twilio turns `action="menu"` into an absolute URL). Pure.
+//! Outgoing absolute URLs (the drill, the forwarder, the Twilio REST API): splitting into scheme,
+//! host, port and target, and RFC 3986 relative resolution (how Twilio turns `action="menu"` into an
+//! absolute URL). Pure.
 
 /// A parsed absolute `http`/`https` URL without fragment.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,350 @@
+//! The `serve` lifecycle in one place, run alike by the binary and the tests. I/O.
+//!
+//! [`Service::load`] turns a [`Config`] into the shared state (templates, TLS pair, the journal's
+//! writer threads): every start-up error happens here or when [`Service::start`] binds, never once
+//! requests are served. [`Running`] owns every task and thread started for serving and stops them in
+//! one order: lame duck -> drain (both in [`server::run`]) -> stop the forwarder -> flush the
+//! journal, spilling what it did not take -> the exit status.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, StartupError};
+use crate::journal::forward::{Deliverer, Settings as ForwardSettings};
+use crate::journal::writer::{self, Journal};
+use crate::metrics::Metrics;
+use crate::server::app::{App, Settings};
+use crate::server::tls::CertStore;
+use crate::templates::Templates;
+use crate::{journal, reload, server};
+
+/// How `serve` ended, as the process's exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Drained, and every acknowledged event is in the journal.
+    Clean,
+    /// The journal did not take every acknowledged event and they are lost.
+    EventsLost,
+    /// The journal did not take every event, but they are safe in the spill folder.
+    EventsSpilled,
+}
+
+impl Exit {
+    /// The exit status: 0, 1 (events lost) or 3 (events spilled).
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Clean => 0,
+            Exit::EventsLost => 1,
+            Exit::EventsSpilled => 3,
+        }
+    }
+}
+
+/// The shared state, loaded and checked, with what starting it needs.
+#[derive(Debug)]
+pub struct Service {
+    app: Arc<App>,
+    listen: SocketAddr,
+    /// Folders whose changes trigger a reload; empty with `--watch false`.
+    watch: Vec<PathBuf>,
+    spill_dir: Option<PathBuf>,
+    forward: Option<ForwardSettings>,
+}
+
+impl Service {
+    /// Loads the templates and the TLS pair and starts the journal's writer. Blocks (reads files).
+    pub fn load(config: Config) -> Result<Service, StartupError> {
+        let templates = Templates::load(&config.templates, config.role, &config.template_settings)
+            .map_err(|diagnostics| {
+                let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+                StartupError::Templates(format!(
+                    "{} problem(s); see them all with `{}`:\n{}",
+                    diagnostics.len(),
+                    crate::templates::check::command(
+                        &config.templates,
+                        config.config_file.as_deref()
+                    ),
+                    lines.join("\n")
+                ))
+            })?;
+        let tls = match &config.tls {
+            Some(files) => Some(CertStore::load(files).map_err(StartupError::Tls)?),
+            None => None,
+        };
+        let mut metrics = Metrics::new(config.role.as_str());
+        let journal = match &config.journal {
+            Some(j) => {
+                metrics.enable_journal();
+                let settings = writer::Settings {
+                    timeout: j.timeout,
+                    forwarding: config.forward.is_some(),
+                    retention: j.retention,
+                    ..writer::Settings::default()
+                };
+                let started = Journal::start(j.url.clone(), settings, metrics.journal.clone());
+                Some(started.map_err(|e| StartupError::Invalid {
+                    setting: "journal",
+                    message: format!("cannot start the writer: {e}"),
+                })?)
+            }
+            None => None,
+        };
+        if config.forward.is_some() {
+            metrics.enable_forward();
+        }
+        let watch = if config.watch {
+            watched_folders(&config)
+        } else {
+            Vec::new()
+        };
+        let settings = Settings {
+            role: config.role,
+            public_url: config.public_url,
+            trust_forwarded_headers: config.trust_forwarded_headers,
+            keyring: config.keyring,
+            limits: config.limits,
+            templates: config.templates,
+            template_settings: config.template_settings,
+        };
+        Ok(Service {
+            app: App::new(settings, templates, tls, journal, metrics),
+            listen: config.listen,
+            watch,
+            spill_dir: config.journal.and_then(|j| j.spill_dir),
+            forward: config.forward,
+        })
+    }
+
+    /// The shared state requests will see.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Binds the configured address and starts serving until `shutdown` resolves (or
+    /// [`Running::shutdown`] is called). Call from inside a runtime.
+    pub async fn start(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Running, StartupError> {
+        let listener = TcpListener::bind(self.listen)
+            .await
+            .map_err(|e| StartupError::Bind {
+                addr: self.listen.to_string(),
+                message: e.to_string(),
+            })?;
+        self.start_on(listener, shutdown)
+    }
+
+    /// Like [`Service::start`] on a listener already bound (tests bind port 0, or share a socket).
+    pub fn start_on(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Running, StartupError> {
+        let app = self.app;
+        let settings = app.settings();
+        let addr = listener.local_addr().unwrap_or(self.listen);
+        tracing::info!(
+            listen = %addr,
+            role = settings.role.as_str(),
+            public_url = settings.public_url.as_ref().map(|u| u.as_str()),
+            "listening"
+        );
+        if settings.public_url.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(
+                listen = %addr,
+                "no --public-url: signatures are checked against a URL rebuilt from the Host header \
+                 (or X-Forwarded-* when trusted); behind a load balancer or proxy, set --public-url \
+                 to the URL configured in Twilio"
+            );
+        }
+        let mut reloaders = vec![tokio::spawn(reload::on_sighup(app.clone()))];
+        if !self.watch.is_empty() {
+            reloaders.push(tokio::spawn(reload::on_file_change(
+                app.clone(),
+                self.watch,
+            )));
+        }
+        if let (Some(dir), Some(journal)) = (&self.spill_dir, app.journal()) {
+            let retry = Duration::from_secs(5);
+            journal::spill::import_in_background(dir.clone(), journal.url().clone(), retry)
+                .map_err(|e| StartupError::Invalid {
+                    setting: "journal-spill-dir",
+                    message: e.to_string(),
+                })?;
+        }
+        let deliverer = match (self.forward, app.journal()) {
+            (Some(forward), Some(journal)) => Some(
+                Deliverer::spawn(
+                    journal.url().clone(),
+                    forward,
+                    settings.keyring.clone(),
+                    app.metrics().forward.clone(),
+                    journal.appended(),
+                )
+                .map_err(|message| StartupError::Invalid {
+                    setting: "forward-to",
+                    message,
+                })?,
+            ),
+            _ => None,
+        };
+        let (trigger, triggered) = oneshot::channel::<()>();
+        let stop = async move {
+            // A dropped trigger (the `Running` went away) also stops the server.
+            tokio::select! {
+                _ = triggered => {}
+                () = shutdown => {}
+            }
+        };
+        let task = tokio::spawn(serve_then_stop(
+            listener,
+            app.clone(),
+            stop,
+            reloaders,
+            deliverer,
+            self.spill_dir,
+        ));
+        Ok(Running {
+            addr,
+            app,
+            trigger: Some(trigger),
+            task,
+        })
+    }
+}
+
+/// The folders to watch: the template root, and each TLS file's folder (cert-manager and editors
+/// replace files by renaming, which a watch on the file itself misses).
+fn watched_folders(config: &Config) -> Vec<PathBuf> {
+    let mut paths = vec![config.templates.clone()];
+    if let Some(tls) = &config.tls {
+        for file in [&tls.cert, &tls.key] {
+            let dir = file.parent().filter(|p| !p.as_os_str().is_empty());
+            paths.push(dir.unwrap_or(Path::new(".")).to_path_buf());
+        }
+    }
+    paths
+}
+
+/// A service serving; it owns every task and thread started for it.
+#[derive(Debug)]
+pub struct Running {
+    addr: SocketAddr,
+    app: Arc<App>,
+    trigger: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Exit>,
+}
+
+impl Running {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state requests see.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Starts the shutdown (as SIGTERM does) without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(trigger) = self.trigger.take() {
+            let _ = trigger.send(());
+        }
+    }
+
+    /// Starts the shutdown and waits for every step of it.
+    pub async fn shutdown(mut self) -> Exit {
+        self.begin_shutdown();
+        self.finished().await
+    }
+
+    /// Waits until the service has stopped (after its shutdown signal) and says how it ended.
+    pub async fn finished(self) -> Exit {
+        let Running { trigger, task, .. } = self;
+        let exit = task.await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the serving task failed");
+            Exit::EventsLost
+        });
+        drop(trigger);
+        exit
+    }
+}
+
+/// Serves until `stop`, then takes everything down in order.
+async fn serve_then_stop(
+    listener: TcpListener,
+    app: Arc<App>,
+    stop: impl Future<Output = ()>,
+    reloaders: Vec<JoinHandle<()>>,
+    deliverer: Option<Deliverer>,
+    spill_dir: Option<PathBuf>,
+) -> Exit {
+    server::run(listener, app.clone(), stop).await;
+    for task in &reloaders {
+        task.abort();
+    }
+    if let Some(deliverer) = deliverer {
+        deliverer.stop().await;
+    }
+    if app.journal().is_none() {
+        return Exit::Clean;
+    }
+    // Draining the writer waits on its thread: not on a runtime worker.
+    let finish = tokio::task::spawn_blocking(move || match app.journal() {
+        Some(journal) => finish_journal(journal, spill_dir.as_deref()),
+        None => Exit::Clean,
+    });
+    finish.await.unwrap_or(Exit::EventsLost)
+}
+
+/// Gives events buffered during a journal outage one last chance, then spills what is left to
+/// `--journal-spill-dir`. Never ends clean with acknowledged events outside the journal.
+fn finish_journal(journal: &Journal, spill_dir: Option<&Path>) -> Exit {
+    // The writer's last attempt may wait for the store's 5 s connect timeout.
+    let Some(left) = journal.drain(Duration::from_secs(8)) else {
+        tracing::error!(
+            journal = %journal.url(),
+            "journal writer did not answer at exit; the events it buffered are lost"
+        );
+        return Exit::EventsLost;
+    };
+    if left.is_empty() {
+        return Exit::Clean;
+    }
+    let Some(dir) = spill_dir else {
+        tracing::error!(
+            lost = left.len(),
+            "exiting with acknowledged events the journal did not take; they are lost \
+             (set --journal-spill-dir to keep them)"
+        );
+        return Exit::EventsLost;
+    };
+    match journal::spill::write(dir, &left) {
+        Ok(path) => {
+            tracing::error!(
+                spilled = left.len(),
+                file = %path.display(),
+                "journal unavailable at exit; events written to the spill file, taken back at the next start"
+            );
+            Exit::EventsSpilled
+        }
+        Err(e) => {
+            tracing::error!(
+                lost = left.len(),
+                dir = %dir.display(),
+                error = %e,
+                "cannot write the spill file; the events the journal did not take are lost"
+            );
+            Exit::EventsLost
+        }
+    }
+}

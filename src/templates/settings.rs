@@ -1,0 +1,51 @@
+//! What a template set is for (the server's [`Role`]) and what its templates may use besides
+//! Twilio's parameters ([`TemplateSettings`]). Pure.
+
+use std::collections::BTreeMap;
+
+/// Which template set the server answers from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The number's primary URL: `primary/` templates, `fallback/` on run-time failure.
+    Primary,
+    /// The "Primary Handler Fails" URL: the degraded `fallback/` set only.
+    Fallback,
+}
+
+impl Role {
+    /// The role's name, also the template subdirectory.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Fallback => "fallback",
+        }
+    }
+}
+
+/// What templates may use besides Twilio's parameters.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateSettings {
+    /// `[vars]`: values available to every template (they win over request parameters).
+    pub vars: BTreeMap<String, String>,
+    /// Extra request parameter names templates may use (e.g. custom query parameters).
+    pub extra_params: Vec<String>,
+}
+
+impl TemplateSettings {
+    /// Checks that every `[vars]` and `extra_params` name is one a template can write.
+    pub fn new(vars: BTreeMap<String, String>, extra_params: Vec<String>) -> Result<Self, String> {
+        for name in vars.keys().chain(extra_params.iter()) {
+            let ok = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                return Err(format!(
+                    "{name:?} is not a usable template name (letters, digits, _)"
+                ));
+            }
+        }
+        Ok(TemplateSettings { vars, extra_params })
+    }
+}
