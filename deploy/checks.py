@@ -21,8 +21,8 @@ TWILIO_HARD_LIMIT_S = 15
 SHUTDOWN_MARGIN_S = 5
 LAME_DUCK_S = 2
 
-# Memory (benches/memory.sh: release build, 1000 connections per state; README "Memory under
-# attack"): the process's own base, the worst state one connection can be held in, and the body
+# Memory (benches/memory.sh: release build, 1000 connections per state; docs/production.md "Memory
+# budget"): the process's own base, the worst state one connection can be held in, and the body
 # budget, which bounds the bodies being read between all connections. The budget of a deployment
 # is base + max connections x worst connection + body budget x 2 (a body being read costs 1.85x
 # its Content-Length: hyper's read buffer and the copy), and must fit its memory limit.

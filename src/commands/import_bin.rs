@@ -1,10 +1,9 @@
-//! `twiml-failover import-bin`: converts a TwiML Bin (being written; refuses until then).
+//! `import-bin`: converts a TwiML Bin (being written; refuses until then).
 
-use std::process::ExitCode;
-
-use twiml_failover::cli::ImportBinArgs;
+use super::{Failure, Outcome};
+use crate::cli::ImportBinArgs;
 
 /// Refuses: the converter is not in this build yet.
-pub fn run(_args: ImportBinArgs) -> ExitCode {
-    super::fail("import-bin: not available in this build yet")
+pub fn run(_args: ImportBinArgs) -> Outcome {
+    Err(Failure::new("import-bin: not available in this build yet"))
 }

@@ -1,76 +1,56 @@
-//! The subcommands, one file each; each returns the process's exit code. Not pure: they read files
-//! and print; the logic they call lives in the library.
+//! One function per subcommand, each readable alone: `serve`, `check`, `sign`, `drill`, `journal`,
+//! `numbers`, and the template workflow's `render`, `test`, `import-bin`. Each returns how it ended: `Ok(status)` when it did its job (0, or 1 when what it
+//! checked has problems), `Err(Failure)` when it could not (the binary prints it, exit status 2).
 
+pub mod check;
+pub mod drill;
 pub mod import_bin;
+pub mod journal;
+pub mod numbers;
 pub mod render;
+pub mod serve;
+pub mod sign;
+mod template_inputs;
 pub mod test;
 
-use std::path::PathBuf;
+use std::fmt;
 use std::process::ExitCode;
 
-use twiml_failover::config;
-use twiml_failover::templates::{check, Templates};
-use twiml_failover::templates::{Role, TemplateSettings};
+/// A command's result: the exit status it chose, or why it could not run.
+pub type Outcome = Result<ExitCode, Failure>;
 
-/// Prints a usage or set-up error and returns exit status 2.
-pub fn fail(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("twiml-failover: error: {e}");
-    ExitCode::from(2)
-}
+/// Why a command could not do its job: one line that names the setting or input at fault.
+#[derive(Debug)]
+pub struct Failure(String);
 
-/// The template root and settings `render` and `test` share with `check`: `--templates` (default
-/// `twiml-templates`) and `--config` (default `./twiml-failover.toml` when present).
-pub struct TemplateInputs {
-    /// Folder holding `primary/`, `fallback/` (and `tests/`).
-    pub root: PathBuf,
-    /// `[vars]` and `extra_params` of the config file.
-    pub settings: TemplateSettings,
-    /// The config file read, if any.
-    pub config: Option<PathBuf>,
-}
-
-impl TemplateInputs {
-    /// Reads the config file (saying so on stderr when it was found rather than given).
-    pub fn load(templates: Option<PathBuf>, mut config: Option<PathBuf>) -> Result<Self, String> {
-        if let Some(path) = config::discover_config_file(&mut config) {
-            eprintln!("no --config given: reading {}", path.display());
-        }
-        let settings =
-            config::load_template_settings(config.as_deref()).map_err(|e| e.to_string())?;
-        let root = templates.unwrap_or_else(|| PathBuf::from("twiml-templates"));
-        if !root.is_dir() {
-            return Err(format!("templates: {} is not a directory", root.display()));
-        }
-        Ok(TemplateInputs {
-            root,
-            settings,
-            config,
-        })
-    }
-
-    /// Loads the sets `role` answers from, as `serve` does; on a problem, lists them and names the
-    /// `check` command that shows them with their places.
-    pub fn templates(&self, role: Role) -> Result<Templates, String> {
-        Templates::load(&self.root, role, &self.settings).map_err(|diagnostics| {
-            let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-            format!(
-                "the {} templates do not load ({} problem(s)); see them with `{}`:\n{}",
-                role.as_str(),
-                diagnostics.len(),
-                check::command(&self.root, self.config.as_deref()),
-                lines.join("\n")
-            )
-        })
+impl Failure {
+    /// A failure saying `message`.
+    pub fn new(message: impl fmt::Display) -> Failure {
+        Failure(message.to_string())
     }
 }
 
-/// `primary` or `fallback`, as `serve` spells them.
-pub fn parse_role(raw: Option<&str>) -> Result<Role, String> {
-    match raw.unwrap_or("primary") {
-        "primary" => Ok(Role::Primary),
-        "fallback" => Ok(Role::Fallback),
-        other => Err(format!(
-            "role: {other:?} is not a role (primary or fallback)"
-        )),
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
+}
+
+impl From<crate::config::StartupError> for Failure {
+    fn from(e: crate::config::StartupError) -> Failure {
+        Failure::new(e)
+    }
+}
+
+/// A runtime on this thread, for the commands that make a few requests.
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Failure::new)
+}
+
+/// Writes a command's report to stdout; a closed pipe (`| head`) is not an error.
+fn print(text: &str) {
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
 }

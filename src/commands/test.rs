@@ -1,10 +1,9 @@
-//! `twiml-failover test`: runs the template tests (being written; refuses until then).
+//! `test`: runs the template tests (being written; refuses until then).
 
-use std::process::ExitCode;
-
-use twiml_failover::cli::TestArgs;
+use super::{Failure, Outcome};
+use crate::cli::TestArgs;
 
 /// Refuses: the runner is not in this build yet.
-pub fn run(_args: TestArgs) -> ExitCode {
-    super::fail("test: not available in this build yet")
+pub fn run(_args: TestArgs) -> Outcome {
+    Err(Failure::new("test: not available in this build yet"))
 }
