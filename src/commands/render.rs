@@ -36,6 +36,13 @@ pub fn run(args: RenderArgs) -> Outcome {
     let outcome = preview::answer(&templates, &request);
     if let Some(twiml) = &outcome.twiml {
         print(twiml);
+        // Out before the note on stderr, for anyone reading both in one stream.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        // The document has no final newline (nor does serve's); the note starts on a line of its
+        // own on a terminal without adding a byte to stdout.
+        if !twiml.ends_with('\n') {
+            eprintln!();
+        }
     }
     eprintln!("{}", outcome.describe(&request.name));
     Ok(if outcome.status == 200 {

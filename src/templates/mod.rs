@@ -12,6 +12,7 @@ pub mod lint;
 mod load;
 pub mod preview;
 mod settings;
+pub mod suite;
 pub mod twiml;
 
 use std::collections::HashMap;
