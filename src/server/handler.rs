@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 
 use super::app::App;
 use super::limits::{self, BodyError, BodyRules};
-use super::respond::{self, Answer};
+use super::respond::{self, Reply};
 use crate::journal::record::{self, Received};
 use crate::journal::time::now_ms;
 use crate::journal::writer::Written;
@@ -19,7 +19,7 @@ use crate::readiness::Phase;
 use crate::route::{route, Route};
 use crate::templates::{AnswerError, ServedBy};
 use crate::verify::{attempted, authenticate};
-use crate::webhook::{decode, DecodeError, Params, UrlRules, Webhook};
+use crate::webhook::{decode, single_header, DecodeError, Params, UrlRules, Webhook};
 
 /// What the request log line says beyond method, path and status.
 #[derive(Debug, Default)]
@@ -49,7 +49,7 @@ pub async fn handle(
     app: Arc<App>,
     scheme: &'static str,
     req: Request<Incoming>,
-) -> Result<Answer, Infallible> {
+) -> Result<Reply, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     let version = req.version();
@@ -136,7 +136,7 @@ async fn webhook(
     req: Request<Incoming>,
     route: &Route,
     outcome: &mut Outcome,
-) -> Answer {
+) -> Reply {
     let limits = &app.settings().limits;
     let (parts, body) = req.into_parts();
     let rules = BodyRules {
@@ -266,15 +266,10 @@ fn signature_log(app: &App, headers: &http::HeaderMap, hook: &Webhook) -> Option
 
 /// Twilio's retry-stable token, when sent exactly once as text.
 fn idempotency_token(headers: &http::HeaderMap) -> Option<&str> {
-    let mut values = headers.get_all(record::IDEMPOTENCY_HEADER).iter();
-    let first = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    first.to_str().ok()
+    single_header(headers, record::IDEMPOTENCY_HEADER)
 }
 
-fn render(app: &App, name: &str, params: Arc<Params>, outcome: &mut Outcome) -> Answer {
+fn render(app: &App, name: &str, params: Arc<Params>, outcome: &mut Outcome) -> Reply {
     match app.templates().answer(name, params) {
         Ok(answer) => {
             outcome.served_by = Some(match answer.served_by {
