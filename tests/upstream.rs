@@ -602,3 +602,92 @@ fn settings_that_cannot_work_are_refused_at_start_naming_the_setting() {
         );
     }
 }
+
+#[test]
+fn tls_to_the_app_trusts_the_given_ca_file_and_only_it() {
+    // The app: a twiml-failover primary serving HTTPS with a self-signed certificate for localhost.
+    let dir = tempfile::tempdir().unwrap();
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.path().join("app.crt"), dir.path().join("app.key"));
+    std::fs::write(&cert, pair.cert.pem()).unwrap();
+    std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+    let app = Serve::shipped(&[
+        "--role",
+        "primary",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let base = format!("https://localhost:{}", app.addr.port());
+    let sid = "CA00000000000000000000000000000001";
+    // Trusting its certificate: the app validates the re-signed request and answers.
+    let proxy = Serve::shipped(&[
+        "--role",
+        "primary",
+        "--public-url",
+        PUBLIC,
+        "--upstream",
+        &base,
+        "--upstream-ca-file",
+        cert.to_str().unwrap(),
+    ]);
+    let reply = webhook(&proxy, "/voice", &call(sid));
+    assert_eq!(
+        (reply.status, reply.source.as_str()),
+        (200, "upstream"),
+        "{}",
+        app.log()
+    );
+    // Without it (the web PKI roots), the handshake fails: a local answer at once.
+    let proxy = Serve::shipped(&[
+        "--role",
+        "primary",
+        "--public-url",
+        PUBLIC,
+        "--upstream",
+        &base,
+    ]);
+    let reply = webhook(&proxy, "/voice", &call(sid));
+    assert_eq!(
+        (reply.status, reply.source.as_str()),
+        (200, "degraded; reason=connect")
+    );
+    // A client certificate for mTLS is read at start-up; a missing key file stops it, named.
+    let config = common::example_config();
+    let err = Serve::try_start(
+        &[
+            "--role",
+            "primary",
+            "--config",
+            config.to_str().unwrap(),
+            "--templates",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/twiml-templates"),
+            "--upstream",
+            &base,
+            "--upstream-client-cert",
+            cert.to_str().unwrap(),
+            "--upstream-client-key",
+            "/nonexistent/client.key",
+        ],
+        &[],
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        err.1.contains("upstream:") && err.1.contains("client.key"),
+        "{}",
+        err.1
+    );
+    let ok = Serve::shipped(&[
+        "--role",
+        "primary",
+        "--upstream",
+        &base,
+        "--upstream-client-cert",
+        cert.to_str().unwrap(),
+        "--upstream-client-key",
+        key.to_str().unwrap(),
+    ]);
+    drop(ok);
+}
