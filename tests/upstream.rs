@@ -434,6 +434,20 @@ fn a_flapping_app_is_answered_for_each_webhook_and_paths_can_stay_local() {
 }
 
 #[test]
+fn a_failure_ratio_opens_the_breaker_on_an_app_that_never_fails_twice_in_a_row() {
+    let app = App::start(Mode::Flaps);
+    let serve = start(&app, &["--upstream-breaker-ratio", "0.5"], None);
+    // 500, 200, 500, ...: the 21st result (a 500) makes 10 failures of the last 20.
+    for i in 0..21 {
+        let reply = webhook(&serve, "/voice", &call(&format!("CA{i:032}")));
+        assert_ne!(reply.source, "degraded; reason=breaker_open", "request {i}");
+    }
+    let reply = webhook(&serve, "/voice", &call(&format!("CA{:032}", 21)));
+    assert_eq!(reply.source, "degraded; reason=breaker_open");
+    assert_eq!(app.hits().len(), 21);
+}
+
+#[test]
 fn the_breaker_opens_answers_locally_without_the_app_and_closes_after_a_healthy_probe() {
     let app = App::start(Mode::Error);
     let serve = start(
