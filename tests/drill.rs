@@ -312,6 +312,36 @@ async fn the_binary_drills_a_real_fallback_and_exits_by_verdict() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("verdict:  FAIL"), "{stdout}");
 
+    // A WARN (here an override Twilio does not know) exits 0 by default and 1 with --fail-on warn,
+    // which scheduled drills use.
+    let warned = format!("{fallback_url}#zz=1");
+    for (fail_on, code) in [(None, 0), (Some("warn"), 1), (Some("fail"), 0)] {
+        let mut args: Vec<String> = [
+            "drill",
+            "--simulate-primary-failure",
+            "500",
+            "--scenario",
+            "voice",
+            "--fallback",
+            &warned,
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(level) = fail_on {
+            args.extend(["--fail-on".to_string(), level.to_string()]);
+        }
+        let out = tokio::task::spawn_blocking(move || run_binary(args))
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("verdict:  WARN"), "{stdout}");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "--fail-on {fail_on:?}: {stdout}"
+        );
+    }
+
     // A usage error (no primary at all) is exit 2, not a verdict.
     let out = tokio::task::spawn_blocking(|| run_binary(vec!["drill".into()]))
         .await
@@ -337,4 +367,31 @@ async fn https_to_a_plain_http_port_is_a_tls_handshake_failure() {
     assert_eq!(s.primary.as_ref().unwrap().attempts.len(), 2, "{text}");
     assert_eq!(s.answered_by, Some(Side::Fallback), "{text}");
     fallback.stop().await;
+}
+
+#[tokio::test]
+async fn the_drill_reports_which_layer_of_an_upstream_mode_primary_answered() {
+    // An app that refuses connections: the primary answers from its templates, and says so.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let primary = TestServer::start(config(&twiml_failover::cli::ServeArgs {
+        upstream: Some(app),
+        ..args("primary")
+    }))
+    .await;
+    let o = opts(&primary.url("/voice"), None, &[Scenario::Voice]);
+    let report = drill::run(&o).await.unwrap();
+    let text = report.to_text();
+    let s = only(&report);
+    assert_eq!(s.answered_by, Some(Side::Primary), "{text}");
+    let fetch = s.primary.as_ref().unwrap();
+    assert_eq!(fetch.source.as_deref(), Some("degraded; reason=connect"));
+    assert!(text.contains("source: degraded; reason=connect"), "{text}");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        json["scenarios"][0]["primary"]["source"],
+        "degraded; reason=connect"
+    );
+    primary.stop().await;
 }
