@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use super::app::App;
 use super::connection::Peer;
 use super::limits::{self, BodyError, BodyRules};
-use super::respond::{self, Answer};
+use super::respond::{self, Reply};
 use crate::journal::record::{self, Received};
 use crate::journal::time::now_ms;
 use crate::journal::writer::Written;
@@ -21,7 +21,7 @@ use crate::route::{route, Route};
 use crate::templates::{AnswerError, ServedBy};
 use crate::upstream::{self, request, Source};
 use crate::verify::{attempted, authenticate};
-use crate::webhook::{decode, DecodeError, Params, Payload, UrlRules, Webhook};
+use crate::webhook::{decode, single_header, DecodeError, Params, Payload, UrlRules, Webhook};
 
 /// What the request log line says beyond method, path and status.
 #[derive(Debug, Default)]
@@ -53,7 +53,7 @@ pub async fn handle(
     app: Arc<App>,
     scheme: &'static str,
     req: Request<Incoming>,
-) -> Result<Answer, Infallible> {
+) -> Result<Reply, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     let version = req.version();
@@ -148,7 +148,7 @@ async fn webhook(
     route: &Route,
     started: Instant,
     outcome: &mut Outcome,
-) -> Answer {
+) -> Reply {
     let limits = &app.settings().limits;
     let (parts, body) = req.into_parts();
     let rules = BodyRules {
@@ -328,12 +328,7 @@ fn signature_log(app: &App, headers: &http::HeaderMap, hook: &Webhook) -> Option
 
 /// Twilio's retry-stable token, when sent exactly once as text.
 fn idempotency_token(headers: &http::HeaderMap) -> Option<&str> {
-    let mut values = headers.get_all(record::IDEMPOTENCY_HEADER).iter();
-    let first = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    first.to_str().ok()
+    single_header(headers, record::IDEMPOTENCY_HEADER)
 }
 
 /// Renders `name`; `upstream_failed` takes the local rules of upstream mode (a path the primary
@@ -344,7 +339,7 @@ fn render(
     params: Arc<Params>,
     upstream_failed: bool,
     outcome: &mut Outcome,
-) -> Answer {
+) -> Reply {
     let templates = app.templates();
     let answer = if upstream_failed {
         templates.answer_locally(name, params)
