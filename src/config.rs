@@ -283,194 +283,226 @@ fn positive(setting: &'static str, value: usize) -> Result<usize, StartupError> 
 }
 
 impl Config {
-    /// Merges flags/env (`args`), the config file they name, and defaults into a validated config.
+    /// Merges flags/env (`args`), the config file they name, and defaults into a validated config,
+    /// one section at a time (in this order, so the first problem reported is stable).
     pub fn load(args: &ServeArgs, env: EnvLookup<'_>) -> Result<Config, StartupError> {
         let file = match &args.config {
             Some(path) => read_file_config(path)?,
             None => FileConfig::default(),
         };
-
-        let listen_raw = args
-            .listen
-            .clone()
-            .or(file.listen.clone())
-            .unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen = listen_raw.parse().map_err(|_| {
-            invalid(
-                "listen",
-                format!("{listen_raw:?} is not an IP:port address"),
-            )
-        })?;
-
-        let role = match args
-            .role
-            .as_deref()
-            .or(file.role.as_deref())
-            .unwrap_or("primary")
-        {
-            "primary" => Role::Primary,
-            "fallback" => Role::Fallback,
-            other => {
-                return Err(invalid(
-                    "role",
-                    format!("{other:?} is not a role (primary or fallback)"),
-                ))
-            }
-        };
-
-        let log_format = match args
-            .log_format
-            .as_deref()
-            .or(file.log_format.as_deref())
-            .unwrap_or("text")
-        {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(invalid(
-                    "log-format",
-                    format!("{other:?} is not a format (text or json)"),
-                ))
-            }
-        };
-
-        let templates = args
-            .templates
-            .clone()
-            .or(file.templates.clone())
-            .unwrap_or_else(|| PathBuf::from("twiml-templates"));
-        if !templates.is_dir() {
-            return Err(invalid(
-                "templates",
-                format!("{} is not a readable directory", templates.display()),
-            ));
-        }
-
-        let public_url = args
-            .public_url
-            .as_deref()
-            .or(file.public_url.as_deref())
-            .map(|raw| PublicUrl::parse(raw).map_err(|m| invalid("public-url", m)))
-            .transpose()?;
-
+        let listen = listen(args, &file)?;
+        let role = role(args, &file)?;
+        let log_format = log_format(args, &file)?;
+        let templates = template_dir(args, &file)?;
+        let public_url = public_url(args, &file)?;
         let keyring = load_keyring(args, &file, env)?;
-
-        let defaults = Limits::default();
-        let limits = Limits {
-            max_body_bytes: positive(
-                "max-body-bytes",
-                args.max_body_bytes
-                    .or(file.limits.max_body_bytes)
-                    .unwrap_or(defaults.max_body_bytes),
-            )?,
-            header_timeout: match args.header_timeout.or(file.limits.header_timeout) {
-                Some(s) => seconds("header-timeout", s)?,
-                None => defaults.header_timeout,
-            },
-            request_timeout: match args.request_timeout.or(file.limits.request_timeout) {
-                Some(s) => seconds("request-timeout", s)?,
-                None => defaults.request_timeout,
-            },
-            max_concurrency: positive(
-                "max-concurrency",
-                args.max_concurrency
-                    .or(file.limits.max_concurrency)
-                    .unwrap_or(defaults.max_concurrency),
-            )?,
-            max_connections: positive(
-                "max-connections",
-                args.max_connections
-                    .or(file.limits.max_connections)
-                    .unwrap_or(defaults.max_connections),
-            )?,
-            drain_timeout: match args.drain_timeout.or(file.drain_timeout) {
-                Some(s) => seconds("drain-timeout", s)?,
-                None => defaults.drain_timeout,
-            },
-            tls_handshake_timeout: defaults.tls_handshake_timeout,
-            lame_duck: match args.lame_duck.or(file.lame_duck) {
-                Some(s) => seconds_or_zero("lame-duck", s)?,
-                None => defaults.lame_duck,
-            },
-            max_body_reads: positive(
-                "max-body-reads",
-                args.max_body_reads
-                    .or(file.limits.max_body_reads)
-                    .unwrap_or(defaults.max_body_reads),
-            )?,
-            body_buffer_bytes: positive(
-                "body-buffer-bytes",
-                args.body_buffer_bytes
-                    .or(file.limits.body_buffer_bytes)
-                    .unwrap_or(defaults.body_buffer_bytes),
-            )?,
-            min_body_rate: args
-                .min_body_rate
-                .or(file.limits.min_body_rate)
-                .unwrap_or(defaults.min_body_rate),
-            body_grace: match args.body_grace.or(file.limits.body_grace) {
-                Some(s) => seconds("body-grace", s)?,
-                None => defaults.body_grace,
-            },
-            idle_timeout: match args.idle_timeout.or(file.limits.idle_timeout) {
-                Some(s) => seconds("idle-timeout", s)?,
-                None => defaults.idle_timeout,
-            },
-            max_connection_age: match args.max_connection_age.or(file.limits.max_connection_age) {
-                Some(s) => seconds("max-connection-age", s)?,
-                None => defaults.max_connection_age,
-            },
-            max_h2_streams: match args.max_h2_streams.or(file.limits.max_h2_streams) {
-                Some(0) => return Err(invalid("max-h2-streams", "must be at least 1")),
-                Some(n) => n,
-                None => defaults.max_h2_streams,
-            },
-        };
-        if limits.body_buffer_bytes < limits.max_body_bytes {
-            return Err(invalid(
-                "body-buffer-bytes",
-                "must be at least --max-body-bytes, or no full-size body could be read",
-            ));
-        }
-
-        let tls = match (
-            args.tls_cert.clone().or(file.tls.cert.clone()),
-            args.tls_key.clone().or(file.tls.key.clone()),
-        ) {
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            (None, None) => None,
-            (Some(_), None) => return Err(invalid("tls-key", "--tls-cert needs --tls-key")),
-            (None, Some(_)) => return Err(invalid("tls-cert", "--tls-key needs --tls-cert")),
-        };
-
+        let limits = limits(args, &file)?;
+        let tls = tls_files(args, &file)?;
         let journal = journal_config(args, &file)?;
-
         let forward = forward_settings(args, &file, journal.as_ref())?;
-
         let upstream = upstream_settings(args, &file, role)?;
-
+        let trust_forwarded_headers = args
+            .trust_forwarded_headers
+            .or(file.trust_forwarded_headers)
+            .unwrap_or(false);
+        let watch = args.watch.or(file.watch).unwrap_or(true);
         let template_settings = template_settings_from(file.vars, file.extra_params)?;
-
         Ok(Config {
             journal,
             forward,
-            upstream,
             listen,
             role,
             templates,
             public_url,
-            trust_forwarded_headers: args
-                .trust_forwarded_headers
-                .or(file.trust_forwarded_headers)
-                .unwrap_or(false),
+            trust_forwarded_headers,
             log_format,
             keyring,
             template_settings,
             limits,
             tls,
-            watch: args.watch.or(file.watch).unwrap_or(true),
+            upstream,
+            watch,
         })
     }
+}
+
+/// `--listen`: an IP:port address.
+fn listen(args: &ServeArgs, file: &FileConfig) -> Result<SocketAddr, StartupError> {
+    let listen_raw = args
+        .listen
+        .clone()
+        .or(file.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen = listen_raw.parse().map_err(|_| {
+        invalid(
+            "listen",
+            format!("{listen_raw:?} is not an IP:port address"),
+        )
+    })?;
+    Ok(listen)
+}
+
+/// `--role`: primary or fallback.
+fn role(args: &ServeArgs, file: &FileConfig) -> Result<Role, StartupError> {
+    let role = match args
+        .role
+        .as_deref()
+        .or(file.role.as_deref())
+        .unwrap_or("primary")
+    {
+        "primary" => Role::Primary,
+        "fallback" => Role::Fallback,
+        other => {
+            return Err(invalid(
+                "role",
+                format!("{other:?} is not a role (primary or fallback)"),
+            ))
+        }
+    };
+    Ok(role)
+}
+
+/// `--log-format`: text or json.
+fn log_format(args: &ServeArgs, file: &FileConfig) -> Result<LogFormat, StartupError> {
+    let log_format = match args
+        .log_format
+        .as_deref()
+        .or(file.log_format.as_deref())
+        .unwrap_or("text")
+    {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(invalid(
+                "log-format",
+                format!("{other:?} is not a format (text or json)"),
+            ))
+        }
+    };
+    Ok(log_format)
+}
+
+/// `--templates`: a readable directory.
+fn template_dir(args: &ServeArgs, file: &FileConfig) -> Result<PathBuf, StartupError> {
+    let templates = args
+        .templates
+        .clone()
+        .or(file.templates.clone())
+        .unwrap_or_else(|| PathBuf::from("twiml-templates"));
+    if !templates.is_dir() {
+        return Err(invalid(
+            "templates",
+            format!("{} is not a readable directory", templates.display()),
+        ));
+    }
+    Ok(templates)
+}
+
+/// `--public-url`, when set.
+fn public_url(args: &ServeArgs, file: &FileConfig) -> Result<Option<PublicUrl>, StartupError> {
+    let public_url = args
+        .public_url
+        .as_deref()
+        .or(file.public_url.as_deref())
+        .map(|raw| PublicUrl::parse(raw).map_err(|m| invalid("public-url", m)))
+        .transpose()?;
+    Ok(public_url)
+}
+
+/// The `--max-*`, `--*-timeout` and body-rate settings, each checked, then checked together.
+fn limits(args: &ServeArgs, file: &FileConfig) -> Result<Limits, StartupError> {
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_body_bytes: positive(
+            "max-body-bytes",
+            args.max_body_bytes
+                .or(file.limits.max_body_bytes)
+                .unwrap_or(defaults.max_body_bytes),
+        )?,
+        header_timeout: match args.header_timeout.or(file.limits.header_timeout) {
+            Some(s) => seconds("header-timeout", s)?,
+            None => defaults.header_timeout,
+        },
+        request_timeout: match args.request_timeout.or(file.limits.request_timeout) {
+            Some(s) => seconds("request-timeout", s)?,
+            None => defaults.request_timeout,
+        },
+        max_concurrency: positive(
+            "max-concurrency",
+            args.max_concurrency
+                .or(file.limits.max_concurrency)
+                .unwrap_or(defaults.max_concurrency),
+        )?,
+        max_connections: positive(
+            "max-connections",
+            args.max_connections
+                .or(file.limits.max_connections)
+                .unwrap_or(defaults.max_connections),
+        )?,
+        drain_timeout: match args.drain_timeout.or(file.drain_timeout) {
+            Some(s) => seconds("drain-timeout", s)?,
+            None => defaults.drain_timeout,
+        },
+        tls_handshake_timeout: defaults.tls_handshake_timeout,
+        lame_duck: match args.lame_duck.or(file.lame_duck) {
+            Some(s) => seconds_or_zero("lame-duck", s)?,
+            None => defaults.lame_duck,
+        },
+        max_body_reads: positive(
+            "max-body-reads",
+            args.max_body_reads
+                .or(file.limits.max_body_reads)
+                .unwrap_or(defaults.max_body_reads),
+        )?,
+        body_buffer_bytes: positive(
+            "body-buffer-bytes",
+            args.body_buffer_bytes
+                .or(file.limits.body_buffer_bytes)
+                .unwrap_or(defaults.body_buffer_bytes),
+        )?,
+        min_body_rate: args
+            .min_body_rate
+            .or(file.limits.min_body_rate)
+            .unwrap_or(defaults.min_body_rate),
+        body_grace: match args.body_grace.or(file.limits.body_grace) {
+            Some(s) => seconds("body-grace", s)?,
+            None => defaults.body_grace,
+        },
+        idle_timeout: match args.idle_timeout.or(file.limits.idle_timeout) {
+            Some(s) => seconds("idle-timeout", s)?,
+            None => defaults.idle_timeout,
+        },
+        max_connection_age: match args.max_connection_age.or(file.limits.max_connection_age) {
+            Some(s) => seconds("max-connection-age", s)?,
+            None => defaults.max_connection_age,
+        },
+        max_h2_streams: match args.max_h2_streams.or(file.limits.max_h2_streams) {
+            Some(0) => return Err(invalid("max-h2-streams", "must be at least 1")),
+            Some(n) => n,
+            None => defaults.max_h2_streams,
+        },
+    };
+    if limits.body_buffer_bytes < limits.max_body_bytes {
+        return Err(invalid(
+            "body-buffer-bytes",
+            "must be at least --max-body-bytes, or no full-size body could be read",
+        ));
+    }
+    Ok(limits)
+}
+
+/// `--tls-cert` and `--tls-key`: both or neither.
+fn tls_files(args: &ServeArgs, file: &FileConfig) -> Result<Option<TlsFiles>, StartupError> {
+    let tls = match (
+        args.tls_cert.clone().or(file.tls.cert.clone()),
+        args.tls_key.clone().or(file.tls.key.clone()),
+    ) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        (Some(_), None) => return Err(invalid("tls-key", "--tls-cert needs --tls-key")),
+        (None, Some(_)) => return Err(invalid("tls-cert", "--tls-key needs --tls-cert")),
+    };
+    Ok(tls)
 }
 
 /// Journal retention when `--journal-retention` is not given.
