@@ -18,7 +18,8 @@ use crate::journal::time::now_ms;
 use crate::journal::writer::Written;
 use crate::readiness::Phase;
 use crate::route::{route, Route};
-use crate::templates::{AnswerError, ServedBy};
+use crate::templates::preview::served_by_label;
+use crate::templates::AnswerError;
 use crate::upstream::{self, request, Source};
 use crate::verify::{attempted, authenticate};
 use crate::webhook::{decode, single_header, DecodeError, Params, Payload, UrlRules, Webhook};
@@ -348,11 +349,7 @@ fn render(
     };
     match answer {
         Ok(answer) => {
-            outcome.served_by = Some(match answer.served_by {
-                ServedBy::Primary => "primary",
-                ServedBy::Fallback => "fallback",
-                ServedBy::FallbackDefault(default) => default,
-            });
+            outcome.served_by = Some(served_by_label(&answer.served_by));
             if let Some(first) = answer.degraded_from {
                 app.metrics().degraded_answer();
                 tracing::warn!(template = name, error = %first, "template failed; answered from the fallback set");
