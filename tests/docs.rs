@@ -1,7 +1,8 @@
 //! The documentation runs as printed. Every ```` ```sh ````, ```` ```bash ```` and ```` ```console ````
 //! block of README.md and docs/*.md runs in a temporary copy of the repository, with the binary under
-//! test on `PATH` as `twiml-failover`, inside a network namespace of its own (`unshare -rn`), so the
-//! examples' fixed ports cannot collide with anything and nothing leaves the machine. A `console`
+//! test on `PATH` as `twiml-failover`, inside a network namespace of its own (`unshare -rn`) where the
+//! machine allows one, so the examples' fixed ports (8080, 8081) cannot collide with anything and
+//! nothing leaves the machine; elsewhere on the machine's own loopback. A `console`
 //! block's `$ ` lines are commands and the other lines their expected output (`...` stands for any
 //! lines). Blocks marked `no-run`, and every block of deploy/README.md, are run by bash with every
 //! command stubbed out. Either way each `twiml-failover` command line must parse with the binary's own
@@ -328,7 +329,13 @@ fn parse_error(args: &[String], env: &BTreeMap<String, String>) -> Option<String
 }
 
 /// Runs a console block command by command; returns a description of every difference.
-fn run_console(sandbox: &Sandbox, block: &Block, name: &str, path: &str) -> Vec<String> {
+fn run_console(
+    sandbox: &Sandbox,
+    block: &Block,
+    name: &str,
+    isolated: bool,
+    path: &str,
+) -> Vec<String> {
     let steps = console_steps(&block.text);
     let mut script = String::from(CLEANUP);
     for (index, (command, _)) in steps.iter().enumerate() {
@@ -336,7 +343,7 @@ fn run_console(sandbox: &Sandbox, block: &Block, name: &str, path: &str) -> Vec<
             "printf '\\n@@docs-step-{index}@@\\n'\n{{ {command}\n}} 2>&1\nstatus=$?\nif [ $status -ne 0 ]; then printf '\\n@@docs-failed %s@@\\n' $status; exit 1; fi\n"
         ));
     }
-    let (_, stdout, stderr) = sandbox.bash(&script, name, true, path);
+    let (_, stdout, stderr) = sandbox.bash(&script, name, isolated, path);
     let mut problems = Vec::new();
     for (index, (command, expected)) in steps.iter().enumerate() {
         let marker = format!("\n@@docs-step-{index}@@\n");
@@ -381,15 +388,15 @@ fn every_shell_block_runs_or_parses_as_printed() {
             std::env::remove_var(name);
         }
     }
-    let isolation = Command::new("unshare")
+    // Without user namespaces (some CI runners) the examples still run, on the shared loopback.
+    let isolated = Command::new("unshare")
         .args(["-rn", "true"])
+        .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success());
-    assert!(
-        isolation,
-        "the docs' examples run in a network namespace of their own (`unshare -rn`); this machine \
-         refuses unprivileged user namespaces, so they cannot run here"
-    );
+    if !isolated {
+        eprintln!("no `unshare -rn` here: the examples use ports 8080 and 8081 of this machine");
+    }
     let mut problems = Vec::new();
     let mut ran = 0;
     let mut parsed = 0;
@@ -409,10 +416,10 @@ fn every_shell_block_runs_or_parses_as_printed() {
                 sandbox = &runner;
                 ran += 1;
                 if block.console {
-                    problems.extend(run_console(&runner, &block, &name, &run_path));
+                    problems.extend(run_console(&runner, &block, &name, isolated, &run_path));
                 } else {
                     let script = format!("set -eu\n{CLEANUP}{}", block.text);
-                    let (ok, stdout, stderr) = runner.bash(&script, &name, true, &run_path);
+                    let (ok, stdout, stderr) = runner.bash(&script, &name, isolated, &run_path);
                     if !ok {
                         problems.push(format!("{}: failed\n{stdout}{stderr}", block.place));
                     }
