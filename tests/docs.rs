@@ -4,7 +4,7 @@
 //! machine allows one, so the examples' fixed ports (8080, 8081) cannot collide with anything and
 //! nothing leaves the machine; elsewhere on the machine's own loopback. A `console`
 //! block's `$ ` lines are commands and the other lines their expected output (`...` stands for any
-//! lines). Blocks marked `no-run`, and every block of deploy/README.md, are run by bash with every
+//! lines). Blocks marked `no-run`, crontabs, and every block of deploy/README.md, are run by bash with every
 //! command stubbed out. Either way each `twiml-failover` command line must parse with the binary's own
 //! clap definition. docs/configuration.md's table is held to `serve --help` and to the config keys the
 //! binary accepts. Not pure: spawns bash, unshare and the binary.
@@ -80,16 +80,37 @@ fn blocks(place: &str, markdown: &str) -> Vec<Block> {
             text.push_str(body.get(indent..).unwrap_or(body.trim_start()));
             text.push('\n');
         }
-        if matches!(language, "sh" | "bash" | "console") {
+        if matches!(language, "sh" | "bash" | "console" | "cron") {
             found.push(Block {
                 place: format!("{place}:{}", number + 1),
                 console: language == "console",
-                no_run,
-                text,
+                // A crontab is parsed: its commands, without the five schedule fields.
+                no_run: no_run || language == "cron",
+                text: if language == "cron" {
+                    crontab_commands(&text)
+                } else {
+                    text
+                },
             });
         }
     }
     found
+}
+
+/// The commands of crontab lines (comments and `NAME=value` lines dropped). A crontab sources its
+/// token from a file the docs cannot show, so a stand-in token comes first.
+fn crontab_commands(text: &str) -> String {
+    let token = "export TWILIO_AUTH_TOKEN=stands-for-the-sourced-file\n".to_string();
+    token
+        + &text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.splitn(6, ' ').collect();
+                (fields.len() == 6 && !fields[0].contains('='))
+                    .then(|| fields[5].to_string() + "\n")
+            })
+            .collect::<String>()
 }
 
 /// A console block as (command, expected output lines) pairs; a command continues over lines
@@ -377,6 +398,34 @@ fn run_console(
     problems
 }
 
+/// What a parsed block runs first: missing commands succeed, and `cd`, `.` and `source` do nothing,
+/// so the block stays in its sandbox.
+const STUBS: &str = "command_not_found_handle() { return 0; }\ncd() { return 0; }\n.() { return 0; }\nsource() { return 0; }\n";
+
+/// A parsed block's output redirections to absolute paths (`> /var/log/x`) go to /dev/null instead.
+fn absolute_redirects_to_dev_null(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('>') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        if let Some(after) = rest.strip_prefix('>') {
+            out.push('>');
+            rest = after;
+        }
+        let target = rest.trim_start_matches(' ');
+        if target.starts_with('/') {
+            let end = target
+                .find(|c: char| c.is_whitespace() || ";|&)".contains(c))
+                .unwrap_or(target.len());
+            out.push_str("/dev/null");
+            rest = &target[end..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Stops whatever a block left running in the background when it ends.
 const CLEANUP: &str = "set -o pipefail\ntrap 'jobs=$(jobs -p); [ -z \"$jobs\" ] || { kill $jobs 2>/dev/null; wait; }' EXIT\n";
 
@@ -435,8 +484,9 @@ fn every_shell_block_runs_or_parses_as_printed() {
                 } else {
                     block.text.clone()
                 };
-                // Every command but the shim is missing, and missing commands succeed.
-                let script = format!("command_not_found_handle() {{ return 0; }}\n{text}");
+                // Every command but the shim is missing and succeeds; builtins that would read
+                // or write outside the sandbox do nothing.
+                let script = format!("{STUBS}{}", absolute_redirects_to_dev_null(&text));
                 stub.bash(&script, &name, false, &stub.bin.display().to_string());
             }
             let calls = sandbox.take_calls();
