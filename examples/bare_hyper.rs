@@ -94,7 +94,7 @@ async fn verify(
         return Ok(fixed(StatusCode::BAD_REQUEST));
     };
     Ok(match authenticate(keys, &parts.headers, &hook) {
-        Ok(()) => fixed(StatusCode::OK),
+        Ok(_) => fixed(StatusCode::OK),
         Err(_) => fixed(StatusCode::FORBIDDEN),
     })
 }

@@ -178,6 +178,59 @@ pub struct ServeArgs {
         value_name = "SECONDS"
     )]
     pub forward_breaker_cooldown: Option<f64>,
+    /// Upstream mode (primary only): the TwiML app webhooks go to first; the request's path and
+    /// query are appended to this base URL. See docs/upstream.md.
+    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM", value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Comma-separated path patterns (`*` matches anything) sent upstream [default: *].
+    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM_PATHS", value_name = "PATTERNS")]
+    pub upstream_paths: Option<String>,
+    /// Comma-separated path patterns always answered from templates [default: none].
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_UPSTREAM_LOCAL_PATHS",
+        value_name = "PATTERNS"
+    )]
+    pub upstream_local_paths: Option<String>,
+    /// Seconds from a webhook's arrival to the upstream's complete answer; at most 14 [default: 3].
+    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM_BUDGET", value_name = "SECONDS")]
+    pub upstream_budget: Option<f64>,
+    /// Seconds to connect to the upstream [default: 1].
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_UPSTREAM_CONNECT_TIMEOUT",
+        value_name = "SECONDS"
+    )]
+    pub upstream_connect_timeout: Option<f64>,
+    /// Requests to the upstream in flight at most; beyond, answered locally at once [default: 64].
+    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM_MAX_IN_FLIGHT", value_name = "N")]
+    pub upstream_max_in_flight: Option<usize>,
+    /// `resign` (X-Twilio-Signature for the upstream URL) or `pass` (Twilio's, unchanged) [default: resign].
+    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM_SIGNATURE", value_name = "MODE")]
+    pub upstream_signature: Option<String>,
+    /// PEM CA certificates trusted for the upstream instead of the web PKI roots.
+    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM_CA_FILE", value_name = "FILE")]
+    pub upstream_ca_file: Option<PathBuf>,
+    /// PEM client certificate chain presented to the upstream (mTLS); with --upstream-client-key.
+    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM_CLIENT_CERT", value_name = "FILE")]
+    pub upstream_client_cert: Option<PathBuf>,
+    /// PEM private key for --upstream-client-cert.
+    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM_CLIENT_KEY", value_name = "FILE")]
+    pub upstream_client_key: Option<PathBuf>,
+    /// Failures in a row (timeout, connect, 5xx) that open the upstream breaker [default: 5].
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_UPSTREAM_BREAKER_FAILURES",
+        value_name = "N"
+    )]
+    pub upstream_breaker_failures: Option<u32>,
+    /// Seconds an open breaker answers locally before one probe [default: 10].
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_UPSTREAM_BREAKER_COOLDOWN",
+        value_name = "SECONDS"
+    )]
+    pub upstream_breaker_cooldown: Option<f64>,
 }
 
 /// Flags of `check`.

@@ -18,6 +18,7 @@ use crate::keyring::{KeyRing, Secret};
 use crate::server::limits::Limits;
 use crate::server::tls::TlsFiles;
 use crate::templates::{Role, TemplateSettings};
+use crate::upstream::{Settings as UpstreamSettings, SignatureMode as UpstreamSignature};
 use crate::webhook::PublicUrl;
 
 /// Why the process will not start. Always names the offending setting.
@@ -100,6 +101,8 @@ pub struct Config {
     pub journal: Option<JournalConfig>,
     /// Store and forward to an internal URL, when set (needs the journal).
     pub forward: Option<ForwardSettings>,
+    /// Upstream mode, when set (primary only).
+    pub upstream: Option<UpstreamSettings>,
 }
 
 /// Where and how webhooks are journaled.
@@ -138,6 +141,8 @@ struct FileConfig {
     journal: FileJournal,
     #[serde(default)]
     forward: FileForward,
+    #[serde(default)]
+    upstream: FileUpstream,
     #[serde(default)]
     vars: BTreeMap<String, String>,
     #[serde(default)]
@@ -181,6 +186,23 @@ struct FileForward {
     concurrency: Option<usize>,
     timeout: Option<f64>,
     max_backoff: Option<f64>,
+    breaker_cooldown: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUpstream {
+    url: Option<String>,
+    paths: Option<Vec<String>>,
+    local_paths: Option<Vec<String>>,
+    budget: Option<f64>,
+    connect_timeout: Option<f64>,
+    max_in_flight: Option<usize>,
+    signature: Option<String>,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    breaker_failures: Option<u32>,
     breaker_cooldown: Option<f64>,
 }
 
@@ -424,11 +446,14 @@ impl Config {
 
         let forward = forward_settings(args, &file, journal.as_ref())?;
 
+        let upstream = upstream_settings(args, &file, role)?;
+
         let template_settings = template_settings_from(file.vars, file.extra_params)?;
 
         Ok(Config {
             journal,
             forward,
+            upstream,
             listen,
             role,
             templates,
@@ -546,6 +571,91 @@ fn forward_settings(
         retention,
         ..defaults
     }))
+}
+
+/// The `--upstream-*` settings, validated; `None` without `--upstream`.
+fn upstream_settings(
+    args: &ServeArgs,
+    file: &FileConfig,
+    role: Role,
+) -> Result<Option<UpstreamSettings>, StartupError> {
+    let f = &file.upstream;
+    let Some(url) = args.upstream.as_deref().or(f.url.as_deref()) else {
+        return Ok(None);
+    };
+    if role != Role::Primary {
+        return Err(invalid(
+            "upstream",
+            "only with --role primary: the fallback answers when the primary's cloud is gone",
+        ));
+    }
+    let url = forward_url(url).map_err(|m| invalid("upstream", m))?;
+    let mut s = UpstreamSettings::new(url);
+    let list = |raw: &str| {
+        raw.split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect()
+    };
+    if let Some(paths) = args.upstream_paths.as_deref().map(list).or(f.paths.clone()) {
+        s.paths = paths;
+    }
+    if let Some(paths) = args
+        .upstream_local_paths
+        .as_deref()
+        .map(list)
+        .or(f.local_paths.clone())
+    {
+        s.local_paths = paths;
+    }
+    if let Some(v) = args.upstream_budget.or(f.budget) {
+        s.budget = seconds("upstream-budget", v)?;
+    }
+    if let Some(v) = args.upstream_connect_timeout.or(f.connect_timeout) {
+        s.connect_timeout = seconds("upstream-connect-timeout", v)?;
+    }
+    if let Some(n) = args.upstream_max_in_flight.or(f.max_in_flight) {
+        s.max_in_flight = positive("upstream-max-in-flight", n)?;
+    }
+    if let Some(mode) = args
+        .upstream_signature
+        .as_deref()
+        .or(f.signature.as_deref())
+    {
+        s.signature =
+            UpstreamSignature::parse(mode).map_err(|m| invalid("upstream-signature", m))?;
+    }
+    s.tls.ca_file = args.upstream_ca_file.clone().or(f.ca_file.clone());
+    s.tls.client_cert = match (
+        args.upstream_client_cert.clone().or(f.client_cert.clone()),
+        args.upstream_client_key.clone().or(f.client_key.clone()),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(invalid(
+                "upstream-client-key",
+                "--upstream-client-cert needs it",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(invalid(
+                "upstream-client-cert",
+                "--upstream-client-key needs it",
+            ))
+        }
+    };
+    if let Some(n) = args.upstream_breaker_failures.or(f.breaker_failures) {
+        s.breaker_failures =
+            u32::try_from(positive("upstream-breaker-failures", n as usize)?).unwrap_or(u32::MAX);
+    }
+    if let Some(v) = args.upstream_breaker_cooldown.or(f.breaker_cooldown) {
+        s.breaker_cooldown = seconds("upstream-breaker-cooldown", v)?;
+    }
+    if let Some((setting, message)) = s.problem() {
+        return Err(invalid(setting, message));
+    }
+    Ok(Some(s))
 }
 
 /// Checks a forward target: an absolute http(s) URL without credentials or fragment.

@@ -10,7 +10,9 @@
 #![warn(missing_docs)]
 
 pub mod backoff;
+pub mod breaker;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod drill;
 pub mod journal;
@@ -28,5 +30,6 @@ pub mod service;
 pub mod signals;
 pub mod signature;
 pub mod templates;
+pub mod upstream;
 pub mod verify;
 pub mod webhook;

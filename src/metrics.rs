@@ -302,6 +302,11 @@ impl Metrics {
         self.journal.register_backlog(&mut self.registry);
     }
 
+    /// Exposes upstream mode's series (only servers with `--upstream` show them).
+    pub fn enable_upstream(&mut self, upstream: &crate::upstream::UpstreamMetrics) {
+        upstream.register(&mut self.registry);
+    }
+
     /// Records one answered request.
     pub fn request(&self, route: &'static str, status: u16, seconds: f64) {
         self.requests

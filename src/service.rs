@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::server::app::{App, Settings};
 use crate::server::tls::CertStore;
 use crate::templates::Templates;
+use crate::upstream::Upstream;
 use crate::{journal, reload, server};
 
 /// How `serve` ended, as the process's exit status.
@@ -95,6 +96,18 @@ impl Service {
         if config.forward.is_some() {
             metrics.enable_forward();
         }
+        let upstream = match &config.upstream {
+            Some(settings) => {
+                let upstream =
+                    Upstream::new(settings.clone()).map_err(|message| StartupError::Invalid {
+                        setting: "upstream",
+                        message,
+                    })?;
+                metrics.enable_upstream(upstream.metrics());
+                Some(upstream)
+            }
+            None => None,
+        };
         let watch = if config.watch {
             watched_folders(&config)
         } else {
@@ -110,7 +123,7 @@ impl Service {
             template_settings: config.template_settings,
         };
         Ok(Service {
-            app: App::new(settings, templates, tls, journal, metrics),
+            app: App::new(settings, templates, tls, journal, upstream, metrics),
             listen: config.listen,
             watch,
             spill_dir: config.journal.and_then(|j| j.spill_dir),

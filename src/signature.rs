@@ -172,17 +172,29 @@ pub fn verify<P: ParamList + ?Sized>(
     params: &P,
     signature: &str,
 ) -> bool {
-    let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(signature) else {
-        return false;
-    };
+    matching_key(algorithm, keys, url, params, signature).is_some()
+}
+
+/// Like [`verify`], but says which of `keys` signed (its index), so the same key can sign again
+/// (upstream mode re-signs for the upstream URL with the token Twilio used).
+pub fn matching_key<P: ParamList + ?Sized>(
+    algorithm: Algorithm,
+    keys: &[&[u8]],
+    url: &str,
+    params: &P,
+    signature: &str,
+) -> Option<usize> {
+    let expected = base64::engine::general_purpose::STANDARD
+        .decode(signature)
+        .ok()?;
     let pairs = signed_pairs(params);
     // Stopping at the first match only tells a genuine sender which of its own keys matched; a
     // forger always pays for every candidate. Each comparison itself is constant-time.
     let matches = |candidate: &str| {
         keys.iter()
-            .any(|key| Keyed::new(algorithm, key, candidate, &pairs).matches(&expected))
+            .position(|key| Keyed::new(algorithm, key, candidate, &pairs).matches(&expected))
     };
-    matches(url) || toggle_default_port(url).is_some_and(|toggled| matches(&toggled))
+    matches(url).or_else(|| toggle_default_port(url).and_then(|toggled| matches(&toggled)))
 }
 
 /// The other form of `url` that the SDKs accept: with the scheme's default port added when the URL

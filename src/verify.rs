@@ -58,8 +58,22 @@ fn settings(headers: &HeaderMap) -> Result<Option<SignatureSettings<'_>>, AuthEr
     }
 }
 
-/// Accepts the webhook only if it carries a valid signature from one of the keyring's keys.
-pub fn authenticate(keys: &KeyRing, headers: &HeaderMap, hook: &Webhook) -> Result<(), AuthError> {
+/// The key a genuine webhook was signed with: what upstream mode signs the upstream's copy with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signer<'k> {
+    /// The algorithm Twilio used.
+    pub algorithm: signature::Algorithm,
+    /// The token or shared key that matched.
+    pub key: &'k [u8],
+}
+
+/// Accepts the webhook only if it carries a valid signature from one of the keyring's keys, and
+/// says which key that was.
+pub fn authenticate<'k>(
+    keys: &'k KeyRing,
+    headers: &HeaderMap,
+    hook: &Webhook,
+) -> Result<Signer<'k>, AuthError> {
     let signature = single_header(headers, SIGNATURE_HEADER).ok_or(AuthError::MissingSignature)?;
     let settings = settings(headers)?;
     let (algorithm, candidates) = keys.keys_for(settings.as_ref(), hook.param("AccountSid"))?;
@@ -69,26 +83,24 @@ pub fn authenticate(keys: &KeyRing, headers: &HeaderMap, hook: &Webhook) -> Resu
         Payload::Form(params) => params,
         Payload::Query | Payload::Json(_) => &no_params,
     };
-    let signature_ok = signature::verify(algorithm, &candidates, &hook.url, params, signature);
+    let matched = signature::matching_key(algorithm, &candidates, &hook.url, params, signature);
+    let signer = matched.map(|i| Signer {
+        algorithm,
+        key: candidates[i],
+    });
     if let Payload::Json(body) = &hook.payload {
         let hash = hook
             .query
             .get("bodySHA256")
             .ok_or(AuthError::JsonWithoutHash)?;
         let hash_ok = signature::body_matches(body, hash);
-        if !signature_ok {
-            return Err(AuthError::BadSignature);
-        }
+        let signer = signer.ok_or(AuthError::BadSignature)?;
         if !hash_ok {
             return Err(AuthError::BodyHashMismatch);
         }
-        return Ok(());
+        return Ok(signer);
     }
-    if signature_ok {
-        Ok(())
-    } else {
-        Err(AuthError::BadSignature)
-    }
+    signer.ok_or(AuthError::BadSignature)
 }
 
 /// What a refused signature was checked against, for the 403's log line: the URL forms tried, the
@@ -168,7 +180,7 @@ mod tests {
             "https://x/voice",
             &[("CallSid", "CA1")],
         );
-        assert_eq!(authenticate(&ring(), &with_sig(&sig), &hook), Ok(()));
+        assert!(authenticate(&ring(), &with_sig(&sig), &hook).is_ok());
         assert_eq!(
             authenticate(&ring(), &HeaderMap::new(), &hook),
             Err(AuthError::MissingSignature)
@@ -235,7 +247,7 @@ mod tests {
             SETTINGS_HEADER,
             "key=k,algorithm=HMAC_SHA256".parse().unwrap(),
         );
-        assert_eq!(authenticate(&ring(), &h, &hook), Ok(()));
+        assert!(authenticate(&ring(), &h, &hook).is_ok());
         h.insert(
             SETTINGS_HEADER,
             "key=zz,algorithm=HMAC_SHA256".parse().unwrap(),
@@ -265,7 +277,7 @@ mod tests {
             payload: Payload::Json(body),
             query: [("bodySHA256", hash.as_str())].into_iter().collect(),
         };
-        assert_eq!(authenticate(&ring(), &with_sig(&sig), &hook), Ok(()));
+        assert!(authenticate(&ring(), &with_sig(&sig), &hook).is_ok());
         let tampered = Webhook {
             payload: Payload::Json(bytes::Bytes::from_static(br#"{"a":2}"#)),
             ..hook.clone()
@@ -281,6 +293,24 @@ mod tests {
         assert_eq!(
             authenticate(&ring(), &with_sig(&sig), &no_hash),
             Err(AuthError::JsonWithoutHash)
+        );
+    }
+
+    #[test]
+    fn the_signer_is_the_key_that_matched() {
+        let mut ring = ring();
+        ring.secondary = Some(Secret::new("old"));
+        let hook = form("https://x/voice", &[("CallSid", "CA1")]);
+        let sig = sign(
+            Algorithm::HmacSha1,
+            b"old",
+            "https://x/voice",
+            &[("CallSid", "CA1")],
+        );
+        let signer = authenticate(&ring, &with_sig(&sig), &hook).unwrap();
+        assert_eq!(
+            (signer.algorithm, signer.key),
+            (Algorithm::HmacSha1, &b"old"[..])
         );
     }
 }

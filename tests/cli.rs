@@ -363,28 +363,9 @@ fn serve_answers_a_request_signed_by_sign_and_exits_0_on_sigterm() {
 #[test]
 fn twilio_python_blackbox_against_the_binary() {
     let script = repo("tests/oracle/blackbox.py");
-    // tests/oracle/setup.sh installs twilio-python into this venv (pip outside a venv is refused on
-    // PEP 668 systems); $PYTHON overrides it.
-    let venv_python = repo("tests/oracle/.venv/bin/python");
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| {
-        if std::path::Path::new(&venv_python).exists() {
-            venv_python
-        } else {
-            "python3".into()
-        }
-    });
-    let has_sdk = Command::new(&python)
-        .args(["-c", "import twilio"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_sdk {
-        assert!(
-            std::env::var_os("TWIML_FAILOVER_SKIP_ORACLE").is_some(),
-            "the twilio Python SDK is needed: run tests/oracle/setup.sh \
-             (or set TWIML_FAILOVER_SKIP_ORACLE=1 to skip this test knowingly)"
-        );
+    let Some(python) = common::oracle_python() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(

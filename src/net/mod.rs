@@ -128,14 +128,19 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client with these limits.
+    /// A client with these limits, trusting the web PKI roots.
     pub fn new(settings: Settings) -> Client {
+        Client::with_tls(settings, &tls_config())
+    }
+
+    /// A client with these limits and its own TLS settings (a private CA, a client certificate).
+    pub fn with_tls(settings: Settings, tls: &rustls::ClientConfig) -> Client {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(settings.connect_timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls_config()).clone())
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);

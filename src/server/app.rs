@@ -15,6 +15,7 @@ use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::templates::{Diagnostic, Role, TemplateSettings, Templates};
+use crate::upstream::Upstream;
 use crate::webhook::PublicUrl;
 
 /// What the request path (and a reload) reads from the configuration, and nothing else.
@@ -50,18 +51,20 @@ pub struct App {
     bodies: BodyBudget,
     tls: Option<Arc<CertStore>>,
     journal: Option<Journal>,
+    upstream: Option<Upstream>,
     /// Held while a reload runs, so two triggers never load at once.
     reloading: std::sync::Mutex<()>,
 }
 
 impl App {
     /// The state for `settings`, serving `templates` (and `tls` when set), journaling to `journal`
-    /// when set (its writer already started).
+    /// when set (its writer already started), and asking `upstream` first when set.
     pub fn new(
         settings: Settings,
         templates: Templates,
         tls: Option<Arc<CertStore>>,
         journal: Option<Journal>,
+        upstream: Option<Upstream>,
         metrics: Metrics,
     ) -> Arc<App> {
         let limits = &settings.limits;
@@ -79,6 +82,7 @@ impl App {
             bodies,
             tls,
             journal,
+            upstream,
             settings,
             reloading: std::sync::Mutex::new(()),
         })
@@ -122,6 +126,11 @@ impl App {
     /// The webhook journal's writer, when `--journal` is set.
     pub fn journal(&self) -> Option<&Journal> {
         self.journal.as_ref()
+    }
+
+    /// The enterprise's own TwiML app, in upstream mode.
+    pub fn upstream(&self) -> Option<&Upstream> {
+        self.upstream.as_ref()
     }
 
     /// Reloads everything reloadable: templates, and the TLS pair when serving HTTPS. Blocks (reads

@@ -54,10 +54,12 @@ pub async fn spawn(stream: TcpStream, settings: Arc<Settings>, slots: &Arc<Slots
 
 async fn serve(stream: TcpStream, settings: Arc<Settings>, held: Held) {
     let slot = held.slot().clone();
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let Some(acceptor) = settings.acceptor.clone() else {
-        let conn = settings
-            .h1
-            .serve_connection(TokioIo::new(stream), service(&settings, &slot, "http"));
+        let conn = settings.h1.serve_connection(
+            TokioIo::new(stream),
+            service(&settings, &slot, "http", peer),
+        );
         return supervise(conn, &slot, false, &settings).await;
     };
     let limits = &settings.app.settings().limits;
@@ -75,22 +77,27 @@ async fn serve(stream: TcpStream, settings: Arc<Settings>, held: Held) {
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
         let conn = settings
             .h2
-            .serve_connection(TokioIo::new(tls), service(&settings, &slot, "https"));
+            .serve_connection(TokioIo::new(tls), service(&settings, &slot, "https", peer));
         supervise(conn, &slot, true, &settings).await;
     } else {
         let conn = settings
             .h1
-            .serve_connection(TokioIo::new(tls), service(&settings, &slot, "https"));
+            .serve_connection(TokioIo::new(tls), service(&settings, &slot, "https", peer));
         supervise(conn, &slot, false, &settings).await;
     }
     drop(held);
 }
+
+/// The address a request came from, as seen by the listener (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::IpAddr);
 
 /// The request handler, marking the slot busy while each request is handled.
 fn service(
     settings: &Arc<Settings>,
     slot: &Arc<Slot>,
     scheme: &'static str,
+    peer: Option<std::net::IpAddr>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = super::respond::Answer,
@@ -102,7 +109,10 @@ fn service(
 > + Clone {
     let (app, slot) = (settings.app.clone(), slot.clone());
     let max_age = app.settings().limits.max_connection_age;
-    service_fn(move |req| {
+    service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        if let Some(ip) = peer {
+            req.extensions_mut().insert(Peer(ip));
+        }
         let busy = slot.begin();
         let (app, slot) = (app.clone(), slot.clone());
         async move {

@@ -10,6 +10,7 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
 use super::app::App;
+use super::connection::Peer;
 use super::limits::{self, BodyError, BodyRules};
 use super::respond::{self, Answer};
 use crate::journal::record::{self, Received};
@@ -18,8 +19,9 @@ use crate::journal::writer::Written;
 use crate::readiness::Phase;
 use crate::route::{route, Route};
 use crate::templates::{AnswerError, ServedBy};
+use crate::upstream::{self, request, Source};
 use crate::verify::{attempted, authenticate};
-use crate::webhook::{decode, DecodeError, Params, UrlRules, Webhook};
+use crate::webhook::{decode, DecodeError, Params, Payload, UrlRules, Webhook};
 
 /// What the request log line says beyond method, path and status.
 #[derive(Debug, Default)]
@@ -34,6 +36,8 @@ struct Outcome {
     journal_id: Option<i64>,
     /// On a refused signature: where the signed URL came from, and what was tried.
     signature: Option<SignatureLog>,
+    /// In upstream mode: where the answer came from.
+    source: Option<Source>,
 }
 
 /// The fields a 403's log line adds, so an operator can see why a signature did not match.
@@ -70,7 +74,7 @@ pub async fn handle(
             Route::NotFound => respond::error(StatusCode::NOT_FOUND),
             Route::MethodNotAllowed(allow) => respond::method_not_allowed(allow),
             Route::Status | Route::Template(_) => {
-                webhook(&app, scheme, req, &route, &mut outcome).await
+                webhook(&app, scheme, req, &route, started, &mut outcome).await
             }
         },
     };
@@ -80,6 +84,11 @@ pub async fn handle(
             http::header::CONNECTION,
             http::HeaderValue::from_static("close"),
         );
+    }
+    if let Some(source) = outcome.source {
+        response
+            .headers_mut()
+            .insert(upstream::SOURCE_HEADER, source.header());
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
@@ -100,6 +109,8 @@ pub async fn handle(
         error_code = outcome.error_code.as_deref(),
         error_url = outcome.error_url.as_deref(),
         served_by = outcome.served_by,
+        source = outcome.source.map(Source::kind),
+        upstream_outcome = outcome.source.map(Source::outcome),
         reason = outcome.reason.as_deref(),
         journal = outcome.journal,
         journal_id = outcome.journal_id,
@@ -135,6 +146,7 @@ async fn webhook(
     scheme: &'static str,
     req: Request<Incoming>,
     route: &Route,
+    started: Instant,
     outcome: &mut Outcome,
 ) -> Answer {
     let limits = &app.settings().limits;
@@ -167,6 +179,8 @@ async fn webhook(
         scheme,
         trust_forwarded: app.settings().trust_forwarded_headers,
     };
+    // The upstream gets the body as Twilio sent it (a cheap clone: shared bytes).
+    let raw_body = body.clone();
     let hook = match decode(rules, &parts.method, &parts.uri, &parts.headers, body) {
         Ok(hook) => hook,
         Err(e) => {
@@ -174,12 +188,15 @@ async fn webhook(
             return respond::error(decode_status(&e));
         }
     };
-    if let Err(e) = authenticate(&app.settings().keyring, &parts.headers, &hook) {
-        app.metrics().signature_failure(e.label());
-        outcome.reason = Some(loggable(&e.to_string()));
-        outcome.signature = signature_log(app, &parts.headers, &hook);
-        return respond::error(StatusCode::FORBIDDEN);
-    }
+    let signer = match authenticate(&app.settings().keyring, &parts.headers, &hook) {
+        Ok(signer) => signer,
+        Err(e) => {
+            app.metrics().signature_failure(e.label());
+            outcome.reason = Some(loggable(&e.to_string()));
+            outcome.signature = signature_log(app, &parts.headers, &hook);
+            return respond::error(StatusCode::FORBIDDEN);
+        }
+    };
     outcome.call_sid = hook.param("CallSid").map(loggable);
     outcome.message_sid = hook.param("MessageSid").map(loggable);
     let journal = app.journal();
@@ -187,7 +204,31 @@ async fn webhook(
         Route::Template(name) => Some(name),
         _ => None,
     };
-    if template.is_none() && journal.is_none() {
+    // Upstream mode: only what is verified goes on, built before the parameters are taken.
+    let upstream = app.upstream().and_then(|u| {
+        if !u.settings().goes_upstream(parts.uri.path()) {
+            return None;
+        }
+        let form = match &hook.payload {
+            Payload::Form(params) => Some(params),
+            Payload::Query | Payload::Json(_) => None,
+        };
+        let incoming = request::Incoming {
+            method: &parts.method,
+            path_and_query: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            headers: &parts.headers,
+            body: raw_body.clone(),
+            signed_url: &hook.url,
+            form,
+            peer: parts.extensions.get::<Peer>().map(|p| p.0),
+        };
+        let settings = u.settings();
+        Some((
+            u,
+            request::build(&settings.url, settings.signature, signer, &incoming),
+        ))
+    });
+    if template.is_none() && journal.is_none() && upstream.is_none() {
         return respond::no_content();
     }
     // Twilio adds ErrorCode and ErrorUrl only when it calls the fallback URL: that is an alert.
@@ -223,9 +264,30 @@ async fn webhook(
         }))),
         _ => None,
     };
-    let answer = match template {
-        Some(name) => render(app, name, Arc::new(params), outcome),
-        None => respond::no_content(),
+    let answer = match (template, upstream) {
+        (name, Some((upstream, req))) => {
+            let deadline = started + upstream.settings().budget;
+            let channel = upstream::channel(params.get("CallSid"), params.get("MessageSid"));
+            let result = upstream.call(req, channel, name.is_none(), deadline).await;
+            outcome.source = Some(match &result {
+                Ok(_) => Source::Upstream,
+                Err(reason) => Source::Degraded(*reason),
+            });
+            match (name, result) {
+                (Some(_), Ok(answered)) => respond::upstream(answered),
+                (Some(name), Err(_)) => render(app, name, Arc::new(params), true, outcome),
+                // The app's answer to a status callback is irrelevant to Twilio.
+                (None, _) => respond::no_content(),
+            }
+        }
+        (Some(name), None) => {
+            if let Some(upstream) = app.upstream() {
+                upstream.metrics().outcome(Source::Template.outcome());
+                outcome.source = Some(Source::Template);
+            }
+            render(app, name, Arc::new(params), false, outcome)
+        }
+        (None, None) => respond::no_content(),
     };
     if let (Some(journal), Some(pending)) = (journal, pending) {
         let written = journal.wait(pending).await;
@@ -274,8 +336,22 @@ fn idempotency_token(headers: &http::HeaderMap) -> Option<&str> {
     first.to_str().ok()
 }
 
-fn render(app: &App, name: &str, params: Arc<Params>, outcome: &mut Outcome) -> Answer {
-    match app.templates().answer(name, params) {
+/// Renders `name`; `upstream_failed` takes the local rules of upstream mode (a path the primary
+/// set has no template for still gets the fallback set's answer).
+fn render(
+    app: &App,
+    name: &str,
+    params: Arc<Params>,
+    upstream_failed: bool,
+    outcome: &mut Outcome,
+) -> Answer {
+    let templates = app.templates();
+    let answer = if upstream_failed {
+        templates.answer_locally(name, params)
+    } else {
+        templates.answer(name, params)
+    };
+    match answer {
         Ok(answer) => {
             outcome.served_by = Some(match answer.served_by {
                 ServedBy::Primary => "primary",

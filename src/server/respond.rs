@@ -27,6 +27,12 @@ pub fn twiml(document: String) -> Answer {
     build(StatusCode::OK, XML, Bytes::from(document))
 }
 
+/// The upstream's own answer, unchanged: its status, content type and document.
+pub fn upstream(answered: crate::upstream::Answered) -> Answer {
+    let status = StatusCode::from_u16(answered.status).unwrap_or(StatusCode::OK);
+    build(status, answered.content_type.unwrap_or(XML), answered.body)
+}
+
 /// A short plain-text answer, e.g. `403 forbidden`.
 pub fn text(status: StatusCode, body: &'static str) -> Answer {
     build(status, TEXT, Bytes::from_static(body.as_bytes()))

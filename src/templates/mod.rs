@@ -287,6 +287,20 @@ impl Templates {
         self.fallback_answer(name, channel_default, &ctx)
     }
 
+    /// The local answer when the upstream's could not be used (upstream mode): the primary
+    /// template of the same name when there is one, else what a primary template that failed at
+    /// run time gets (the fallback set's template of that name, else the channel default).
+    pub fn answer_locally(&self, name: &str, params: Arc<Params>) -> Result<Answer, AnswerError> {
+        match &self.primary {
+            Some(primary) if !primary.contains(name) => {
+                let channel_default = channel_default(&params);
+                let ctx = Value::from_object(RenderContext::new(self.vars.clone(), params));
+                self.fallback_answer(name, channel_default, &ctx)
+            }
+            _ => self.answer(name, params),
+        }
+    }
+
     fn fallback_answer(
         &self,
         name: &str,

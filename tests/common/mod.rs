@@ -380,3 +380,30 @@ pub fn fresh_postgres_db(base: &str, name: &str) -> String {
         None => format!("{head}/{name}"),
     }
 }
+
+/// The python that has twilio-python: `$PYTHON`, else the venv tests/oracle/setup.sh makes (pip
+/// outside a venv is refused on PEP 668 systems), else the system's. `None` (the caller returns)
+/// only when TWIML_FAILOVER_SKIP_ORACLE says to skip knowingly; otherwise a missing SDK fails.
+pub fn oracle_python() -> Option<String> {
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oracle/.venv/bin/python");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| {
+        if std::path::Path::new(venv).exists() {
+            venv.into()
+        } else {
+            "python3".into()
+        }
+    });
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import twilio"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("TWIML_FAILOVER_SKIP_ORACLE").is_some(),
+            "the twilio Python SDK is needed: run tests/oracle/setup.sh \
+             (or set TWIML_FAILOVER_SKIP_ORACLE=1 to skip this test knowingly)"
+        );
+        return None;
+    }
+    Some(python)
+}

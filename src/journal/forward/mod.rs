@@ -6,7 +6,6 @@
 //! writer through a [`Notify`] as soon as an event is committed, and by a poll timer otherwise
 //! (events journaled by another replica into a shared PostgreSQL only show up through the poll).
 
-pub mod breaker;
 pub mod client;
 pub mod leader;
 pub mod replay;
@@ -21,12 +20,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use self::breaker::Breaker;
 use self::client::{Client, SendError};
 use self::schedule::Scan;
 use super::time::now_ms;
 use super::{Event, JournalError, JournalUrl, Store};
 use crate::backoff::Backoff;
+use crate::breaker::{self, Breaker};
 use crate::keyring::KeyRing;
 use crate::metrics::ForwardMetrics;
 

@@ -1,4 +1,5 @@
-//! The circuit breaker around the forward target. Pure; the caller passes the time.
+//! A circuit breaker, around the forward target and the upstream app. Pure; the caller passes the
+//! time.
 //!
 //! Closed: requests flow. After `threshold` consecutive failures it opens: nothing is sent for
 //! `cooldown`. Then it is half-open: exactly one probe goes out; its success closes the breaker,

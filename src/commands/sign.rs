@@ -1,0 +1,46 @@
+//! `sign`: the `X-Twilio-Signature` Twilio would send for a URL and its parameters (or JSON body).
+
+use std::process::ExitCode;
+
+use super::{Failure, Outcome};
+use crate::cli::SignArgs;
+use crate::signature::{self, Algorithm};
+
+/// Prints the signature (and, for a JSON body, the URL with its `bodySHA256`).
+pub fn run(args: SignArgs) -> Outcome {
+    let Some(algorithm) = Algorithm::from_name(&args.algorithm) else {
+        return Err(Failure::new("algorithm: use HMAC_SHA1 or HMAC_SHA256"));
+    };
+    if !args.url.starts_with("http://") && !args.url.starts_with("https://") {
+        return Err(Failure::new("url: must start with http:// or https://"));
+    }
+    // Connection overrides after `#` are not part of what Twilio signs.
+    let url = args.url.split('#').next().unwrap_or("").to_string();
+    if let Some(path) = args.json {
+        let body = std::fs::read(&path)
+            .map_err(|e| Failure::new(format!("json: {}: {e}", path.display())))?;
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{sep}bodySHA256={}", signature::body_sha256_hex(&body));
+        let sig = signature::sign(
+            algorithm,
+            args.token.as_bytes(),
+            &url,
+            &signature::NO_PARAMS,
+        );
+        println!("{sig}");
+        println!("{url}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut params = Vec::new();
+    for p in &args.params {
+        let Some((name, value)) = p.split_once('=') else {
+            return Err(Failure::new(format!(
+                "parameter {p:?}: expected NAME=VALUE"
+            )));
+        };
+        params.push((name.to_string(), value.to_string()));
+    }
+    let sig = signature::sign(algorithm, args.token.as_bytes(), &url, &params);
+    println!("{sig}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,460 @@
+//! Upstream mode: the primary verifies and journals a webhook, then gives the enterprise's own TwiML
+//! app a bounded time to answer it, and answers from its templates at once when the app cannot.
+//! Owns the settings, where an answer came from ([`Source`]), and the call itself: bulkhead, then
+//! circuit breaker, then at most one attempt within the budget (plus one fast retry on a refused
+//! connection). I/O here; building the request ([`request`]) and judging the answer ([`verdict`]) are
+//! pure.
+//!
+//! The breaker is the one the forwarder uses ([`crate::breaker`]): consecutive failures open it,
+//! one probe after the cool-down decides. The bulkhead is a semaphore taken with `try_acquire`:
+//! beyond `max_in_flight` a webhook is answered locally at once, never queued behind a slow app.
+
+pub mod metrics;
+pub mod request;
+pub mod tls;
+pub mod verdict;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use wildmatch::WildMatch;
+
+use crate::breaker::{Breaker, State};
+use crate::net;
+use crate::templates::twiml::{Channel, MAX_DOCUMENT_BYTES};
+
+pub use metrics::UpstreamMetrics;
+pub use verdict::Answered;
+
+/// Twilio's hard limit on every call-related request ("Connection Overrides").
+pub const TWILIO_VOICE_LIMIT: Duration = Duration::from_secs(15);
+/// What a budget must leave of Twilio's 15 s for the local answer and the network.
+pub const LOCAL_MARGIN: Duration = Duration::from_secs(1);
+
+/// How the upstream's copy is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureMode {
+    /// `X-Twilio-Signature` recomputed for the upstream URL with the key Twilio used, so an app
+    /// that validates against the URL it is reached at keeps working unchanged.
+    Resign,
+    /// Twilio's signature passed through unchanged, for apps that validate against the public URL.
+    Pass,
+}
+
+impl SignatureMode {
+    /// Parses `resign` or `pass`.
+    pub fn parse(raw: &str) -> Result<SignatureMode, String> {
+        match raw {
+            "resign" => Ok(SignatureMode::Resign),
+            "pass" => Ok(SignatureMode::Pass),
+            other => Err(format!("{other:?}: use resign or pass")),
+        }
+    }
+}
+
+/// TLS to the upstream: which roots to trust, and an optional client certificate (mTLS).
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// PEM CA certificates to trust instead of the bundled web PKI roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain and private key presented to the upstream.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// Everything upstream mode needs, validated by `config`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base URL without a trailing `/`; the request's path and query are appended.
+    pub url: String,
+    /// Path patterns (`*` any run of characters) that go upstream; default all.
+    pub paths: Vec<String>,
+    /// Path patterns always answered from templates, even when `paths` matches.
+    pub local_paths: Vec<String>,
+    /// Time from the request's arrival to the upstream's complete answer.
+    pub budget: Duration,
+    /// Establishing a TCP (and TLS) connection, per attempt.
+    pub connect_timeout: Duration,
+    /// Requests to the upstream in flight at most (the bulkhead).
+    pub max_in_flight: usize,
+    /// How the upstream's copy is signed.
+    pub signature: SignatureMode,
+    /// TLS to the upstream.
+    pub tls: TlsSettings,
+    /// Consecutive failures that open the breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker answers everything locally before one probe.
+    pub breaker_cooldown: Duration,
+}
+
+impl Settings {
+    /// The defaults for `url`: all paths, a 3 s budget (inside `rt=4000` on the primary URL),
+    /// 1 s to connect, 64 in flight, re-signed, breaker 5 failures / 10 s.
+    pub fn new(url: String) -> Settings {
+        Settings {
+            url: url.trim_end_matches('/').to_string(),
+            paths: vec!["*".into()],
+            local_paths: Vec::new(),
+            budget: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(1),
+            max_in_flight: 64,
+            signature: SignatureMode::Resign,
+            tls: TlsSettings::default(),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(10),
+        }
+    }
+
+    /// Why these settings cannot work, naming the setting; `None` when they can.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        if self.budget + LOCAL_MARGIN > TWILIO_VOICE_LIMIT {
+            return Some((
+                "upstream-budget",
+                format!(
+                    "{:?} leaves under {LOCAL_MARGIN:?} of Twilio's {TWILIO_VOICE_LIMIT:?} voice limit \
+                     for the local answer",
+                    self.budget
+                ),
+            ));
+        }
+        if self.connect_timeout > self.budget {
+            return Some((
+                "upstream-connect-timeout",
+                "must not exceed --upstream-budget".into(),
+            ));
+        }
+        for (setting, patterns) in [
+            ("upstream-paths", &self.paths),
+            ("upstream-local-paths", &self.local_paths),
+        ] {
+            if let Some(bad) = patterns.iter().find(|p| !p.starts_with(['/', '*'])) {
+                return Some((setting, format!("{bad:?}: a pattern starts with / or *")));
+            }
+        }
+        None
+    }
+
+    /// True when a webhook for `path` goes upstream.
+    pub fn goes_upstream(&self, path: &str) -> bool {
+        let matches =
+            |patterns: &[String]| patterns.iter().any(|p| WildMatch::new(p).matches(path));
+        matches(&self.paths) && !matches(&self.local_paths)
+    }
+}
+
+/// Why the upstream's answer was not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// No complete answer within the budget.
+    Timeout,
+    /// No connection (refused, DNS, TLS, connect timeout).
+    Connect,
+    /// The connection broke after the request was sent.
+    Broken,
+    /// A 5xx answer.
+    Status5xx,
+    /// A 4xx answer.
+    Status4xx,
+    /// Any other non-2xx answer (1xx, 3xx: Twilio would not follow a redirect to TwiML here).
+    StatusOther,
+    /// No TwiML content type (`text/xml`, `application/xml`, `text/html`).
+    ContentType,
+    /// Not valid TwiML for the channel (the same check as a template's answer).
+    InvalidTwiml,
+    /// Over Twilio's 64 kB document limit.
+    TooLarge,
+    /// The circuit breaker is open: the upstream was not asked.
+    BreakerOpen,
+    /// `max_in_flight` requests are already out: the upstream was not asked.
+    BulkheadFull,
+}
+
+impl Reason {
+    /// The label in metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Timeout => "timeout",
+            Reason::Connect => "connect",
+            Reason::Broken => "broken",
+            Reason::Status5xx => "status_5xx",
+            Reason::Status4xx => "status_4xx",
+            Reason::StatusOther => "status_other",
+            Reason::ContentType => "content_type",
+            Reason::InvalidTwiml => "invalid_twiml",
+            Reason::TooLarge => "too_large",
+            Reason::BreakerOpen => "breaker_open",
+            Reason::BulkheadFull => "bulkhead_full",
+        }
+    }
+
+    /// True when the app failed to answer at all, which is what opens the breaker. An answer that
+    /// came back but was judged unusable says the app is up: it is degraded, not counted.
+    fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Reason::Timeout | Reason::Connect | Reason::Broken | Reason::Status5xx
+        )
+    }
+}
+
+/// Where an answer came from: the response header, the log line and the metric say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The upstream's answer, unchanged.
+    Upstream,
+    /// A template, because the path is answered locally.
+    Template,
+    /// A template, because the upstream's answer could not be used.
+    Degraded(Reason),
+}
+
+/// The response header naming the answer's [`Source`] (for the drill and operators).
+pub const SOURCE_HEADER: &str = "x-twiml-failover-source";
+
+impl Source {
+    /// `upstream`, `template`, or the degradation reason: the metric's `outcome` label.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Source::Upstream => "upstream",
+            Source::Template => "template",
+            Source::Degraded(reason) => reason.label(),
+        }
+    }
+
+    /// `upstream`, `template` or `degraded`: the log line's `source`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Source::Upstream => "upstream",
+            Source::Template => "template",
+            Source::Degraded(_) => "degraded",
+        }
+    }
+
+    /// The header value: `upstream`, `template`, or `degraded; reason=<label>`.
+    pub fn header(self) -> http::HeaderValue {
+        match self {
+            Source::Degraded(reason) => {
+                http::HeaderValue::from_str(&format!("degraded; reason={}", reason.label()))
+                    .expect("labels are visible ASCII")
+            }
+            other => http::HeaderValue::from_static(other.kind()),
+        }
+    }
+}
+
+/// The breaker and the state last reported, so each transition is logged once.
+#[derive(Debug)]
+struct Guarded {
+    breaker: Breaker,
+    reported: State,
+}
+
+/// The upstream client with its breaker, bulkhead and metrics; one per server.
+#[derive(Debug)]
+pub struct Upstream {
+    settings: Settings,
+    client: net::Client,
+    breaker: Mutex<Guarded>,
+    bulkhead: Arc<Semaphore>,
+    metrics: UpstreamMetrics,
+}
+
+impl Upstream {
+    /// Builds the client (reading the TLS files) for validated settings.
+    pub fn new(settings: Settings) -> Result<Upstream, String> {
+        let tls = tls::client_config(&settings.tls)?;
+        let client = net::Client::with_tls(
+            net::Settings {
+                connect_timeout: settings.connect_timeout,
+                request_timeout: settings.budget,
+                max_body_bytes: MAX_DOCUMENT_BYTES,
+                max_idle_per_host: settings.max_in_flight,
+            },
+            &tls,
+        );
+        Ok(Upstream {
+            breaker: Mutex::new(Guarded {
+                breaker: Breaker::new(settings.breaker_failures, settings.breaker_cooldown),
+                reported: State::Closed,
+            }),
+            bulkhead: Arc::new(Semaphore::new(settings.max_in_flight)),
+            metrics: UpstreamMetrics::default(),
+            client,
+            settings,
+        })
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The metric handles, for registration.
+    pub fn metrics(&self) -> &UpstreamMetrics {
+        &self.metrics
+    }
+
+    /// Asks the upstream; `Ok` only for an answer Twilio can use. `channel` is the webhook's (`None`
+    /// for a status callback, whose answer only needs a 2xx). Never waits past `deadline`.
+    pub async fn call(
+        &self,
+        req: net::Request,
+        channel: Option<Channel>,
+        callback: bool,
+        deadline: Instant,
+    ) -> Result<Answered, Reason> {
+        let result = async {
+            // The bulkhead before the breaker: a half-open probe taken and then refused a
+            // permit would never report back.
+            let Ok(_permit) = self.bulkhead.clone().try_acquire_owned() else {
+                return Err(Reason::BulkheadFull);
+            };
+            if !self.with_breaker(|b, now| b.try_acquire(now)) {
+                return Err(Reason::BreakerOpen);
+            }
+            // Reports a failure if this future is dropped before it reports anything (the
+            // caller hung up), so a probe never stays out forever.
+            let mut pending = Pending {
+                upstream: self,
+                done: false,
+            };
+            let started = Instant::now();
+            let mut sent = self.send(req.clone(), deadline).await;
+            if matches!(sent, Err(Reason::Connect))
+                && deadline.saturating_duration_since(Instant::now())
+                    > self.settings.connect_timeout
+            {
+                // One fast retry: a refused connection sent nothing, and a pod may just have gone.
+                sent = self.send(req, deadline).await;
+            }
+            self.metrics.duration(started.elapsed().as_secs_f64());
+            let result = sent.and_then(|response| {
+                if callback {
+                    verdict::judge_status(&response).map(|()| Answered::from(response))
+                } else {
+                    verdict::judge(response, channel)
+                }
+            });
+            pending.done = true;
+            match result {
+                Err(reason) if reason.is_failure() => self.with_breaker(|b, now| b.failure(now)),
+                _ => self.with_breaker(|b, _| b.success()),
+            }
+            result
+        }
+        .await;
+        self.metrics.outcome(match result {
+            Ok(_) => Source::Upstream.outcome(),
+            Err(reason) => reason.label(),
+        });
+        result
+    }
+
+    async fn send(&self, req: net::Request, deadline: Instant) -> Result<net::Response, Reason> {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        match tokio::time::timeout_at(deadline, self.client.send(req)).await {
+            Err(_) | Ok(Err(net::Error::Timeout(_))) => Err(Reason::Timeout),
+            Ok(Err(net::Error::Connect(_))) => Err(Reason::Connect),
+            Ok(Err(net::Error::TooLarge(_))) => Err(Reason::TooLarge),
+            Ok(Err(net::Error::Invalid(_) | net::Error::Io(_))) => Err(Reason::Broken),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// Runs `f` on the breaker, then logs and publishes a change of state once.
+    fn with_breaker<T>(&self, f: impl FnOnce(&mut Breaker, Instant) -> T) -> T {
+        let now = Instant::now();
+        let mut guarded = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        let out = f(&mut guarded.breaker, now);
+        let state = guarded.breaker.state(now);
+        if state != guarded.reported {
+            guarded.reported = state;
+            self.metrics.breaker(state.as_gauge());
+            match state {
+                State::Open => tracing::warn!(
+                    upstream = %self.settings.url,
+                    cooldown_s = self.settings.breaker_cooldown.as_secs_f64(),
+                    "upstream breaker open: answering from templates"
+                ),
+                State::HalfOpen => {
+                    tracing::info!(upstream = %self.settings.url, "upstream breaker half-open: probing")
+                }
+                State::Closed => {
+                    tracing::info!(upstream = %self.settings.url, "upstream breaker closed")
+                }
+            }
+        }
+        out
+    }
+}
+
+/// An attempt that has passed the breaker and not yet reported its result.
+struct Pending<'a> {
+    upstream: &'a Upstream,
+    done: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.upstream.with_breaker(|b, now| b.failure(now));
+        }
+    }
+}
+
+/// The channel a webhook's answer is judged for: voice with a `CallSid`, messaging with a
+/// `MessageSid`, unknown (well-formedness and the `<Response>` root only) otherwise.
+pub fn channel(call_sid: Option<&str>, message_sid: Option<&str>) -> Option<Channel> {
+    match (call_sid, message_sid) {
+        (Some(_), _) => Some(Channel::Voice),
+        (None, Some(_)) => Some(Channel::Messaging),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_local_paths() {
+        let mut s = Settings::new("http://app:8080/twilio/".into());
+        assert_eq!(s.url, "http://app:8080/twilio");
+        assert!(s.goes_upstream("/voice"));
+        s.paths = vec!["/ivr/*".into(), "/sms".into()];
+        s.local_paths = vec!["/ivr/static*".into()];
+        assert!(s.goes_upstream("/ivr/menu"));
+        assert!(s.goes_upstream("/sms"));
+        assert!(!s.goes_upstream("/voice"));
+        assert!(!s.goes_upstream("/ivr/static/hours"));
+        assert_eq!(s.problem(), None);
+    }
+
+    #[test]
+    fn a_budget_must_fit_twilios_voice_limit() {
+        let mut s = Settings::new("http://app".into());
+        s.budget = Duration::from_secs(14);
+        assert_eq!(s.problem(), None);
+        s.budget = Duration::from_millis(14_001);
+        assert_eq!(s.problem().unwrap().0, "upstream-budget");
+        s.budget = Duration::from_millis(500);
+        assert_eq!(s.problem().unwrap().0, "upstream-connect-timeout");
+        s.budget = Duration::from_secs(3);
+        s.paths = vec!["voice".into()];
+        assert_eq!(s.problem().unwrap().0, "upstream-paths");
+    }
+
+    #[test]
+    fn sources_name_themselves() {
+        assert_eq!(Source::Upstream.header(), "upstream");
+        assert_eq!(Source::Template.header(), "template");
+        let degraded = Source::Degraded(Reason::BreakerOpen);
+        assert_eq!(degraded.header(), "degraded; reason=breaker_open");
+        assert_eq!(
+            (degraded.kind(), degraded.outcome()),
+            ("degraded", "breaker_open")
+        );
+        assert!(Reason::Timeout.is_failure() && !Reason::InvalidTwiml.is_failure());
+    }
+}
