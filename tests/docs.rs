@@ -679,14 +679,15 @@ fn configuration_table_matches_serve_help_and_config_keys() {
     }
     // Tables and lists the config page describes in prose, not in the table.
     let prose = ["vars", "extra_params", "accounts", "shared_keys"];
-    for section in ["", "limits", "tls", "journal", "forward"] {
+    for section in ["", "limits", "tls", "journal", "forward", "upstream"] {
         for name in accepted_keys(dir.path(), section) {
             let key = if section.is_empty() {
                 name.clone()
             } else {
                 format!("[{section}] {name}")
             };
-            let is_section = ["limits", "tls", "journal", "forward"].contains(&name.as_str());
+            let is_section =
+                ["limits", "tls", "journal", "forward", "upstream"].contains(&name.as_str());
             if section.is_empty() && (is_section || prose.contains(&name.as_str())) {
                 continue;
             }
