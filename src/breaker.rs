@@ -1,8 +1,9 @@
 //! A circuit breaker, around the forward target and the upstream app. Pure; the caller passes the
 //! time.
 //!
-//! Closed: requests flow. After `threshold` consecutive failures it opens: nothing is sent for
-//! `cooldown`. Then it is half-open: exactly one probe goes out; its success closes the breaker,
+//! Closed: requests flow. After `threshold` consecutive failures it opens (or, with
+//! [`Breaker::with_ratio`], when failures reach a share of the last `window` results): nothing is
+//! sent for `cooldown`. Then it is half-open: exactly one probe goes out; its success closes the breaker,
 //! its failure opens it again. A target that is coming back up thus gets one request, not the
 //! whole backlog at once.
 
@@ -38,6 +39,10 @@ pub struct Breaker {
     failures: u32,
     open_until: Option<Instant>,
     probing: bool,
+    /// The share of failures among the last `window` results that opens it, when set.
+    ratio: Option<(f64, usize)>,
+    /// The last results while closed (`true`: failed), at most `window`.
+    recent: std::collections::VecDeque<bool>,
 }
 
 impl Breaker {
@@ -49,7 +54,29 @@ impl Breaker {
             failures: 0,
             open_until: None,
             probing: false,
+            ratio: None,
+            recent: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Also opens when at least `ratio` (0 < ratio <= 1) of the last `window` results while
+    /// closed were failures, so a target failing every other request opens it too.
+    pub fn with_ratio(mut self, ratio: f64, window: usize) -> Breaker {
+        self.ratio = Some((ratio, window.max(1)));
+        self
+    }
+
+    /// Remembers one result for the ratio; true when the ratio says open.
+    fn record(&mut self, failed: bool) -> bool {
+        let Some((ratio, window)) = self.ratio else {
+            return false;
+        };
+        if self.recent.len() == window {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(failed);
+        let failures = self.recent.iter().filter(|f| **f).count();
+        self.recent.len() == window && failures as f64 >= ratio * window as f64
     }
 
     /// The state at `now`.
@@ -93,6 +120,9 @@ impl Breaker {
 
     /// A request succeeded: the target works, so close.
     pub fn success(&mut self) {
+        if self.open_until.is_none() {
+            self.record(false);
+        }
         self.failures = 0;
         self.open_until = None;
         self.probing = false;
@@ -103,7 +133,8 @@ impl Breaker {
         match self.state(now) {
             State::Closed => {
                 self.failures = self.failures.saturating_add(1);
-                if self.failures >= self.threshold {
+                let by_ratio = self.record(true);
+                if self.failures >= self.threshold || by_ratio {
                     self.open(now);
                 }
             }
@@ -116,6 +147,7 @@ impl Breaker {
     fn open(&mut self, now: Instant) {
         self.open_until = Some(now + self.cooldown);
         self.probing = false;
+        self.recent.clear();
     }
 }
 
@@ -185,5 +217,30 @@ mod tests {
         b.failure(t + Duration::from_secs(5));
         assert_eq!(b.reopens_at(t), Some(t + COOL));
         assert_eq!(State::HalfOpen.as_gauge(), 2);
+    }
+
+    #[test]
+    fn a_ratio_opens_on_a_flapping_target_that_never_fails_twice_in_a_row() {
+        let t = Instant::now();
+        let mut b = Breaker::new(5, COOL).with_ratio(0.5, 6);
+        for _ in 0..2 {
+            b.failure(t);
+            b.success();
+        }
+        b.failure(t);
+        assert_eq!(
+            b.state(t),
+            State::Closed,
+            "5 of 6 results seen, not yet a window"
+        );
+        b.success();
+        assert_eq!(b.state(t), State::Closed, "a success never opens it");
+        b.failure(t);
+        assert_eq!(b.state(t), State::Open, "3 of the last 6 failed");
+        // After the probe closes it, the window starts empty.
+        assert!(b.try_acquire(t + COOL));
+        b.success();
+        b.failure(t + COOL);
+        assert_eq!(b.state(t + COOL), State::Closed);
     }
 }

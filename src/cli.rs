@@ -231,6 +231,13 @@ pub struct ServeArgs {
         value_name = "SECONDS"
     )]
     pub upstream_breaker_cooldown: Option<f64>,
+    /// Also open the breaker when this share (0-1] of the last 20 results failed [default: none].
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_UPSTREAM_BREAKER_RATIO",
+        value_name = "RATIO"
+    )]
+    pub upstream_breaker_ratio: Option<f64>,
 }
 
 /// Flags of `check`.

@@ -204,6 +204,7 @@ struct FileUpstream {
     client_key: Option<PathBuf>,
     breaker_failures: Option<u32>,
     breaker_cooldown: Option<f64>,
+    breaker_ratio: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -652,6 +653,7 @@ fn upstream_settings(
     if let Some(v) = args.upstream_breaker_cooldown.or(f.breaker_cooldown) {
         s.breaker_cooldown = seconds("upstream-breaker-cooldown", v)?;
     }
+    s.breaker_ratio = args.upstream_breaker_ratio.or(f.breaker_ratio);
     if let Some((setting, message)) = s.problem() {
         return Err(invalid(setting, message));
     }

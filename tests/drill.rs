@@ -338,3 +338,30 @@ async fn https_to_a_plain_http_port_is_a_tls_handshake_failure() {
     assert_eq!(s.answered_by, Some(Side::Fallback), "{text}");
     fallback.stop().await;
 }
+
+#[tokio::test]
+async fn the_drill_reports_which_layer_of_an_upstream_mode_primary_answered() {
+    // An app that refuses connections: the primary answers from its templates, and says so.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let primary = TestServer::start(config(&twiml_failover::cli::ServeArgs {
+        upstream: Some(app),
+        ..args("primary")
+    }))
+    .await;
+    let o = opts(&primary.url("/voice"), None, &[Scenario::Voice]);
+    let report = drill::run(&o).await.unwrap();
+    let text = report.to_text();
+    let s = only(&report);
+    assert_eq!(s.answered_by, Some(Side::Primary), "{text}");
+    let fetch = s.primary.as_ref().unwrap();
+    assert_eq!(fetch.source.as_deref(), Some("degraded; reason=connect"));
+    assert!(text.contains("source: degraded; reason=connect"), "{text}");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        json["scenarios"][0]["primary"]["source"],
+        "degraded; reason=connect"
+    );
+    primary.stop().await;
+}

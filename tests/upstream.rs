@@ -434,6 +434,20 @@ fn a_flapping_app_is_answered_for_each_webhook_and_paths_can_stay_local() {
 }
 
 #[test]
+fn a_failure_ratio_opens_the_breaker_on_an_app_that_never_fails_twice_in_a_row() {
+    let app = App::start(Mode::Flaps);
+    let serve = start(&app, &["--upstream-breaker-ratio", "0.5"], None);
+    // 500, 200, 500, ...: the 21st result (a 500) makes 10 failures of the last 20.
+    for i in 0..21 {
+        let reply = webhook(&serve, "/voice", &call(&format!("CA{i:032}")));
+        assert_ne!(reply.source, "degraded; reason=breaker_open", "request {i}");
+    }
+    let reply = webhook(&serve, "/voice", &call(&format!("CA{:032}", 21)));
+    assert_eq!(reply.source, "degraded; reason=breaker_open");
+    assert_eq!(app.hits().len(), 21);
+}
+
+#[test]
 fn the_breaker_opens_answers_locally_without_the_app_and_closes_after_a_healthy_probe() {
     let app = App::start(Mode::Error);
     let serve = start(
@@ -601,4 +615,93 @@ fn settings_that_cannot_work_are_refused_at_start_naming_the_setting() {
             err.1
         );
     }
+}
+
+#[test]
+fn tls_to_the_app_trusts_the_given_ca_file_and_only_it() {
+    // The app: a twiml-failover primary serving HTTPS with a self-signed certificate for localhost.
+    let dir = tempfile::tempdir().unwrap();
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.path().join("app.crt"), dir.path().join("app.key"));
+    std::fs::write(&cert, pair.cert.pem()).unwrap();
+    std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+    let app = Serve::shipped(&[
+        "--role",
+        "primary",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let base = format!("https://localhost:{}", app.addr.port());
+    let sid = "CA00000000000000000000000000000001";
+    // Trusting its certificate: the app validates the re-signed request and answers.
+    let proxy = Serve::shipped(&[
+        "--role",
+        "primary",
+        "--public-url",
+        PUBLIC,
+        "--upstream",
+        &base,
+        "--upstream-ca-file",
+        cert.to_str().unwrap(),
+    ]);
+    let reply = webhook(&proxy, "/voice", &call(sid));
+    assert_eq!(
+        (reply.status, reply.source.as_str()),
+        (200, "upstream"),
+        "{}",
+        app.log()
+    );
+    // Without it (the web PKI roots), the handshake fails: a local answer at once.
+    let proxy = Serve::shipped(&[
+        "--role",
+        "primary",
+        "--public-url",
+        PUBLIC,
+        "--upstream",
+        &base,
+    ]);
+    let reply = webhook(&proxy, "/voice", &call(sid));
+    assert_eq!(
+        (reply.status, reply.source.as_str()),
+        (200, "degraded; reason=connect")
+    );
+    // A client certificate for mTLS is read at start-up; a missing key file stops it, named.
+    let config = common::example_config();
+    let err = Serve::try_start(
+        &[
+            "--role",
+            "primary",
+            "--config",
+            config.to_str().unwrap(),
+            "--templates",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/twiml-templates"),
+            "--upstream",
+            &base,
+            "--upstream-client-cert",
+            cert.to_str().unwrap(),
+            "--upstream-client-key",
+            "/nonexistent/client.key",
+        ],
+        &[],
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        err.1.contains("upstream:") && err.1.contains("client.key"),
+        "{}",
+        err.1
+    );
+    let ok = Serve::shipped(&[
+        "--role",
+        "primary",
+        "--upstream",
+        &base,
+        "--upstream-client-cert",
+        cert.to_str().unwrap(),
+        "--upstream-client-key",
+        key.to_str().unwrap(),
+    ]);
+    drop(ok);
 }

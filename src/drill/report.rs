@@ -305,7 +305,12 @@ fn fetch_lines(out: &mut String, label: &str, f: &Fetch) {
         let what = match (&a.failure, a.status) {
             (Some(fail), _) => format!("{} ({})", fail.detail, fail.code),
             (None, Some(status)) => {
-                format!("HTTP {status} {}", f.content_type.as_deref().unwrap_or(""))
+                let ct = f.content_type.as_deref().unwrap_or("");
+                match &f.source {
+                    // A primary in upstream mode: which layer answered (docs/upstream.md).
+                    Some(source) => format!("HTTP {status} {ct}, source: {source}"),
+                    None => format!("HTTP {status} {ct}"),
+                }
             }
             (None, None) => String::new(),
         };

@@ -118,6 +118,10 @@ pub struct Fetch {
     /// The answer's Content-Type.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    /// Where a twiml-failover primary in upstream mode says its answer came from
+    /// (`X-Twiml-Failover-Source`: `upstream`, `template`, `degraded; reason=...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// The TwiML document, when one was retrieved and parsed.
     #[serde(skip)]
     pub twiml: Option<String>,
@@ -189,12 +193,14 @@ pub async fn fetch(req: &Request, overrides: &Overrides) -> Fetch {
         attempts,
         elapsed_ms,
         content_type: None,
+        source: None,
         twiml: None,
         failure: None,
     };
     match last {
         Ok(answer) => Fetch {
             content_type: answer.content_type,
+            source: answer.source,
             twiml: Some(answer.body),
             ..base
         },
@@ -209,6 +215,7 @@ pub async fn fetch(req: &Request, overrides: &Overrides) -> Fetch {
 struct Answer {
     status: u16,
     content_type: Option<String>,
+    source: Option<String>,
     body: String,
 }
 
@@ -401,6 +408,11 @@ async fn attempt(req: &Request, o: &Overrides) -> Result<Answer, (Failure, Retry
         .headers()
         .get("content-type")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let source = response
+        .headers()
+        .get(crate::upstream::SOURCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(64).collect());
     let mut body = response.into_body();
     let mut bytes = Vec::new();
     // Twilio's read timeout applies between packets too; a partial answer is not retried.
@@ -438,6 +450,7 @@ async fn attempt(req: &Request, o: &Overrides) -> Result<Answer, (Failure, Retry
     classify(status, content_type.as_deref(), &bytes, req.channel).map(|body| Answer {
         status,
         content_type,
+        source,
         body,
     })
 }

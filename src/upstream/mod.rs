@@ -86,7 +86,13 @@ pub struct Settings {
     pub breaker_failures: u32,
     /// How long an open breaker answers everything locally before one probe.
     pub breaker_cooldown: Duration,
+    /// The share of failures among the last [`BREAKER_WINDOW`] results that also opens the
+    /// breaker; `None`: consecutive failures only.
+    pub breaker_ratio: Option<f64>,
 }
+
+/// How many recent results `breaker_ratio` is judged over.
+pub const BREAKER_WINDOW: usize = 20;
 
 impl Settings {
     /// The defaults for `url`: all paths, a 3 s budget (inside `rt=4000` on the primary URL),
@@ -103,6 +109,7 @@ impl Settings {
             tls: TlsSettings::default(),
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(10),
+            breaker_ratio: None,
         }
     }
 
@@ -116,6 +123,12 @@ impl Settings {
                      for the local answer",
                     self.budget
                 ),
+            ));
+        }
+        if self.breaker_ratio.is_some_and(|r| !(r > 0.0 && r <= 1.0)) {
+            return Some((
+                "upstream-breaker-ratio",
+                "must be above 0 and at most 1".into(),
             ));
         }
         if self.connect_timeout > self.budget {
@@ -273,9 +286,13 @@ impl Upstream {
             },
             &tls,
         );
+        let mut breaker = Breaker::new(settings.breaker_failures, settings.breaker_cooldown);
+        if let Some(ratio) = settings.breaker_ratio {
+            breaker = breaker.with_ratio(ratio, BREAKER_WINDOW);
+        }
         Ok(Upstream {
             breaker: Mutex::new(Guarded {
-                breaker: Breaker::new(settings.breaker_failures, settings.breaker_cooldown),
+                breaker,
                 reported: State::Closed,
             }),
             bulkhead: Arc::new(Semaphore::new(settings.max_in_flight)),
