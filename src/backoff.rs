@@ -1,4 +1,6 @@
-//! Retry delays: exponential backoff with full jitter. Pure; the random source is passed in.
+//! Retry delays: exponential backoff, with full jitter where many retries are in flight (the
+//! forwarder) and without where one caller retries (the journal writer). Pure; the random source
+//! is passed in.
 //!
 //! Full jitter (a uniform draw between zero and the exponential ceiling) spreads the retries of
 //! many events that failed together, so a recovering target sees a trickle instead of a wave.

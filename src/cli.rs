@@ -33,6 +33,14 @@ pub enum Command {
     Journal(JournalArgs),
     /// Audit, plan and apply the webhook wiring of every number of a Twilio account.
     Numbers(NumbersArgs),
+    /// Print what `serve` would answer to a webhook (TwiML on stdout, which template answered on
+    /// stderr), without a server or a signature; exit 1 when serve would answer 404 or 503.
+    Render(RenderArgs),
+    /// Run the template tests (`<templates>/tests/*.toml`): single answers and call flows, offline;
+    /// exit 1 with a diff when one fails.
+    Test(TestArgs),
+    /// Convert a TwiML Bin (Mustache) into a template of this project, printed on stdout.
+    ImportBin(ImportBinArgs),
 }
 
 /// Flags of `serve` (and the settings `check` shares with it).
@@ -251,6 +259,48 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
 }
 
+/// Flags of `render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The webhook path, as Twilio would request it: `/voice`, `/menu?lang=en`.
+    #[arg(value_name = "PATH")]
+    pub path: String,
+    /// Which role answers: primary or fallback [default: primary].
+    #[arg(long, env = "TWIML_FAILOVER_ROLE", value_name = "ROLE")]
+    pub role: Option<String>,
+    /// A request parameter as NAME=VALUE (repeat the flag, or a name, for several).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// A file holding a form-encoded request body (`From=%2B1555...&Digits=1`), sent before --param.
+    #[arg(long, value_name = "FILE")]
+    pub params_file: Option<PathBuf>,
+    /// Template directory holding primary/ and fallback/ [default: twiml-templates].
+    #[arg(long, env = "TWIML_FAILOVER_TEMPLATES", value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// TOML config file (for [vars] and extra_params) [default: ./twiml-failover.toml if present].
+    #[arg(long, env = "TWIML_FAILOVER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Flags of `test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Template directory holding primary/, fallback/ and tests/ [default: twiml-templates].
+    #[arg(long, env = "TWIML_FAILOVER_TEMPLATES", value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// TOML config file (for [vars] and extra_params) [default: ./twiml-failover.toml if present].
+    #[arg(long, env = "TWIML_FAILOVER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Flags of `import-bin`.
+#[derive(Debug, Args)]
+pub struct ImportBinArgs {
+    /// The TwiML Bin's text, as copied from the Twilio Console.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
 /// Flags of `sign`.
 #[derive(Debug, Args)]
 pub struct SignArgs {
@@ -323,6 +373,15 @@ pub struct DrillArgs {
         value_name = "FORMAT"
     )]
     pub format: DrillFormat,
+    /// Lowest verdict that makes the drill exit 1: warn (over the 15 s budget, overrides adjusted)
+    /// or fail (no valid TwiML) [default: fail].
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_DRILL_FAIL_ON",
+        default_value = "fail",
+        value_name = "VERDICT"
+    )]
+    pub fail_on: crate::drill::report::FailOn,
     /// Progress lines on stderr while waiting: auto (when stderr is a terminal), always, never.
     #[arg(
         long,

@@ -81,6 +81,8 @@ pub struct Config {
     pub role: Role,
     /// Template root holding `primary/` and `fallback/`.
     pub templates: PathBuf,
+    /// The config file read, if any (error messages name it in the command they suggest).
+    pub config_file: Option<PathBuf>,
     /// Base URL Twilio signs; `None` rebuilds it from the request.
     pub public_url: Option<PublicUrl>,
     /// Honour X-Forwarded-Proto/Host when rebuilding the URL.
@@ -230,6 +232,24 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// The real process environment.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
+}
+
+/// The config file `serve` and `check` read when `--config` is not given, if it exists in the
+/// working directory: the shipped templates name its `[vars]`, so a fresh clone works as is.
+pub const DEFAULT_CONFIG_FILE: &str = "twiml-failover.toml";
+
+/// Fills in `./twiml-failover.toml` when no config file was given and it exists; returns the path
+/// it filled in, so the caller can say so.
+pub fn discover_config_file(given: &mut Option<PathBuf>) -> Option<PathBuf> {
+    if given.is_some() {
+        return None;
+    }
+    let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+    if !default.is_file() {
+        return None;
+    }
+    *given = Some(default.clone());
+    Some(default)
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, StartupError> {
@@ -458,6 +478,7 @@ impl Config {
             listen,
             role,
             templates,
+            config_file: args.config.clone(),
             public_url,
             trust_forwarded_headers: args
                 .trust_forwarded_headers

@@ -66,8 +66,12 @@ impl Service {
             .map_err(|diagnostics| {
                 let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
                 StartupError::Templates(format!(
-                    "{} problem(s); run `twiml-failover check`:\n{}",
+                    "{} problem(s); see them all with `{}`:\n{}",
                     diagnostics.len(),
+                    crate::templates::check::command(
+                        &config.templates,
+                        config.config_file.as_deref()
+                    ),
                     lines.join("\n")
                 ))
             })?;

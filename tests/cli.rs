@@ -116,14 +116,89 @@ fn startup_errors_name_the_setting() {
     );
     assert_eq!(code, 2);
     assert!(err.contains("role:"), "{err}");
-    // Templates that need [vars] refuse to start without them, listing every problem.
-    let (code, _, err) = run(
+    // Templates that need [vars] refuse to start without them (here no ./twiml-failover.toml either),
+    // listing every problem and the `check` command that shows them, which does.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, err) = run_in(
+        empty.path(),
         &["serve", "--templates", &templates],
         &[("TWILIO_AUTH_TOKEN", TOKEN)],
     );
     assert_eq!(code, 2);
     assert!(err.contains("unknown variable \"company\""), "{err}");
     assert!(!err.contains(TOKEN));
+    let suggested = err
+        .split('`')
+        .find(|part| part.starts_with("twiml-failover check"))
+        .unwrap_or_else(|| panic!("no check command suggested: {err}"));
+    let args: Vec<&str> = suggested.split(' ').skip(1).collect();
+    let (code, out, _) = run_in(empty.path(), &args, &[]);
+    assert_eq!(code, 1, "the suggested command shows the same problems");
+    assert!(out.contains("unknown variable \"company\""), "{out}");
+}
+
+/// Runs the binary in `dir` (where it looks for ./twiml-failover.toml).
+fn run_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_fresh_clone_needs_no_config_flag() {
+    // The repository's layout: twiml-templates/ and twiml-failover.toml side by side.
+    let clone = tempfile::tempdir().unwrap();
+    common::process::copy_dir(
+        std::path::Path::new(&repo("twiml-templates")),
+        &clone.path().join("twiml-templates"),
+    );
+    std::fs::copy(
+        repo("twiml-failover.toml"),
+        clone.path().join("twiml-failover.toml"),
+    )
+    .unwrap();
+    let (code, out, err) = run_in(clone.path(), &["check"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("reading twiml-failover.toml"), "{err}");
+    let (code, out, err) = run_in(
+        clone.path(),
+        &["render", "/voice", "--param", "CallSid=CA1"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Example Corp"), "{out}");
+
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .current_dir(clone.path())
+        .env_clear()
+        .env("TWILIO_AUTH_TOKEN", TOKEN)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let server = Server(child);
+    let mut found = false;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
+        if v["config"] == "twiml-failover.toml" {
+            found = true;
+        }
+        if v["message"] == "listening" {
+            break;
+        }
+    }
+    drop(server);
+    assert!(found, "serve logs the config file it found");
 }
 
 #[test]

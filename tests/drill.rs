@@ -312,6 +312,36 @@ async fn the_binary_drills_a_real_fallback_and_exits_by_verdict() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("verdict:  FAIL"), "{stdout}");
 
+    // A WARN (here an override Twilio does not know) exits 0 by default and 1 with --fail-on warn,
+    // which scheduled drills use.
+    let warned = format!("{fallback_url}#zz=1");
+    for (fail_on, code) in [(None, 0), (Some("warn"), 1), (Some("fail"), 0)] {
+        let mut args: Vec<String> = [
+            "drill",
+            "--simulate-primary-failure",
+            "500",
+            "--scenario",
+            "voice",
+            "--fallback",
+            &warned,
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(level) = fail_on {
+            args.extend(["--fail-on".to_string(), level.to_string()]);
+        }
+        let out = tokio::task::spawn_blocking(move || run_binary(args))
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("verdict:  WARN"), "{stdout}");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "--fail-on {fail_on:?}: {stdout}"
+        );
+    }
+
     // A usage error (no primary at all) is exit 2, not a verdict.
     let out = tokio::task::spawn_blocking(|| run_binary(vec!["drill".into()]))
         .await

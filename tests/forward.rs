@@ -303,10 +303,12 @@ async fn deliverer_rides_out_a_target_outage() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: eval \"$(bash .ci/postgres.sh)\" && cargo test"
+)]
 async fn deliverer_rides_out_a_target_outage_postgres() {
-    let Some(base) = common::postgres_url() else {
-        return;
-    };
+    let base = common::postgres_url();
     let url = tokio::task::block_in_place(|| common::fresh_postgres_db(&base, "tf_forward"));
     outage(url.parse().unwrap()).await;
 }
@@ -506,10 +508,12 @@ async fn signed_webhooks_reach_a_target_that_was_down_once_each_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: eval \"$(bash .ci/postgres.sh)\" && cargo test"
+)]
 async fn signed_webhooks_reach_a_target_that_was_down_once_each_in_order_postgres() {
-    let Some(base) = common::postgres_url() else {
-        return;
-    };
+    let base = common::postgres_url();
     let url = tokio::task::block_in_place(|| common::fresh_postgres_db(&base, "tf_forward_e2e"));
     through_server(&url).await;
 }
@@ -689,10 +693,12 @@ async fn replay_resends_everything_since_a_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: eval \"$(bash .ci/postgres.sh)\" && cargo test"
+)]
 async fn replicas_sharing_a_postgres_journal_deliver_each_event_once() {
-    let Some(base) = common::postgres_url() else {
-        return;
-    };
+    let base = common::postgres_url();
     let url: JournalUrl =
         tokio::task::block_in_place(|| common::fresh_postgres_db(&base, "tf_forward_replicas"))
             .parse()
@@ -910,10 +916,12 @@ async fn sigkill_under_load_then_the_target_has_every_acknowledged_webhook() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: eval \"$(bash .ci/postgres.sh)\" && cargo test"
+)]
 async fn sigkill_under_load_then_the_target_has_every_acknowledged_webhook_postgres() {
-    let Some(base) = common::postgres_url() else {
-        return;
-    };
+    let base = common::postgres_url();
     let url = tokio::task::block_in_place(|| common::fresh_postgres_db(&base, "tf_forward_kill"));
     sigkill_under_load(&url).await;
 }

@@ -197,8 +197,12 @@ async fn sigkill_mid_stream_loses_no_acknowledged_webhook_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: eval \"$(bash .ci/postgres.sh)\" && cargo test"
+)]
 async fn sigkill_mid_stream_loses_no_acknowledged_webhook_postgres() {
-    let Some(base) = postgres_url() else { return };
+    let base = postgres_url();
     let url = tokio::task::block_in_place(|| fresh_postgres_db(&base, "tf_sigkill"));
     acknowledged_means_journaled(&url).await;
 }
@@ -499,8 +503,12 @@ impl CuttableProxy {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "needs PostgreSQL: eval \"$(bash .ci/postgres.sh)\" && cargo test"
+)]
 async fn postgres_down_still_answers_then_catches_up_in_order() {
-    let Some(base) = postgres_url() else { return };
+    let base = postgres_url();
     let direct = tokio::task::block_in_place(|| fresh_postgres_db(&base, "tf_down"));
     // postgres://user:pw@127.0.0.1:PORT/db: route the server through the proxy.
     let authority = direct.split('@').nth(1).unwrap().split('/').next().unwrap();

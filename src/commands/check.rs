@@ -9,7 +9,10 @@ use crate::config;
 use crate::templates::check::check_all;
 
 /// Prints every problem (one per line) to stdout and a summary to stderr.
-pub fn run(args: CheckArgs) -> Outcome {
+pub fn run(mut args: CheckArgs) -> Outcome {
+    if let Some(path) = config::discover_config_file(&mut args.config) {
+        eprintln!("no --config given: reading {}", path.display());
+    }
     let settings = config::load_template_settings(args.config.as_deref())?;
     let root = args
         .templates

@@ -51,7 +51,7 @@ pub fn run(args: DrillArgs) -> Outcome {
         DrillFormat::Text => report.to_text(),
         DrillFormat::Json => report.to_json() + "\n",
     });
-    Ok(if report.ok() {
+    Ok(if report.passes(args.fail_on) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -1,13 +1,17 @@
 //! One function per subcommand, each readable alone: `serve`, `check`, `sign`, `drill`, `journal`,
-//! `numbers`. Each returns how it ended: `Ok(status)` when it did its job (0, or 1 when what it
+//! `numbers`, and the template workflow's `render`, `test`, `import-bin`. Each returns how it ended: `Ok(status)` when it did its job (0, or 1 when what it
 //! checked has problems), `Err(Failure)` when it could not (the binary prints it, exit status 2).
 
 pub mod check;
 pub mod drill;
+pub mod import_bin;
 pub mod journal;
 pub mod numbers;
+pub mod render;
 pub mod serve;
 pub mod sign;
+mod template_inputs;
+pub mod test;
 
 use std::fmt;
 use std::process::ExitCode;

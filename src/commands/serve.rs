@@ -11,10 +11,14 @@ use crate::service::Service;
 use crate::{log_line, log_writer, signals};
 
 /// Serves until a signal; start-up problems are a [`Failure`] before any request is taken.
-pub fn run(args: ServeArgs) -> Outcome {
+pub fn run(mut args: ServeArgs) -> Outcome {
+    let discovered = config::discover_config_file(&mut args.config);
     let config = Config::load(&args, &config::process_env)?;
     // Dropped when `run` returns, after the service: the last log lines are written out first.
     let _log_guard = init_logging(config.log_format);
+    if let Some(path) = discovered {
+        tracing::info!(config = %path.display(), "no --config given: read the config file found in the working directory");
+    }
     let service = Service::load(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -21,7 +21,8 @@ pub enum Side {
 }
 
 /// The judgement on one scenario.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+// Ordered from best to worst, which `Report::passes` relies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Valid TwiML within the time budget.
@@ -29,6 +30,16 @@ pub enum Verdict {
     /// Valid TwiML, but something needs a look (over budget, overrides adjusted).
     Warn,
     /// No valid TwiML: the caller would hear Twilio's error message, or the SMS gets no reply.
+    Fail,
+}
+
+/// The lowest verdict that makes `drill` exit 1 (`--fail-on`): a fallback that answers after
+/// Twilio's 15 s budget is a failed fallback for a caller, so scheduled drills use `warn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// WARN or FAIL exit 1.
+    Warn,
+    /// Only FAIL exits 1.
     Fail,
 }
 
@@ -211,7 +222,16 @@ pub struct Report {
 impl Report {
     /// True when every scenario got valid TwiML (warnings allowed).
     pub fn ok(&self) -> bool {
-        self.scenarios.iter().all(|s| s.verdict != Verdict::Fail)
+        self.passes(FailOn::Fail)
+    }
+
+    /// True when no scenario's verdict is at or above `fail_on`.
+    pub fn passes(&self, fail_on: FailOn) -> bool {
+        let worst_allowed = match fail_on {
+            FailOn::Warn => Verdict::Pass,
+            FailOn::Fail => Verdict::Warn,
+        };
+        self.scenarios.iter().all(|s| s.verdict <= worst_allowed)
     }
 
     /// Pretty JSON for machines.

@@ -1,6 +1,6 @@
 //! Journal timestamps: unix milliseconds in the store, RFC 3339 UTC for people and headers.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Now, in unix epoch milliseconds.
 pub fn now_ms() -> i64 {
@@ -9,20 +9,7 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-// Howard Hinnant's civil-from-days / days-from-civil, valid for the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
+// Howard Hinnant's days-from-civil, valid for the proleptic Gregorian calendar.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -33,21 +20,19 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// `2026-11-25T16:32:10.123Z` for a unix millisecond timestamp.
+/// Last millisecond humantime formats (the end of year 9999).
+const LAST_FORMATTED_MS: i64 = 253_402_300_799_999;
+
+/// `2026-11-25T16:32:10.123Z` for a unix millisecond timestamp (clamped to 1970..=9999, the
+/// years RFC 3339 can write without a sign, so a corrupt value cannot panic the formatter).
 pub fn rfc3339(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rest = ms.rem_euclid(86_400_000);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3_600_000,
-        rest / 60_000 % 60,
-        rest / 1000 % 60,
-        rest % 1000
-    )
+    let ms = u64::try_from(ms.clamp(0, LAST_FORMATTED_MS)).unwrap_or(0);
+    let at = UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
-/// Parses `2026-11-25T16:32:10Z` (fraction and `+hh:mm` offset allowed, or a bare date) into unix ms.
+/// Parses `2026-11-25T16:32:10Z` (fraction and `+hh:mm` offset allowed, or a bare date) into unix
+/// ms. Written out because humantime's parser takes neither offsets nor bare dates.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let text = text.trim();
     let num = |s: &str| -> Option<i64> {
@@ -99,21 +84,13 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     Some(ms)
 }
 
-/// A `--since` value: RFC 3339 time, or an age like `90s`, `15m`, `2h`, `7d` before `now_ms`.
+/// A `--since` value: RFC 3339 time, or an age like `90s`, `15m`, `2h`, `7d` (humantime's
+/// durations) before `now_ms`.
 pub fn parse_since(text: &str, now_ms: i64) -> Result<i64, String> {
     let text = text.trim();
-    let unit = match text.chars().last() {
-        Some('s') => Some(1000),
-        Some('m') => Some(60_000),
-        Some('h') => Some(3_600_000),
-        Some('d') => Some(86_400_000),
-        _ => None,
-    };
-    if let Some(unit) = unit {
-        let n = &text[..text.len() - 1];
-        if let Ok(n) = n.parse::<u32>() {
-            return Ok(now_ms - i64::from(n) * unit);
-        }
+    if let Ok(age) = humantime::parse_duration(text) {
+        let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        return Ok(now_ms.saturating_sub(age_ms));
     }
     parse_rfc3339(text).ok_or_else(|| {
         format!("{text:?}: use an RFC 3339 time (2026-11-25T16:00:00Z) or an age (15m, 2h, 7d)")
@@ -129,6 +106,9 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(rfc3339(1_795_624_330_000), "2026-11-25T16:32:10.000Z");
+        // Out of range is clamped, never a panic.
+        assert_eq!(rfc3339(-1), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]
@@ -156,6 +136,8 @@ mod tests {
     fn since_accepts_ages() {
         assert_eq!(parse_since("15m", 1_000_000), Ok(100_000));
         assert_eq!(parse_since("2h", 10_000_000), Ok(2_800_000));
+        assert_eq!(parse_since("90s", 100_000), Ok(10_000));
+        assert_eq!(parse_since("7d", 0), Ok(-604_800_000));
         assert!(parse_since("soon", 0).is_err());
         assert_eq!(parse_since("1970-01-01T00:00:01Z", 0), Ok(1000));
     }

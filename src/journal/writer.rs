@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, Notify};
 
 use super::time::now_ms;
 use super::{open, Appended, JournalError, JournalUrl, NewEvent, Store};
+use crate::backoff::Backoff;
 use crate::metrics::JournalMetrics;
 
 /// Writer tuning.
@@ -163,7 +164,7 @@ impl Journal {
             acks: VecDeque::new(),
             failing_since: None,
             retry_at: None,
-            backoff: INITIAL_BACKOFF,
+            failures: 0,
         };
         thread::Builder::new()
             .name("journal-writer".into())
@@ -286,8 +287,12 @@ impl Flushes {
     }
 }
 
-const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Retry delays after a failed write: 100 ms doubling up to 5 s, without jitter (one writer per
+/// process: there is no crowd of retries to spread).
+const BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(100),
+    cap: Duration::from_secs(5),
+};
 
 /// Opens a store connection (on the thread that will use it).
 pub type Opener = Box<dyn FnMut() -> Result<Box<dyn Store>, JournalError> + Send>;
@@ -305,7 +310,8 @@ struct Writer {
     acks: VecDeque<Option<Ack>>,
     failing_since: Option<Instant>,
     retry_at: Option<Instant>,
-    backoff: Duration,
+    /// Writes failed in a row.
+    failures: u32,
 }
 
 impl Writer {
@@ -427,7 +433,7 @@ impl Writer {
                         );
                     }
                     self.retry_at = None;
-                    self.backoff = INITIAL_BACKOFF;
+                    self.failures = 0;
                     // Commit only one batch per turn while callers wait; the rest are already
                     // answered (buffered during an outage) and may take a few turns.
                     if self.acks.iter().any(Option::is_some) {
@@ -449,17 +455,18 @@ impl Writer {
         if self.failing_since.is_none() {
             self.failing_since = Some(Instant::now());
         }
+        self.failures = self.failures.saturating_add(1);
+        let retry_in = BACKOFF.ceiling(self.failures);
         tracing::error!(
             journal = %self.url,
             error = %e,
             buffered = self.events.len(),
-            retry_in_ms = self.backoff.as_millis() as u64,
+            retry_in_ms = retry_in.as_millis() as u64,
             "journal write failed; events kept in memory and retried"
         );
         // Reconnect next time: the connection may be what broke.
         self.store = None;
-        self.retry_at = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.retry_at = Some(Instant::now() + retry_in);
         self.fail_waiters(&e.0);
     }
 

@@ -100,10 +100,10 @@ fn service(
     peer: Option<std::net::IpAddr>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
-    Response = super::respond::Answer,
+    Response = super::respond::Reply,
     Error = std::convert::Infallible,
     Future = impl std::future::Future<
-        Output = Result<super::respond::Answer, std::convert::Infallible>,
+        Output = Result<super::respond::Reply, std::convert::Infallible>,
     > + Send
                  + 'static,
 > + Clone {

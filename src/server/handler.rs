@@ -12,16 +12,17 @@ use hyper::body::Incoming;
 use super::app::App;
 use super::connection::Peer;
 use super::limits::{self, BodyError, BodyRules};
-use super::respond::{self, Answer};
+use super::respond::{self, Reply};
 use crate::journal::record::{self, Received};
 use crate::journal::time::now_ms;
 use crate::journal::writer::Written;
 use crate::readiness::Phase;
 use crate::route::{route, Route};
-use crate::templates::{AnswerError, ServedBy};
+use crate::templates::preview::served_by_label;
+use crate::templates::AnswerError;
 use crate::upstream::{self, request, Source};
 use crate::verify::{attempted, authenticate};
-use crate::webhook::{decode, DecodeError, Params, Payload, UrlRules, Webhook};
+use crate::webhook::{decode, single_header, DecodeError, Params, Payload, UrlRules, Webhook};
 
 /// What the request log line says beyond method, path and status.
 #[derive(Debug, Default)]
@@ -53,7 +54,7 @@ pub async fn handle(
     app: Arc<App>,
     scheme: &'static str,
     req: Request<Incoming>,
-) -> Result<Answer, Infallible> {
+) -> Result<Reply, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     let version = req.version();
@@ -148,7 +149,7 @@ async fn webhook(
     route: &Route,
     started: Instant,
     outcome: &mut Outcome,
-) -> Answer {
+) -> Reply {
     let limits = &app.settings().limits;
     let (parts, body) = req.into_parts();
     let rules = BodyRules {
@@ -328,12 +329,7 @@ fn signature_log(app: &App, headers: &http::HeaderMap, hook: &Webhook) -> Option
 
 /// Twilio's retry-stable token, when sent exactly once as text.
 fn idempotency_token(headers: &http::HeaderMap) -> Option<&str> {
-    let mut values = headers.get_all(record::IDEMPOTENCY_HEADER).iter();
-    let first = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    first.to_str().ok()
+    single_header(headers, record::IDEMPOTENCY_HEADER)
 }
 
 /// Renders `name`; `upstream_failed` takes the local rules of upstream mode (a path the primary
@@ -344,7 +340,7 @@ fn render(
     params: Arc<Params>,
     upstream_failed: bool,
     outcome: &mut Outcome,
-) -> Answer {
+) -> Reply {
     let templates = app.templates();
     let answer = if upstream_failed {
         templates.answer_locally(name, params)
@@ -353,11 +349,7 @@ fn render(
     };
     match answer {
         Ok(answer) => {
-            outcome.served_by = Some(match answer.served_by {
-                ServedBy::Primary => "primary",
-                ServedBy::Fallback => "fallback",
-                ServedBy::FallbackDefault(default) => default,
-            });
+            outcome.served_by = Some(served_by_label(&answer.served_by));
             if let Some(first) = answer.degraded_from {
                 app.metrics().degraded_answer();
                 tracing::warn!(template = name, error = %first, "template failed; answered from the fallback set");

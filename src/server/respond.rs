@@ -1,19 +1,20 @@
-//! Building answers: every one carries a Content-Type (Twilio treats an answer without one as a
-//! failure) and error bodies are short and say nothing about why a check failed.
+//! Building the HTTP reply: every one carries a Content-Type (Twilio treats an answer without one
+//! as a failure) and error bodies are short and say nothing about why a check failed. The TwiML in
+//! it is a [`crate::templates::Answer`].
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-/// The response type of every handler.
-pub type Answer = Response<Full<Bytes>>;
+/// The HTTP response every handler returns.
+pub type Reply = Response<Full<Bytes>>;
 
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 const XML: HeaderValue = HeaderValue::from_static("text/xml; charset=utf-8");
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
-fn build(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Answer {
+fn build(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Reply {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -23,23 +24,23 @@ fn build(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Answer {
 }
 
 /// `200 text/xml` with a TwiML document.
-pub fn twiml(document: String) -> Answer {
+pub fn twiml(document: String) -> Reply {
     build(StatusCode::OK, XML, Bytes::from(document))
 }
 
 /// The upstream's own answer, unchanged: its status, content type and document.
-pub fn upstream(answered: crate::upstream::Answered) -> Answer {
+pub fn upstream(answered: crate::upstream::Answered) -> Reply {
     let status = StatusCode::from_u16(answered.status).unwrap_or(StatusCode::OK);
     build(status, answered.content_type.unwrap_or(XML), answered.body)
 }
 
 /// A short plain-text answer, e.g. `403 forbidden`.
-pub fn text(status: StatusCode, body: &'static str) -> Answer {
+pub fn text(status: StatusCode, body: &'static str) -> Reply {
     build(status, TEXT, Bytes::from_static(body.as_bytes()))
 }
 
 /// The fixed answer for each error status.
-pub fn error(status: StatusCode) -> Answer {
+pub fn error(status: StatusCode) -> Reply {
     let body = match status {
         StatusCode::BAD_REQUEST => "bad request\n",
         StatusCode::FORBIDDEN => "forbidden\n",
@@ -57,7 +58,7 @@ pub fn error(status: StatusCode) -> Answer {
 }
 
 /// `405` naming the allowed methods.
-pub fn method_not_allowed(allow: &'static str) -> Answer {
+pub fn method_not_allowed(allow: &'static str) -> Reply {
     let mut response = error(StatusCode::METHOD_NOT_ALLOWED);
     response
         .headers_mut()
@@ -66,12 +67,12 @@ pub fn method_not_allowed(allow: &'static str) -> Answer {
 }
 
 /// `204` for status callbacks; still typed, so no proxy or client guesses.
-pub fn no_content() -> Answer {
+pub fn no_content() -> Reply {
     build(StatusCode::NO_CONTENT, TEXT, Bytes::new())
 }
 
 /// `200` with the metrics exposition.
-pub fn metrics(text: String) -> Answer {
+pub fn metrics(text: String) -> Reply {
     build(
         StatusCode::OK,
         HeaderValue::from_static(crate::metrics::CONTENT_TYPE),

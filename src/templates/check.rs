@@ -7,6 +7,16 @@ pub use super::files::{valid_name, Diagnostic};
 pub use super::load::load_set;
 use super::{Role, TemplateSettings};
 
+/// The `check` command line that judges the templates under `root` with the config file `config`,
+/// for error messages that suggest it.
+pub fn command(root: &Path, config: Option<&Path>) -> String {
+    let mut command = format!("twiml-failover check --templates {}", root.display());
+    if let Some(file) = config {
+        command.push_str(&format!(" --config {}", file.display()));
+    }
+    command
+}
+
 /// Checks both roles' directories under `root`, as `twiml-failover check` does.
 pub fn check_all(root: &Path, settings: &TemplateSettings) -> Vec<Diagnostic> {
     let mut all = Vec::new();

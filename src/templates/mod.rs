@@ -10,7 +10,9 @@ pub mod escape;
 mod files;
 pub mod lint;
 mod load;
+pub mod preview;
 mod settings;
+pub mod suite;
 pub mod twiml;
 
 use std::collections::HashMap;

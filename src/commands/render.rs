@@ -1,0 +1,53 @@
+//! `render PATH`: what `serve` would answer, without a server or a signature. The TwiML goes to
+//! stdout byte for byte as `serve` sends it; which template answered goes to stderr. Not pure
+//! (reads files, prints); the answer comes from `templates::preview`, as the server's does.
+
+use std::process::ExitCode;
+
+use super::template_inputs::{parse_role, TemplateInputs};
+use super::{print, Failure, Outcome};
+use crate::cli::RenderArgs;
+use crate::templates::preview::{self, Request};
+use crate::webhook::{parse_form, Params};
+
+/// Exit 0 when `serve` would answer 200, 1 on its 404 or 503.
+pub fn run(args: RenderArgs) -> Outcome {
+    let role = parse_role(args.role.as_deref())?;
+    let mut body = match &args.params_file {
+        Some(path) => {
+            let raw = std::fs::read(path)
+                .map_err(|e| Failure::new(format!("params-file: {}: {e}", path.display())))?;
+            // A file saved by an editor ends with a newline that is not part of the last value.
+            parse_form(raw.trim_ascii_end())
+                .map_err(|_| Failure::new(format!("params-file: {}: not UTF-8", path.display())))?
+        }
+        None => Params::new(),
+    };
+    for pair in &args.params {
+        let (name, value) = pair
+            .split_once('=')
+            .ok_or_else(|| Failure::new(format!("param {pair:?}: expected NAME=VALUE")))?;
+        body.push(name, value);
+    }
+    let request =
+        Request::new("", &args.path, &body).map_err(|e| Failure::new(format!("path: {e}")))?;
+    let inputs = TemplateInputs::load(args.templates, args.config)?;
+    let templates = inputs.templates(role)?;
+    let outcome = preview::answer(&templates, &request);
+    if let Some(twiml) = &outcome.twiml {
+        print(twiml);
+        // Out before the note on stderr, for anyone reading both in one stream.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        // The document has no final newline (nor does serve's); the note starts on a line of its
+        // own on a terminal without adding a byte to stdout.
+        if !twiml.ends_with('\n') {
+            eprintln!();
+        }
+    }
+    eprintln!("{}", outcome.describe(&request.name));
+    Ok(if outcome.status == 200 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
