@@ -330,8 +330,8 @@ impl Upstream {
             if !self.with_breaker(|b, now| b.try_acquire(now)) {
                 return Err(Reason::BreakerOpen);
             }
-            // Reports a failure if this future is dropped before it reports anything (the
-            // caller hung up), so a probe never stays out forever.
+            // If this future is dropped before it reports (the caller hung up), a probe must
+            // not stay out forever; see `Pending`.
             let mut pending = Pending {
                 upstream: self,
                 done: false,
@@ -406,7 +406,10 @@ impl Upstream {
     }
 }
 
-/// An attempt that has passed the breaker and not yet reported its result.
+/// An attempt that has passed the breaker and not yet reported its result. Dropped unreported (the
+/// caller hung up), it says nothing about the app while the breaker is closed (a load test's end
+/// once opened it with dozens of such "failures"), but a half-open breaker's probe counts as failed
+/// so the breaker reopens instead of waiting forever for it.
 struct Pending<'a> {
     upstream: &'a Upstream,
     done: bool,
@@ -415,7 +418,11 @@ struct Pending<'a> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.upstream.with_breaker(|b, now| b.failure(now));
+            self.upstream.with_breaker(|b, now| {
+                if b.state(now) == State::HalfOpen {
+                    b.failure(now);
+                }
+            });
         }
     }
 }
