@@ -287,6 +287,15 @@ fn seconds(setting: &'static str, value: f64) -> Result<Duration, StartupError> 
     Ok(Duration::from_secs_f64(value))
 }
 
+/// `value` checked like [`seconds`], or `default` when it is not set.
+fn seconds_or(
+    setting: &'static str,
+    value: Option<f64>,
+    default: Duration,
+) -> Result<Duration, StartupError> {
+    value.map_or(Ok(default), |s| seconds(setting, s))
+}
+
 /// Like [`seconds`], but 0 (off) is allowed.
 fn seconds_or_zero(setting: &'static str, value: f64) -> Result<Duration, StartupError> {
     if value == 0.0 {
@@ -303,194 +312,228 @@ fn positive(setting: &'static str, value: usize) -> Result<usize, StartupError> 
 }
 
 impl Config {
-    /// Merges flags/env (`args`), the config file they name, and defaults into a validated config.
+    /// Merges flags/env (`args`), the config file they name, and defaults into a validated config,
+    /// one section at a time (in this order, so the first problem reported is stable).
     pub fn load(args: &ServeArgs, env: EnvLookup<'_>) -> Result<Config, StartupError> {
         let file = match &args.config {
             Some(path) => read_file_config(path)?,
             None => FileConfig::default(),
         };
-
-        let listen_raw = args
-            .listen
-            .clone()
-            .or(file.listen.clone())
-            .unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen = listen_raw.parse().map_err(|_| {
-            invalid(
-                "listen",
-                format!("{listen_raw:?} is not an IP:port address"),
-            )
-        })?;
-
-        let role = match args
-            .role
-            .as_deref()
-            .or(file.role.as_deref())
-            .unwrap_or("primary")
-        {
-            "primary" => Role::Primary,
-            "fallback" => Role::Fallback,
-            other => {
-                return Err(invalid(
-                    "role",
-                    format!("{other:?} is not a role (primary or fallback)"),
-                ))
-            }
-        };
-
-        let log_format = match args
-            .log_format
-            .as_deref()
-            .or(file.log_format.as_deref())
-            .unwrap_or("text")
-        {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(invalid(
-                    "log-format",
-                    format!("{other:?} is not a format (text or json)"),
-                ))
-            }
-        };
-
-        let templates = args
-            .templates
-            .clone()
-            .or(file.templates.clone())
-            .unwrap_or_else(|| PathBuf::from("twiml-templates"));
-        if !templates.is_dir() {
-            return Err(invalid(
-                "templates",
-                format!("{} is not a readable directory", templates.display()),
-            ));
-        }
-
-        let public_url = args
-            .public_url
-            .as_deref()
-            .or(file.public_url.as_deref())
-            .map(|raw| PublicUrl::parse(raw).map_err(|m| invalid("public-url", m)))
-            .transpose()?;
-
+        let listen = listen(args, &file)?;
+        let role = role(args, &file)?;
+        let log_format = log_format(args, &file)?;
+        let templates = template_dir(args, &file)?;
+        let public_url = public_url(args, &file)?;
         let keyring = load_keyring(args, &file, env)?;
-
-        let defaults = Limits::default();
-        let limits = Limits {
-            max_body_bytes: positive(
-                "max-body-bytes",
-                args.max_body_bytes
-                    .or(file.limits.max_body_bytes)
-                    .unwrap_or(defaults.max_body_bytes),
-            )?,
-            header_timeout: match args.header_timeout.or(file.limits.header_timeout) {
-                Some(s) => seconds("header-timeout", s)?,
-                None => defaults.header_timeout,
-            },
-            request_timeout: match args.request_timeout.or(file.limits.request_timeout) {
-                Some(s) => seconds("request-timeout", s)?,
-                None => defaults.request_timeout,
-            },
-            max_concurrency: positive(
-                "max-concurrency",
-                args.max_concurrency
-                    .or(file.limits.max_concurrency)
-                    .unwrap_or(defaults.max_concurrency),
-            )?,
-            max_connections: positive(
-                "max-connections",
-                args.max_connections
-                    .or(file.limits.max_connections)
-                    .unwrap_or(defaults.max_connections),
-            )?,
-            drain_timeout: match args.drain_timeout.or(file.drain_timeout) {
-                Some(s) => seconds("drain-timeout", s)?,
-                None => defaults.drain_timeout,
-            },
-            tls_handshake_timeout: defaults.tls_handshake_timeout,
-            lame_duck: match args.lame_duck.or(file.lame_duck) {
-                Some(s) => seconds_or_zero("lame-duck", s)?,
-                None => defaults.lame_duck,
-            },
-            max_body_reads: positive(
-                "max-body-reads",
-                args.max_body_reads
-                    .or(file.limits.max_body_reads)
-                    .unwrap_or(defaults.max_body_reads),
-            )?,
-            body_buffer_bytes: positive(
-                "body-buffer-bytes",
-                args.body_buffer_bytes
-                    .or(file.limits.body_buffer_bytes)
-                    .unwrap_or(defaults.body_buffer_bytes),
-            )?,
-            min_body_rate: args
-                .min_body_rate
-                .or(file.limits.min_body_rate)
-                .unwrap_or(defaults.min_body_rate),
-            body_grace: match args.body_grace.or(file.limits.body_grace) {
-                Some(s) => seconds("body-grace", s)?,
-                None => defaults.body_grace,
-            },
-            idle_timeout: match args.idle_timeout.or(file.limits.idle_timeout) {
-                Some(s) => seconds("idle-timeout", s)?,
-                None => defaults.idle_timeout,
-            },
-            max_connection_age: match args.max_connection_age.or(file.limits.max_connection_age) {
-                Some(s) => seconds("max-connection-age", s)?,
-                None => defaults.max_connection_age,
-            },
-            max_h2_streams: match args.max_h2_streams.or(file.limits.max_h2_streams) {
-                Some(0) => return Err(invalid("max-h2-streams", "must be at least 1")),
-                Some(n) => n,
-                None => defaults.max_h2_streams,
-            },
-        };
-        if limits.body_buffer_bytes < limits.max_body_bytes {
-            return Err(invalid(
-                "body-buffer-bytes",
-                "must be at least --max-body-bytes, or no full-size body could be read",
-            ));
-        }
-
-        let tls = match (
-            args.tls_cert.clone().or(file.tls.cert.clone()),
-            args.tls_key.clone().or(file.tls.key.clone()),
-        ) {
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            (None, None) => None,
-            (Some(_), None) => return Err(invalid("tls-key", "--tls-cert needs --tls-key")),
-            (None, Some(_)) => return Err(invalid("tls-cert", "--tls-key needs --tls-cert")),
-        };
-
+        let limits = limits(args, &file)?;
+        let tls = tls_files(args, &file)?;
         let journal = journal_config(args, &file)?;
-
         let forward = forward_settings(args, &file, journal.as_ref())?;
-
         let upstream = upstream_settings(args, &file, role)?;
-
+        let trust_forwarded_headers = args
+            .trust_forwarded_headers
+            .or(file.trust_forwarded_headers)
+            .unwrap_or(false);
+        let watch = args.watch.or(file.watch).unwrap_or(true);
         let template_settings = template_settings_from(file.vars, file.extra_params)?;
-
         Ok(Config {
             journal,
             forward,
-            upstream,
             listen,
             role,
             templates,
             config_file: args.config.clone(),
             public_url,
-            trust_forwarded_headers: args
-                .trust_forwarded_headers
-                .or(file.trust_forwarded_headers)
-                .unwrap_or(false),
+            trust_forwarded_headers,
             log_format,
             keyring,
             template_settings,
             limits,
             tls,
-            watch: args.watch.or(file.watch).unwrap_or(true),
+            upstream,
+            watch,
         })
+    }
+}
+
+/// `--listen`: an IP:port address.
+fn listen(args: &ServeArgs, file: &FileConfig) -> Result<SocketAddr, StartupError> {
+    let listen_raw = args
+        .listen
+        .clone()
+        .or(file.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    listen_raw.parse().map_err(|_| {
+        invalid(
+            "listen",
+            format!("{listen_raw:?} is not an IP:port address"),
+        )
+    })
+}
+
+/// `--role`: primary or fallback.
+fn role(args: &ServeArgs, file: &FileConfig) -> Result<Role, StartupError> {
+    let raw = args.role.as_deref().or(file.role.as_deref());
+    one_of(
+        "role",
+        "role",
+        raw.unwrap_or("primary"),
+        &[("primary", Role::Primary), ("fallback", Role::Fallback)],
+    )
+}
+
+/// `--log-format`: text or json.
+fn log_format(args: &ServeArgs, file: &FileConfig) -> Result<LogFormat, StartupError> {
+    let raw = args.log_format.as_deref().or(file.log_format.as_deref());
+    one_of(
+        "log-format",
+        "format",
+        raw.unwrap_or("text"),
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+    )
+}
+
+/// The choice `value` names, or an error listing the choices: `"x" is not a role (primary or
+/// fallback)`.
+fn one_of<T: Copy>(
+    setting: &'static str,
+    what: &str,
+    value: &str,
+    choices: &[(&str, T)],
+) -> Result<T, StartupError> {
+    if let Some((_, choice)) = choices.iter().find(|(name, _)| *name == value) {
+        return Ok(*choice);
+    }
+    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+    Err(invalid(
+        setting,
+        format!("{value:?} is not a {what} ({})", names.join(" or ")),
+    ))
+}
+
+/// `--templates`: a readable directory.
+fn template_dir(args: &ServeArgs, file: &FileConfig) -> Result<PathBuf, StartupError> {
+    let templates = args
+        .templates
+        .clone()
+        .or(file.templates.clone())
+        .unwrap_or_else(|| PathBuf::from("twiml-templates"));
+    if !templates.is_dir() {
+        return Err(invalid(
+            "templates",
+            format!("{} is not a readable directory", templates.display()),
+        ));
+    }
+    Ok(templates)
+}
+
+/// `--public-url`, when set.
+fn public_url(args: &ServeArgs, file: &FileConfig) -> Result<Option<PublicUrl>, StartupError> {
+    args.public_url
+        .as_deref()
+        .or(file.public_url.as_deref())
+        .map(|raw| PublicUrl::parse(raw).map_err(|m| invalid("public-url", m)))
+        .transpose()
+}
+
+/// The `--max-*`, `--*-timeout` and body-rate settings, each checked, then checked together.
+fn limits(args: &ServeArgs, file: &FileConfig) -> Result<Limits, StartupError> {
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_body_bytes: positive(
+            "max-body-bytes",
+            args.max_body_bytes
+                .or(file.limits.max_body_bytes)
+                .unwrap_or(defaults.max_body_bytes),
+        )?,
+        header_timeout: seconds_or(
+            "header-timeout",
+            args.header_timeout.or(file.limits.header_timeout),
+            defaults.header_timeout,
+        )?,
+        request_timeout: seconds_or(
+            "request-timeout",
+            args.request_timeout.or(file.limits.request_timeout),
+            defaults.request_timeout,
+        )?,
+        max_concurrency: positive(
+            "max-concurrency",
+            args.max_concurrency
+                .or(file.limits.max_concurrency)
+                .unwrap_or(defaults.max_concurrency),
+        )?,
+        max_connections: positive(
+            "max-connections",
+            args.max_connections
+                .or(file.limits.max_connections)
+                .unwrap_or(defaults.max_connections),
+        )?,
+        drain_timeout: seconds_or(
+            "drain-timeout",
+            args.drain_timeout.or(file.drain_timeout),
+            defaults.drain_timeout,
+        )?,
+        tls_handshake_timeout: defaults.tls_handshake_timeout,
+        lame_duck: match args.lame_duck.or(file.lame_duck) {
+            Some(s) => seconds_or_zero("lame-duck", s)?,
+            None => defaults.lame_duck,
+        },
+        max_body_reads: positive(
+            "max-body-reads",
+            args.max_body_reads
+                .or(file.limits.max_body_reads)
+                .unwrap_or(defaults.max_body_reads),
+        )?,
+        body_buffer_bytes: positive(
+            "body-buffer-bytes",
+            args.body_buffer_bytes
+                .or(file.limits.body_buffer_bytes)
+                .unwrap_or(defaults.body_buffer_bytes),
+        )?,
+        min_body_rate: args
+            .min_body_rate
+            .or(file.limits.min_body_rate)
+            .unwrap_or(defaults.min_body_rate),
+        body_grace: seconds_or(
+            "body-grace",
+            args.body_grace.or(file.limits.body_grace),
+            defaults.body_grace,
+        )?,
+        idle_timeout: seconds_or(
+            "idle-timeout",
+            args.idle_timeout.or(file.limits.idle_timeout),
+            defaults.idle_timeout,
+        )?,
+        max_connection_age: seconds_or(
+            "max-connection-age",
+            args.max_connection_age.or(file.limits.max_connection_age),
+            defaults.max_connection_age,
+        )?,
+        max_h2_streams: match args.max_h2_streams.or(file.limits.max_h2_streams) {
+            Some(0) => return Err(invalid("max-h2-streams", "must be at least 1")),
+            Some(n) => n,
+            None => defaults.max_h2_streams,
+        },
+    };
+    if limits.body_buffer_bytes < limits.max_body_bytes {
+        return Err(invalid(
+            "body-buffer-bytes",
+            "must be at least --max-body-bytes, or no full-size body could be read",
+        ));
+    }
+    Ok(limits)
+}
+
+/// `--tls-cert` and `--tls-key`: both or neither.
+fn tls_files(args: &ServeArgs, file: &FileConfig) -> Result<Option<TlsFiles>, StartupError> {
+    match (
+        args.tls_cert.clone().or(file.tls.cert.clone()),
+        args.tls_key.clone().or(file.tls.key.clone()),
+    ) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(invalid("tls-key", "--tls-cert needs --tls-key")),
+        (None, Some(_)) => Err(invalid("tls-cert", "--tls-key needs --tls-cert")),
     }
 }
 
@@ -537,10 +580,11 @@ fn journal_config(
     }
     Ok(Some(JournalConfig {
         url: raw.parse().map_err(|m: String| invalid("journal", m))?,
-        timeout: match args.journal_timeout.or(file.journal.timeout) {
-            Some(s) => seconds("journal-timeout", s)?,
-            None => Duration::from_secs(1),
-        },
+        timeout: seconds_or(
+            "journal-timeout",
+            args.journal_timeout.or(file.journal.timeout),
+            Duration::from_secs(1),
+        )?,
         retention,
         spill_dir,
     }))
@@ -564,10 +608,11 @@ fn forward_settings(
     };
     let retention = journal.retention;
     let defaults = ForwardSettings::new(url);
-    let cap = match args.forward_max_backoff.or(file.forward.max_backoff) {
-        Some(s) => seconds("forward-max-backoff", s)?,
-        None => defaults.backoff.cap,
-    };
+    let cap = seconds_or(
+        "forward-max-backoff",
+        args.forward_max_backoff.or(file.forward.max_backoff),
+        defaults.backoff.cap,
+    )?;
     Ok(Some(ForwardSettings {
         concurrency: positive(
             "forward-concurrency",
@@ -575,21 +620,21 @@ fn forward_settings(
                 .or(file.forward.concurrency)
                 .unwrap_or(defaults.concurrency),
         )?,
-        timeout: match args.forward_timeout.or(file.forward.timeout) {
-            Some(s) => seconds("forward-timeout", s)?,
-            None => defaults.timeout,
-        },
+        timeout: seconds_or(
+            "forward-timeout",
+            args.forward_timeout.or(file.forward.timeout),
+            defaults.timeout,
+        )?,
         backoff: Backoff {
             base: defaults.backoff.base.min(cap),
             cap,
         },
-        breaker_cooldown: match args
-            .forward_breaker_cooldown
-            .or(file.forward.breaker_cooldown)
-        {
-            Some(s) => seconds("forward-breaker-cooldown", s)?,
-            None => defaults.breaker_cooldown,
-        },
+        breaker_cooldown: seconds_or(
+            "forward-breaker-cooldown",
+            args.forward_breaker_cooldown
+                .or(file.forward.breaker_cooldown),
+            defaults.breaker_cooldown,
+        )?,
         retention,
         ..defaults
     }))

@@ -190,6 +190,10 @@ impl Deliverer {
             JournalUrl::Postgres(_) => settings.concurrency,
             JournalUrl::Sqlite(_) => 1,
         };
+        let mut prune_every =
+            tokio::time::interval(super::writer::prune_interval(settings.retention));
+        prune_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let breaker = Breaker::new(settings.breaker_threshold, settings.breaker_cooldown);
         let run = Run {
             recorders: (0..recorders)
                 .map(|_| Shared::lazy(url.clone(), false))
@@ -203,6 +207,13 @@ impl Deliverer {
             last_error: None,
             leading: None,
             lead_checked: None,
+            breaker,
+            rng: fastrand::Rng::new(),
+            in_flight: HashSet::new(),
+            tasks: JoinSet::new(),
+            prune_every,
+            store_failing: false,
+            last_deep: None,
         };
         let task = tokio::spawn(run.run(wake, async {
             let _ = stopped.await;
@@ -236,105 +247,136 @@ struct Run {
     /// Whether this replica forwards the journal (`None` before the first check).
     leading: Option<bool>,
     lead_checked: Option<Instant>,
+    // The scheduler's loop state, owned here so each phase of `run` is a method.
+    breaker: Breaker,
+    rng: fastrand::Rng,
+    /// Events with an attempt in progress.
+    in_flight: HashSet<i64>,
+    tasks: JoinSet<Done>,
+    prune_every: tokio::time::Interval,
+    /// Whether the latest read of the journal failed (logged once per outage).
+    store_failing: bool,
+    /// When the last deep pass looked past the first page.
+    last_deep: Option<Instant>,
+}
+
+/// What woke the scheduler.
+enum Woke {
+    /// An attempt finished (or its task failed).
+    Finished(Result<Done, tokio::task::JoinError>),
+    /// A commit, the poll timer, or a due retry: look for work.
+    Look,
+    /// Time to prune delivered events.
+    Prune,
 }
 
 impl Run {
+    /// The scheduler: start what is due, wait for a reason to look again, repeat; on `shutdown`,
+    /// stop (see [`Run::stop`]).
     async fn run(mut self, wake: Arc<Notify>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut breaker = Breaker::new(
-            self.settings.breaker_threshold,
-            self.settings.breaker_cooldown,
-        );
-        let mut rng = fastrand::Rng::new();
-        let mut in_flight: HashSet<i64> = HashSet::new();
-        let mut tasks: JoinSet<Done> = JoinSet::new();
-        let mut prune = tokio::time::interval(crate::journal::writer::prune_interval(
-            self.settings.retention,
-        ));
-        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut store_failing = false;
-        let mut last_deep: Option<Instant> = None;
         tracing::info!(to = %self.client.url(), concurrency = self.settings.concurrency, "forwarding journaled events");
         loop {
-            let now = Instant::now();
-            let mut wake_at = now + self.settings.poll_interval;
-            let slots = self.settings.concurrency.saturating_sub(in_flight.len());
-            if slots > 0 && breaker.would_allow(now) && self.leading().await {
-                // Most passes follow a delivery and only need the oldest page (where the
-                // conversation's next event usually is); heads of other conversations further back
-                // in a backlog are found by a deep pass, at most once per poll interval. Without
-                // this, a backlog of one busy conversation costs a full scan per delivery.
-                let deep = last_deep.is_none_or(|at| now >= at + self.settings.poll_interval);
-                if deep {
-                    last_deep = Some(now);
-                }
-                let limit = if deep { MAX_SCAN } else { PAGE };
-                match self.pick(&in_flight, slots, limit).await {
-                    Ok((events, next_due_ms)) => {
-                        if store_failing {
-                            tracing::info!("journal readable again");
-                            store_failing = false;
-                        }
-                        for event in events {
-                            if !breaker.try_acquire(Instant::now()) {
-                                break;
-                            }
-                            in_flight.insert(event.id);
-                            // Drawn now so the task needs no random source of its own.
-                            let retry_in =
-                                self.settings.backoff.delay(event.attempts + 1, &mut rng);
-                            tasks.spawn(self.deliver(event, retry_in));
-                        }
-                        if let Some(due) = next_due_ms {
-                            let wait = u64::try_from(due - now_ms()).unwrap_or(0);
-                            wake_at = wake_at.min(now + Duration::from_millis(wait));
-                        }
-                    }
-                    Err(e) => {
-                        if !store_failing {
-                            tracing::error!(error = %e, "cannot read the journal; retrying");
-                            store_failing = true;
-                        }
-                    }
-                }
-            }
-            if let Some(reopen) = breaker.reopens_at(Instant::now()) {
-                wake_at = wake_at.min(reopen).max(Instant::now());
-            }
-            self.observe_breaker(&breaker);
-            tokio::select! {
-                Some(done) = tasks.join_next() => {
-                    if let Ok(done) = done {
-                        self.finished(done, &mut breaker, &mut in_flight);
-                    }
-                    // A task that panicked leaves its id in flight; the event stays undelivered in
-                    // the journal and is picked up again after a restart.
-                }
-                () = wake.notified() => {}
-                () = tokio::time::sleep_until(wake_at.into()) => {}
-                _ = prune.tick() => self.prune().await,
+            let wake_at = self.start_due().await;
+            self.observe_breaker();
+            let woke = tokio::select! {
+                Some(done) = self.tasks.join_next() => Woke::Finished(done),
+                () = wake.notified() => Woke::Look,
+                () = tokio::time::sleep_until(wake_at.into()) => Woke::Look,
+                _ = self.prune_every.tick() => Woke::Prune,
                 () = &mut shutdown => break,
+            };
+            match woke {
+                Woke::Finished(Ok(done)) => self.finished(done),
+                // A task that panicked leaves its id in flight; the event stays undelivered in the
+                // journal and is picked up again after a restart.
+                Woke::Finished(Err(_)) | Woke::Look => {}
+                Woke::Prune => self.prune().await,
             }
         }
-        if !tasks.is_empty() {
+        self.stop().await;
+    }
+
+    /// Starts attempts for the events that are due, as far as free slots, the breaker and
+    /// leadership allow; returns when to look again at the latest.
+    async fn start_due(&mut self) -> Instant {
+        let now = Instant::now();
+        let mut wake_at = now + self.settings.poll_interval;
+        let slots = self
+            .settings
+            .concurrency
+            .saturating_sub(self.in_flight.len());
+        if slots > 0 && self.breaker.would_allow(now) && self.leading().await {
+            // Most passes follow a delivery and only need the oldest page (where the
+            // conversation's next event usually is); heads of other conversations further back
+            // in a backlog are found by a deep pass, at most once per poll interval. Without
+            // this, a backlog of one busy conversation costs a full scan per delivery.
+            let deep = self
+                .last_deep
+                .is_none_or(|at| now >= at + self.settings.poll_interval);
+            if deep {
+                self.last_deep = Some(now);
+            }
+            let limit = if deep { MAX_SCAN } else { PAGE };
+            match self.pick(slots, limit).await {
+                Ok((events, next_due_ms)) => {
+                    if self.store_failing {
+                        tracing::info!("journal readable again");
+                        self.store_failing = false;
+                    }
+                    for event in events {
+                        if !self.breaker.try_acquire(Instant::now()) {
+                            break;
+                        }
+                        self.in_flight.insert(event.id);
+                        // Drawn now so the task needs no random source of its own.
+                        let retry_in = self
+                            .settings
+                            .backoff
+                            .delay(event.attempts + 1, &mut self.rng);
+                        let attempt = self.deliver(event, retry_in);
+                        self.tasks.spawn(attempt);
+                    }
+                    if let Some(due) = next_due_ms {
+                        let wait = u64::try_from(due - now_ms()).unwrap_or(0);
+                        wake_at = wake_at.min(now + Duration::from_millis(wait));
+                    }
+                }
+                Err(e) => {
+                    if !self.store_failing {
+                        tracing::error!(error = %e, "cannot read the journal; retrying");
+                        self.store_failing = true;
+                    }
+                }
+            }
+        }
+        if let Some(reopen) = self.breaker.reopens_at(Instant::now()) {
+            wake_at = wake_at.min(reopen).max(Instant::now());
+        }
+        wake_at
+    }
+
+    /// Waits (at most [`STOP_GRACE`]) for attempts in flight, then closes the store connections.
+    async fn stop(mut self) {
+        if !self.tasks.is_empty() {
             tracing::info!(
-                in_flight = tasks.len(),
+                in_flight = self.tasks.len(),
                 "forwarder stopping; waiting for attempts in flight"
             );
         }
         let deadline = Instant::now() + STOP_GRACE;
         loop {
-            match tokio::time::timeout_at(deadline.into(), tasks.join_next()).await {
-                Ok(Some(Ok(done))) => self.finished(done, &mut breaker, &mut in_flight),
+            match tokio::time::timeout_at(deadline.into(), self.tasks.join_next()).await {
+                Ok(Some(Ok(done))) => self.finished(done),
                 Ok(Some(Err(_))) => {}
                 Ok(None) => break,
                 Err(_) => {
                     // Cut short, these events stay undelivered and are sent again next time.
                     tracing::warn!(
-                        abandoned = tasks.len(),
+                        abandoned = self.tasks.len(),
                         "forwarder stopping with attempts in flight"
                     );
-                    tasks.abort_all();
+                    self.tasks.abort_all();
                     break;
                 }
             }
@@ -379,11 +421,10 @@ impl Run {
     /// looking at no more than about `limit` undelivered events.
     async fn pick(
         &self,
-        in_flight: &HashSet<i64>,
         slots: usize,
         limit: usize,
     ) -> Result<(Vec<Event>, Option<i64>), JournalError> {
-        let in_flight = in_flight.clone();
+        let in_flight = self.in_flight.clone();
         self.store
             .run(move |store| {
                 let now = now_ms();
@@ -459,24 +500,24 @@ impl Run {
         }
     }
 
-    fn finished(&mut self, done: Done, breaker: &mut Breaker, in_flight: &mut HashSet<i64>) {
-        in_flight.remove(&done.id);
+    fn finished(&mut self, done: Done) {
+        self.in_flight.remove(&done.id);
         match done.result {
             Ok(()) => {
                 self.metrics.attempt("delivered");
-                breaker.success();
+                self.breaker.success();
             }
             Err(e) => {
                 self.metrics.attempt(e.label());
-                breaker.failure(Instant::now());
+                self.breaker.failure(Instant::now());
                 self.last_error = Some(e.to_string());
             }
         }
-        self.observe_breaker(breaker);
+        self.observe_breaker();
     }
 
-    fn observe_breaker(&mut self, breaker: &Breaker) {
-        let state = breaker.state(Instant::now());
+    fn observe_breaker(&mut self) {
+        let state = self.breaker.state(Instant::now());
         if state != self.breaker_state {
             match state {
                 breaker::State::Open => tracing::warn!(
