@@ -1,4 +1,5 @@
-//! What a template can see: the request's parameters by their Twilio names and the config's `[vars]`.
+//! What a template can see: the request's parameters by their Twilio names (a `Name[]` parameter as
+//! the list `Name`) and the config's `[vars]`.
 //!
 //! Also the list of parameter names Twilio documents, which `check` uses to catch a typo such as
 //! `{{ Form }}`, and the sample parameter sets `check` renders every template with.
@@ -34,7 +35,18 @@ impl Object for RenderContext {
             return Some(Value::from(v.as_str()));
         }
         // A repeated name shows its first value, as TwiML Bins do.
-        self.params.get(key).map(Value::from)
+        if let Some(value) = self.params.get(key) {
+            return Some(Value::from(value));
+        }
+        // `Dest[]=…` sent several times (how Bins take a list, e.g. numbers to ring at once) is
+        // the list `Dest`, each value escaped when written like any other.
+        let list: Vec<Value> = self
+            .params
+            .iter()
+            .filter(|(name, _)| name.strip_suffix("[]") == Some(key))
+            .map(|(_, value)| Value::from(value))
+            .collect();
+        (!list.is_empty()).then(|| Value::from(list))
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {

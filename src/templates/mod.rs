@@ -4,6 +4,7 @@
 //! for variables. A set is only ever built complete and checked: a server swaps whole [`Templates`]
 //! values, so a request never sees half a set and a bad set never replaces a good one.
 
+pub mod bin;
 pub mod check;
 pub mod context;
 pub mod escape;
@@ -472,6 +473,26 @@ mod tests {
         assert!(a.twiml.contains("Acme &amp; Co"));
         let env = new_environment();
         assert!(env.render_str("{{ x | safe }}", ()).is_err());
+    }
+
+    #[test]
+    fn a_name_sent_with_brackets_is_a_list_of_escaped_values() {
+        let env = new_environment();
+        let ctx = Value::from_object(RenderContext::new(
+            Arc::new(Default::default()),
+            params(&[("Dest[]", "+1"), ("Other", "x"), ("Dest[]", "<b>")]),
+        ));
+        let out = env
+            .render_str(
+                "{% for d in Dest %}<Number>{{ d }}</Number>{% endfor %}",
+                ctx.clone(),
+            )
+            .unwrap();
+        assert_eq!(out, "<Number>+1</Number><Number>&lt;b&gt;</Number>");
+        let out = env
+            .render_str("[{% for d in Nope %}x{% endfor %}]", ctx)
+            .unwrap();
+        assert_eq!(out, "[]");
     }
 
     #[test]

@@ -35,12 +35,7 @@ impl TemplateSettings {
     /// Checks that every `[vars]` and `extra_params` name is one a template can write.
     pub fn new(vars: BTreeMap<String, String>, extra_params: Vec<String>) -> Result<Self, String> {
         for name in vars.keys().chain(extra_params.iter()) {
-            let ok = name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
+            if !is_name(name) {
                 return Err(format!(
                     "{name:?} is not a usable template name (letters, digits, _)"
                 ));
@@ -48,4 +43,13 @@ impl TemplateSettings {
         }
         Ok(TemplateSettings { vars, extra_params })
     }
+}
+
+/// True for a name a template can write as a variable: ASCII letters, digits and `_`, not starting
+/// with a digit.
+pub fn is_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
