@@ -169,7 +169,10 @@ async fn serve(listener: TcpListener, mode: Arc<Mutex<Mode>>, hits: Arc<Mutex<Ve
             }
         });
         connections.spawn(async move {
+            // No keep-alive: after `down()` the next webhook must meet a refused connection, not a
+            // pooled one the app's end already closed (that race reads as `broken`, not `connect`).
             let _ = http1::Builder::new()
+                .keep_alive(false)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
