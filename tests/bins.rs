@@ -14,8 +14,6 @@ use std::process::{Command, Stdio};
 use common::process::copy_dir;
 use common::shipped_templates;
 
-const BIN: &str = env!("CARGO_BIN_EXE_twiml-failover");
-
 /// Markup and quotes a caller could send (no characters XML forbids: Bins would send those raw
 /// and Twilio would refuse the document; here they become U+FFFD).
 const HOSTILE: &str = "</Say><Redirect>https://evil.example/</Redirect> \"quoted\" 'it''s' & <b>";
@@ -167,15 +165,6 @@ fn canonical(doc: &str) -> String {
     out
 }
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).env_clear().output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn imported_bins_pass_check_and_render_as_mustache_does() {
     let bins = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bins");
@@ -187,7 +176,7 @@ fn imported_bins_pass_check_and_render_as_mustache_does() {
     let cases = cases();
     for (name, _) in &cases {
         let file = bins.join(format!("{name}.xml"));
-        let (code, template, err) = run(&["import-bin", file.to_str().unwrap()]);
+        let (code, template, err) = common::run_bin(&["import-bin", file.to_str().unwrap()], &[]);
         assert_eq!(code, 0, "{name}: {err}");
         // The custom parameters it names are the ones `check` needs in extra_params.
         if let Some(list) = err.split("extra_params = [").nth(1) {
@@ -211,7 +200,10 @@ fn imported_bins_pass_check_and_render_as_mustache_does() {
     )
     .unwrap();
     let (templates, config) = (root.path().to_str().unwrap(), config.to_str().unwrap());
-    let (code, out, err) = run(&["check", "--templates", templates, "--config", config]);
+    let (code, out, err) = common::run_bin(
+        &["check", "--templates", templates, "--config", config],
+        &[],
+    );
     assert_eq!(code, 0, "the imported Bins pass check:\n{out}{err}");
     for (name, sets) in &cases {
         let bin = std::fs::read_to_string(bins.join(format!("{name}.xml"))).unwrap();
@@ -229,7 +221,7 @@ fn imported_bins_pass_check_and_render_as_mustache_does() {
             for pair in &pairs {
                 args.extend(["--param", pair]);
             }
-            let (code, out, err) = run(&args);
+            let (code, out, err) = common::run_bin(&args, &[]);
             assert_eq!(code, 0, "{name} {params:?}: {err}");
             ours.push((format!("{name} {params:?}"), out));
             jobs.push((bin.clone(), params.clone()));
@@ -255,7 +247,7 @@ fn import_bin_refuses_with_line_and_column() {
         "<Response>\n  <Say>{{{Body}}}</Say>\n  {{> footer}}\n</Response>\n",
     )
     .unwrap();
-    let (code, out, err) = run(&["import-bin", file.to_str().unwrap()]);
+    let (code, out, err) = common::run_bin(&["import-bin", file.to_str().unwrap()], &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert_eq!(out, "");
     let shown = file.display().to_string();

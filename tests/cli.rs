@@ -119,7 +119,7 @@ fn startup_errors_name_the_setting() {
     // Templates that need [vars] refuse to start without them (here no ./twiml-failover.toml either),
     // listing every problem and the `check` command that shows them, which does.
     let empty = tempfile::tempdir().unwrap();
-    let (code, _, err) = run_in(
+    let (code, _, err) = common::run_bin_in(
         empty.path(),
         &["serve", "--templates", &templates],
         &[("TWILIO_AUTH_TOKEN", TOKEN)],
@@ -132,25 +132,9 @@ fn startup_errors_name_the_setting() {
         .find(|part| part.starts_with("twiml-failover check"))
         .unwrap_or_else(|| panic!("no check command suggested: {err}"));
     let args: Vec<&str> = suggested.split(' ').skip(1).collect();
-    let (code, out, _) = run_in(empty.path(), &args, &[]);
+    let (code, out, _) = common::run_bin_in(empty.path(), &args, &[]);
     assert_eq!(code, 1, "the suggested command shows the same problems");
     assert!(out.contains("unknown variable \"company\""), "{out}");
-}
-
-/// Runs the binary in `dir` (where it looks for ./twiml-failover.toml).
-fn run_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
@@ -166,10 +150,10 @@ fn a_fresh_clone_needs_no_config_flag() {
         clone.path().join("twiml-failover.toml"),
     )
     .unwrap();
-    let (code, out, err) = run_in(clone.path(), &["check"], &[]);
+    let (code, out, err) = common::run_bin_in(clone.path(), &["check"], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("reading twiml-failover.toml"), "{err}");
-    let (code, out, err) = run_in(
+    let (code, out, err) = common::run_bin_in(
         clone.path(),
         &["render", "/voice", "--param", "CallSid=CA1"],
         &[],

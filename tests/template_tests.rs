@@ -4,26 +4,21 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::process::copy_dir;
 use common::{example_config, shipped_templates};
 
 /// Runs `test` on `root` with the example config: (exit code, stdout, stderr).
 fn test(root: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
-        .args(["test", "--templates"])
-        .arg(root)
-        .arg("--config")
-        .arg(example_config())
-        .env_clear()
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let config = example_config();
+    let args = [
+        "test",
+        "--templates",
+        root.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    common::run_bin(&args, &[])
 }
 
 #[test]

@@ -18,8 +18,14 @@ use twiml_failover::signature::{sign, Algorithm};
 
 /// Runs the real binary with only `env` in its environment; returns (exit code, stdout, stderr).
 pub fn run_bin(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    run_bin_in(Path::new("."), args, env)
+}
+
+/// [`run_bin`] in `dir` (where the binary looks for `./twiml-failover.toml`).
+pub fn run_bin_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
         .args(args)
+        .current_dir(dir)
         .env_clear()
         .envs(env.iter().copied())
         .output()
