@@ -2,10 +2,19 @@
 //! primary handler or as its "Primary Handler Fails" fallback.
 //!
 //! # Layout
-//! A request flows one way: [`server`] accepts within limits → [`route`] → [`webhook`] decodes →
-//! [`verify`] checks the signature ([`signature`], [`keyring`]) → [`templates`] renders → respond.
-//! [`cli`] and [`config`] build the settings once; [`service`] turns them into the shared state
-//! ([`server::app`]) and owns the lifecycle: start, lame duck, drain, stop the forwarder, flush.
+//! A request flows one way: [`server`] accepts within limits ([`server::limits`]) → [`route`] →
+//! [`webhook`] decodes → [`verify`] checks the signature ([`signature`], [`keyring`]) → the
+//! [`journal`] keeps what the caller sent → the answer comes from the enterprise's own app
+//! ([`upstream`], when configured) or from [`templates`] → [`server::respond`].
+//!
+//! Around it: `main.rs` parses the command line ([`cli`]) and runs one function of [`commands`].
+//! [`config`] turns flags, environment and file into each module's own settings; [`service`] turns
+//! them into the shared state ([`server::app`]) and owns the lifecycle: start, lame duck, drain,
+//! stop the forwarder, flush. The other commands' engines are [`drill`] and [`numbers`].
+//!
+//! One of each: [`net`] (the outgoing HTTP client), [`backoff`], [`breaker`], [`signals`],
+//! [`metrics`]. `tests/structure.rs` checks that no modules import each other in a circle and that
+//! only `commands`, `config` and `service` see the command line and the settings.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
