@@ -167,14 +167,13 @@ impl Service<Uri> for Tcp {
 }
 
 fn tcp_failure(e: &(dyn std::error::Error + 'static)) -> ConnectFailure {
-    let kind = if find::<Unresolved>(e).is_some() {
-        ConnectKind::Resolve
-    } else {
-        match find::<io::Error>(e).map(io::Error::kind) {
-            Some(io::ErrorKind::ConnectionRefused) => ConnectKind::Refused,
-            Some(io::ErrorKind::TimedOut) => ConnectKind::Timeout,
-            _ => ConnectKind::Other,
-        }
+    if let Some(unresolved) = find::<Unresolved>(e) {
+        return ConnectFailure::new(ConnectKind::Resolve, unresolved.to_string());
+    }
+    let kind = match find::<io::Error>(e).map(io::Error::kind) {
+        Some(io::ErrorKind::ConnectionRefused) => ConnectKind::Refused,
+        Some(io::ErrorKind::TimedOut) => ConnectKind::Timeout,
+        _ => ConnectKind::Other,
     };
     ConnectFailure::new(kind, chain(e))
 }
