@@ -293,3 +293,21 @@ fn the_reader_sees_what_it_should() {
     graph.entry("w".into()).or_default().insert("x".into());
     assert_eq!(circles(&graph), [vec!["x", "y", "z"]]);
 }
+
+#[test]
+fn only_the_edges_read_the_command_line_and_the_settings() {
+    // Knowledge flows inward: the commands read the command line, `config` turns it into each
+    // module's own settings, and `service` builds the running server from them. A module deeper in
+    // that imports `cli` or `config` would make a change of flags ripple into the request path.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = module_graph(&src);
+    let importers = |target: &str| -> Vec<&str> {
+        graph
+            .iter()
+            .filter(|(from, to)| from.as_str() != target && to.contains(target))
+            .map(|(from, _)| from.as_str())
+            .collect()
+    };
+    assert_eq!(importers("cli"), ["commands", "config"]);
+    assert_eq!(importers("config"), ["commands", "service"]);
+}

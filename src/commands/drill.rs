@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use super::{current_thread_runtime, print, Failure, Outcome};
 use crate::cli::{DrillArgs, DrillFormat, DrillProgress};
+use crate::config::process_env;
 use crate::drill::Options;
+use crate::numbers::lookup;
+use crate::numbers::rest::Credentials;
 
 /// Runs the drill; with `--number`, first reads the URLs Twilio has for that number.
 pub fn run(args: DrillArgs) -> Outcome {
@@ -15,9 +18,10 @@ pub fn run(args: DrillArgs) -> Outcome {
     let (mut sms_primary, mut sms_fallback) = (args.sms_primary, args.sms_fallback);
     if let Some(number) = &args.number {
         // The wiring Twilio actually has, read through the same code as `numbers`.
-        let api_base = std::env::var("TWIML_FAILOVER_TWILIO_API_BASE").ok();
+        let credentials = Credentials::from_env(process_env).map_err(Failure::new)?;
+        let api_base = process_env("TWIML_FAILOVER_TWILIO_API_BASE");
         let urls = runtime
-            .block_on(crate::numbers::command::drill_urls(number, api_base))
+            .block_on(lookup::drill_urls(number, credentials, api_base))
             .map_err(Failure::new)?;
         for note in &urls.notes {
             eprintln!("{number} {note}");

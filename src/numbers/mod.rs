@@ -3,11 +3,12 @@
 //!
 //! Pure: [`model`] (the resources), [`wiring`] (the intent), [`audit`] (effective handling and
 //! verdicts), [`plan`] (field-by-field changes), [`report`] (text and JSON). I/O: [`rest`] (the
-//! Twilio REST client on [`crate::net`]) and [`apply`].
+//! Twilio REST client on [`crate::net`]), [`apply`] and [`lookup`] (one number, for the drill).
+//! The command itself (flags, terminal, exit status) is [`crate::commands::numbers`].
 
 pub mod apply;
 pub mod audit;
-pub mod command;
+pub mod lookup;
 pub mod model;
 pub mod plan;
 pub mod report;
