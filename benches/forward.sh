@@ -5,12 +5,17 @@
 #   bash benches/forward.sh                      # 1000 conversations, 5 s of load
 #   CONVERSATIONS=1 bash benches/forward.sh      # one conversation: strictly sequential delivery
 #   JOURNAL_URL=postgres://... bash benches/forward.sh
+#   BIN=/tmp/twiml-failover-main bash benches/forward.sh   # a binary built elsewhere (say main's)
 # Prints one RESULT line: events, conversations, seconds to drain, events/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --bin twiml-failover >&2
-bin=$PWD/target/release/twiml-failover
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN
+else
+  cargo build --release --bin twiml-failover >&2
+  bin=${CARGO_TARGET_DIR:-$PWD/target}/release/twiml-failover
+fi
 dir=$(mktemp -d)
 conversations=${CONVERSATIONS:-1000}
 load_seconds=${LOAD_SECONDS:-5}
