@@ -343,33 +343,25 @@ fn failure(
     let rt = o.read_timeout.as_millis();
     let (code, detail, retry) = match e {
         net::Error::Invalid(e) => (11100, format!("invalid URL: {e}"), Retryable::No),
+        // Every connect failure, the TLS handshake's included (`ct` covers it), is `rp=ct`'s.
         net::Error::Connect(c) => {
-            let code = match c.kind {
-                ConnectKind::Resolve => return (Failure::new(11210, c.detail), Retryable::Connect),
-                ConnectKind::Refused => {
-                    return (
-                        Failure::new(11205, "connection refused"),
-                        Retryable::Connect,
-                    )
-                }
-                ConnectKind::Timeout => {
-                    let detail = format!(
+            let handshake = |detail| format!("TLS handshake failed: {detail}");
+            let (code, detail) = match c.kind {
+                ConnectKind::Resolve => (11210, c.detail),
+                ConnectKind::Refused => (11205, "connection refused".to_string()),
+                ConnectKind::Timeout => (
+                    11205,
+                    format!(
                         "connect timeout: no TCP connection within {} ms (ct)",
                         o.connect_timeout.as_millis()
-                    );
-                    return (Failure::new(11205, detail), Retryable::Connect);
-                }
-                ConnectKind::Other => {
-                    let detail = format!("cannot connect: {}", c.detail);
-                    return (Failure::new(11205, detail), Retryable::Connect);
-                }
-                ConnectKind::CertificateName => 11235,
-                ConnectKind::CertificateExpired => 11236,
-                ConnectKind::CertificateIssuer => 11237,
-                ConnectKind::Tls | ConnectKind::Certificate => 11220,
+                    ),
+                ),
+                ConnectKind::Other => (11205, format!("cannot connect: {}", c.detail)),
+                ConnectKind::CertificateName => (11235, handshake(c.detail)),
+                ConnectKind::CertificateExpired => (11236, handshake(c.detail)),
+                ConnectKind::CertificateIssuer => (11237, handshake(c.detail)),
+                ConnectKind::Tls | ConnectKind::Certificate => (11220, handshake(c.detail)),
             };
-            // The connect timeout covers the handshake too, so `rp=ct` retries it.
-            let detail = format!("TLS handshake failed: {}", c.detail);
             (code, detail, Retryable::Connect)
         }
         net::Error::Timeout(_) => return out_of_time(o, budget),
