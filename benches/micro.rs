@@ -151,7 +151,7 @@ fn log_with(c: &mut Criterion, name: &str, subscriber: impl tracing::Subscriber 
     });
 }
 
-/// The formatters `serve` uses (as `logging::init` sets them up, without colour), into a sink so
+/// The formatters `serve` uses (as `logging::init` sets them up), into a sink so
 /// only formatting is measured; then the text format through the writer `serve` uses, whose thread
 /// writes into a sink, so the cost a request pays for its line shows.
 fn log_line(c: &mut Criterion) {
@@ -159,6 +159,7 @@ fn log_line(c: &mut Criterion) {
         tracing_subscriber::fmt()
             .with_writer(std::io::sink)
             .with_ansi(false)
+            .with_timer(twiml_failover::logging::Timestamp)
     };
     log_with(c, "log/request_line_text", fmt().finish());
     log_with(

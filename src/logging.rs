@@ -143,8 +143,9 @@ impl<W: Write> Write for Batched<W> {
 /// The default timer's `2026-11-25T19:34:02.123456Z` (RFC 3339, UTC, microseconds), with the part
 /// up to the second formatted once a second: formatting the whole date on every line was 2.1 k of
 /// the 9.4 k instructions a request's line took (callgrind).
+/// Public for `benches/micro.rs`.
 #[derive(Debug, Clone, Copy)]
-struct Timestamp;
+pub struct Timestamp;
 
 thread_local! {
     /// The second last formatted on this thread, and its `2026-11-25T19:34:02` text.
