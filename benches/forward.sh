@@ -5,12 +5,17 @@
 #   bash benches/forward.sh                      # 1000 conversations, 5 s of load
 #   CONVERSATIONS=1 bash benches/forward.sh      # one conversation: strictly sequential delivery
 #   JOURNAL_URL=postgres://... bash benches/forward.sh
-# Prints one RESULT line: events, conversations, seconds to drain, events/s.
+#   BIN=/tmp/twiml-failover-main bash benches/forward.sh   # a binary built elsewhere (say main's)
+# Prints one RESULT line: events, conversations, seconds to drain, events/s, the forwarder's CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --bin twiml-failover >&2
-bin=$PWD/target/release/twiml-failover
+if [ -n "${BIN:-}" ]; then
+  bin=$BIN
+else
+  cargo build --release --bin twiml-failover >&2
+  bin=${CARGO_TARGET_DIR:-$PWD/target}/release/twiml-failover
+fi
 dir=$(mktemp -d)
 conversations=${CONVERSATIONS:-1000}
 load_seconds=${LOAD_SECONDS:-5}
@@ -69,6 +74,8 @@ start=$(date +%s.%N)
 serve "$port" --role fallback --journal "$journal" --forward-to "http://127.0.0.1:$target_port/sms"
 while [ "$(undelivered)" != 0 ]; do sleep 0.2; done
 end=$(date +%s.%N)
+# CPU the forwarding process used (start-up included): less swayed by a busy machine than the rate.
+forwarder_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/${pids[-1]}/stat")
 accepted=$(curl -s "http://127.0.0.1:$target_port/metrics" | awk -F' ' '/^twiml_failover_requests_total\{route="webhook",status="200"\}/{print $2}')
-python3 -c "import sys; e, c, s, a = int(sys.argv[1]), sys.argv[2], float(sys.argv[4]) - float(sys.argv[3]), sys.argv[5]; print(f'RESULT events={e} conversations={c} drain_s={s:.1f} rate={e / s:.0f}/s target_accepted={a}')" \
-  "$events" "$conversations" "$start" "$end" "${accepted:-0}"
+python3 -c "import sys; e, c, s, a = int(sys.argv[1]), sys.argv[2], float(sys.argv[4]) - float(sys.argv[3]), sys.argv[5]; print(f'RESULT events={e} conversations={c} drain_s={s:.1f} rate={e / s:.0f}/s target_accepted={a} forwarder_cpu_s={sys.argv[6]} cpu_us_per_event={float(sys.argv[6]) * 1e6 / e:.0f}')" \
+  "$events" "$conversations" "$start" "$end" "${accepted:-0}" "$forwarder_cpu"

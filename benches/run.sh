@@ -58,7 +58,9 @@ if [ ! -x "$VENV/bin/gunicorn" ] || ! "$VENV/bin/python" -c 'import flask, twili
 fi
 say "== building (release)"
 cargo build --release --quiet --bin twiml-failover --example bare_hyper --example loadgen
-LOADGEN=$ROOT/target/release/examples/loadgen
+# Where cargo put them: CARGO_TARGET_DIR when set (relative to the repository root), else target/.
+BUILT=$(realpath -m "${CARGO_TARGET_DIR:-target}")/release
+LOADGEN=$BUILT/examples/loadgen
 
 # --- CPU budget ----------------------------------------------------------------------------------
 if [ "$(nproc)" -ge 2 ]; then
@@ -84,12 +86,12 @@ command_of() {
   local name=$1 port=$2
   case $name in
     twiml-failover | baseline)
-      local bin=$ROOT/target/release/twiml-failover
+      local bin=$BUILT/twiml-failover
       [ "$name" = baseline ] && bin=$BENCH_BASELINE
       echo "$bin serve --listen 127.0.0.1:$port --role primary --templates $ROOT/twiml-templates --config $ROOT/twiml-failover.toml"
       ;;
-    bare-hyper) echo "$ROOT/target/release/examples/bare_hyper 127.0.0.1:$port" ;;
-    hyper-verify) echo "$ROOT/target/release/examples/bare_hyper 127.0.0.1:$port verify" ;;
+    bare-hyper) echo "$BUILT/examples/bare_hyper 127.0.0.1:$port" ;;
+    hyper-verify) echo "$BUILT/examples/bare_hyper 127.0.0.1:$port verify" ;;
     express) echo "env PORT=$port node $ROOT/benches/peers/express/server.js" ;;
     flask) echo "$VENV/bin/gunicorn --workers $WORKERS --bind 127.0.0.1:$port --chdir $ROOT/benches/peers/flask app:app" ;;
   esac

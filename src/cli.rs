@@ -62,7 +62,9 @@ pub struct ServeArgs {
     /// against it plus the request path and query.
     #[arg(long, env = "TWIML_FAILOVER_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
-    /// Log format: text or json [default: text].
+    /// Log format: text (tracing-subscriber's default layout, request values quoted) or json
+    /// [default: text]. Lines go to stderr through a non-blocking writer: when it cannot keep up,
+    /// lines are dropped and counted (twiml_failover_log_lines_dropped_total), never waited for.
     #[arg(long, env = "TWIML_FAILOVER_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
     /// File holding the primary auth token (instead of TWILIO_AUTH_TOKEN).

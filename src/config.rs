@@ -15,6 +15,7 @@ use crate::cli::ServeArgs;
 use crate::journal::forward::Settings as ForwardSettings;
 use crate::journal::JournalUrl;
 use crate::keyring::{KeyRing, Secret};
+use crate::logging::LogFormat;
 use crate::server::limits::Limits;
 use crate::server::tls::TlsFiles;
 use crate::templates::{Role, TemplateSettings};
@@ -61,15 +62,6 @@ fn invalid(setting: &'static str, message: impl Into<String>) -> StartupError {
         setting,
         message: message.into(),
     }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log pipelines.
-    Json,
 }
 
 /// Everything `serve` needs, validated.

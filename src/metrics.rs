@@ -3,8 +3,9 @@
 //! `/metrics` carries no secrets and no caller data, but it does reveal traffic levels: expose the
 //! port only to the scraper (see deploy/).
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -207,6 +208,24 @@ impl JournalMetrics {
     }
 }
 
+/// `log_lines_dropped_total`: read from the log writer's own counter at each scrape, so it is
+/// current even while a stalled log reader holds the writer thread.
+#[derive(Debug)]
+struct LogLinesDropped;
+
+impl Collector for LogLinesDropped {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let counter = ConstCounter::new(crate::logging::dropped_lines());
+        let metric = encoder.encode_descriptor(
+            "log_lines_dropped",
+            "Log lines dropped because log output could not keep up",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
+
 impl Metrics {
     /// Registers all metrics; `role` goes into `twiml_failover_build_info`.
     pub fn new(role: &str) -> Metrics {
@@ -266,6 +285,7 @@ impl Metrics {
             "Requests answered 503 at once because the concurrency limit was reached",
             load_shed.clone(),
         );
+        registry.register_collector(Box::new(LogLinesDropped));
         registry.register(
             "build",
             "Build information",
@@ -410,6 +430,8 @@ mod tests {
             "twiml_failover_fallback_requests_total{error_code=\"other\"} 1",
             "twiml_failover_template_reloads_total{result=\"error\"} 1",
             "twiml_failover_load_shed_total 1",
+            // Nothing logs through `serve`'s writer in a unit test.
+            "twiml_failover_log_lines_dropped_total 0",
             "twiml_failover_forward_attempts_total{result=\"delivered\"} 1",
             "twiml_failover_forward_attempts_total{result=\"timeout\"} 1",
             "twiml_failover_forward_delivered_total 1",

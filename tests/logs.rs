@@ -90,6 +90,44 @@ fn request_values_cannot_forge_log_fields() {
 }
 
 #[test]
+fn paths_that_look_like_fields_or_lines_stay_one_quoted_value() {
+    let server = serve(&[]);
+    // A raw space or line break cannot reach the log: the request line does not parse.
+    for raw in ["/y status=200 x=", "/y\nWARN twiml_failover: forged"] {
+        let request = format!(
+            "GET {raw} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            server.addr
+        );
+        let answer = server.send(request.as_bytes(), Duration::from_secs(5));
+        assert!(answer.is_some_and(|a| a.starts_with("HTTP/1.1 400")));
+    }
+    // What can: quotes, `=`, and percent-encoded spaces and line breaks, which stay encoded.
+    for (path, logged) in [
+        (
+            r#"/sms"%20status=200%20x=""#,
+            r#"path="/sms\"%20status=200%20x=\"""#,
+        ),
+        ("/sms\"status=200", r#"path="/sms\"status=200""#),
+        (
+            "/z%0AWARN%20x:%20forged%0D%0A",
+            r#"path="/z%0AWARN%20x:%20forged%0D%0A""#,
+        ),
+    ] {
+        server.get(path).expect("answered");
+        let line = line_with(&server, logged);
+        // Outside the quoted path, the line has its own status and nothing the path said.
+        let rest = line.replace(logged, "");
+        assert_eq!(rest.matches("status=").count(), 1, "{line}");
+        assert!(rest.contains(" status=404 "), "{line}");
+    }
+    let log = server.log();
+    assert!(
+        log.lines().all(|l| l.starts_with("20")),
+        "every line starts with its timestamp:\n{log}"
+    );
+}
+
+#[test]
 fn a_listener_beyond_loopback_without_public_url_is_warned_about() {
     let server = serve(&["--listen", "0.0.0.0:0"]);
     line_with(&server, "no --public-url");

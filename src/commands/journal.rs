@@ -92,9 +92,7 @@ fn replay(
             "replay: give --to URL (or TWIML_FAILOVER_FORWARD_TO, or [forward] to)",
         ));
     };
-    let client = config::forward_url(&to)
-        .and_then(|url| Client::new(&url, 1))
-        .map_err(|e| Failure::new(format!("to: {e}")))?;
+    let to = config::forward_url(&to).map_err(|e| Failure::new(format!("to: {e}")))?;
     let since = args
         .since
         .map(|s| time::parse_since(&s, time::now_ms()))
@@ -106,6 +104,7 @@ fn replay(
         ));
     }
     let timeout = Duration::from_secs_f64(args.timeout);
+    let client = Client::new(&to, 1, timeout).map_err(|e| Failure::new(format!("to: {e}")))?;
     let show_progress = args.progress == ReplayProgress::Auto && std::io::stderr().is_terminal();
     let runtime = current_thread_runtime()?;
     let replay = Replay::new(store);
@@ -124,7 +123,7 @@ fn replay(
             None
         };
         let summary = replay
-            .run(&client, &keyring, since, timeout, |s| {
+            .run(&client, &keyring, since, |s| {
                 if let Some(bar) = &bar {
                     bar.inc(1);
                     bar.set_message(format!("{} failed", s.failed));

@@ -1,9 +1,9 @@
 //! The failover drill: plays Twilio against a number's primary and fallback URLs (incoming call,
 //! incoming SMS, one step of a menu) and reports who answered, why, how fast, and with what TwiML.
 //!
-//! [`run`] drives the scenarios; [`twilio`] is the Twilio-like HTTP client, [`overrides`] the URL
-//! fragment settings ([`crate::net::url`] resolves relative links), [`fault`] the simulated failing primary,
-//! [`report`] the text and JSON output.
+//! [`run`] drives the scenarios; [`twilio`] fetches like Twilio (over [`crate::net`]),
+//! [`overrides`] the URL fragment settings ([`crate::net::url`] resolves relative links), [`fault`]
+//! the simulated failing primary, [`report`] the text and JSON output.
 
 pub mod fault;
 pub mod overrides;

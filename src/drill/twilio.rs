@@ -1,18 +1,17 @@
 //! Fetching TwiML the way Twilio does: signed form request, connect and read timeouts, retries on
-//! the `rp` conditions within `tt`, and the error code Twilio would report when it gives up.
+//! the `rp` conditions within `tt`, and the error code Twilio would report when it gives up. The
+//! requests go through [`crate::net`]; what is here is pure (encoding, classifying an answer, the
+//! Twilio code for each [`net::Error`]) apart from [`fetch`]'s loop.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http::header::{ACCEPT, CONNECTION, CONTENT_TYPE, HOST, USER_AGENT};
+use http::HeaderName;
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use super::overrides::Overrides;
-use crate::net::url::Target;
+use crate::net::{self, url::Target, BodyFailure, ConnectKind};
 use crate::signature::{self, Algorithm};
 use crate::templates::twiml::{self, Channel, MAX_DOCUMENT_BYTES};
 
@@ -138,29 +137,24 @@ fn ms(d: Duration) -> u64 {
 /// budget (`tt`, voice capped at 15 s) runs out.
 pub async fn fetch(req: &Request, overrides: &Overrides) -> Fetch {
     let budget = overrides.budget(req.channel == Channel::Voice);
+    // A connection per attempt, as Twilio makes them (`connection: close`, none kept idle).
+    let client = net::Client::new(net::Settings {
+        connect_timeout: overrides.connect_timeout,
+        read_timeout: Some(overrides.read_timeout),
+        request_timeout: budget,
+        max_body_bytes: MAX_DOCUMENT_BYTES,
+        max_idle_per_host: 0,
+    });
     let start = Instant::now();
     let deadline = start + budget;
     let mut attempts = Vec::new();
     let mut last: Result<Answer, (Failure, Retryable)>;
     loop {
         let attempt_start = Instant::now();
-        last = match tokio::time::timeout_at(deadline.into(), attempt(req, overrides)).await {
+        let attempt = attempt(req, &client, overrides, budget);
+        last = match tokio::time::timeout_at(deadline.into(), attempt).await {
             Ok(r) => r,
-            Err(_) => Err((
-                Failure::new(
-                    11205,
-                    format!(
-                        "no answer within the total time of {:.1} s (tt{})",
-                        budget.as_secs_f64(),
-                        if budget < overrides.total_timeout {
-                            ", capped by the 15 s voice limit"
-                        } else {
-                            ""
-                        }
-                    ),
-                ),
-                Retryable::No,
-            )),
+            Err(_) => Err(out_of_time(overrides, budget)),
         };
         attempts.push(Attempt {
             elapsed_ms: ms(attempt_start.elapsed()),
@@ -219,73 +213,18 @@ struct Answer {
     body: String,
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// The client TLS settings; the one copy lives in [`crate::net`], shared with the forwarder.
-fn tls_failure(e: &std::io::Error) -> Failure {
-    use rustls::CertificateError as C;
-    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
-    let code = match inner {
-        Some(rustls::Error::InvalidCertificate(C::NotValidForName))
-        | Some(rustls::Error::InvalidCertificate(C::NotValidForNameContext { .. })) => 11235,
-        Some(rustls::Error::InvalidCertificate(C::Expired))
-        | Some(rustls::Error::InvalidCertificate(C::ExpiredContext { .. })) => 11236,
-        Some(rustls::Error::InvalidCertificate(C::UnknownIssuer)) => 11237,
-        _ => 11220,
+/// Every attempt together got no answer within `budget` (tt, or the voice cap).
+fn out_of_time(o: &Overrides, budget: Duration) -> (Failure, Retryable) {
+    let capped = if budget < o.total_timeout {
+        ", capped by the 15 s voice limit"
+    } else {
+        ""
     };
-    Failure::new(code, format!("TLS handshake failed: {e}"))
-}
-
-async fn connect(target: &Target, ct: Duration) -> Result<Box<dyn Io>, (Failure, Retryable)> {
-    let connect = async {
-        let addrs: Vec<_> = tokio::net::lookup_host((target.host.as_str(), target.port))
-            .await
-            .map_err(|e| {
-                (
-                    Failure::new(11210, format!("cannot resolve {}: {e}", target.host)),
-                    Retryable::Connect,
-                )
-            })?
-            .collect();
-        let tcp = TcpStream::connect(&addrs[..]).await.map_err(|e| {
-            let what = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                "connection refused".to_string()
-            } else {
-                format!("cannot connect: {e}")
-            };
-            (Failure::new(11205, what), Retryable::Connect)
-        })?;
-        let _ = tcp.set_nodelay(true);
-        if !target.tls {
-            return Ok(Box::new(tcp) as Box<dyn Io>);
-        }
-        let name = rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| {
-            (
-                Failure::new(11220, format!("bad TLS server name: {e}")),
-                Retryable::No,
-            )
-        })?;
-        let tls = tokio_rustls::TlsConnector::from(crate::net::tls_config())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| (tls_failure(&e), Retryable::Connect))?;
-        Ok(Box::new(tls) as Box<dyn Io>)
-    };
-    // The connect timeout covers establishing the connection, TLS included (`rp=ct` retries both).
-    match tokio::time::timeout(ct, connect).await {
-        Ok(r) => r,
-        Err(_) => Err((
-            Failure::new(
-                11205,
-                format!(
-                    "connect timeout: no TCP connection within {} ms (ct)",
-                    ct.as_millis()
-                ),
-            ),
-            Retryable::Connect,
-        )),
-    }
+    let detail = format!(
+        "no answer within the total time of {:.1} s (tt{capped})",
+        budget.as_secs_f64()
+    );
+    (Failure::new(11205, detail), Retryable::No)
 }
 
 fn idempotency_token() -> String {
@@ -338,121 +277,134 @@ fn encode(req: &Request) -> (String, String, Option<String>) {
     }
 }
 
-async fn attempt(req: &Request, o: &Overrides) -> Result<Answer, (Failure, Retryable)> {
-    let io = connect(&req.target, o.connect_timeout).await?;
-    let (mut sender, conn) = http1::handshake(TokioIo::new(io)).await.map_err(|e| {
+async fn attempt(
+    req: &Request,
+    client: &net::Client,
+    o: &Overrides,
+    budget: Duration,
+) -> Result<Answer, (Failure, Retryable)> {
+    let (path, sig, form) = encode(req);
+    let header = HeaderName::from_static;
+    let mut headers = vec![
+        (HOST, req.target.authority.clone()),
+        (header("x-twilio-signature"), sig),
+        (header("i-twilio-idempotency-token"), idempotency_token()),
+        (header("x-home-region"), "us1".to_string()),
         (
-            Failure::new(11205, format!("HTTP handshake failed: {e}")),
-            Retryable::Connect,
-        )
-    })?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let (path, sig, body) = encode(req);
-    let builder = hyper::Request::builder()
-        .method(match req.method {
-            Method::Post => "POST",
-            Method::Get => "GET",
-        })
-        .uri(path)
-        .header("host", &req.target.authority)
-        .header("x-twilio-signature", sig)
-        .header("i-twilio-idempotency-token", idempotency_token())
-        .header("x-home-region", "us1")
-        .header("user-agent", "TwilioProxy/1.1 (twiml-failover drill)")
-        .header("accept", "*/*")
-        .header("connection", "close");
-    let request = match body {
-        Some(form) => builder
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from(form))),
-        None => builder.body(Full::new(Bytes::new())),
-    }
-    .map_err(|e| {
-        (
-            Failure::new(11100, format!("invalid URL: {e}")),
-            Retryable::No,
-        )
-    })?;
-
-    let response = match tokio::time::timeout(o.read_timeout, sender.send_request(request)).await {
-        Err(_) => {
-            return Err((
-                Failure::new(
-                    11205,
-                    format!(
-                        "read timeout: no response within {} ms (rt)",
-                        o.read_timeout.as_millis()
-                    ),
-                ),
-                Retryable::ReadTimeout,
-            ))
-        }
-        Ok(Err(e)) if e.is_parse() => {
-            return Err((
-                Failure::new(11206, format!("not a valid HTTP response: {e}")),
-                Retryable::No,
-            ))
-        }
-        Ok(Err(e)) => {
-            return Err((
-                Failure::new(11200, format!("connection failed before an answer: {e}")),
-                Retryable::No,
-            ))
-        }
-        Ok(Ok(r)) => r,
+            USER_AGENT,
+            "TwilioProxy/1.1 (twiml-failover drill)".to_string(),
+        ),
+        (ACCEPT, "*/*".to_string()),
+        (CONNECTION, "close".to_string()),
+    ];
+    let method = match req.method {
+        Method::Post => http::Method::POST,
+        Method::Get => http::Method::GET,
     };
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
+    if form.is_some() {
+        headers.push((
+            CONTENT_TYPE,
+            "application/x-www-form-urlencoded".to_string(),
+        ));
+    }
+    let request = net::Request {
+        method,
+        url: req.target.with_path(&path),
+        headers,
+        body: form.map_or_else(Bytes::new, Bytes::from),
+    };
+    let answer = match client.send(request).await {
+        Ok(answer) => answer,
+        Err(e) => return Err(failure(e, req.channel, o, budget)),
+    };
+    let content_type = answer
+        .headers
         .get("content-type")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let source = response
-        .headers()
-        .get(crate::upstream::SOURCE_HEADER)
-        .and_then(|v| v.to_str().ok())
+    let source = answer
+        .header(crate::upstream::SOURCE_HEADER)
         .map(|v| v.chars().take(64).collect());
-    let mut body = response.into_body();
-    let mut bytes = Vec::new();
-    // Twilio's read timeout applies between packets too; a partial answer is not retried.
-    loop {
-        match tokio::time::timeout(o.read_timeout, body.frame()).await {
-            Err(_) => {
-                return Err((
-                    Failure::new(
-                        11205,
-                        format!(
-                            "read timeout: HTTP {status} answer stalled for {} ms (rt) mid-body",
-                            o.read_timeout.as_millis()
-                        ),
-                    ),
-                    Retryable::No,
-                ))
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                return Err((
-                    Failure::new(11200, format!("HTTP {status} answer cut short: {e}")),
-                    Retryable::No,
-                ))
-            }
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    bytes.extend_from_slice(&data);
-                    if bytes.len() > MAX_DOCUMENT_BYTES {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    classify(status, content_type.as_deref(), &bytes, req.channel).map(|body| Answer {
+    let status = answer.status;
+    classify(status, content_type.as_deref(), &answer.body, req.channel).map(|body| Answer {
         status,
         content_type,
         source,
         body,
     })
+}
+
+/// The Twilio error code for an attempt that got no whole answer, and whether `rp` may retry it.
+fn failure(
+    e: net::Error,
+    channel: Channel,
+    o: &Overrides,
+    budget: Duration,
+) -> (Failure, Retryable) {
+    let rt = o.read_timeout.as_millis();
+    let (code, detail, retry) = match e {
+        net::Error::Invalid(e) => (11100, format!("invalid URL: {e}"), Retryable::No),
+        // Every connect failure, the TLS handshake's included (`ct` covers it), is `rp=ct`'s.
+        net::Error::Connect(c) => {
+            let handshake = |detail| format!("TLS handshake failed: {detail}");
+            let (code, detail) = match c.kind {
+                ConnectKind::Resolve => (11210, c.detail),
+                ConnectKind::Refused => (11205, "connection refused".to_string()),
+                ConnectKind::Timeout => (
+                    11205,
+                    format!(
+                        "connect timeout: no TCP connection within {} ms (ct)",
+                        o.connect_timeout.as_millis()
+                    ),
+                ),
+                ConnectKind::Other => (11205, format!("cannot connect: {}", c.detail)),
+                ConnectKind::CertificateName => (11235, handshake(c.detail)),
+                ConnectKind::CertificateExpired => (11236, handshake(c.detail)),
+                ConnectKind::CertificateIssuer => (11237, handshake(c.detail)),
+                ConnectKind::Tls | ConnectKind::Certificate => (11220, handshake(c.detail)),
+            };
+            (code, detail, Retryable::Connect)
+        }
+        net::Error::Timeout(_) => return out_of_time(o, budget),
+        net::Error::HeadTimeout(_) => (
+            11205,
+            format!("read timeout: no response within {rt} ms (rt)"),
+            Retryable::ReadTimeout,
+        ),
+        net::Error::NotHttp(e) => (
+            11206,
+            format!("not a valid HTTP response: {e}"),
+            Retryable::No,
+        ),
+        net::Error::Io(e) => (
+            11200,
+            format!("connection failed before an answer: {e}"),
+            Retryable::No,
+        ),
+        net::Error::Body(b) => match b.failure {
+            // Twilio's read timeout applies between packets too; a partial answer is not retried.
+            BodyFailure::Stalled(_) => (
+                11205,
+                format!(
+                    "read timeout: HTTP {} answer stalled for {rt} ms (rt) mid-body",
+                    b.status
+                ),
+                Retryable::No,
+            ),
+            BodyFailure::Cut(e) => (
+                11200,
+                format!("HTTP {} answer cut short: {e}", b.status),
+                Retryable::No,
+            ),
+            // What the status and Content-Type say comes first, as for a whole answer.
+            BodyFailure::TooLarge(_) => {
+                return match classify_head(b.status, b.header("content-type"), channel) {
+                    Ok(_) => too_large(),
+                    Err(failure) => failure,
+                }
+            }
+        },
+    };
+    (Failure::new(code, detail), retry)
 }
 
 /// Decides, as Twilio would, whether an HTTP answer is TwiML to execute or a failure that sends
@@ -463,6 +415,17 @@ fn classify(
     body: &[u8],
     channel: Channel,
 ) -> Result<String, (Failure, Retryable)> {
+    let xml = classify_head(status, content_type, channel)?;
+    classify_body(xml, body, channel)
+}
+
+/// The status and Content-Type part of [`classify`]: `Ok(true)` for an XML type, `Ok(false)`
+/// for text/plain.
+fn classify_head(
+    status: u16,
+    content_type: Option<&str>,
+    channel: Channel,
+) -> Result<bool, (Failure, Retryable)> {
     match status {
         200..=299 => {}
         300..=399 => {
@@ -520,14 +483,18 @@ fn classify(
             Retryable::No,
         ));
     }
+    Ok(xml)
+}
+
+fn too_large() -> (Failure, Retryable) {
+    let detail = format!("the answer is over {MAX_DOCUMENT_BYTES} bytes");
+    (Failure::new(11750, detail), Retryable::No)
+}
+
+/// The body part of [`classify`], once the head passed.
+fn classify_body(xml: bool, body: &[u8], channel: Channel) -> Result<String, (Failure, Retryable)> {
     if body.len() > MAX_DOCUMENT_BYTES {
-        return Err((
-            Failure::new(
-                11750,
-                format!("the answer is over {MAX_DOCUMENT_BYTES} bytes"),
-            ),
-            Retryable::No,
-        ));
+        return Err(too_large());
     }
     let Ok(text) = std::str::from_utf8(body) else {
         return Err((
@@ -623,6 +590,68 @@ mod tests {
         assert_eq!(
             code(classify(200, Some("text/xml"), big.as_bytes(), v)).0,
             11750
+        );
+    }
+
+    #[test]
+    fn each_stage_of_a_failed_exchange_gets_its_twilio_code() {
+        let o = super::super::overrides::parse(None).0;
+        let budget = o.budget(true);
+        let code = |e: net::Error| {
+            let (f, why) = failure(e, Channel::Voice, &o, budget);
+            (f.code, why)
+        };
+        let connect = |kind| {
+            code(net::Error::Connect(net::ConnectFailure {
+                kind,
+                detail: "x".into(),
+            }))
+        };
+        let c = Retryable::Connect;
+        assert_eq!(connect(ConnectKind::Resolve), (11210, c));
+        assert_eq!(connect(ConnectKind::Refused), (11205, c));
+        assert_eq!(connect(ConnectKind::Timeout), (11205, c));
+        assert_eq!(connect(ConnectKind::Other), (11205, c));
+        assert_eq!(connect(ConnectKind::Tls), (11220, c));
+        assert_eq!(connect(ConnectKind::CertificateName), (11235, c));
+        assert_eq!(connect(ConnectKind::CertificateExpired), (11236, c));
+        assert_eq!(connect(ConnectKind::CertificateIssuer), (11237, c));
+        assert_eq!(connect(ConnectKind::Certificate), (11220, c));
+        let rt = o.read_timeout;
+        assert_eq!(
+            code(net::Error::HeadTimeout(rt)),
+            (11205, Retryable::ReadTimeout)
+        );
+        assert_eq!(
+            code(net::Error::NotHttp("x".into())),
+            (11206, Retryable::No)
+        );
+        assert_eq!(code(net::Error::Io("x".into())), (11200, Retryable::No));
+        assert_eq!(code(net::Error::Timeout(budget)), (11205, Retryable::No));
+        let body = |status, content_type: &str, failure| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("content-type", content_type.parse().unwrap());
+            code(net::Error::Body(Box::new(net::BodyError {
+                status,
+                headers,
+                failure,
+            })))
+        };
+        let big = BodyFailure::TooLarge(MAX_DOCUMENT_BYTES);
+        assert_eq!(body(200, "text/xml", big.clone()), (11750, Retryable::No));
+        // The status and the Content-Type are judged before the size, as for a whole answer.
+        assert_eq!(
+            body(503, "text/xml", big.clone()),
+            (11200, Retryable::Status5xx)
+        );
+        assert_eq!(body(200, "application/json", big), (12300, Retryable::No));
+        assert_eq!(
+            body(200, "text/xml", BodyFailure::Stalled(rt)),
+            (11205, Retryable::No)
+        );
+        assert_eq!(
+            body(200, "text/xml", BodyFailure::Cut("eof".into())),
+            (11200, Retryable::No)
         );
     }
 

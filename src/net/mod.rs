@@ -1,21 +1,25 @@
 //! The one outgoing HTTP client: hyper's pooled client over rustls (ring, the web PKI roots), with
-//! a connect timeout, a whole-exchange timeout and a cap on the answer's size. I/O.
+//! a connect timeout, a read timeout, a whole-exchange timeout and a cap on the answer's size. I/O.
 //!
-//! Built for every caller that talks to another server: the Twilio REST API (`numbers`, `drill
-//! --number`) today; the drill's fetches and the journal forwarder are its next users (issue 14).
-//! Callers see plain data ([`Request`], [`Response`]) and one error type, [`Error`], whose variants
-//! say which stage failed so each caller can word its own message.
+//! Every caller that talks to another server uses it: the Twilio REST API (`numbers`, `drill
+//! --number`), upstream mode, the journal forwarder and the drill's fetches. Callers see plain
+//! data ([`Request`], [`Response`]) and one error type, [`Error`], whose variants say which stage
+//! failed (connecting and which step of it, waiting for the head, reading the body) so each caller
+//! can word its own message. A request a kept-alive connection handed back unsent (the server had
+//! closed it) is sent again on another connection: hyper_util's pool does that by itself.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as Pool;
 use hyper_util::rt::TokioExecutor;
 
+mod connect;
 pub mod url;
+
+pub use connect::{ConnectFailure, ConnectKind};
 
 /// The client TLS settings (ring, web PKI roots), built once and shared by every client.
 pub fn tls_config() -> Arc<rustls::ClientConfig> {
@@ -40,13 +44,17 @@ pub fn tls_config() -> Arc<rustls::ClientConfig> {
 /// Limits of one client.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
-    /// Establishing a TCP connection, per attempt.
+    /// Resolving, connecting and the TLS handshake, per new connection.
     pub connect_timeout: Duration,
+    /// The longest the server may stay silent once connected, before the answer's head
+    /// ([`Error::HeadTimeout`]) or within its body ([`BodyFailure::Stalled`]); `None` for no limit
+    /// but the request timeout. Idle kept-alive connections are closed after it too.
+    pub read_timeout: Option<Duration>,
     /// The whole exchange: connecting, sending, and reading the answer to its end.
     pub request_timeout: Duration,
-    /// Largest answer body read; a longer one is an [`Error::TooLarge`].
+    /// Largest answer body read; a longer one is a [`BodyFailure::TooLarge`].
     pub max_body_bytes: usize,
-    /// Idle connections kept per host for reuse.
+    /// Idle connections kept per host for reuse; 0 for a new connection per request.
     pub max_idle_per_host: usize,
 }
 
@@ -54,6 +62,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             connect_timeout: Duration::from_secs(5),
+            read_timeout: None,
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 16 * 1024 * 1024,
             max_idle_per_host: 4,
@@ -68,7 +77,7 @@ pub struct Request {
     pub method: http::Method,
     /// Absolute `http://` or `https://` URL.
     pub url: String,
-    /// Extra headers (the client adds `host` and `content-length`).
+    /// Extra headers (the client adds `host`, unless given, and `content-length`).
     pub headers: Vec<(http::HeaderName, String)>,
     /// The body; empty for none.
     pub body: Bytes,
@@ -92,30 +101,69 @@ impl Response {
     }
 }
 
-/// Why an exchange produced no answer.
+/// Why an exchange produced no complete answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// The URL or a header cannot form a request.
     #[error("invalid request: {0}")]
     Invalid(String),
-    /// No connection (DNS, TCP, TLS); nothing was sent.
+    /// No connection; nothing was sent.
     #[error("cannot connect: {0}")]
-    Connect(String),
+    Connect(ConnectFailure),
     /// No complete answer within the request timeout.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    /// The answer's body is over the limit.
-    #[error("answer over {0} bytes")]
-    TooLarge(usize),
-    /// The connection failed after the request was (perhaps) sent.
+    /// Connected, but the server sent no answer head within the read timeout.
+    #[error("no answer: nothing received for {} ms", .0.as_millis())]
+    HeadTimeout(Duration),
+    /// What came back is not an HTTP answer.
+    #[error("not a valid HTTP answer: {0}")]
+    NotHttp(String),
+    /// The connection failed after the request was (perhaps) sent, before an answer head.
     #[error("{0}")]
     Io(String),
+    /// The head arrived (the status says what the server decided) but not the whole body.
+    #[error("{0}")]
+    Body(Box<BodyError>),
+}
+
+/// An answer whose head arrived but whose body did not, whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("HTTP {status} answer: {failure}")]
+pub struct BodyError {
+    /// HTTP status code.
+    pub status: u16,
+    /// The answer's headers.
+    pub headers: http::HeaderMap,
+    /// What went wrong with the body.
+    pub failure: BodyFailure,
+}
+
+impl BodyError {
+    /// A header's value as text, if present and visible ASCII.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// What went wrong with an answer's body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyFailure {
+    /// Longer than the client's cap; the rest was not read.
+    #[error("body over {0} bytes")]
+    TooLarge(usize),
+    /// The server went silent mid-body for the read timeout.
+    #[error("body stalled for {} ms", .0.as_millis())]
+    Stalled(Duration),
+    /// The connection failed or closed mid-body.
+    #[error("body cut short: {0}")]
+    Cut(String),
 }
 
 /// A pooled client; cheap to clone, connections are reused across clones.
 #[derive(Clone)]
 pub struct Client {
-    pool: Pool<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    pool: Pool<connect::Connector, Full<Bytes>>,
     settings: Settings,
 }
 
@@ -135,18 +183,11 @@ impl Client {
 
     /// A client with these limits and its own TLS settings (a private CA, a client certificate).
     pub fn with_tls(settings: Settings, tls: &rustls::ClientConfig) -> Client {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(settings.connect_timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls.clone())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector =
+            connect::Connector::new(tls, settings.connect_timeout, settings.read_timeout);
         let pool = Pool::builder(TokioExecutor::new())
             .pool_max_idle_per_host(settings.max_idle_per_host)
-            .build(https);
+            .build(connector);
         Client { pool, settings }
     }
 
@@ -169,26 +210,26 @@ impl Client {
         let request = builder
             .body(Full::new(req.body))
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        let answer = self.pool.request(request).await.map_err(|e| {
-            if e.is_connect() {
-                Error::Connect(chain(&e))
-            } else {
-                Error::Io(chain(&e))
-            }
-        })?;
+        let answer = self.pool.request(request).await.map_err(head_error)?;
         let (parts, body) = answer.into_parts();
         let limit = self.settings.max_body_bytes;
-        let body = Limited::new(body, limit)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    Error::TooLarge(limit)
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                let failure = if e.is::<http_body_util::LengthLimitError>() {
+                    BodyFailure::TooLarge(limit)
+                } else if let Some(silence) = find::<connect::ReadTimeout>(&*e) {
+                    BodyFailure::Stalled(silence.0)
                 } else {
-                    Error::Io(e.to_string())
-                }
-            })?
-            .to_bytes();
+                    BodyFailure::Cut(chain(&*e))
+                };
+                return Err(Error::Body(Box::new(BodyError {
+                    status: parts.status.as_u16(),
+                    headers: parts.headers,
+                    failure,
+                })));
+            }
+        };
         Ok(Response {
             status: parts.status.as_u16(),
             headers: parts.headers,
@@ -197,8 +238,26 @@ impl Client {
     }
 }
 
+/// Sorts a failure before the answer's head by the stage that failed.
+fn head_error(e: hyper_util::client::legacy::Error) -> Error {
+    if e.is_connect() {
+        let failure = find::<ConnectFailure>(&e).cloned();
+        return Error::Connect(failure.unwrap_or_else(|| ConnectFailure {
+            kind: ConnectKind::Other,
+            detail: chain(&e),
+        }));
+    }
+    if let Some(silence) = find::<connect::ReadTimeout>(&e) {
+        return Error::HeadTimeout(silence.0);
+    }
+    if find::<hyper::Error>(&e).is_some_and(hyper::Error::is_parse) {
+        return Error::NotHttp(chain(&e));
+    }
+    Error::Io(chain(&e))
+}
+
 /// An error with its causes, `a: b: c`, since hyper's own message is only the outermost.
-fn chain(e: &dyn std::error::Error) -> String {
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -209,109 +268,25 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn refused_connection_is_a_connect_error() {
-        // Bind then drop: the port is (almost certainly) closed.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let client = Client::new(Settings::default());
-        let err = client
-            .send(Request {
-                method: http::Method::GET,
-                url: format!("http://127.0.0.1:{port}/"),
-                headers: Vec::new(),
-                body: Bytes::new(),
-            })
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::Connect(_)), "{err:?}");
-    }
-
-    fn get(url: String) -> Request {
-        Request {
-            method: http::Method::GET,
-            url,
-            headers: Vec::new(),
-            body: Bytes::new(),
+/// The first `T` among `e` and its causes. An `io::Error`'s `source()` skips the error it wraps
+/// (a rustls alert, a read timeout), so the walk looks inside those itself.
+fn find<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut next = Some(e);
+    while let Some(current) = next {
+        if let Some(found) = current.downcast_ref::<T>() {
+            return Some(found);
         }
+        next = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
     }
-
-    /// A server answering `200 ok` (or never, when `silent`), counting its connections.
-    async fn server(silent: bool) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
-        let connections = std::sync::Arc::new(AtomicUsize::new(0));
-        let count = connections.clone();
-        tokio::spawn(async move {
-            loop {
-                let (tcp, _) = listener.accept().await.unwrap();
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |_req| async move {
-                        if silent {
-                            std::future::pending::<()>().await;
-                        }
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                            Bytes::from_static(b"ok"),
-                        )))
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                        .await;
-                });
-            }
-        });
-        (url, connections)
-    }
-
-    #[tokio::test]
-    async fn connections_are_reused() {
-        let (url, connections) = server(false).await;
-        let client = Client::new(Settings::default());
-        for _ in 0..3 {
-            let answer = client.send(get(url.clone())).await.unwrap();
-            assert_eq!((answer.status, &answer.body[..]), (200, &b"ok"[..]));
-        }
-        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test]
-    async fn a_silent_server_times_out_and_a_long_answer_is_cut() {
-        let (url, _) = server(true).await;
-        let client = Client::new(Settings {
-            request_timeout: Duration::from_millis(200),
-            ..Settings::default()
-        });
-        let err = client.send(get(url)).await.unwrap_err();
-        assert_eq!(err, Error::Timeout(Duration::from_millis(200)));
-        let (url, _) = server(false).await;
-        let small = Client::new(Settings {
-            max_body_bytes: 1,
-            ..Settings::default()
-        });
-        assert_eq!(small.send(get(url)).await.unwrap_err(), Error::TooLarge(1));
-    }
-
-    #[tokio::test]
-    async fn bad_url_is_invalid() {
-        let client = Client::new(Settings::default());
-        let err = client
-            .send(Request {
-                method: http::Method::GET,
-                url: "not a url".into(),
-                headers: Vec::new(),
-                body: Bytes::new(),
-            })
-            .await
-            .unwrap_err();
-        assert!(matches!(err, Error::Invalid(_)), "{err:?}");
-    }
+    None
 }
+
+#[cfg(test)]
+mod tests;

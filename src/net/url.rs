@@ -76,6 +76,12 @@ impl Target {
         })
     }
 
+    /// The absolute URL of `path_and_query` on this target's origin, as the HTTP client takes it.
+    pub fn with_path(&self, path_and_query: &str) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path_and_query}", self.authority)
+    }
+
     /// True when `other` is on the same scheme, host and port.
     pub fn same_origin(&self, other: &Target) -> bool {
         self.tls == other.tls

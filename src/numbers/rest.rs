@@ -260,6 +260,7 @@ impl Api {
         Ok(Api {
             http: net::Client::new(net::Settings {
                 connect_timeout: Duration::from_secs(10),
+                read_timeout: None,
                 request_timeout: Duration::from_secs(30),
                 max_body_bytes: 8 * 1024 * 1024,
                 max_idle_per_host: 2,

@@ -67,7 +67,8 @@ async fn serve(stream: TcpStream, settings: Arc<Settings>, held: Held) {
     let tls = tokio::select! {
         done = handshake => match done {
             Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+            // A peer's error, so a string: quoted in the log like every caller-driven value.
+            Ok(Err(e)) => return tracing::debug!(error = e.to_string(), "TLS handshake failed"),
             Err(_) => return tracing::debug!("TLS handshake timed out"),
         },
         // A handshake in progress is idle: it gives way like any other idle connection.
@@ -164,7 +165,7 @@ where
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection closed with an error");
+                    tracing::debug!(error = e.to_string(), "connection closed with an error");
                 }
                 return;
             }

@@ -99,8 +99,11 @@ pub async fn handle(
     let path = first_chars(uri.path(), 200);
     tracing::info!(
         target: "twiml_failover::request",
+        // A method is one token (hyper refuses space, `"` and `=` in it), so it shows bare; the
+        // path is a string, which the text format quotes and escapes: it cannot pass for another
+        // field or line.
         method = %method,
-        path = %path,
+        path,
         status,
         latency_us = elapsed.as_micros() as u64,
         role = app.settings().role.as_str(),
@@ -352,7 +355,11 @@ fn render(
             outcome.served_by = Some(served_by_label(&answer.served_by));
             if let Some(first) = answer.degraded_from {
                 app.metrics().degraded_answer();
-                tracing::warn!(template = name, error = %first, "template failed; answered from the fallback set");
+                tracing::warn!(
+                    template = name,
+                    error = first.to_string(),
+                    "template failed; answered from the fallback set"
+                );
             }
             respond::twiml(answer.twiml)
         }
@@ -361,9 +368,11 @@ fn render(
             respond::error(StatusCode::NOT_FOUND)
         }
         Err(AnswerError::Failed(e)) => {
-            // 503 makes Twilio try the number's fallback URL at once.
-            tracing::error!(template = name, error = %e, "no template could answer");
-            outcome.reason = Some(e.to_string());
+            // 503 makes Twilio try the number's fallback URL at once. A string, quoted in the log:
+            // the error may quote a value from the request.
+            let reason = e.to_string();
+            tracing::error!(template = name, error = reason, "no template could answer");
+            outcome.reason = Some(reason);
             respond::error(StatusCode::SERVICE_UNAVAILABLE)
         }
     }

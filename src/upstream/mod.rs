@@ -280,6 +280,7 @@ impl Upstream {
         let client = net::Client::with_tls(
             net::Settings {
                 connect_timeout: settings.connect_timeout,
+                read_timeout: None,
                 request_timeout: settings.budget,
                 max_body_bytes: MAX_DOCUMENT_BYTES,
                 max_idle_per_host: settings.max_in_flight,
@@ -373,8 +374,14 @@ impl Upstream {
         match tokio::time::timeout_at(deadline, self.client.send(req)).await {
             Err(_) | Ok(Err(net::Error::Timeout(_))) => Err(Reason::Timeout),
             Ok(Err(net::Error::Connect(_))) => Err(Reason::Connect),
-            Ok(Err(net::Error::TooLarge(_))) => Err(Reason::TooLarge),
-            Ok(Err(net::Error::Invalid(_) | net::Error::Io(_))) => Err(Reason::Broken),
+            Ok(Err(net::Error::HeadTimeout(_))) => Err(Reason::Timeout),
+            Ok(Err(net::Error::Body(b))) if matches!(b.failure, net::BodyFailure::TooLarge(_)) => {
+                Err(Reason::TooLarge)
+            }
+            Ok(Err(net::Error::Invalid(_) | net::Error::NotHttp(_) | net::Error::Io(_))) => {
+                Err(Reason::Broken)
+            }
+            Ok(Err(net::Error::Body(_))) => Err(Reason::Broken),
             Ok(Ok(response)) => Ok(response),
         }
     }

@@ -1,18 +1,15 @@
-//! Sends forwarded requests to the target over kept-alive HTTP/1.1 connections (TLS for https),
-//! built on hyper's client connection like the drill's.
+//! The forwarder's use of the one HTTP client ([`crate::net`]): the POST for one journaled event,
+//! and whether the target's answer means delivered ([`SendError`] when not). I/O through `net`,
+//! which keeps connections alive and resends a request a closed idle connection handed back.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use http::header::{CONTENT_TYPE, HOST, USER_AGENT};
+use http::HeaderName;
 
 use super::request::Forward;
-use crate::net::url::Target;
+use crate::net::{self, url::Target};
 
 /// Most of an answer's body that is read (then the connection is dropped instead of reused).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -46,24 +43,26 @@ impl SendError {
     }
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
 /// A client for one target URL, keeping idle connections for reuse.
 #[derive(Debug)]
 pub struct Client {
     target: Target,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
-    max_idle: usize,
+    http: net::Client,
 }
 
 impl Client {
-    /// A client for `url` (absolute http or https, no fragment) keeping up to `max_idle` connections.
-    pub fn new(url: &str, max_idle: usize) -> Result<Client, String> {
+    /// A client for `url` (absolute http or https, no fragment) keeping up to `max_idle`
+    /// connections, each attempt bounded by `timeout` (connecting included).
+    pub fn new(url: &str, max_idle: usize, timeout: Duration) -> Result<Client, String> {
         Ok(Client {
             target: Target::parse(url)?,
-            idle: Mutex::new(Vec::new()),
-            max_idle,
+            http: net::Client::new(net::Settings {
+                connect_timeout: timeout,
+                read_timeout: None,
+                request_timeout: timeout,
+                max_body_bytes: MAX_ANSWER_BYTES,
+                max_idle_per_host: max_idle,
+            }),
         })
     }
 
@@ -72,129 +71,100 @@ impl Client {
         &self.target.url
     }
 
-    /// POSTs `forward`; `Ok(status)` only for a 2xx answer received within `timeout`.
-    pub async fn post(&self, forward: &Forward, timeout: Duration) -> Result<u16, SendError> {
-        match tokio::time::timeout(timeout, self.exchange(forward)).await {
-            Ok(result) => result,
-            Err(_) => Err(SendError::Timeout(timeout)),
-        }
-    }
-
-    async fn exchange(&self, forward: &Forward) -> Result<u16, SendError> {
-        let mut req = self.request(forward)?;
-        // A kept-alive connection the target closed meanwhile hands the request back unsent;
-        // only then is it tried again, on another connection.
-        while let Some(mut sender) = self.take_idle() {
-            if sender.ready().await.is_err() {
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(response) => return self.finish(sender, response).await,
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(SendError::Io(e.into_error().to_string())),
-                },
-            }
-        }
-        let mut sender = self.connect().await?;
-        sender
-            .ready()
-            .await
-            .map_err(|e| SendError::Connect(e.to_string()))?;
-        let response = sender
-            .send_request(req)
-            .await
-            .map_err(|e| SendError::Io(e.to_string()))?;
-        self.finish(sender, response).await
-    }
-
-    fn request(&self, forward: &Forward) -> Result<hyper::Request<Full<Bytes>>, SendError> {
-        let mut builder = hyper::Request::post(self.target.path_and_query.as_str())
-            .header("host", &self.target.authority)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header(
-                "user-agent",
-                concat!("twiml-failover/", env!("CARGO_PKG_VERSION")),
-            );
-        for (name, value) in &forward.headers {
-            builder = builder.header(*name, value);
-        }
-        builder
-            .body(Full::new(Bytes::from(forward.body.clone())))
-            .map_err(|e| SendError::Io(format!("cannot build the request: {e}")))
-    }
-
-    /// Reads the answer; a fully read answer leaves the connection reusable.
-    async fn finish(
-        &self,
-        sender: SendRequest<Full<Bytes>>,
-        response: hyper::Response<hyper::body::Incoming>,
-    ) -> Result<u16, SendError> {
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        let mut read = 0usize;
-        let mut complete = false;
-        while read <= MAX_ANSWER_BYTES {
-            match body.frame().await {
-                None => {
-                    complete = true;
-                    break;
-                }
-                Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
-                // The status arrived; a broken body does not change what the target decided.
-                Some(Err(_)) => break,
-            }
-        }
-        if complete {
-            self.put_idle(sender);
-        }
-        if (200..300).contains(&status) {
-            Ok(status)
-        } else {
-            Err(SendError::Status(status))
-        }
-    }
-
-    fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(sender) = idle.pop() {
-            if !sender.is_closed() {
-                return Some(sender);
-            }
-        }
-        None
-    }
-
-    fn put_idle(&self, sender: SendRequest<Full<Bytes>>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < self.max_idle && !sender.is_closed() {
-            idle.push(sender);
-        }
-    }
-
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, SendError> {
-        let t = &self.target;
-        let tcp = TcpStream::connect((t.host.as_str(), t.port))
-            .await
-            .map_err(|e| SendError::Connect(e.to_string()))?;
-        let _ = tcp.set_nodelay(true);
-        let io: Box<dyn Io> = if t.tls {
-            let name = rustls::pki_types::ServerName::try_from(t.host.clone())
-                .map_err(|e| SendError::Connect(format!("bad TLS server name: {e}")))?;
-            let tls = tokio_rustls::TlsConnector::from(crate::net::tls_config())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| SendError::Connect(format!("TLS handshake: {e}")))?;
-            Box::new(tls)
-        } else {
-            Box::new(tcp)
+    /// POSTs `forward`; `Ok(status)` only for a 2xx answer received within the timeout.
+    pub async fn post(&self, forward: &Forward) -> Result<u16, SendError> {
+        let mut headers = vec![
+            (HOST, self.target.authority.clone()),
+            (
+                CONTENT_TYPE,
+                "application/x-www-form-urlencoded".to_string(),
+            ),
+            (
+                USER_AGENT,
+                concat!("twiml-failover/", env!("CARGO_PKG_VERSION")).to_string(),
+            ),
+        ];
+        headers.extend(
+            (forward.headers.iter())
+                .map(|(name, value)| (HeaderName::from_static(name), value.clone())),
+        );
+        let request = net::Request {
+            method: http::Method::POST,
+            url: self.target.with_path(&self.target.path_and_query),
+            headers,
+            body: Bytes::from(forward.body.clone()),
         };
-        let (sender, conn) = http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| SendError::Connect(e.to_string()))?;
+        match self.http.send(request).await {
+            Ok(answer) => decided(answer.status),
+            // The status arrived: a long or broken body after it does not change what the target
+            // decided (read as a failure, a 2xx would be resent forever).
+            Err(net::Error::Body(body)) => decided(body.status),
+            Err(net::Error::Connect(e)) => Err(SendError::Connect(e.to_string())),
+            Err(net::Error::Timeout(limit) | net::Error::HeadTimeout(limit)) => {
+                Err(SendError::Timeout(limit))
+            }
+            Err(e @ (net::Error::Invalid(_) | net::Error::NotHttp(_) | net::Error::Io(_))) => {
+                Err(SendError::Io(e.to_string()))
+            }
+        }
+    }
+}
+
+fn decided(status: u16) -> Result<u16, SendError> {
+    if (200..300).contains(&status) {
+        Ok(status)
+    } else {
+        Err(SendError::Status(status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A target that reads each request, then writes `answer` and closes.
+    async fn target(answer: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/events", listener.local_addr().unwrap());
         tokio::spawn(async move {
-            let _ = conn.await;
+            loop {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    let _ = tcp.read(&mut buf).await;
+                    let _ = tcp.write_all(&answer).await;
+                });
+            }
         });
-        Ok(sender)
+        url
+    }
+
+    async fn post(answer: &[u8]) -> Result<u16, SendError> {
+        let url = target(answer.to_vec()).await;
+        let client = Client::new(&url, 1, Duration::from_secs(5)).unwrap();
+        let forward = Forward {
+            body: "CallSid=CA1".into(),
+            headers: vec![("x-twiml-failover-event-id", "1".into())],
+        };
+        client.post(&forward).await
+    }
+
+    #[tokio::test]
+    async fn the_status_decides_whatever_the_body_does_after_it() {
+        let big = [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 70000\r\n\r\n"[..],
+            &[b'x'; 70000],
+        ]
+        .concat();
+        assert_eq!(post(&big).await, Ok(200));
+        let cut = b"HTTP/1.1 202 Accepted\r\ncontent-length: 10\r\n\r\nabc";
+        assert_eq!(post(cut).await, Ok(202));
+        let refused = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 10\r\n\r\nabc";
+        assert_eq!(post(refused).await, Err(SendError::Status(503)));
+        let garbage = post(b"SSH-2.0-OpenSSH_9.6\r\n\r\n").await.unwrap_err();
+        assert_eq!(garbage.label(), "io_error");
     }
 }

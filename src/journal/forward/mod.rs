@@ -182,7 +182,7 @@ impl Deliverer {
         metrics: ForwardMetrics,
         wake: Arc<Notify>,
     ) -> Result<Deliverer, String> {
-        let client = Client::new(&settings.url, settings.concurrency)?;
+        let client = Client::new(&settings.url, settings.concurrency, settings.timeout)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // Outcomes are recorded on connections of their own, so scheduling reads never wait for a
         // commit; PostgreSQL commits of different connections also proceed in parallel.
@@ -470,11 +470,10 @@ impl Run {
         let keyring = self.keyring.clone();
         let slot = usize::try_from(event.id).unwrap_or(0) % self.recorders.len().max(1);
         let store = self.recorders.get(slot).unwrap_or(&self.store).clone();
-        let timeout = self.settings.timeout;
         async move {
             let id = event.id;
             let result = match request::build(&event, client.url(), &keyring) {
-                Ok(forward) => client.post(&forward, timeout).await.map(|_| ()),
+                Ok(forward) => client.post(&forward).await.map(|_| ()),
                 Err(e) => Err(SendError::Io(format!("cannot sign: {e}"))),
             };
             let recorded = match &result {

@@ -2,7 +2,6 @@
 //! deliverer's, one at a time in journal order. Replay does not change what the journal records.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use super::client::Client;
 use super::request;
@@ -57,7 +56,6 @@ impl Replay {
         client: &Client,
         keyring: &KeyRing,
         since_ms: Option<i64>,
-        timeout: Duration,
         mut progress: impl FnMut(&Summary),
     ) -> Result<Summary, JournalError> {
         let mut pager = Pager::new(self.store.clone(), since_ms);
@@ -65,10 +63,7 @@ impl Replay {
         while let Some(page) = pager.next().await? {
             for event in page {
                 let result = match request::build(&event, client.url(), keyring) {
-                    Ok(forward) => client
-                        .post(&forward, timeout)
-                        .await
-                        .map_err(|e| e.to_string()),
+                    Ok(forward) => client.post(&forward).await.map_err(|e| e.to_string()),
                     Err(e) => Err(format!("cannot sign: {e}")),
                 };
                 match result {
