@@ -1,7 +1,7 @@
 //! The spill file: events the journal could not take before the process exited, kept on local disk
 //! and taken back into the journal at the next start. File I/O only; no network.
 //!
-//! One file per exit, `spill-<unix ms>-<pid>.jsonl`: one JSON [`NewEvent`] per line, written to a
+//! One file per exit, `spill-<unix ms>-<pid>-<n>.jsonl`: one JSON [`NewEvent`] per line, written to a
 //! temporary name, fsynced, renamed into place and the folder fsynced, so a file that exists is
 //! whole. Importing appends through the store like any batch: idempotency keys make an event that
 //! was journaled after all (or a file imported twice) a duplicate, not a second row. A file is
@@ -9,6 +9,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{open, JournalError, JournalUrl, NewEvent};
@@ -18,10 +19,14 @@ const IMPORT_BATCH: usize = 1024;
 
 /// Writes `events` to a new spill file in `dir` and makes it durable; returns its path.
 pub fn write(dir: &Path, events: &[NewEvent]) -> std::io::Result<PathBuf> {
+    // Two spills in the same millisecond must not share a name: the rename into place would
+    // replace the first file, and its events would be lost.
+    static SPILLS: AtomicU64 = AtomicU64::new(0);
     let name = format!(
-        "spill-{}-{}.jsonl",
+        "spill-{}-{}-{}.jsonl",
         super::time::now_ms(),
-        std::process::id()
+        std::process::id(),
+        SPILLS.fetch_add(1, Ordering::Relaxed)
     );
     let path = dir.join(&name);
     let partial = dir.join(format!(".{name}.partial"));
@@ -137,6 +142,7 @@ mod tests {
         // The same events spilled twice (e.g. a file restored from a backup) are journaled once.
         let again = write(dir.path(), &events).unwrap();
         assert_ne!(path, again);
+        assert_eq!(pending(dir.path()).unwrap(), [path, again]);
         assert_eq!(import(dir.path(), &url).unwrap(), 4);
         assert!(pending(dir.path()).unwrap().is_empty());
         let mut store = open(&url).unwrap();
