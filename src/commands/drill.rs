@@ -26,8 +26,8 @@ pub fn run(args: DrillArgs) -> Outcome {
         for note in &urls.notes {
             eprintln!("{number} {note}");
         }
-        (primary, fallback) = (urls.primary, urls.fallback);
-        (sms_primary, sms_fallback) = (urls.sms_primary, urls.sms_fallback);
+        (primary, fallback) = (urls.voice.url, urls.voice.fallback_url);
+        (sms_primary, sms_fallback) = (urls.sms.url, urls.sms.fallback_url);
     }
     let opts = Options {
         primary,

@@ -1,21 +1,17 @@
 //! One number's effective webhook URLs, read from Twilio the way `numbers audit` reads them, for
 //! `drill --number` to rehearse. I/O (the REST API); what "effective" means is [`super::audit`]'s.
 
-use super::audit::effective;
+use super::audit::{effective, Handling};
 use super::rest::{Api, Credentials, Setup};
 use super::wiring::Channel;
 
-/// A number's effective URLs, as `drill --number` rehearses them.
+/// A number's effective handling per channel, as `drill --number` rehearses it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DrillUrls {
-    /// Voice primary URL (none when a SIP trunk takes the calls).
-    pub primary: Option<String>,
-    /// Voice fallback URL.
-    pub fallback: Option<String>,
-    /// Messaging primary URL.
-    pub sms_primary: Option<String>,
-    /// Messaging fallback URL.
-    pub sms_fallback: Option<String>,
+    /// Voice (no URLs when a SIP trunk takes the calls).
+    pub voice: Handling,
+    /// Messaging.
+    pub sms: Handling,
     /// Who handles what, for the operator (`voice: App AP…`).
     pub notes: Vec<String>,
 }
@@ -47,14 +43,8 @@ pub async fn drill_urls(
             source.label()
         ));
         match channel {
-            Channel::Voice => {
-                out.primary = h.url;
-                out.fallback = h.fallback_url;
-            }
-            Channel::Sms => {
-                out.sms_primary = h.url;
-                out.sms_fallback = h.fallback_url;
-            }
+            Channel::Voice => out.voice = h,
+            Channel::Sms => out.sms = h,
         }
     }
     Ok(out)
