@@ -97,8 +97,13 @@ pub struct Response {
 impl Response {
     /// A header's value as text, if present and visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+        header_text(&self.headers, name)
     }
+}
+
+/// A header's value as text, if present and visible ASCII; for [`Response`] and [`BodyError`].
+fn header_text<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Why an exchange produced no complete answer.
@@ -142,7 +147,7 @@ pub struct BodyError {
 impl BodyError {
     /// A header's value as text, if present and visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+        header_text(&self.headers, name)
     }
 }
 
