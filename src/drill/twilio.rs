@@ -395,6 +395,11 @@ fn failure(
                 format!("HTTP {} answer cut short: {e}", b.status),
                 Retryable::No,
             ),
+            BodyFailure::Framing(e) => (
+                11200,
+                format!("HTTP {} answer with ambiguous framing: {e}", b.status),
+                Retryable::No,
+            ),
             // What the status and Content-Type say comes first, as for a whole answer.
             BodyFailure::TooLarge(_) => {
                 return match classify_head(b.status, b.header("content-type"), channel) {

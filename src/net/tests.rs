@@ -455,3 +455,66 @@ async fn bad_url_is_invalid() {
     let err = fast(None).send(get("not a url".into())).await.unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
 }
+
+/// A keep-alive server answering every request of a connection with `answer` as is, counting its
+/// connections.
+async fn raw_keep_alive(answer: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        if tcp.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (url, connections)
+}
+
+#[tokio::test]
+async fn ambiguous_framing_fails_and_its_connection_is_not_used_again() {
+    let clean = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    let both = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n\
+                 2\r\nok\r\n0\r\n\r\n";
+    let after = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n";
+    let chunked_after = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                          2\r\nok\r\n0\r\n\r\n\r\n";
+    // The same client, three requests each: a clean server is met on one kept connection.
+    let client = Client::new(Settings::default());
+    let (url, connections) = raw_keep_alive(clean).await;
+    for _ in 0..3 {
+        let answer = client.send(get(url.clone())).await.unwrap();
+        assert_eq!(&answer.body[..], b"ok");
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "the control: reused");
+    for (answer, says) in [
+        (&both[..], "both Content-Length and Transfer-Encoding"),
+        (after, "19 bytes after the body"),
+        (chunked_after, "2 bytes after the body"),
+    ] {
+        let (url, connections) = raw_keep_alive(answer).await;
+        for _ in 0..3 {
+            let failed = body_error(client.send(get(url.clone())).await.unwrap_err());
+            assert_eq!(failed.status, 200);
+            assert_eq!(failed.failure, BodyFailure::Framing(says.into()));
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 3, "{says}: reused");
+    }
+}
