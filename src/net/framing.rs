@@ -52,8 +52,7 @@ fn answer_len(bytes: &[u8], head_request: bool) -> Option<usize> {
             let last = values("transfer-encoding")
                 .flat_map(|v| v.split(','))
                 .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .last()?;
+                .rfind(|c| !c.is_empty())?;
             return match last.eq_ignore_ascii_case("chunked") {
                 true => chunked_end(bytes, at),
                 // Read until the connection closes: nothing can follow.

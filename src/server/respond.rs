@@ -3,7 +3,7 @@
 //! it is a [`crate::templates::Answer`].
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -28,10 +28,15 @@ pub fn twiml(document: String) -> Reply {
     build(StatusCode::OK, XML, Bytes::from(document))
 }
 
-/// The upstream's own answer, unchanged: its status, content type and document.
+/// The upstream's own answer: its status, document and every `Set-Cookie` line, typed as the
+/// templates' answers are (the app's Content-Type parameters never reach Twilio).
 pub fn upstream(answered: crate::upstream::Answered) -> Reply {
     let status = StatusCode::from_u16(answered.status).unwrap_or(StatusCode::OK);
-    build(status, answered.content_type.unwrap_or(XML), answered.body)
+    let mut response = build(status, XML, answered.body);
+    for cookie in answered.cookies {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// A short plain-text answer, e.g. `403 forbidden`.
