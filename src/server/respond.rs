@@ -46,7 +46,12 @@ pub fn text(status: StatusCode, body: &'static str) -> Reply {
 
 /// The fixed answer for each error status.
 pub fn error(status: StatusCode) -> Reply {
-    let body = match status {
+    text(status, error_body(status))
+}
+
+/// The body of [`error`]'s answer: `render` prints it too, so its stdout is what `serve` sends.
+pub fn error_body(status: StatusCode) -> &'static str {
+    match status {
         StatusCode::BAD_REQUEST => "bad request\n",
         StatusCode::FORBIDDEN => "forbidden\n",
         StatusCode::NOT_FOUND => "not found\n",
@@ -58,8 +63,7 @@ pub fn error(status: StatusCode) -> Reply {
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request header fields too large\n",
         StatusCode::SERVICE_UNAVAILABLE => "service unavailable\n",
         _ => "error\n",
-    };
-    text(status, body)
+    }
 }
 
 /// `405` naming the allowed methods.
