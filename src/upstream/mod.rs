@@ -164,7 +164,7 @@ pub enum Reason {
     Timeout,
     /// No connection (refused, DNS, TLS, connect timeout).
     Connect,
-    /// The connection broke after the request was sent.
+    /// The connection broke after the request was sent, or the answer's framing was ambiguous.
     Broken,
     /// A 5xx answer.
     Status5xx,
@@ -172,7 +172,8 @@ pub enum Reason {
     Status4xx,
     /// Any other non-2xx answer (1xx, 3xx: Twilio would not follow a redirect to TwiML here).
     StatusOther,
-    /// No TwiML content type (`text/xml`, `application/xml`, `text/html`).
+    /// Not a content type Twilio reads TwiML from (`text/xml`, `application/xml`, `text/html`, a
+    /// call's `text/plain` TwiML), or a charset that would change the document ([`verdict`]).
     ContentType,
     /// Not valid TwiML for the channel (the same check as a template's answer).
     InvalidTwiml,
@@ -215,7 +216,7 @@ impl Reason {
 /// Where an answer came from: the response header, the log line and the metric say it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// The upstream's answer, unchanged.
+    /// The upstream's answer: its document and cookies ([`verdict::Answered`]).
     Upstream,
     /// A template, because the path is answered locally.
     Template,
