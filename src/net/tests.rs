@@ -54,6 +54,15 @@ fn closed_port() -> u16 {
 
 /// A server answering `200 ok` (or never, when `silent`), counting its connections.
 async fn server(silent: bool) -> (String, Arc<AtomicUsize>) {
+    counting(move |tcp| serve_ok(hyper_util::rt::TokioIo::new(tcp), silent)).await
+}
+
+/// A local server that counts its connections and runs `serve` on each.
+async fn counting<F, Fut>(serve: F) -> (String, Arc<AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let connections = Arc::new(AtomicUsize::new(0));
@@ -62,7 +71,7 @@ async fn server(silent: bool) -> (String, Arc<AtomicUsize>) {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
             count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve_ok(hyper_util::rt::TokioIo::new(tcp), silent));
+            tokio::spawn(serve(tcp));
         }
     });
     (url, connections)
@@ -459,33 +468,23 @@ async fn bad_url_is_invalid() {
 /// A keep-alive server answering every request of a connection with `answer` as is, counting its
 /// connections.
 async fn raw_keep_alive(answer: &'static [u8]) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let connections = Arc::new(AtomicUsize::new(0));
-    let count = connections.clone();
-    tokio::spawn(async move {
+    counting(move |mut tcp| async move {
+        let mut pending = Vec::new();
+        let mut buf = [0u8; 4096];
         loop {
-            let (mut tcp, _) = listener.accept().await.unwrap();
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut pending = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                        pending.drain(..end + 4);
-                        if tcp.write_all(answer).await.is_err() {
-                            return;
-                        }
-                    }
-                    match tcp.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => pending.extend_from_slice(&buf[..n]),
-                    }
+            while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                pending.drain(..end + 4);
+                if tcp.write_all(answer).await.is_err() {
+                    return;
                 }
-            });
+            }
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
         }
-    });
-    (url, connections)
+    })
+    .await
 }
 
 #[tokio::test]
