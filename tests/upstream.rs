@@ -7,6 +7,8 @@
 //! judged by the official twilio-python `RequestValidator`.
 
 mod common;
+#[path = "common/full_queue.rs"]
+mod full_queue;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -25,6 +27,7 @@ use tokio::net::TcpListener;
 
 use common::process::Serve;
 use common::{form, TOKEN};
+use full_queue::FullQueue;
 use twiml_failover::signature::{sign, Algorithm};
 
 const PUBLIC: &str = "https://voice.example.com";
@@ -1076,27 +1079,11 @@ fn a_connection_reset_after_the_request_is_broken_and_not_tried_again() {
 
 #[test]
 fn a_connect_timeout_is_not_tried_again_so_the_caller_waits_one_connect_timeout() {
-    use socket2::{Domain, Socket, Type};
-    // An app whose accept queue is full: backlog 0, never accepting, filled by two handshakes.
-    // The kernel then drops further SYNs, so a connect hangs until the connect timeout.
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    listener
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    listener.listen(0).unwrap();
-    let addr = listener.local_addr().unwrap().as_socket().unwrap();
-    let fillers: Vec<Socket> = (0..4)
-        .map(|_| {
-            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-            s.set_nonblocking(true).unwrap();
-            let _ = s.connect(&addr.into());
-            s
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(50));
+    // An app whose accept queue is full: a connect hangs until the connect timeout.
+    let full = FullQueue::new();
     // A budget with room for two connect timeouts: only a refusal may use it.
     let serve = start_for(
-        &format!("http://{addr}/app"),
+        &format!("http://{}/app", full.addr),
         &["--upstream-connect-timeout", "1", "--upstream-budget", "3"],
     );
     for i in 0..2 {
@@ -1111,5 +1098,4 @@ fn a_connect_timeout_is_not_tried_again_so_the_caller_waits_one_connect_timeout(
             reply.took
         );
     }
-    drop(fillers);
 }

@@ -11,6 +11,10 @@ use tokio::net::TcpListener;
 
 use super::*;
 
+#[path = "../../tests/common/full_queue.rs"]
+mod full_queue;
+use full_queue::FullQueue;
+
 fn get(url: String) -> Request {
     Request {
         method: http::Method::GET,
@@ -142,24 +146,8 @@ async fn an_unknown_host_is_a_resolution_failure() {
 
 #[tokio::test]
 async fn a_full_accept_queue_is_a_connect_timeout() {
-    use socket2::{Domain, Socket, Type};
-    // Backlog 0 and never accepting: once the queue holds a handshake or two, the kernel drops
-    // further SYNs, so a connect hangs.
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    listener
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    listener.listen(0).unwrap();
-    let addr = listener.local_addr().unwrap().as_socket().unwrap();
-    let fillers: Vec<Socket> = (0..4)
-        .map(|_| {
-            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-            s.set_nonblocking(true).unwrap();
-            let _ = s.connect(&addr.into());
-            s
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let full = FullQueue::new();
+    let addr = full.addr;
     let client = Client::new(Settings {
         connect_timeout: Duration::from_millis(300),
         ..Settings::default()
@@ -169,7 +157,6 @@ async fn a_full_accept_queue_is_a_connect_timeout() {
         .await
         .unwrap_err();
     assert_eq!(connect_kind(err), ConnectKind::Timeout);
-    drop(fillers);
 }
 
 #[tokio::test]
