@@ -59,7 +59,8 @@ pub fn pending(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Reads one spill file.
 pub fn read(path: &Path) -> Result<Vec<NewEvent>, JournalError> {
-    let file = std::fs::File::open(path).map_err(JournalError::new)?;
+    // The folder is the operator's: a FIFO or device named like a spill file must not block.
+    let file = crate::operator_file::open_regular(path).map_err(JournalError::new)?;
     let mut events = Vec::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(JournalError::new)?;
