@@ -562,16 +562,12 @@ fn journal_config(
         return Ok(None);
     };
     if let Some(dir) = &spill_dir {
-        // Found out now, not at exit when the events it should hold have nowhere else to go.
-        let probe = dir.join(format!(".spill-probe-{}", std::process::id()));
-        std::fs::write(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| {
-                invalid(
-                    "journal-spill-dir",
-                    format!("{} is not a writable directory: {e}", dir.display()),
-                )
-            })?;
+        crate::journal::spill::prepare_dir(dir).map_err(|e| {
+            invalid(
+                "journal-spill-dir",
+                format!("{} is not a writable directory: {e}", dir.display()),
+            )
+        })?;
     }
     Ok(Some(JournalConfig {
         url: raw.parse().map_err(|m: String| invalid("journal", m))?,

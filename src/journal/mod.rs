@@ -8,6 +8,7 @@
 pub mod forward;
 pub mod inspect;
 pub mod postgres;
+pub mod private_files;
 pub mod record;
 pub mod spill;
 pub mod sqlite;

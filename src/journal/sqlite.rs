@@ -1,5 +1,6 @@
 //! The embedded journal: one SQLite file in WAL mode with `synchronous=FULL`, so a committed
-//! transaction survives a process kill and a power cut.
+//! transaction survives a process kill and a power cut; the file and SQLite's own beside it are
+//! `0600` (see `private_files`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -52,6 +53,8 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens the file (creating it and the schema if needed).
     pub fn open(path: &Path) -> Result<SqliteStore, JournalError> {
+        super::private_files::prepare_sqlite(path)
+            .map_err(|e| JournalError::new(format!("sqlite {}: {e}", path.display())))?;
         let conn = Connection::open(path)
             .map_err(|e| JournalError::new(format!("sqlite {}: {e}", path.display())))?;
         // Other connections (stats, forwarder, CLI) may hold the write lock for a moment.
