@@ -77,7 +77,11 @@ fn journal_and_spill_files_are_0600_and_folders_0700_whatever_the_umask() {
         for file in ["journal.db", "journal.db-wal", "journal.db-shm"] {
             assert_eq!(mode(&dir.path().join(file)), 0o600, "umask {umask}: {file}");
         }
-        assert_eq!(mode(&spill), 0o700, "umask {umask}: the spill folder it made");
+        assert_eq!(
+            mode(&spill),
+            0o700,
+            "umask {umask}: the spill folder it made"
+        );
         assert_eq!(stop(&mut server), 0, "{}", server.log());
 
         // The store down at exit: the events go to a spill file, 0600.
@@ -114,9 +118,19 @@ fn files_readable_by_others_are_tightened_and_the_log_says_so() {
         mode(&stale) == 0o600
     });
     let log = down.log();
-    assert!(log.contains("journal file was readable by other users; now 0600"), "{log}");
-    assert!(log.contains("other users can open this folder of journal data"), "{log}");
-    assert_eq!(mode(&spill), 0o755, "a folder is the operator's: warned about, not changed");
+    assert!(
+        log.contains("journal file was readable by other users; now 0600"),
+        "{log}"
+    );
+    assert!(
+        log.contains("other users can open this folder of journal data"),
+        "{log}"
+    );
+    assert_eq!(
+        mode(&spill),
+        0o755,
+        "a folder is the operator's: warned about, not changed"
+    );
     stop(&mut down);
 
     let mut server = serve("022", &url, &spill);

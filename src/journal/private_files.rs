@@ -68,51 +68,34 @@ pub fn warn_if_shared(dir: &Path) {
 /// Before SQLite opens `db`: creates it `0600` when missing (SQLite gives its `-wal`, `-shm` and
 /// `-journal` files the mode of the database file), refuses anything but a regular file (a FIFO
 /// would block the writer), and tightens the file and those beside it when others can read them.
+///
+/// An existing file is only looked at and changed by path (stat, chmod), never opened: closing a
+/// descriptor of a file drops every POSIX lock this process holds on it, and SQLite's locks on the
+/// database and its `-shm` are such locks, held by the process's other connections.
 pub fn prepare_sqlite(db: &Path) -> io::Result<()> {
-    let mut options = OpenOptions::new();
-    options
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
-    let file = match options
-        .clone()
+    match OpenOptions::new()
         .write(true)
-        .create(true)
+        .create_new(true)
         .mode(FILE_MODE)
         .open(db)
     {
-        // A reader without write access (`journal stats` as another user): SQLite opens it
-        // read-only; there is nothing to create or tighten.
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            let meta = options.open(db)?.metadata()?;
-            return match meta.is_file() {
-                true => Ok(()),
-                false => Err(io::Error::other("not a regular file")),
-            };
-        }
-        opened => opened?,
-    };
-    let meta = file.metadata()?;
+        // New, so no connection holds a lock on it yet (the caller opens connections one at a
+        // time); exactly 0600, since the mode given to open(2) passes through the umask.
+        Ok(file) => return file.set_permissions(Permissions::from_mode(FILE_MODE)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        // A reader without write access to the folder: SQLite says what it can open.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::metadata(db)?;
     if !meta.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
-    let mode = meta.permissions().mode() & 0o777;
-    if meta.len() == 0 && mode != FILE_MODE {
-        // Created just now (through the umask) or still empty: exactly 0600.
-        file.set_permissions(Permissions::from_mode(FILE_MODE))?;
-    } else {
-        tighten(&file, db, mode, true);
-    }
+    tighten(db);
     for suffix in ["-wal", "-shm", "-journal"] {
         let mut name = db.as_os_str().to_owned();
         name.push(suffix);
-        let path = PathBuf::from(name);
-        if let Ok(file) = File::open(&path) {
-            if let Ok(meta) = file.metadata() {
-                if meta.is_file() {
-                    tighten(&file, &path, meta.permissions().mode() & 0o777, true);
-                }
-            }
-        }
+        tighten(Path::new(&name));
     }
     Ok(())
 }
@@ -121,28 +104,25 @@ pub fn prepare_sqlite(db: &Path) -> io::Result<()> {
 /// at start-up anyway, but readable until then).
 pub fn tighten_all(paths: &[PathBuf]) {
     for path in paths {
-        if let Ok(file) = File::open(path) {
-            if let Ok(meta) = file.metadata() {
-                if meta.is_file() {
-                    tighten(&file, path, meta.permissions().mode() & 0o777, true);
-                }
-            }
-        }
+        tighten(path);
     }
 }
 
-/// Sets `file` to 0600 when `mode` lets anyone else in; says so when the file held data.
-fn tighten(file: &File, path: &Path, mode: u32, had_data: bool) {
-    if mode & 0o077 == 0 {
+/// Sets the regular file at `path` to 0600 when it lets anyone else in, and says so.
+fn tighten(path: &Path) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if !meta.is_file() || mode & 0o077 == 0 {
         return;
     }
-    match file.set_permissions(Permissions::from_mode(FILE_MODE)) {
-        Ok(()) if had_data => tracing::warn!(
+    match std::fs::set_permissions(path, Permissions::from_mode(FILE_MODE)) {
+        Ok(()) => tracing::warn!(
             file = %path.display(),
             was = format!("{mode:04o}"),
             "journal file was readable by other users; now 0600"
         ),
-        Ok(()) => {}
         Err(e) => tracing::warn!(
             file = %path.display(),
             mode = format!("{mode:04o}"),
