@@ -376,7 +376,8 @@ struct Writer {
     failed_attempts: u64,
 }
 
-/// What woke the writer.
+/// What woke the writer; lives for one turn of the loop, so the size of a message is no cost.
+#[allow(clippy::large_enum_variant)]
 enum Woke {
     Message(Result<Message, channel::RecvError>),
     Done(Result<Outcome, channel::RecvError>),
