@@ -170,8 +170,7 @@ impl Stall {
     }
 
     fn freeze(&self) {
-        self.frozen
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
