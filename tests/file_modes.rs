@@ -43,14 +43,6 @@ fn serve(umask: &str, journal: &str, spill: &Path) -> Serve {
         .unwrap_or_else(|(status, log)| panic!("serve exited at start-up ({status:?}):\n{log}"))
 }
 
-fn stop(server: &mut Serve) -> i32 {
-    server.signal("TERM");
-    let status = server
-        .wait_exit(Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("no exit within 30 s:\n{}", server.log()));
-    status.code().unwrap_or(-1)
-}
-
 fn acknowledged(server: &Serve, body: &'static str) {
     let answer = server.sms(body).unwrap_or_default();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -82,12 +74,12 @@ fn journal_and_spill_files_are_0600_and_folders_0700_whatever_the_umask() {
             0o700,
             "umask {umask}: the spill folder it made"
         );
-        assert_eq!(stop(&mut server), 0, "{}", server.log());
+        assert_eq!(server.terminate(), 0, "{}", server.log());
 
         // The store down at exit: the events go to a spill file, 0600.
         let mut down = serve(umask, DOWN, &spill);
         acknowledged(&down, "spilled");
-        assert_eq!(stop(&mut down), 3, "{}", down.log());
+        assert_eq!(down.terminate(), 3, "{}", down.log());
         let files = twiml_failover::journal::spill::pending(&spill).unwrap();
         assert_eq!(files.len(), 1, "{}", down.log());
         assert_eq!(mode(&files[0]), 0o600, "umask {umask}: spill file");
@@ -103,7 +95,7 @@ fn files_readable_by_others_are_tightened_and_the_log_says_so() {
     // A journal from before: world-readable, like the umask made it.
     let mut old = serve("022", &url, &spill);
     acknowledged(&old, "old");
-    assert_eq!(stop(&mut old), 0, "{}", old.log());
+    assert_eq!(old.terminate(), 0, "{}", old.log());
     let loose = std::fs::Permissions::from_mode(0o644);
     std::fs::set_permissions(&db, loose.clone()).unwrap();
     // A spill file written before, and a folder others can open.
@@ -131,7 +123,7 @@ fn files_readable_by_others_are_tightened_and_the_log_says_so() {
         0o755,
         "a folder is the operator's: warned about, not changed"
     );
-    stop(&mut down);
+    down.terminate();
 
     let mut server = serve("022", &url, &spill);
     acknowledged(&server, "new");
@@ -139,5 +131,5 @@ fn files_readable_by_others_are_tightened_and_the_log_says_so() {
     wait_for("no warning about the journal", &server, || {
         server.log().contains("now 0600")
     });
-    assert_eq!(stop(&mut server), 0, "{}", server.log());
+    assert_eq!(server.terminate(), 0, "{}", server.log());
 }

@@ -63,19 +63,11 @@ fn acknowledge_range(server: &Serve, range: std::ops::Range<usize>) {
     }
 }
 
-fn stop(server: &mut Serve) -> i32 {
-    server.signal("TERM");
-    let status = server
-        .wait_exit(Duration::from_secs(30))
-        .unwrap_or_else(|| panic!("no exit within 30 s after SIGTERM:\n{}", server.log()));
-    status.code().unwrap_or(-1)
-}
-
 #[test]
 fn store_down_at_exit_without_spill_folder_exits_non_zero_and_says_lost() {
     let mut server = serve_with(DOWN, None);
     acknowledge(&server, 30);
-    assert_eq!(stop(&mut server), 1, "{}", server.log());
+    assert_eq!(server.terminate(), 1, "{}", server.log());
     assert!(server.log().contains("lost=30"), "{}", server.log());
 }
 
@@ -84,7 +76,7 @@ fn store_down_at_exit_spills_and_the_next_start_takes_them_back() {
     let spill_dir = tempfile::tempdir().unwrap();
     let mut server = serve_with(DOWN, Some(spill_dir.path()));
     acknowledge(&server, 30);
-    assert_eq!(stop(&mut server), 3, "{}", server.log());
+    assert_eq!(server.terminate(), 3, "{}", server.log());
     let files = spill::pending(spill_dir.path()).unwrap();
     assert_eq!(files.len(), 1, "one file per exit");
     assert_eq!(spill::read(&files[0]).unwrap().len(), 30);
@@ -111,7 +103,7 @@ fn store_down_at_exit_spills_and_the_next_start_takes_them_back() {
     assert!(events
         .iter()
         .all(|e| e.event.path == "/sms" && e.event.role == "primary"));
-    assert_eq!(stop(&mut next), 0, "{}", next.log());
+    assert_eq!(next.terminate(), 0, "{}", next.log());
 }
 
 /// The MessageSid `acknowledge_range` sends as number `i`.
@@ -174,11 +166,17 @@ impl Stall {
     }
 }
 
-/// SIGTERM, then the time to exit and the exit code.
-fn stop_timed(server: &mut Serve) -> (i32, Duration) {
+/// SIGTERM, then checks that the exit status says "spilled", within `bound` plus 3 s for the drain
+/// and the exit itself, and that nothing was lost; returns the time it took.
+fn stop_spilled(server: &mut Serve, bound: Duration) -> Duration {
     let started = Instant::now();
-    let code = stop(server);
-    (code, started.elapsed())
+    let code = server.terminate();
+    let took = started.elapsed();
+    let log = server.log();
+    assert_eq!(code, 3, "{log}");
+    assert!(took < bound + Duration::from_secs(3), "{took:?}\n{log}");
+    assert!(!log.contains("lost"), "{log}");
+    took
 }
 
 /// The keys of the events in the spill folder's one file.
@@ -236,7 +234,7 @@ fn take_back(url: &str, spill_dir: &std::path::Path) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(stop(&mut next), 0, "{}", next.log());
+    assert_eq!(next.terminate(), 0, "{}", next.log());
 }
 
 #[test]
@@ -251,17 +249,10 @@ fn a_sqlite_journal_locked_by_another_process_at_exit_spills_within_the_bound() 
     let lock = rusqlite::Connection::open(&db).unwrap();
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
     acknowledge_range(&server, 5..15);
-    let (code, took) = stop_timed(&mut server);
-    let log = server.log();
-    assert_eq!(code, 3, "{log}");
-    assert!(
-        took < twiml_failover::service::JOURNAL_EXIT_WAIT + Duration::from_secs(3),
-        "{took:?}\n{log}"
-    );
-    assert!(!log.contains("lost"), "{log}");
+    let took = stop_spilled(&mut server, twiml_failover::service::JOURNAL_EXIT_WAIT);
     let expected: Vec<String> = (5..15).map(sid).collect();
     assert_eq!(spilled_conversations(&spill_dir), expected);
-    eprintln!("locked SQLite: exit {code} after {took:?} with 10 events spilled");
+    eprintln!("locked SQLite: exit 3 after {took:?} with 10 events spilled");
     drop(lock);
     take_back(&url, &spill_dir);
     let all: Vec<String> = (0..15).map(sid).collect();
@@ -277,14 +268,10 @@ fn a_postgres_that_accepts_and_never_answers_at_exit_spills_within_the_bound() {
     // The forwarder waits on the same store: it must not hold the exit either.
     let mut server = serve_stuck(&url, &spill_dir, &["--forward-to", "http://127.0.0.1:9/x"]);
     acknowledge(&server, 10);
-    let (code, took) = stop_timed(&mut server);
-    let log = server.log();
-    assert_eq!(code, 3, "{log}");
-    let bound = twiml_failover::journal::forward::STOP_GRACE + Duration::from_secs(3);
-    assert!(took < bound, "{took:?}\n{log}");
+    let took = stop_spilled(&mut server, twiml_failover::journal::forward::STOP_GRACE);
     let expected: Vec<String> = (0..10).map(sid).collect();
     assert_eq!(spilled_conversations(&spill_dir), expected);
-    eprintln!("silent PostgreSQL: exit {code} after {took:?} with 10 events spilled");
+    eprintln!("silent PostgreSQL: exit 3 after {took:?} with 10 events spilled");
 }
 
 #[test]
@@ -305,13 +292,7 @@ fn a_postgres_that_stops_answering_mid_stream_loses_and_doubles_nothing() {
     // As if the server were SIGSTOPped: connections stay open, nothing is answered.
     proxy.freeze();
     acknowledge_range(&server, 5..15);
-    let (code, took) = stop_timed(&mut server);
-    let log = server.log();
-    assert_eq!(code, 3, "{log}");
-    assert!(
-        took < twiml_failover::service::JOURNAL_EXIT_WAIT + Duration::from_secs(3),
-        "{took:?}\n{log}"
-    );
+    stop_spilled(&mut server, twiml_failover::service::JOURNAL_EXIT_WAIT);
     let spilled = spilled_conversations(&spill_dir);
     let expected: Vec<String> = (5..15).map(sid).collect();
     assert_eq!(spilled, expected);

@@ -260,7 +260,9 @@ fn a_stranger_cannot_inflate_the_log_and_every_genuine_request_is_still_logged()
     let started = Instant::now();
     let end = started + ATTACK;
     let (cut, bad, unknown, genuine) = runtime.block_on(async move {
-        let slow: Vec<_> = (0..SLOW).map(|_| tokio::spawn(slow_body(addr, end))).collect();
+        let slow: Vec<_> = (0..SLOW)
+            .map(|_| tokio::spawn(slow_body(addr, end)))
+            .collect();
         let bad = tokio::spawn(at_rate(addr, Duration::from_millis(5), end, move |n| {
             sms_request(addr, &format!("SMbad{n:029}"), false)
         }));
@@ -301,10 +303,17 @@ fn a_stranger_cannot_inflate_the_log_and_every_genuine_request_is_still_logged()
         genuine.len(),
         genuine.len() as f64 / attack.as_secs_f64()
     );
-    assert!(cut > SLOW as u32, "the slow bodies were cut and came back: {cut}");
+    assert!(
+        cut > SLOW as u32,
+        "the slow bodies were cut and came back: {cut}"
+    );
     assert!(bad.iter().all(|s| *s == 403), "{bad:?}");
     assert_eq!(genuine_ok, genuine.len(), "{genuine:?}");
-    assert!(per_second <= 20.0, "{per_second:.1} lines/s:\n{}", &log[before..]);
+    assert!(
+        per_second <= 20.0,
+        "{per_second:.1} lines/s:\n{}",
+        &log[before..]
+    );
     // Every genuine webhook has its line.
     for n in 0..genuine.len() {
         let sid = format!("message_sid=\"SMok{n:030}\"");

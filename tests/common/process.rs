@@ -133,6 +133,16 @@ impl Serve {
         assert!(ok, "kill -{signal} failed");
     }
 
+    /// SIGTERM, then the exit code (-1 for a signal); panics with the log when there is no exit
+    /// within 30 s.
+    pub fn terminate(&mut self) -> i32 {
+        self.signal("TERM");
+        let status = self
+            .wait_exit(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("no exit within 30 s after SIGTERM:\n{}", self.log()));
+        status.code().unwrap_or(-1)
+    }
+
     /// Waits at most `timeout` for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
