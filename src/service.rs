@@ -315,7 +315,8 @@ async fn serve_then_stop(
             .is_err()
         {
             tracing::warn!(
-                "the forwarder did not stop in time (the journal store is not answering);                  undelivered events stay in the journal for the next start"
+                "the forwarder did not stop in time (the journal store is not answering); \
+                 undelivered events stay in the journal for the next start"
             );
         }
     };

@@ -3,9 +3,9 @@
 //!
 //! One file per exit, `spill-<unix ms>-<pid>-<n>.jsonl`: one JSON [`NewEvent`] per line, written to a
 //! temporary name (`0600`: it holds caller data), fsynced, renamed into place and the folder
-//! fsynced, so a file that exists is whole. Importing appends through the store like any batch: idempotency keys make an event that
-//! was journaled after all (or a file imported twice) a duplicate, not a second row. A file is
-//! removed only after every event in it is committed.
+//! fsynced, so a file that exists is whole. Importing appends through the store like any batch:
+//! idempotency keys make an event that was journaled after all (or a file imported twice) a
+//! duplicate, not a second row. A file is removed only after every event in it is committed.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};

@@ -442,14 +442,19 @@ impl Writer {
         }
     }
 
-    /// Takes what is queued. When the batch is still small, yields a few times first: request
-    /// handlers sharing the CPU get to submit theirs, so one commit covers them.
+    /// Takes what is queued. When a batch is about to go to the store and is still small, yields a
+    /// few times first: request handlers sharing the CPU get to submit theirs, so one commit covers
+    /// them. (While a commit is in flight, whatever comes waits for it anyway.)
     fn gather(&mut self, rx: &Receiver<Message>, flushes: &mut Flushes) {
         let mut yields = 0;
+        let most_yields = match self.in_flight {
+            None => self.settings.gather_yields,
+            Some(_) => 0,
+        };
         while self.events.len() < self.settings.max_batch {
             match rx.try_recv() {
                 Ok(m) => self.take(m, flushes),
-                Err(TryRecvError::Empty) if yields < self.settings.gather_yields => {
+                Err(TryRecvError::Empty) if yields < most_yields => {
                     yields += 1;
                     thread::yield_now();
                 }

@@ -103,8 +103,9 @@ pub const MAX_SET_BYTES: u64 = 16 * 1024 * 1024;
 /// Returns for every layout: directory symlinks below `dir` are refused rather than followed
 /// (following them needs loop detection and can leave the folder; a Kubernetes ConfigMap mount
 /// needs only file symlinks, its `..data` directory link is hidden and skipped), only regular files
-/// are read (a FIFO or device named `x.xml` would block or never end; see [`operator_file`]), and reading stops at
-/// [`MAX_SET_FILES`] / [`MAX_SET_BYTES`] with a diagnostic naming the file that crossed the limit.
+/// are read (a FIFO or device named `x.xml` would block or never end; see [`operator_file`]), and
+/// reading stops at [`MAX_SET_FILES`] / [`MAX_SET_BYTES`] with a diagnostic naming the file that
+/// crossed the limit.
 pub(crate) fn read_sources(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Source> {
     let mut sources = Vec::new();
     let mut files = 0usize;
