@@ -96,13 +96,14 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         )
         .await;
     }
-    let queued = listener::close(listener, |stream| {
+    let closed = listener::close(listener, |stream| {
         let (settings, slots) = (settings.clone(), slots.clone());
         async move { connection::spawn(stream, settings, &slots).await }
     })
     .await;
     tracing::info!(
-        queued,
+        new_handshakes_refused_by = closed.refusal.as_str(),
+        queued = closed.queued,
         timeout_s = limits.drain_timeout.as_secs_f64(),
         "stopped listening; draining"
     );
