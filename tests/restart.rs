@@ -36,6 +36,13 @@ const RESTARTS: usize = 20;
 const PROBE_PERIOD: Duration = Duration::from_secs(1);
 const PROBE_FAILURES: usize = 2;
 const LAME_DUCK: &str = "3";
+
+/// The lame duck to run with: the manifest's, or `RESTART_LAME_DUCK` to see what a shorter one
+/// does to the clients that follow readiness (`RESTART_LAME_DUCK=1 cargo test --test restart`
+/// fails on them).
+fn lame_duck() -> String {
+    std::env::var("RESTART_LAME_DUCK").unwrap_or_else(|_| LAME_DUCK.to_string())
+}
 /// `TWIML_FAILOVER_DRAIN_TIMEOUT` in the same manifest.
 const DRAIN_TIMEOUT: &str = "15";
 
@@ -103,7 +110,12 @@ fn start(install: &Install, addr: SocketAddr, unprivileged: bool, log: &Path) ->
     };
     command
         .args(["serve", "--listen", &addr.to_string(), "--watch", "false"])
-        .args(["--lame-duck", LAME_DUCK, "--drain-timeout", DRAIN_TIMEOUT])
+        .args([
+            "--lame-duck",
+            &lame_duck(),
+            "--drain-timeout",
+            DRAIN_TIMEOUT,
+        ])
         .arg("--templates")
         .arg(install.path("templates"))
         .arg("--config")
@@ -345,8 +357,9 @@ async fn restarts_lose_nothing(unprivileged: bool, expected: &str) {
     let who = if unprivileged { "unprivileged" } else { "root" };
     let longest = shutdowns.iter().max().unwrap();
     eprintln!(
-        "{RESTARTS} restarts as {who} (new handshakes refused by {:?}; SIGTERM to exit at most \
-         {:.2} s):\n  readiness-following: {}\n  direct: {}",
+        "{RESTARTS} restarts as {who} (lame duck {} s, new handshakes refused by {:?}; SIGTERM to \
+         exit at most {:.2} s):\n  readiness-following: {}\n  direct: {}",
+        lame_duck(),
         refusals[0],
         longest.as_secs_f64(),
         following.summary(),
@@ -356,7 +369,7 @@ async fn restarts_lose_nothing(unprivileged: bool, expected: &str) {
     // The listener closes 0.2 s after the refusal, once its queue stays empty, and one-request
     // connections drain at once: the lame duck is nearly all of it. (The manifests budget the worst
     // cases instead: 2 s to close, the whole drain timeout.)
-    let lame_duck = Duration::from_secs_f64(LAME_DUCK.parse().unwrap());
+    let lame_duck = Duration::from_secs_f64(lame_duck().parse().unwrap());
     assert!(
         *longest < lame_duck + Duration::from_secs(3),
         "{shutdowns:?}"
