@@ -374,6 +374,9 @@ async fn restarts_lose_nothing(unprivileged: bool, expected: &str) {
         *longest < lame_duck + Duration::from_secs(3),
         "{shutdowns:?}"
     );
+    // The bound for direct clients is 0 too: once new SYNs are dropped, nothing the kernel accepted
+    // is reset, unless a handshake's final ACK comes more than 0.2 s after its SYN-ACK (ours come
+    // within 20 ms). Every run measured 0 with either refusal; without one, 2 to 69 per 20.
     for (kind, counts) in [("readiness-following", &following), ("direct", &direct)] {
         let lost = counts.lost.lock().unwrap();
         assert!(

@@ -1,5 +1,5 @@
-//! The listening socket: bound so that it can be closed without resetting connections the kernel
-//! has already accepted, and that closing. I/O.
+//! The listening socket: bound so that it can close without resetting what the kernel has already
+//! accepted, and that close. I/O.
 //!
 //! The race: the kernel completes TCP handshakes on its own and queues the connections until the
 //! process calls accept(). Closing the socket resets every connection still in that queue, and
@@ -20,7 +20,8 @@
 //! - a sink, unprivileged: the listener is bound with `SO_REUSEPORT` (set after an exclusive
 //!   bind, so a second server on the same address still fails), and at shutdown a second
 //!   listening socket joins its group with a backlog of 0. A connection of our own to ourselves
-//!   (the plug), steered into the sink, fills its accept queue; then a classic BPF program
+//!   (the plug, steered into the sink by its source address and port) fills its accept queue;
+//!   then a classic BPF program
 //!   attached to the group (`SO_ATTACH_REUSEPORT_CBPF`, allowed to any process) sends every new SYN
 //!   to the sink, where the kernel drops it because the queue is full (`tcp_conn_request`:
 //!   `sk_acceptq_is_full`). Everything else still goes to the listener; a handshake's final ACK
