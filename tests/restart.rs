@@ -63,11 +63,14 @@ impl Install {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::copy(
+        // A link where it can (the debug binary is 200 MB), else a copy.
+        let (binary, to) = (
             env!("CARGO_BIN_EXE_twiml-failover"),
             root.join("twiml-failover"),
-        )
-        .unwrap();
+        );
+        if std::fs::hard_link(binary, &to).is_err() {
+            std::fs::copy(binary, &to).unwrap();
+        }
         std::fs::copy(example_config(), root.join("twiml-failover.toml")).unwrap();
         copy_tree(&shipped_templates(), &root.join("templates"));
         Install { dir }
