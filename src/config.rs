@@ -16,6 +16,7 @@ use crate::journal::forward::Settings as ForwardSettings;
 use crate::journal::JournalUrl;
 use crate::keyring::{KeyRing, Secret};
 use crate::logging::LogFormat;
+use crate::operator_file;
 use crate::server::limits::Limits;
 use crate::server::tls::TlsFiles;
 use crate::templates::{Role, TemplateSettings};
@@ -245,9 +246,11 @@ pub fn discover_config_file(given: &mut Option<PathBuf>) -> Option<PathBuf> {
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, StartupError> {
-    let text = std::fs::read_to_string(path).map_err(|e| StartupError::ConfigFile {
-        path: path.to_owned(),
-        message: e.to_string(),
+    let text = operator_file::read_text(path, operator_file::MAX_DOCUMENT_BYTES).map_err(|e| {
+        StartupError::ConfigFile {
+            path: path.to_owned(),
+            message: e.reason(),
+        }
     })?;
     toml::from_str(&text).map_err(|e| StartupError::ConfigFile {
         path: path.to_owned(),
@@ -256,8 +259,8 @@ fn read_file_config(path: &Path) -> Result<FileConfig, StartupError> {
 }
 
 fn read_secret_file(setting: &'static str, path: &Path) -> Result<Secret, StartupError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| invalid(setting, format!("cannot read {}: {e}", path.display())))?;
+    let text = operator_file::read_text(path, operator_file::MAX_SECRET_BYTES)
+        .map_err(|e| invalid(setting, format!("cannot read {e}")))?;
     let secret = Secret::new(&text);
     if secret.is_empty() {
         return Err(invalid(setting, format!("{} is empty", path.display())));
@@ -559,16 +562,12 @@ fn journal_config(
         return Ok(None);
     };
     if let Some(dir) = &spill_dir {
-        // Found out now, not at exit when the events it should hold have nowhere else to go.
-        let probe = dir.join(format!(".spill-probe-{}", std::process::id()));
-        std::fs::write(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| {
-                invalid(
-                    "journal-spill-dir",
-                    format!("{} is not a writable directory: {e}", dir.display()),
-                )
-            })?;
+        crate::journal::spill::prepare_dir(dir).map_err(|e| {
+            invalid(
+                "journal-spill-dir",
+                format!("{} is not a writable directory: {e}", dir.display()),
+            )
+        })?;
     }
     Ok(Some(JournalConfig {
         url: raw.parse().map_err(|m: String| invalid("journal", m))?,

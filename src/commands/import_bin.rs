@@ -6,13 +6,15 @@ use std::process::ExitCode;
 
 use super::{print, Failure, Outcome};
 use crate::cli::ImportBinArgs;
+use crate::operator_file;
 use crate::templates::bin;
+use crate::templates::MAX_TEMPLATE_FILE_BYTES;
 
 /// Exit 0 with the template on stdout, 1 when the Bin holds something untranslatable.
 pub fn run(args: ImportBinArgs) -> Outcome {
     let shown = args.file.display();
     let text =
-        std::fs::read_to_string(&args.file).map_err(|e| Failure::new(format!("{shown}: {e}")))?;
+        operator_file::read_text(&args.file, MAX_TEMPLATE_FILE_BYTES).map_err(Failure::new)?;
     match bin::import(&text) {
         Ok(imported) => {
             print(&imported.template);

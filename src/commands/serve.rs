@@ -2,6 +2,7 @@
 //! and exit with the status its shutdown chose (see [`crate::service::Exit`]).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use super::{Failure, Outcome};
 use crate::cli::ServeArgs;
@@ -23,8 +24,12 @@ pub fn run(mut args: ServeArgs) -> Outcome {
         .enable_all()
         .build()
         .map_err(Failure::new)?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         let running = service.start(signals::shutdown()).await?;
         Ok(ExitCode::from(running.finished().await.code()))
-    })
+    });
+    // A blocking task still waiting on a store that does not answer must not hold the exit: the
+    // shutdown has already spilled or counted what it holds.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    outcome
 }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use super::{Failure, Outcome};
 use crate::cli::SignArgs;
+use crate::operator_file;
 use crate::signature::{self, Algorithm};
 
 /// Prints the signature (and, for a JSON body, the URL with its `bodySHA256`).
@@ -17,8 +18,8 @@ pub fn run(args: SignArgs) -> Outcome {
     // Connection overrides after `#` are not part of what Twilio signs.
     let url = args.url.split('#').next().unwrap_or("").to_string();
     if let Some(path) = args.json {
-        let body = std::fs::read(&path)
-            .map_err(|e| Failure::new(format!("json: {}: {e}", path.display())))?;
+        let body = operator_file::read(&path, operator_file::MAX_DOCUMENT_BYTES)
+            .map_err(|e| Failure::new(format!("json: {e}")))?;
         let sep = if url.contains('?') { '&' } else { '?' };
         let url = format!("{url}{sep}bodySHA256={}", signature::body_sha256_hex(&body));
         let sig = signature::sign(

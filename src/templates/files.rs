@@ -4,8 +4,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Largest template file accepted.
-const MAX_TEMPLATE_FILE_BYTES: u64 = 256 * 1024;
+use crate::operator_file;
+
+/// Largest template file accepted (and Bin given to `import-bin`, which becomes one).
+pub const MAX_TEMPLATE_FILE_BYTES: u64 = 256 * 1024;
 
 /// One problem in a template file, printed as `file:line:col: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,8 +103,9 @@ pub const MAX_SET_BYTES: u64 = 16 * 1024 * 1024;
 /// Returns for every layout: directory symlinks below `dir` are refused rather than followed
 /// (following them needs loop detection and can leave the folder; a Kubernetes ConfigMap mount
 /// needs only file symlinks, its `..data` directory link is hidden and skipped), only regular files
-/// are read (a FIFO or device named `x.xml` would block or never end), and reading stops at
-/// [`MAX_SET_FILES`] / [`MAX_SET_BYTES`] with a diagnostic naming the file that crossed the limit.
+/// are read (a FIFO or device named `x.xml` would block or never end; see [`operator_file`]), and
+/// reading stops at [`MAX_SET_FILES`] / [`MAX_SET_BYTES`] with a diagnostic naming the file that
+/// crossed the limit.
 pub(crate) fn read_sources(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Source> {
     let mut sources = Vec::new();
     let mut files = 0usize;
@@ -148,10 +151,6 @@ pub(crate) fn read_sources(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec
             if path.extension().and_then(|e| e.to_str()) != Some("xml") {
                 continue;
             }
-            if !meta.is_file() {
-                diagnostics.push(dir_diagnostic(&path, "not a regular file"));
-                continue;
-            }
             let rel = path.strip_prefix(dir).unwrap_or(&path);
             let name = rel
                 .with_extension("")
@@ -189,9 +188,13 @@ pub(crate) fn read_sources(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec
                 ));
                 return sorted(sources);
             }
-            match read_bounded(&path) {
+            // Read through the descriptor checked again: the file may have been replaced since.
+            match operator_file::read_text(&path, MAX_TEMPLATE_FILE_BYTES) {
                 Ok(text) => sources.push(Source { name, path, text }),
-                Err(e) => diagnostics.push(dir_diagnostic(&path, format!("cannot read: {e}"))),
+                Err(e) => diagnostics.push(dir_diagnostic(
+                    &path,
+                    format!("cannot read: {}", e.reason()),
+                )),
             }
         }
     }
@@ -201,19 +204,6 @@ pub(crate) fn read_sources(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec
 fn sorted(mut sources: Vec<Source>) -> Vec<Source> {
     sources.sort_by(|a, b| a.name.cmp(&b.name));
     sources
-}
-
-/// Reads a file as UTF-8, refusing one that grew past the per-file limit since it was measured.
-fn read_bounded(path: &Path) -> std::io::Result<String> {
-    use std::io::Read as _;
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(MAX_TEMPLATE_FILE_BYTES + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_TEMPLATE_FILE_BYTES {
-        return Err(std::io::Error::other("template file is over 256 KiB"));
-    }
-    Ok(text)
 }
 
 #[cfg(test)]
@@ -266,7 +256,8 @@ mod tests {
         let (names, problems) = read(dir.path());
         assert!(names.is_empty());
         assert!(
-            problems[0].contains("zero.xml:1:1: not a regular file"),
+            problems[0]
+                .contains("zero.xml:1:1: cannot read: is a character device, not a regular file"),
             "{problems:?}"
         );
     }

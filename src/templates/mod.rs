@@ -27,6 +27,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use crate::webhook::Params;
 pub use check::Diagnostic;
 pub use context::{RenderContext, Vars};
+pub use files::MAX_TEMPLATE_FILE_BYTES;
 pub use settings::{Role, TemplateSettings};
 
 /// Instruction budget of one render; bounds loops in a template (normal templates use a few hundred).
