@@ -94,6 +94,7 @@ pub(crate) fn new_environment() -> Environment<'static> {
     // `safe` would let a template print caller input unescaped; nothing legitimate needs it.
     env.remove_filter("safe");
     env.add_filter("e164", e164);
+    env.add_filter("each", each);
     env.set_formatter(|out, _state, value| {
         if value.is_undefined() || value.is_none() {
             return Ok(());
@@ -130,6 +131,21 @@ fn e164(value: &Value) -> String {
         format!("+{digits}")
     } else {
         String::new()
+    }
+}
+
+/// The `each` filter: what a TwiML Bin section (`{{#Name}}`, `{{#each Name}}`) iterates, as
+/// Mustache does: a list (`Name[]` sent several times) item by item, any other true value once as
+/// itself (one `Name=Jane` is one pass, never one per letter), and nothing for a false one (a
+/// parameter not sent, an empty value). `import-bin` writes it into every loop it translates.
+fn each(value: &Value) -> Value {
+    if value.kind() == minijinja::value::ValueKind::Seq {
+        return value.clone();
+    }
+    if value.is_true() {
+        Value::from(vec![value.clone()])
+    } else {
+        Value::from(Vec::<Value>::new())
     }
 }
 
@@ -502,6 +518,38 @@ mod tests {
             .render_str("[{% for d in Nope %}x{% endfor %}]", ctx)
             .unwrap();
         assert_eq!(out, "[]");
+    }
+
+    #[test]
+    fn each_iterates_a_list_and_passes_once_over_one_value() {
+        let env = new_environment();
+        let ctx = Value::from_object(RenderContext::new(
+            Arc::new(Default::default()),
+            params(&[
+                ("Name", "Jane"),
+                ("Empty", ""),
+                ("Dest[]", "+1"),
+                ("Dest[]", ""),
+                ("Dest[]", "<b>"),
+            ]),
+        ));
+        let render = |t: &str| env.render_str(t, ctx.clone()).unwrap();
+        assert_eq!(
+            render("{% for n in Name | each %}Thank you, {{ n }}.{% endfor %}"),
+            "Thank you, Jane."
+        );
+        assert_eq!(
+            render("{% for d in Dest | each %}[{{ d }}]{% endfor %}"),
+            "[+1][][&lt;b&gt;]"
+        );
+        for missing in ["Empty", "Nope"] {
+            assert_eq!(
+                render(&format!(
+                    "{{% for x in {missing} | each %}}x{{% else %}}none{{% endfor %}}"
+                )),
+                "none"
+            );
+        }
     }
 
     #[test]

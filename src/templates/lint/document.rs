@@ -44,6 +44,10 @@ pub struct Report {
 /// Largest TwiML document Twilio accepts (error 11750).
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1000;
 
+/// Deeper nesting of elements than this is reported, not judged: the walk recurses per level (SSML
+/// such as `<prosody>` may nest in itself, and 64 kB hold 3,000 levels of it).
+pub const MAX_ELEMENT_DEPTH: usize = 100;
+
 /// Checks well-formedness and the `<Response>` root, and, when `channel` is given, everything the
 /// schema says for that channel.
 pub fn check(doc: &str, channel: Option<Channel>) -> Report {
@@ -79,7 +83,7 @@ pub fn check(doc: &str, channel: Option<Channel>) -> Report {
             channel,
             report: &mut report,
         };
-        walk.element(root, SCHEMA.root(channel));
+        walk.element(root, SCHEMA.root(channel), 0);
     }
     report
 }
@@ -101,13 +105,20 @@ struct Walk<'r, 'd> {
 }
 
 impl Walk<'_, '_> {
-    fn element(&mut self, node: Node<'_, '_>, spec: &Element) {
+    fn element(&mut self, node: Node<'_, '_>, spec: &Element, depth: usize) {
+        if depth >= MAX_ELEMENT_DEPTH {
+            self.report.problem(
+                node.range().start,
+                format!("elements nest more than {MAX_ELEMENT_DEPTH} deep here"),
+            );
+            return;
+        }
         self.attributes(node, spec);
         self.text(node, spec);
         for child in node.children().filter(Node::is_element) {
             let tag = qname(self.doc, child);
             match self.schema.child(spec, tag) {
-                Some((_, child_spec)) => self.element(child, child_spec),
+                Some((_, child_spec)) => self.element(child, child_spec, depth + 1),
                 None => {
                     let message = self.placement(spec, tag);
                     self.report.problem(child.range().start, message);
@@ -368,5 +379,28 @@ mod tests {
             let m = messages(doc, Channel::Voice).join("; ");
             assert!(m.contains(expect), "{doc:?}: {m}");
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_overflowing_the_stack() {
+        let nested = |n: usize| {
+            format!(
+                "<Response><Say>{}x{}</Say></Response>",
+                "<prosody>".repeat(n),
+                "</prosody>".repeat(n)
+            )
+        };
+        let fine = messages(&nested(MAX_ELEMENT_DEPTH - 2), Channel::Voice);
+        assert!(fine.is_empty(), "{fine:?}");
+        let deep = nested(3300);
+        // Half the stack of the blocking thread a reload runs on (tokio's 2 MiB).
+        let found = std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(move || messages(&deep, Channel::Voice))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("nest more than 100 deep"), "{found:?}");
     }
 }

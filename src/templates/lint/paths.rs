@@ -1,5 +1,8 @@
 //! Every document a template can render, up to its expressions: one per way through its
-//! `{% if %}` / `{% elif %}` / `{% else %}` branches, with loops taken 0, 1 and 2 times. Pure.
+//! `{% if %}` / `{% elif %}` / `{% else %}` branches, with loops taken 0, 1 and 2 times (0 and 1
+//! when every way through the loop's body is whole elements, or plain text with an expression in
+//! it: a second pass repeats them, which changes neither well-formedness nor what may nest where).
+//! Pure.
 //!
 //! MiniJinja's delimiters are fixed (`{{ }}`, `{% %}`, `{# #}`, `-` whitespace control, and the
 //! repo's `trim_blocks`/`lstrip_blocks`), so a small scanner over the source finds the tags without
@@ -11,6 +14,10 @@ use super::EXPRESSION_MARK;
 
 /// More paths than this and the template is reported instead of judged.
 pub const MAX_PATHS: usize = 64;
+
+/// Deeper nesting of blocks than this is reported instead of judged (the template engine refuses
+/// about 150; judging recurses once per level).
+pub const MAX_NESTING: usize = 100;
 
 /// Filters whose result is marked safe and written out unescaped.
 const MARKUP_FILTERS: &[&str] = &["safe", "e", "escape", "tojson"];
@@ -83,7 +90,9 @@ enum Piece {
     Raw(usize, usize),
     Expr(usize),
     If(Vec<Vec<Piece>>),
-    For(Vec<Piece>, Vec<Piece>),
+    /// Body, `{% else %}` body, and whether a second pass can make a document one pass does not
+    /// (see [`repeats_harmlessly`]).
+    For(Vec<Piece>, Vec<Piece>, bool),
 }
 
 #[derive(Debug)]
@@ -99,13 +108,14 @@ enum Tok<'a> {
 pub fn paths(source: &str) -> Result<Vec<Path>, Unjudgeable> {
     let toks = scan(source)?;
     let mut at = 0;
-    let pieces = parse_body(&toks, &mut at, &[])?;
+    let mut pieces = parse_body(&toks, &mut at, &[], 0)?;
     if let Some(Tok::Stmt(off, s)) = toks.get(at) {
         return Err(Unjudgeable {
             offset: *off,
             message: format!("`{{% {} %}}` closes nothing", s.trim()),
         });
     }
+    single_passes(source, &mut pieces);
     let start = vec![Path {
         doc: String::new(),
         spans: Vec::new(),
@@ -117,12 +127,7 @@ pub fn paths(source: &str) -> Result<Vec<Path>, Unjudgeable> {
              the check cannot judge each one (split the template, or nest fewer conditions)"
         ),
     })?;
-    let mut seen = std::collections::HashSet::new();
-    Ok(all
-        .into_iter()
-        .map(Path::trimmed)
-        .filter(|p| seen.insert(p.doc.clone()))
-        .collect())
+    Ok(distinct(all.into_iter().map(Path::trimmed).collect()))
 }
 
 fn expand(source: &str, pieces: &[Piece], mut paths: Vec<Path>) -> Option<Vec<Path>> {
@@ -136,17 +141,21 @@ fn expand(source: &str, pieces: &[Piece], mut paths: Vec<Path>) -> Option<Vec<Pa
                 let mut next = Vec::new();
                 for branch in branches {
                     next.extend(expand(source, branch, paths.clone())?);
+                    next = distinct(next);
                     if next.len() > MAX_PATHS {
                         return None;
                     }
                 }
                 paths = next;
             }
-            Piece::For(body, otherwise) => {
+            Piece::For(body, otherwise, twice) => {
                 let mut next = expand(source, otherwise, paths.clone())?;
                 let once = expand(source, body, paths)?;
-                next.extend(expand(source, body, once.clone())?);
+                if *twice {
+                    next.extend(expand(source, body, once.clone())?);
+                }
                 next.extend(once);
+                next = distinct(next);
                 if next.len() > MAX_PATHS {
                     return None;
                 }
@@ -155,6 +164,56 @@ fn expand(source: &str, pieces: &[Piece], mut paths: Vec<Path>) -> Option<Vec<Pa
         }
     }
     Some(paths)
+}
+
+/// `paths` without the repeats of a document (branches that differ in nothing they write): the
+/// same document is judged the same, so only the first is kept.
+fn distinct(paths: Vec<Path>) -> Vec<Path> {
+    let mut seen = std::collections::HashSet::new();
+    paths
+        .into_iter()
+        .filter(|p| seen.insert(p.doc.clone()))
+        .collect()
+}
+
+/// Marks the loops whose second pass cannot make a new document, innermost first, so that each
+/// body is listed once here and a loop inside a loop is not judged again per outer path.
+fn single_passes(source: &str, pieces: &mut [Piece]) {
+    for piece in pieces {
+        match piece {
+            Piece::If(branches) => branches
+                .iter_mut()
+                .for_each(|branch| single_passes(source, branch)),
+            Piece::For(body, otherwise, twice) => {
+                single_passes(source, body);
+                single_passes(source, otherwise);
+                *twice = !repeats_harmlessly(source, body);
+            }
+            Piece::Raw(..) | Piece::Expr(_) => {}
+        }
+    }
+}
+
+/// True when a second pass through `body` cannot make a document one pass does not: every way
+/// through it is nothing, whole elements (markup that closes what it opens, whitespace around it),
+/// or text free of markup and quotes that holds an expression (so the value it stands in is not
+/// typed at check time, and more of it is the same kind of text).
+fn repeats_harmlessly(source: &str, body: &[Piece]) -> bool {
+    let empty = Path {
+        doc: String::new(),
+        spans: Vec::new(),
+    };
+    expand(source, body, vec![empty]).is_some_and(|ways| {
+        ways.iter().all(|path| {
+            let inner = path.doc.trim();
+            let elements = inner.starts_with('<')
+                && inner.ends_with('>')
+                && super::xml::parse(&format!("<x>{inner}</x>")).is_ok();
+            let text =
+                inner.contains(EXPRESSION_MARK) && !inner.contains(['<', '>', ']', '"', '\'', '&']);
+            inner.is_empty() || elements || text
+        })
+    })
 }
 
 fn keyword(stmt: &str) -> &str {
@@ -166,7 +225,12 @@ fn keyword(stmt: &str) -> &str {
 }
 
 /// Pieces up to one of `until` (left unconsumed at `*at`).
-fn parse_body(toks: &[Tok<'_>], at: &mut usize, until: &[&str]) -> Result<Vec<Piece>, Unjudgeable> {
+fn parse_body(
+    toks: &[Tok<'_>],
+    at: &mut usize,
+    until: &[&str],
+    depth: usize,
+) -> Result<Vec<Piece>, Unjudgeable> {
     let mut out = Vec::new();
     while let Some(tok) = toks.get(*at) {
         match tok {
@@ -200,13 +264,27 @@ fn parse_body(toks: &[Tok<'_>], at: &mut usize, until: &[&str]) -> Result<Vec<Pi
                         ),
                     });
                 }
+                if matches!(kw, "if" | "for" | "with") && depth >= MAX_NESTING {
+                    return Err(Unjudgeable {
+                        offset: *off,
+                        message: format!(
+                            "blocks nest more than {MAX_NESTING} deep here; the check cannot judge \
+                             the template (close some blocks before opening more)"
+                        ),
+                    });
+                }
                 *at += 1;
                 match kw {
                     "if" => {
                         let mut branches = Vec::new();
                         let mut has_else = false;
                         loop {
-                            branches.push(parse_body(toks, at, &["elif", "else", "endif"])?);
+                            branches.push(parse_body(
+                                toks,
+                                at,
+                                &["elif", "else", "endif"],
+                                depth + 1,
+                            )?);
                             match toks.get(*at) {
                                 Some(Tok::Stmt(_, s)) if keyword(s) == "endif" => break,
                                 Some(Tok::Stmt(_, s)) => has_else |= keyword(s) == "else",
@@ -222,22 +300,22 @@ fn parse_body(toks: &[Tok<'_>], at: &mut usize, until: &[&str]) -> Result<Vec<Pi
                         continue;
                     }
                     "for" => {
-                        let body = parse_body(toks, at, &["else", "endfor"])?;
+                        let body = parse_body(toks, at, &["else", "endfor"], depth + 1)?;
                         let mut otherwise = Vec::new();
                         if matches!(toks.get(*at), Some(Tok::Stmt(_, s)) if keyword(s) == "else") {
                             *at += 1;
-                            otherwise = parse_body(toks, at, &["endfor"])?;
+                            otherwise = parse_body(toks, at, &["endfor"], depth + 1)?;
                         }
                         if !matches!(toks.get(*at), Some(Tok::Stmt(_, s)) if keyword(s) == "endfor")
                         {
                             return Err(unclosed(*off, "for"));
                         }
                         *at += 1;
-                        out.push(Piece::For(body, otherwise));
+                        out.push(Piece::For(body, otherwise, true));
                         continue;
                     }
                     "with" => {
-                        out.extend(parse_body(toks, at, &["endwith"])?);
+                        out.extend(parse_body(toks, at, &["endwith"], depth + 1)?);
                         if toks.get(*at).is_none() {
                             return Err(unclosed(*off, "with"));
                         }
@@ -538,9 +616,56 @@ mod tests {
     #[test]
     fn loops_run_zero_one_and_two_times() {
         assert_eq!(
-            docs("<R>{% for m in M %}<S>{{ m }}</S>{% else %}<N/>{% endfor %}</R>"),
-            ["<R><N/></R>", "<R><S>$</S></R>", "<R><S>$</S><S>$</S></R>"]
+            docs("<R>{% for m in M %}<S>{{ m }}{% else %}<N/>{% endfor %}</R>"),
+            ["<R><N/></R>", "<R><S>$</R>", "<R><S>$<S>$</R>"]
         );
+        assert_eq!(
+            docs("<R><S>{% for m in M %}a] {{ m }}{% endfor %}</S></R>"),
+            [
+                "<R><S></S></R>",
+                "<R><S>a] $</S></R>",
+                "<R><S>a] $a] $</S></R>"
+            ]
+        );
+        assert_eq!(
+            docs("<R><S>{% for m in M %}a, {{ m }}{% endfor %}</S></R>"),
+            ["<R><S></S></R>", "<R><S>a, $</S></R>"]
+        );
+    }
+
+    #[test]
+    fn a_loop_of_whole_elements_runs_zero_and_one_times() {
+        assert_eq!(
+            docs("<R>{% for m in M %}\n  <S>{{ m }}</S>{% if a %}<P/>{% endif %}\n{% else %}<N/>{% endfor %}</R>"),
+            ["<R>  <S>$</S></R>", "<R>  <S>$</S><P/></R>", "<R><N/></R>"]
+        );
+        // Loops of different elements in a row: 2^n ways, not 3^n (and the same document twice
+        // is one way).
+        let loops = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("{{% for d in D %}}<N{i}>{{{{ d }}}}</N{i}>{{% endfor %}}"))
+                .collect()
+        };
+        assert_eq!(paths(&loops(6)).unwrap().len(), 64);
+        assert!(paths(&loops(7)).is_err());
+        let same = "{% for d in D %}<N>{{ d }}</N>{% endfor %}".repeat(7);
+        assert_eq!(paths(&same).unwrap().len(), 8);
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_overflowing_the_stack() {
+        let nested = |n: usize| "{% with %}".repeat(n) + "<S/>" + &"{% endwith %}".repeat(n);
+        assert_eq!(paths(&nested(MAX_NESTING)).unwrap().len(), 1);
+        let deep = nested(10_000);
+        // Half the stack of the blocking thread a reload runs on (tokio's 2 MiB).
+        let e = std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(move || paths(&deep).unwrap_err())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(e.offset, 10 * MAX_NESTING, "{e:?}");
+        assert!(e.message.contains("nest more than 100 deep"), "{e:?}");
     }
 
     #[test]
@@ -584,11 +709,16 @@ mod tests {
             let e = paths(src).unwrap_err();
             assert!(e.message.contains(expect), "{src}: {e:?}");
         }
-        let many = "{% if a %}<S/>{% endif %}".repeat(7);
-        assert!(paths(&many).unwrap_err().message.contains("more than 64"));
+        let ifs = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("{{% if a %}}<S{i}/>{{% endif %}}"))
+                .collect()
+        };
+        assert!(paths(&ifs(7)).unwrap_err().message.contains("more than 64"));
+        assert_eq!(paths(&ifs(6)).unwrap().len(), 64);
         assert_eq!(
-            paths(&"{% if a %}<S/>{% endif %}".repeat(6)).unwrap().len(),
-            7
+            paths(&"{% if a %}<S/>{% endif %}".repeat(7)).unwrap().len(),
+            8
         );
     }
 }
