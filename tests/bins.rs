@@ -650,3 +650,43 @@ fn generated_bins_render_as_pystache_and_chevron_do() {
         "only {agree} of {CASES} cases compared with both"
     );
 }
+
+/// Issue 24, point 6: `import-bin` says where `extra_params` goes; done exactly as it says in a copy
+/// of the shipped config (whose last table is `[vars]`), `check` passes. Appended at the end
+/// instead, the line would land in `[vars]` and fail: that is why the message says where.
+#[test]
+fn following_import_bins_extra_params_instruction_literally_passes_check() {
+    let root = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_templates(), &root.path().join("twiml-templates"));
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bins/simulring.xml");
+    let (code, template, err) = common::run_bin(&["import-bin", bin.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("Put this line in the config file above its first [table] (above [vars])"),
+        "{err}"
+    );
+    let line = err.lines().last().unwrap();
+    assert_eq!(line, "extra_params = [\"Dest\"]", "{err}");
+    std::fs::write(
+        root.path().join("twiml-templates/primary/ring.xml"),
+        template,
+    )
+    .unwrap();
+    let shipped = std::fs::read_to_string(common::example_config()).unwrap();
+    let first_table = shipped
+        .lines()
+        .position(|l| l.trim_start().starts_with('['))
+        .expect("the shipped config has a table");
+    let mut lines: Vec<&str> = shipped.lines().collect();
+    lines.insert(first_table, line);
+    std::fs::write(root.path().join("twiml-failover.toml"), lines.join("\n") + "\n").unwrap();
+    let (code, out, err) = common::run_bin_in(root.path(), &["check"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::write(
+        root.path().join("twiml-failover.toml"),
+        format!("{shipped}{line}\n"),
+    )
+    .unwrap();
+    let (code, out, err) = common::run_bin_in(root.path(), &["check"], &[]);
+    assert_ne!(code, 0, "appended to [vars] it is not extra_params: {out}{err}");
+}

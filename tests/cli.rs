@@ -185,6 +185,78 @@ fn a_fresh_clone_needs_no_config_flag() {
     assert!(found, "serve logs the config file it found");
 }
 
+/// Issue 24, point 6: run outside the repository root, each command says what it looked for, where,
+/// and how to point at it; a variable missing from an absent config is one line, not one per use.
+#[test]
+fn errors_outside_the_repository_root_point_at_the_fix() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cwd = elsewhere.path().display().to_string();
+    let templates = repo("twiml-templates");
+    let no_config = format!(
+        "no config file: none given, and no ./twiml-failover.toml in {cwd}; going on without \
+         [vars] and extra_params (give one with --config FILE or TWIML_FAILOVER_CONFIG=FILE)"
+    );
+
+    let (code, out, err) =
+        common::run_bin_in(elsewhere.path(), &["check", "--templates", &templates], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.lines().next(), Some(no_config.as_str()), "{err}");
+    assert!(err.contains("no config file was read (see the first line)"), "{err}");
+    // company, agent_number, backup_number: one line each, every place named on company's.
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let company: Vec<&str> = out.lines().filter(|l| l.contains("\"company\"")).collect();
+    assert_eq!(company.len(), 1, "{out}");
+    assert_eq!(company[0].matches(".xml:").count(), 4, "{out}");
+    assert!(company[0].contains("give it a value under [vars]"), "{out}");
+
+    // serve says the same once, after the problems, and does not point at a command that repeats them.
+    let (code, _, err) = common::run_bin_in(
+        elsewhere.path(),
+        &["serve", "--templates", &templates],
+        &[("TWILIO_AUTH_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.matches("no config file").count(), 1, "{err}");
+    assert_eq!(err.matches("unknown variable \"company\"").count(), 1, "{err}");
+    assert!(err.trim_end().ends_with(&no_config), "{err}");
+
+    // No templates folder: what was looked for, where, and the flag.
+    for command in ["check", "render /voice", "test"] {
+        let args: Vec<&str> = command.split(' ').collect();
+        let (code, _, err) = common::run_bin_in(elsewhere.path(), &args, &[]);
+        assert_eq!(code, 2, "{command}: {err}");
+        assert!(
+            err.contains(&format!(
+                "templates: no --templates given, and no twiml-templates/ folder in {cwd}"
+            )) && err.contains("--templates DIR"),
+            "{command}: {err}"
+        );
+    }
+    let (code, _, err) = common::run_bin_in(
+        elsewhere.path(),
+        &["serve"],
+        &[("TWILIO_AUTH_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("templates: no --templates given, and no twiml-templates/ folder in {cwd}"))
+            && err.contains("--templates DIR"),
+        "{err}"
+    );
+
+    // sign names the variable it reads.
+    let (code, out, err) = common::run_bin_in(
+        elsewhere.path(),
+        &["sign", "--url", "https://example.com/sms", "Body=hi"],
+        &[],
+    );
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(
+        err.contains("export TWILIO_AUTH_TOKEN=") && err.contains("--token TOKEN"),
+        "{err}"
+    );
+}
+
 #[test]
 fn sign_matches_twilios_documented_example() {
     let (code, out, _) = run(

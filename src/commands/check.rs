@@ -1,29 +1,18 @@
 //! `check`: lint both template sets the way `serve` would load them; exit 1 when any has a problem.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{Failure, Outcome};
+use super::template_inputs::TemplateInputs;
+use super::Outcome;
 use crate::cli::CheckArgs;
-use crate::config;
 use crate::templates::check::check_all;
 
-/// Prints every problem (one per line) to stdout and a summary to stderr.
-pub fn run(mut args: CheckArgs) -> Outcome {
-    if let Some(path) = config::discover_config_file(&mut args.config) {
-        eprintln!("no --config given: reading {}", path.display());
-    }
-    let settings = config::load_template_settings(args.config.as_deref())?;
-    let root = args
-        .templates
-        .unwrap_or_else(|| PathBuf::from("twiml-templates"));
-    if !root.is_dir() {
-        return Err(Failure::new(format!(
-            "templates: {} is not a directory",
-            root.display()
-        )));
-    }
-    let diagnostics = check_all(&root, &settings);
+/// Prints every problem (one per line, a problem found in several places once) to stdout and a
+/// summary to stderr.
+pub fn run(args: CheckArgs) -> Outcome {
+    let inputs = TemplateInputs::load(args.templates, args.config)?;
+    let root = &inputs.root;
+    let diagnostics = check_all(root, &inputs.settings);
     for d in &diagnostics {
         println!("{d}");
     }
@@ -31,7 +20,11 @@ pub fn run(mut args: CheckArgs) -> Outcome {
         eprintln!("{}: both template sets are fine", root.display());
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("{} problem(s)", diagnostics.len());
+        let read = match inputs.config {
+            Some(_) => "",
+            None => "; no config file was read (see the first line)",
+        };
+        eprintln!("{} problem(s){read}", diagnostics.len());
         Ok(ExitCode::from(1))
     }
 }

@@ -84,6 +84,58 @@ pub(crate) fn syntax() -> SyntaxConfig {
         .expect("default delimiters are valid")
 }
 
+/// The filters a template may use: MiniJinja's built-ins (less `safe`, and `escape`/`e`, which the
+/// check refuses because their output is not escaped again), and this project's `e164` and `each`.
+/// What `check` lists when a template names another.
+pub const FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "chain",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e164",
+    "each",
+    "first",
+    "float",
+    "format",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "trim",
+    "unique",
+    "upper",
+    "zip",
+];
+
 /// Builds the MiniJinja environment every set uses: XML escaping of every value, lenient undefined
 /// values (a parameter Twilio did not send renders empty), bounded fuel, and no `safe` filter.
 pub(crate) fn new_environment() -> Environment<'static> {
@@ -275,7 +327,7 @@ impl Templates {
                 fallback,
                 vars: Arc::new(settings.vars.clone()),
             }),
-            _ => Err(problems),
+            _ => Err(check::merge_repeats(problems)),
         }
     }
 
@@ -548,6 +600,79 @@ mod tests {
                     "{{% for x in {missing} | each %}}x{{% else %}}none{{% endfor %}}"
                 )),
                 "none"
+            );
+        }
+    }
+
+    #[test]
+    fn filters_lists_what_the_environment_has() {
+        let env = new_environment();
+        let kind = |name: &str| {
+            env.render_str(&format!("{{{{ 1 | {name} }}}}"), ())
+                .err()
+                .map(|e| e.kind())
+        };
+        for name in FILTERS.iter().chain(&["escape", "e"]) {
+            assert_ne!(
+                kind(name),
+                Some(minijinja::ErrorKind::UnknownFilter),
+                "{name}"
+            );
+        }
+        // Every built-in MiniJinja 3.1 registers with this crate's features is listed, or refused.
+        for name in [
+            "abs",
+            "attr",
+            "batch",
+            "bool",
+            "capitalize",
+            "chain",
+            "count",
+            "d",
+            "default",
+            "dictsort",
+            "first",
+            "float",
+            "format",
+            "groupby",
+            "indent",
+            "int",
+            "items",
+            "join",
+            "last",
+            "length",
+            "lines",
+            "list",
+            "lower",
+            "map",
+            "max",
+            "min",
+            "pprint",
+            "reject",
+            "rejectattr",
+            "replace",
+            "reverse",
+            "round",
+            "select",
+            "selectattr",
+            "slice",
+            "sort",
+            "split",
+            "string",
+            "sum",
+            "title",
+            "trim",
+            "unique",
+            "upper",
+            "zip",
+        ] {
+            assert!(FILTERS.contains(&name), "{name}");
+        }
+        for name in ["safe", "tojson", "urlencode", "uper"] {
+            assert_eq!(
+                kind(name),
+                Some(minijinja::ErrorKind::UnknownFilter),
+                "{name}"
             );
         }
     }

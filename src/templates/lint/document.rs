@@ -17,6 +17,8 @@ pub struct Problem {
     pub offset: usize,
     /// What is wrong.
     pub message: String,
+    /// For a missing end tag, where the element still open was opened (byte offset of its `<`).
+    pub opened: Option<usize>,
 }
 
 /// A URL in the document that Twilio fetches TwiML from next, entities decoded.
@@ -58,7 +60,11 @@ pub fn check(doc: &str, channel: Option<Channel>) -> Report {
     let tree = match xml::parse(doc) {
         Ok(tree) => tree,
         Err(e) => {
-            report.problem(e.offset, e.message);
+            report.problems.push(Problem {
+                offset: e.offset,
+                message: e.message,
+                opened: e.opened,
+            });
             return report;
         }
     };
@@ -93,6 +99,7 @@ impl Report {
         self.problems.push(Problem {
             offset,
             message: message.into(),
+            opened: None,
         });
     }
 }

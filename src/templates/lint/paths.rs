@@ -379,6 +379,105 @@ pub fn statements(source: &str) -> Result<Vec<(usize, &str)>, Unjudgeable> {
         .collect())
 }
 
+/// The filters `source` applies (`{{ x | upper }}`, `{% for d in D | each %}`,
+/// `{% filter upper %}`): the offset of each name, and the name. Quoted text is not read.
+pub fn filters(source: &str) -> Result<Vec<(usize, &str)>, Unjudgeable> {
+    let mut found = Vec::new();
+    for tok in scan(source)? {
+        let body = match tok {
+            Tok::Expr(_, body) | Tok::Stmt(_, body) => body,
+            _ => continue,
+        };
+        let base = body.as_ptr() as usize - source.as_ptr() as usize;
+        let name_at = |from: usize| {
+            let rest = &body[from..];
+            let start = from + (rest.len() - rest.trim_start().len());
+            let len = body[start..]
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(body.len() - start);
+            (len > 0).then(|| (base + start, &body[start..start + len]))
+        };
+        if keyword(body) == "filter" {
+            let kw = body.len() - body.trim_start().len() + "filter".len();
+            found.extend(name_at(kw));
+        }
+        let mut quote = None;
+        let mut chars = body.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match (quote, c) {
+                (Some(_), '\\') => {
+                    chars.next();
+                }
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '|') => found.extend(name_at(i + 1)),
+                (None, _) => {}
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The innermost block left open: where it opens, its statement, the `end…` tag that closes it,
+/// and the closing tag of another block that stands where it must close (None: the template
+/// ends first). None when every block is closed in order, or the tags cannot be read.
+pub fn open_block(source: &str) -> Option<OpenBlock<'_>> {
+    const BLOCKS: &[&str] = &[
+        "if",
+        "for",
+        "with",
+        "macro",
+        "call",
+        "filter",
+        "block",
+        "autoescape",
+    ];
+    let mut open: Vec<(usize, &str, &str)> = Vec::new();
+    for tok in scan(source).ok()? {
+        let Tok::Stmt(off, body) = tok else { continue };
+        let kw = keyword(body);
+        let opens = BLOCKS.contains(&kw) || (kw == "set" && !body.contains('='));
+        if opens {
+            open.push((off, kw, body.trim()));
+        } else if let Some(closed) = kw.strip_prefix("end") {
+            match open.last() {
+                Some((_, top, _)) if *top == closed => {
+                    open.pop();
+                }
+                Some(&(offset, top, statement)) => {
+                    return Some(OpenBlock {
+                        offset,
+                        statement,
+                        end: top,
+                        stray: Some((off, body.trim())),
+                    })
+                }
+                None => return None,
+            }
+        }
+    }
+    open.pop().map(|(offset, top, statement)| OpenBlock {
+        offset,
+        statement,
+        end: top,
+        stray: None,
+    })
+}
+
+/// A block [`open_block`] found open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenBlock<'a> {
+    /// Offset of its `{%`.
+    pub offset: usize,
+    /// Its statement, as written (`if Digits == "1"`).
+    pub statement: &'a str,
+    /// Its keyword; `end` + this closes it.
+    pub end: &'a str,
+    /// The closing tag of another block where this one must close: its offset and statement.
+    pub stray: Option<(usize, &'a str)>,
+}
+
 /// Splits `source` into raw text, expressions and statements, applying whitespace control as
 /// MiniJinja's lexer does (`minijinja::compiler::lexer`, read for 3.1): one trailing newline of the
 /// template dropped, `lstrip_blocks` only where nothing but whitespace stands between the line's
@@ -650,6 +749,40 @@ mod tests {
         assert!(paths(&loops(7)).is_err());
         let same = "{% for d in D %}<N>{{ d }}</N>{% endfor %}".repeat(7);
         assert_eq!(paths(&same).unwrap().len(), 8);
+    }
+
+    #[test]
+    fn filters_are_found_outside_quotes_with_their_place() {
+        let src = "<R>{{ x | upper }}{{ \"a|b\" ~ y|uper(1) }}{% for d in D | each %}\
+                   {% filter lower %}x{% endfilter %}{% endfor %}</R>";
+        let found: Vec<(&str, &str)> = filters(src)
+            .unwrap()
+            .into_iter()
+            .map(|(at, name)| (&src[at..at + name.len()], name))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("upper", "upper"),
+                ("uper", "uper"),
+                ("each", "each"),
+                ("lower", "lower")
+            ]
+        );
+    }
+
+    #[test]
+    fn the_block_left_open_is_named_with_its_place() {
+        let src = "<R>\n{% if Digits %}\n{% for d in D %}{% endfor %}\n</R>";
+        let b = open_block(src).unwrap();
+        assert_eq!(
+            (b.offset, b.statement, b.end, b.stray),
+            (4, "if Digits", "if", None)
+        );
+        let src = "{% for d in D %}{% if a %}x{% endfor %}";
+        let b = open_block(src).unwrap();
+        assert_eq!((b.statement, b.stray), ("if a", Some((27, "endfor"))));
+        assert_eq!(open_block("{% if a %}{% set x = 1 %}{% endif %}"), None);
     }
 
     #[test]

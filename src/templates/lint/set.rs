@@ -13,6 +13,7 @@ use super::links::{self, Target};
 use super::paths::{self, Path};
 use super::schema::SCHEMA;
 use super::{Channel, EXPRESSION_MARK};
+use crate::templates::files::line_col;
 
 /// One problem, in a template's source.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -199,6 +200,9 @@ fn read<'a>(name: &'a str, text: &str, add: &mut impl FnMut(&str, usize, String)
                 "an expression may only stand in text or in an attribute value (its value is \
                  escaped, so it can never make markup)"
                     .to_string()
+            } else if let Some(opened) = p.opened {
+                let (line, col) = line_col(text, path.source_offset(opened));
+                format!("{} (it was opened at {line}:{col})", p.message)
             } else {
                 p.message.clone()
             };
