@@ -679,7 +679,11 @@ fn following_import_bins_extra_params_instruction_literally_passes_check() {
         .expect("the shipped config has a table");
     let mut lines: Vec<&str> = shipped.lines().collect();
     lines.insert(first_table, line);
-    std::fs::write(root.path().join("twiml-failover.toml"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(
+        root.path().join("twiml-failover.toml"),
+        lines.join("\n") + "\n",
+    )
+    .unwrap();
     let (code, out, err) = common::run_bin_in(root.path(), &["check"], &[]);
     assert_eq!(code, 0, "{out}{err}");
     std::fs::write(
@@ -688,5 +692,8 @@ fn following_import_bins_extra_params_instruction_literally_passes_check() {
     )
     .unwrap();
     let (code, out, err) = common::run_bin_in(root.path(), &["check"], &[]);
-    assert_ne!(code, 0, "appended to [vars] it is not extra_params: {out}{err}");
+    assert_ne!(
+        code, 0,
+        "appended to [vars] it is not extra_params: {out}{err}"
+    );
 }

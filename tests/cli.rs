@@ -59,6 +59,62 @@ fn check_reports_file_line_col_and_exits_1() {
     assert_eq!(out.lines().count(), 2, "{out}");
 }
 
+/// Issue 24, point 9: a loop that can write more than Twilio's 64 kB is a warning naming the
+/// template and the loop; `check` still exits 0. A messaging template leading into voice TwiML
+/// through `<Message action>` is an error.
+#[test]
+fn check_warns_of_a_loop_over_64_kb_and_refuses_messaging_into_voice() {
+    let dir = tempfile::tempdir().unwrap();
+    for role in ["primary", "fallback"] {
+        let d = dir.path().join(role);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("voice.xml"), "<Response><Say>hi</Say></Response>\n").unwrap();
+        std::fs::write(
+            d.join("sms.xml"),
+            "<Response><Message>hi</Message></Response>\n",
+        )
+        .unwrap();
+    }
+    let templates = dir.path().to_str().unwrap();
+    std::fs::write(
+        dir.path().join("primary/echo.xml"),
+        "<Response>\n  <Message>{% for i in range(50) %}{{ Body }}{% endfor %}</Message>\n</Response>\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", "--templates", templates], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "{templates}/primary/echo.xml:2:12: warning: the loop `{{% for i in range(50) %}}` can \
+             write 50 × 9600 = 480000 bytes"
+        )),
+        "{out}"
+    );
+    assert!(
+        err.contains("both template sets are fine (1 warning(s) above)"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("primary/sms.xml"),
+        "<Response><Message action=\"status-check\">hi</Message></Response>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("primary/status-check.xml"),
+        "<Response><Hangup/></Response>\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(&["check", "--templates", templates], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "{templates}/primary/sms.xml:1:28: <Message action> leads to /status-check, a voice \
+             template; messaging never leads into voice TwiML"
+        )),
+        "{out}"
+    );
+}
+
 /// The example of issue 12: a raw `&` in an attribute value passed `check` and was served.
 #[test]
 fn check_names_a_raw_ampersand_with_its_line_and_column() {
@@ -201,7 +257,10 @@ fn errors_outside_the_repository_root_point_at_the_fix() {
         common::run_bin_in(elsewhere.path(), &["check", "--templates", &templates], &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert_eq!(err.lines().next(), Some(no_config.as_str()), "{err}");
-    assert!(err.contains("no config file was read (see the first line)"), "{err}");
+    assert!(
+        err.contains("no config file was read (see the first line)"),
+        "{err}"
+    );
     // company, agent_number, backup_number: one line each, every place named on company's.
     assert_eq!(out.lines().count(), 3, "{out}");
     let company: Vec<&str> = out.lines().filter(|l| l.contains("\"company\"")).collect();
@@ -217,7 +276,11 @@ fn errors_outside_the_repository_root_point_at_the_fix() {
     );
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.matches("no config file").count(), 1, "{err}");
-    assert_eq!(err.matches("unknown variable \"company\"").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("unknown variable \"company\"").count(),
+        1,
+        "{err}"
+    );
     assert!(err.trim_end().ends_with(&no_config), "{err}");
 
     // No templates folder: what was looked for, where, and the flag.
@@ -239,8 +302,9 @@ fn errors_outside_the_repository_root_point_at_the_fix() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains(&format!("templates: no --templates given, and no twiml-templates/ folder in {cwd}"))
-            && err.contains("--templates DIR"),
+        err.contains(&format!(
+            "templates: no --templates given, and no twiml-templates/ folder in {cwd}"
+        )) && err.contains("--templates DIR"),
         "{err}"
     );
 

@@ -1,9 +1,11 @@
 //! `twiml-failover check`: both roles' template sets loaded and judged as a server would load them,
-//! every problem a `file:line:col` diagnostic.
+//! every problem a `file:line:col` diagnostic; and the warnings that do not stop a set loading.
 
 use std::path::Path;
 
+use super::files::read_sources;
 pub use super::files::{merge_repeats, valid_name, Diagnostic};
+use super::lint::size;
 pub use super::load::load_set;
 use super::{Role, TemplateSettings};
 
@@ -27,6 +29,27 @@ pub fn check_all(root: &Path, settings: &TemplateSettings) -> Vec<Diagnostic> {
         }
     }
     merge_repeats(all)
+}
+
+/// What `check` warns about in both roles' directories under `root` without refusing the set:
+/// loops that can write more than Twilio's 64 kB ([`super::lint::size`]).
+pub fn warnings_all(root: &Path, settings: &TemplateSettings) -> Vec<Diagnostic> {
+    let mut all = Vec::new();
+    for role in [Role::Primary, Role::Fallback] {
+        // Problems reading a file are `check_all`'s to report.
+        let mut unread = Vec::new();
+        for source in read_sources(&root.join(role.as_str()), &mut unread) {
+            let Ok(loops) = size::oversize_loops(&source.text, &settings.vars) else {
+                continue;
+            };
+            all.extend(
+                loops
+                    .into_iter()
+                    .map(|o| source.diagnostic(o.offset, o.message)),
+            );
+        }
+    }
+    all
 }
 
 #[cfg(test)]
@@ -137,7 +160,10 @@ mod tests {
         let e = errors(&[
             VOICE,
             SMS,
-            ("say.xml", "<Response>\n  <Say>Hello\n  <Pause/>\n</Response>\n"),
+            (
+                "say.xml",
+                "<Response>\n  <Say>Hello\n  <Pause/>\n</Response>\n",
+            ),
         ]);
         assert!(
             e.contains(
@@ -149,7 +175,10 @@ mod tests {
         let e = errors(&[
             VOICE,
             SMS,
-            ("if.xml", "<Response>\n{% if Digits %}\n  <Say>x</Say>\n</Response>\n"),
+            (
+                "if.xml",
+                "<Response>\n{% if Digits %}\n  <Say>x</Say>\n</Response>\n",
+            ),
         ]);
         assert!(
             e.contains("`{% if Digits %}` (opened at 2:1) is never closed: add `{% endif %}`"),
@@ -173,10 +202,15 @@ mod tests {
         let e = errors(&[
             VOICE,
             SMS,
-            ("f.xml", "<Response>\n  <Say>{{ From | uper }}</Say>\n</Response>"),
+            (
+                "f.xml",
+                "<Response>\n  <Say>{{ From | uper }}</Say>\n</Response>",
+            ),
         ]);
         assert!(
-            e.contains("f.xml:2:18: unknown filter `uper`; did you mean `upper`? The filters are: abs,"),
+            e.contains(
+                "f.xml:2:18: unknown filter `uper`; did you mean `upper`? The filters are: abs,"
+            ),
             "{e}"
         );
         assert_eq!(e.lines().count(), 1, "{e}");
@@ -191,7 +225,10 @@ mod tests {
         )
         .unwrap_err()
         .join("\n");
-        assert!(e.contains("v.xml:1:19: unknown variable \"compnay\""), "{e}");
+        assert!(
+            e.contains("v.xml:1:19: unknown variable \"compnay\""),
+            "{e}"
+        );
         assert!(e.ends_with("did you mean `company`?"), "{e}");
     }
 

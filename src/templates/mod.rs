@@ -594,6 +594,11 @@ mod tests {
             render("{% for d in Dest | each %}[{{ d }}]{% endfor %}"),
             "[+1][][&lt;b&gt;]"
         );
+        // The bound `check` suggests for a loop per value.
+        assert_eq!(
+            render("{% for d in (Dest | each)[:2] %}[{{ d }}]{% endfor %}"),
+            "[+1][]"
+        );
         for missing in ["Empty", "Nope"] {
             assert_eq!(
                 render(&format!(

@@ -90,9 +90,9 @@ enum Piece {
     Raw(usize, usize),
     Expr(usize),
     If(Vec<Vec<Piece>>),
-    /// Body, `{% else %}` body, and whether a second pass can make a document one pass does not
-    /// (see [`repeats_harmlessly`]).
-    For(Vec<Piece>, Vec<Piece>, bool),
+    /// Body, `{% else %}` body, whether a second pass can make a document one pass does not
+    /// (see [`repeats_harmlessly`]), and the offset of the `{% for %}`.
+    For(Vec<Piece>, Vec<Piece>, bool, usize),
 }
 
 #[derive(Debug)]
@@ -148,7 +148,7 @@ fn expand(source: &str, pieces: &[Piece], mut paths: Vec<Path>) -> Option<Vec<Pa
                 }
                 paths = next;
             }
-            Piece::For(body, otherwise, twice) => {
+            Piece::For(body, otherwise, twice, _) => {
                 let mut next = expand(source, otherwise, paths.clone())?;
                 let once = expand(source, body, paths)?;
                 if *twice {
@@ -164,6 +164,78 @@ fn expand(source: &str, pieces: &[Piece], mut paths: Vec<Path>) -> Option<Vec<Pa
         }
     }
     Some(paths)
+}
+
+/// One `{% for %}` of a template and what one pass through its body can write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loop {
+    /// Offset of its `{% for %}` in the source.
+    pub offset: usize,
+    /// Each way through one pass: the bytes of text it writes, and the source offset of each
+    /// `{{ expression }}` it writes.
+    pub passes: Vec<(usize, Vec<usize>)>,
+}
+
+/// Every `{% for %}` of `source`, outermost first, with the ways through one pass of its body (a
+/// loop inside it taken 0, 1 or 2 times, as [`paths`] takes it).
+pub fn loops(source: &str) -> Result<Vec<Loop>, Unjudgeable> {
+    let toks = scan(source)?;
+    let mut at = 0;
+    let mut pieces = parse_body(&toks, &mut at, &[], 0)?;
+    single_passes(source, &mut pieces);
+    let mut found = Vec::new();
+    collect_loops(source, &pieces, &mut found);
+    Ok(found)
+}
+
+fn collect_loops(source: &str, pieces: &[Piece], found: &mut Vec<Loop>) {
+    for piece in pieces {
+        match piece {
+            Piece::If(branches) => branches
+                .iter()
+                .for_each(|branch| collect_loops(source, branch, found)),
+            Piece::For(body, otherwise, _, offset) => {
+                let empty = Path {
+                    doc: String::new(),
+                    spans: Vec::new(),
+                };
+                let passes = expand(source, body, vec![empty])
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|path| {
+                        let marks: Vec<usize> = path
+                            .spans
+                            .iter()
+                            .filter(|(_, _, raw)| !raw)
+                            .map(|(_, src, _)| *src)
+                            .collect();
+                        let text = path.doc.len() - marks.len() * EXPRESSION_MARK.len_utf8();
+                        (text, marks)
+                    })
+                    .collect();
+                found.push(Loop {
+                    offset: *offset,
+                    passes,
+                });
+                collect_loops(source, body, found);
+                collect_loops(source, otherwise, found);
+            }
+            Piece::Raw(..) | Piece::Expr(_) => {}
+        }
+    }
+}
+
+/// The text inside the tag that starts at `offset` (`{{ … }}` or `{% … %}`), without its
+/// whitespace control.
+pub fn tag_body(source: &str, offset: usize) -> &str {
+    let rest = &source[offset..];
+    let close = if rest.starts_with("{%") { "%}" } else { "}}" };
+    let inner = &rest[2..];
+    let end = find_close(inner, close, false).unwrap_or(inner.len());
+    inner[..end]
+        .trim_start_matches(['-', '+'])
+        .trim_end_matches(['-', '+'])
+        .trim()
 }
 
 /// `paths` without the repeats of a document (branches that differ in nothing they write): the
@@ -184,7 +256,7 @@ fn single_passes(source: &str, pieces: &mut [Piece]) {
             Piece::If(branches) => branches
                 .iter_mut()
                 .for_each(|branch| single_passes(source, branch)),
-            Piece::For(body, otherwise, twice) => {
+            Piece::For(body, otherwise, twice, _) => {
                 single_passes(source, body);
                 single_passes(source, otherwise);
                 *twice = !repeats_harmlessly(source, body);
@@ -311,7 +383,7 @@ fn parse_body(
                             return Err(unclosed(*off, "for"));
                         }
                         *at += 1;
-                        out.push(Piece::For(body, otherwise, true));
+                        out.push(Piece::For(body, otherwise, true, *off));
                         continue;
                     }
                     "with" => {

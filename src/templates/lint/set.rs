@@ -404,7 +404,10 @@ mod tests {
             "sms/reply",
             "<Response><Message action=\"nowhere\">Bye</Message></Response>",
         )]);
-        assert!(e[0].contains("leads to /sms/nowhere, which has no template"), "{e:?}");
+        assert!(
+            e[0].contains("leads to /sms/nowhere, which has no template"),
+            "{e:?}"
+        );
         // The server answers /status itself: a delivery receipt, no TwiML needed.
         let e = errors(&[(
             "sms/reply",
