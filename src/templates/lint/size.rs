@@ -55,6 +55,8 @@ pub fn oversize_loops(
             continue;
         }
         let shown = statement.split_whitespace().collect::<Vec<_>>().join(" ");
+        // The passes that fit with the longest values.
+        let fit = MAX_DOCUMENT_BYTES / per_pass;
         match passes(statement) {
             Passes::Bounded(n) if n.saturating_mul(per_pass) <= MAX_DOCUMENT_BYTES => {}
             Passes::Bounded(n) => found.push(Oversize {
@@ -63,7 +65,7 @@ pub fn oversize_loops(
                     "warning: the loop `{{% {shown} %}}` can write {n} × {per_pass} = {} bytes with \
                      the longest values a request carries ({MAX_VALUE_CHARS} characters, escaped), \
                      over Twilio's {MAX_DOCUMENT_BYTES}-byte limit (error 11750; the answer would \
-                     come from the fallback set): run it fewer times or write less per pass",
+                     come from the fallback set): run it at most {fit} times, or write less per pass",
                     n.saturating_mul(per_pass)
                 ),
             }),
@@ -74,13 +76,32 @@ pub fn oversize_loops(
                      carries, with no bound: {} values (with the longest a request carries, \
                      {MAX_VALUE_CHARS} characters, escaped: up to {per_pass} bytes a pass) go over \
                      Twilio's {MAX_DOCUMENT_BYTES}-byte limit (error 11750; the answer would come \
-                     from the fallback set); bound it with a slice, e.g. `[:10]` after the list",
-                    MAX_DOCUMENT_BYTES / per_pass + 1
+                     from the fallback set); bound it: `{{% {} %}}`",
+                    fit + 1,
+                    bounded(&shown, fit),
                 ),
             }),
         }
     }
     Ok(found)
+}
+
+/// `for X in ITERABLE [if …]` with the iterable sliced to its first `n` values.
+fn bounded(statement: &str, n: usize) -> String {
+    let Some((head, rest)) = statement.split_once(" in ") else {
+        return statement.to_string();
+    };
+    let (iterable, tail) = match rest.find(" if ") {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let iterable = iterable.trim();
+    let sliced = if iterable.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        format!("{iterable}[:{n}]")
+    } else {
+        format!("({iterable})[:{n}]")
+    };
+    format!("{head} in {sliced}{tail}")
 }
 
 /// The longest escaped bytes the expression `expr` can write.
