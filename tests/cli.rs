@@ -64,17 +64,10 @@ fn check_reports_file_line_col_and_exits_1() {
 /// through `<Message action>` is an error.
 #[test]
 fn check_warns_of_a_loop_over_64_kb_and_refuses_messaging_into_voice() {
-    let dir = tempfile::tempdir().unwrap();
-    for role in ["primary", "fallback"] {
-        let d = dir.path().join(role);
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("voice.xml"), "<Response><Say>hi</Say></Response>\n").unwrap();
-        std::fs::write(
-            d.join("sms.xml"),
-            "<Response><Message>hi</Message></Response>\n",
-        )
-        .unwrap();
-    }
+    let dir = sets(
+        "<Response><Say>hi</Say></Response>",
+        "<Response><Message>hi</Message></Response>",
+    );
     let templates = dir.path().to_str().unwrap();
     std::fs::write(
         dir.path().join("primary/echo.xml"),
@@ -421,19 +414,24 @@ fn signed_sms(addr: &str, url: &str, body_text: &str) -> String {
     )
 }
 
-#[test]
-fn sighup_reloads_templates() {
+/// Both roles' sets holding only `voice.xml` and `sms.xml`.
+fn sets(voice: &str, sms: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for role in ["primary", "fallback"] {
         let d = dir.path().join(role);
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("voice.xml"), "<Response><Say>v</Say></Response>").unwrap();
-        std::fs::write(
-            d.join("sms.xml"),
-            "<Response><Message>one</Message></Response>",
-        )
-        .unwrap();
+        std::fs::write(d.join("voice.xml"), voice).unwrap();
+        std::fs::write(d.join("sms.xml"), sms).unwrap();
     }
+    dir
+}
+
+#[test]
+fn sighup_reloads_templates() {
+    let dir = sets(
+        "<Response><Say>v</Say></Response>",
+        "<Response><Message>one</Message></Response>",
+    );
     let templates = dir.path().to_str().unwrap().to_string();
     let (server, addr, _) = start_with(&["--templates", &templates, "--watch", "false"], &[]);
     let url = format!("http://{addr}/sms");
