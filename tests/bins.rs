@@ -697,3 +697,57 @@ fn following_import_bins_extra_params_instruction_literally_passes_check() {
         "appended to [vars] it is not extra_params: {out}{err}"
     );
 }
+
+/// Issue 24, point 4: 100,000 nested sections are one problem at the section too deep, from the
+/// binary too (the translation and what reads its output recurse per level); a template nested
+/// past what the check judges is a problem of `check`, never a crash.
+#[test]
+fn deep_nesting_is_a_problem_not_a_stack_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("deep.bin");
+    let depth = 100_000;
+    std::fs::write(
+        &bin,
+        format!(
+            "<Response><Say>{}x{}</Say></Response>",
+            "{{#a}}".repeat(depth),
+            "{{/a}}".repeat(depth)
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = common::run_bin(&["import-bin", bin.to_str().unwrap()], &[]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.contains(":1:316: sections nest more than 50 deep here"),
+        "{err}"
+    );
+    assert!(err.contains("1 problem(s); nothing converted"), "{err}");
+
+    let root = tempfile::tempdir().unwrap();
+    copy_dir(&shipped_templates(), root.path());
+    let levels = 10_000;
+    std::fs::write(
+        root.path().join("primary/deep.xml"),
+        format!(
+            "<Response>{}<Say>x</Say>{}</Response>",
+            "{% if Digits %}".repeat(levels),
+            "{% endif %}".repeat(levels)
+        ),
+    )
+    .unwrap();
+    let templates = root.path().to_str().unwrap();
+    let config = common::example_config();
+    let (code, out, err) = common::run_bin(
+        &[
+            "check",
+            "--templates",
+            templates,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("primary/deep.xml:1:"), "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+}
