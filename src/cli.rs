@@ -317,7 +317,7 @@ pub struct SignArgs {
         hide_env_values = true,
         value_name = "TOKEN"
     )]
-    pub token: String,
+    pub token: Option<String>,
     /// HMAC_SHA1 (auth tokens) or HMAC_SHA256 (shared keys).
     #[arg(long, default_value = "HMAC_SHA1", value_name = "NAME")]
     pub algorithm: String,

@@ -408,16 +408,27 @@ fn one_of<T: Copy>(
 
 /// `--templates`: a readable directory.
 fn template_dir(args: &ServeArgs, file: &FileConfig) -> Result<PathBuf, StartupError> {
-    let templates = args
-        .templates
+    let given = args.templates.clone().or(file.templates.clone());
+    let templates = given
         .clone()
-        .or(file.templates.clone())
         .unwrap_or_else(|| PathBuf::from("twiml-templates"));
     if !templates.is_dir() {
-        return Err(invalid(
-            "templates",
-            format!("{} is not a readable directory", templates.display()),
-        ));
+        let message =
+            match given {
+                Some(_) => format!(
+                "{} is not a readable directory (from --templates, TWIML_FAILOVER_TEMPLATES or \
+                 `templates` in the config); point it at the folder holding primary/ and fallback/",
+                templates.display()
+            ),
+                None => format!(
+                "no --templates given, and no twiml-templates/ folder in {}: start serve where \
+                 twiml-templates/ is, or give the folder holding primary/ and fallback/ with \
+                 --templates DIR (TWIML_FAILOVER_TEMPLATES, `templates` in the config)",
+                std::env::current_dir()
+                    .map_or_else(|_| "the working directory".into(), |d| d.display().to_string())
+            ),
+            };
+        return Err(invalid("templates", message));
     }
     Ok(templates)
 }

@@ -67,7 +67,7 @@ impl Service {
             .map_err(|diagnostics| {
                 let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
                 StartupError::Templates(format!(
-                    "{} problem(s); see them all with `{}`:\n{}",
+                    "{} problem(s), as `{}` reports them:\n{}",
                     diagnostics.len(),
                     crate::templates::check::command(
                         &config.templates,

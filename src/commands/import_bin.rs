@@ -26,9 +26,14 @@ pub fn run(args: ImportBinArgs) -> Outcome {
                     .iter()
                     .map(|n| format!("{n:?}"))
                     .collect();
+                // A top-level key must come before the file's first table: appended at the end it
+                // would land in `[vars]` (or whatever table is last) and mean something else.
                 eprintln!(
-                    "{shown}: reads parameters Twilio does not send itself; for `check`, add to the \
-                     config: extra_params = [{}]",
+                    "{shown}: reads parameters Twilio does not send itself ({}); `check` accepts them \
+                     once the config file lists them in extra_params. Put this line in the config \
+                     file above its first [table] (above [vars]), or, if it has an extra_params \
+                     line already, add the names to that list:\nextra_params = [{}]",
+                    imported.custom_params.join(", "),
                     names.join(", ")
                 );
             }

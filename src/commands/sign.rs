@@ -9,6 +9,14 @@ use crate::signature::{self, Algorithm};
 
 /// Prints the signature (and, for a JSON body, the URL with its `bodySHA256`).
 pub fn run(args: SignArgs) -> Outcome {
+    // Optional on the command line so that its absence is explained here, naming the variable.
+    let Some(token) = args.token.as_deref().filter(|t| !t.is_empty()) else {
+        return Err(Failure::new(
+            "token: no token to sign with: export TWILIO_AUTH_TOKEN=<the account's auth token> \
+             (the variable serve reads), or pass --token TOKEN (a shared key's secret with \
+             --algorithm HMAC_SHA256)",
+        ));
+    };
     let Some(algorithm) = Algorithm::from_name(&args.algorithm) else {
         return Err(Failure::new("algorithm: use HMAC_SHA1 or HMAC_SHA256"));
     };
@@ -22,12 +30,7 @@ pub fn run(args: SignArgs) -> Outcome {
             .map_err(|e| Failure::new(format!("json: {e}")))?;
         let sep = if url.contains('?') { '&' } else { '?' };
         let url = format!("{url}{sep}bodySHA256={}", signature::body_sha256_hex(&body));
-        let sig = signature::sign(
-            algorithm,
-            args.token.as_bytes(),
-            &url,
-            &signature::NO_PARAMS,
-        );
+        let sig = signature::sign(algorithm, token.as_bytes(), &url, &signature::NO_PARAMS);
         println!("{sig}");
         println!("{url}");
         return Ok(ExitCode::SUCCESS);
@@ -41,7 +44,7 @@ pub fn run(args: SignArgs) -> Outcome {
         };
         params.push((name.to_string(), value.to_string()));
     }
-    let sig = signature::sign(algorithm, args.token.as_bytes(), &url, &params);
+    let sig = signature::sign(algorithm, token.as_bytes(), &url, &params);
     println!("{sig}");
     Ok(ExitCode::SUCCESS)
 }

@@ -20,6 +20,11 @@ pub struct Diagnostic {
     pub col: usize,
     /// What is wrong.
     pub message: String,
+    /// The other places with the same problem (`file`, line, column), after [`merge_repeats`].
+    pub also: Vec<(PathBuf, usize, usize)>,
+    /// Set on a problem fixed in one place whatever the number of places it shows in (an unknown
+    /// variable is fixed in the config): diagnostics with the same key are merged.
+    pub(crate) one_fix: Option<String>,
 }
 
 impl fmt::Display for Diagnostic {
@@ -31,8 +36,33 @@ impl fmt::Display for Diagnostic {
             self.line,
             self.col,
             self.message
-        )
+        )?;
+        if !self.also.is_empty() {
+            let places: Vec<String> = self
+                .also
+                .iter()
+                .map(|(file, line, col)| format!("{}:{line}:{col}", file.display()))
+                .collect();
+            write!(f, " (also at {})", places.join(", "))?;
+        }
+        Ok(())
     }
+}
+
+/// A problem with one fix found in several places (the same unknown variable in every template)
+/// is one diagnostic naming each place, at the first; every other problem keeps its line.
+pub fn merge_repeats(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut merged: Vec<Diagnostic> = Vec::new();
+    for d in diagnostics {
+        let first = merged
+            .iter_mut()
+            .find(|m| m.one_fix.is_some() && m.one_fix == d.one_fix);
+        match first {
+            Some(first) => first.also.push((d.file, d.line, d.col)),
+            None => merged.push(d),
+        }
+    }
+    merged
 }
 
 /// One template file as read from disk.
@@ -53,6 +83,8 @@ impl Source {
             line,
             col,
             message: message.into(),
+            also: Vec::new(),
+            one_fix: None,
         }
     }
 }
@@ -74,6 +106,8 @@ pub(crate) fn dir_diagnostic(path: &Path, message: impl Into<String>) -> Diagnos
         line: 1,
         col: 1,
         message: message.into(),
+        also: Vec::new(),
+        one_fix: None,
     }
 }
 
