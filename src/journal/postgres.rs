@@ -8,8 +8,6 @@ use std::sync::Arc;
 
 use postgres::config::SslMode;
 use postgres::{Client, NoTls, Row};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
@@ -170,14 +168,8 @@ fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, JournalEr
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     if let Some(path) = root_cert {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect())
-            .map_err(|e| JournalError::new(format!("sslrootcert {path}: {e}")))?;
-        if certs.is_empty() {
-            return Err(JournalError::new(format!(
-                "sslrootcert {path}: no PEM certificate"
-            )));
-        }
+        let certs = crate::operator_file::read_certificates(std::path::Path::new(path))
+            .map_err(|e| JournalError::new(format!("sslrootcert {e}")))?;
         for cert in certs {
             roots
                 .add(cert)

@@ -1,5 +1,6 @@
 //! The HTTP server: accept connections within bounds, serve each with hyper, and on shutdown go
-//! lame duck, stop listening without dropping what the kernel already accepted, then drain.
+//! lame duck, stop listening without dropping what the kernel already accepted, then drain. Lines
+//! about requests nobody proved came from Twilio are rate-limited ([`unverified_log`]).
 //!
 //! [`run`] takes a listener that is already bound, so tests bind port 0 and read the address first.
 
@@ -11,6 +12,7 @@ pub mod listener;
 pub mod respond;
 pub mod slots;
 pub mod tls;
+pub mod unverified_log;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,8 +45,9 @@ const H2_CONNECTION_WINDOW: u32 = 128 * 1024;
 /// 1. lame duck: `/readyz` answers 503 and answers say `Connection: close` (HTTP/2: GOAWAY) for
 ///    `--lame-duck` seconds while new connections are still accepted and served, so that load
 ///    balancers notice and stop sending;
-/// 2. stops listening: new handshakes are refused, what the kernel already queued is accepted and
-///    served, then the socket closes (see `listener`);
+/// 2. stops listening: new handshakes are refused (a socket filter, or unprivileged a reuseport
+///    sink), what the kernel already queued is accepted and served, then the socket closes (see
+///    `listener`);
 /// 3. drains: in-flight requests are answered within the drain timeout.
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let limits = app.settings().limits.clone();
@@ -78,6 +81,14 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         stage,
     });
     let slots = Slots::new(limits.max_connections);
+    let summaries = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            app.unverified_log()
+                .summarise_every(unverified_log::SUMMARY_EVERY)
+                .await;
+        })
+    };
     app.readiness().set_ready();
 
     accept_until(&listener, &settings, &slots, shutdown).await;
@@ -96,20 +107,27 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         )
         .await;
     }
-    let queued = listener::close(listener, |stream| {
+    let closed = listener::close(listener, |stream| {
         let (settings, slots) = (settings.clone(), slots.clone());
         async move { connection::spawn(stream, settings, &slots).await }
     })
     .await;
+    // Which way ran is in both lines: whether a restart could reset connections (`none`).
+    let refused_by = closed.refusal.as_str();
     tracing::info!(
-        queued,
+        new_handshakes_refused_by = refused_by,
+        queued = closed.queued,
         timeout_s = limits.drain_timeout.as_secs_f64(),
         "stopped listening; draining"
     );
     match tokio::time::timeout(limits.drain_timeout, slots.all_closed()).await {
-        Ok(()) => tracing::info!("drained; all connections closed"),
+        Ok(()) => tracing::info!(
+            new_handshakes_refused_by = refused_by,
+            "drained; all connections closed"
+        ),
         Err(_) => {
             tracing::warn!(
+                new_handshakes_refused_by = refused_by,
                 open = slots.open(),
                 "drain timeout reached; closing remaining connections"
             );
@@ -117,6 +135,9 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
             let _ = tokio::time::timeout(FORCED_CLOSE_GRACE, slots.all_closed()).await;
         }
     }
+    summaries.abort();
+    // The last count, so the summaries add up to every line held back.
+    app.unverified_log().summarise();
 }
 
 /// Accepts and serves connections until `stop` resolves. Each accepted connection is handed on
@@ -133,8 +154,11 @@ async fn accept_until(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
                 Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors and similar: back off instead of spinning. A flood of
+                    // connections causes these, so they are held to the unverified lines' rate.
+                    if settings.app.unverified_log().admit_accept_error() {
+                        tracing::warn!(error = %e, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
