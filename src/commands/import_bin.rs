@@ -8,13 +8,16 @@ use super::{print, Failure, Outcome};
 use crate::cli::ImportBinArgs;
 use crate::operator_file;
 use crate::templates::bin;
-use crate::templates::MAX_TEMPLATE_FILE_BYTES;
+
+/// The largest Bin read. Twilio answers at most 64 kB of TwiML, so no real Bin comes near it; it is
+/// larger than a template file's cap so that a hostile Bin (100,000 nested sections) meets the
+/// nesting check, whose message says where, rather than a bare size refusal.
+const MAX_BIN_BYTES: u64 = 2 * 1024 * 1024;
 
 /// Exit 0 with the template on stdout, 1 when the Bin holds something untranslatable.
 pub fn run(args: ImportBinArgs) -> Outcome {
     let shown = args.file.display();
-    let text =
-        operator_file::read_text(&args.file, MAX_TEMPLATE_FILE_BYTES).map_err(Failure::new)?;
+    let text = operator_file::read_text(&args.file, MAX_BIN_BYTES).map_err(Failure::new)?;
     match bin::import(&text) {
         Ok(imported) => {
             print(&imported.template);
