@@ -40,6 +40,7 @@ pub mod service;
 pub mod signals;
 pub mod signature;
 pub mod templates;
+pub mod twilio;
 pub mod upstream;
 pub mod verify;
 pub mod webhook;

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use super::model::{set, Account, Number};
 use super::wiring::{check_overrides, Channel, Wiring};
-use crate::drill::overrides::split_fragment;
 use crate::net::url::Target;
+use crate::twilio::overrides::split_fragment;
 
 /// The resource whose settings Twilio uses for one channel of a number.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]

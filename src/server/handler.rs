@@ -21,7 +21,8 @@ use crate::readiness::Phase;
 use crate::route::{route, Route};
 use crate::templates::preview::served_by_label;
 use crate::templates::AnswerError;
-use crate::upstream::{self, request, Source};
+use crate::twilio::{self, Channel};
+use crate::upstream::{request, Source};
 use crate::verify::{attempted, authenticate};
 use crate::webhook::{decode, single_header, DecodeError, Params, Payload, UrlRules, Webhook};
 
@@ -92,7 +93,7 @@ pub async fn handle(
     if let Some(source) = outcome.source {
         response
             .headers_mut()
-            .insert(upstream::SOURCE_HEADER, source.header());
+            .insert(twilio::SOURCE_HEADER, source.header());
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
@@ -280,7 +281,7 @@ async fn webhook(
     let answer = match (template, upstream) {
         (name, Some((upstream, req))) => {
             let deadline = started + upstream.settings().budget;
-            let channel = upstream::channel(params.get("CallSid"), params.get("MessageSid"));
+            let channel = Channel::of_webhook(params.get("CallSid"), params.get("MessageSid"));
             let result = upstream.call(req, channel, name.is_none(), deadline).await;
             outcome.source = Some(match &result {
                 Ok(_) => Source::Upstream,

@@ -14,7 +14,6 @@ mod load;
 pub mod preview;
 mod settings;
 pub mod suite;
-pub mod twiml;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +23,7 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Value;
 use minijinja::{Environment, UndefinedBehavior};
 
+use crate::twilio::{document, xml};
 use crate::webhook::Params;
 pub use check::Diagnostic;
 pub use context::{RenderContext, Vars};
@@ -237,7 +237,7 @@ impl TemplateSet {
             Some(i) => out[i..].to_string(),
             None => out,
         };
-        if out.len() > twiml::MAX_DOCUMENT_BYTES {
+        if out.len() > document::MAX_DOCUMENT_BYTES {
             return Err(RenderError::TooLarge(out.len()));
         }
         // An answer of a proven template is well-formed whatever its values (`lint::proof`); any
@@ -246,7 +246,7 @@ impl TemplateSet {
         if compiled.proven {
             return Ok(out);
         }
-        if let Err(e) = lint::xml::parse(&out) {
+        if let Err(e) = xml::parse(&out) {
             return Err(RenderError::NotWellFormed(e.message));
         }
         Ok(out)

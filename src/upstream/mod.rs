@@ -24,7 +24,8 @@ use wildmatch::WildMatch;
 
 use crate::breaker::{Breaker, State};
 use crate::net;
-use crate::templates::twiml::{Channel, MAX_DOCUMENT_BYTES};
+use crate::twilio::document::MAX_DOCUMENT_BYTES;
+use crate::twilio::Channel;
 
 pub use metrics::UpstreamMetrics;
 pub use verdict::Answered;
@@ -223,9 +224,6 @@ pub enum Source {
     /// A template, because the upstream's answer could not be used.
     Degraded(Reason),
 }
-
-/// The response header naming the answer's [`Source`] (for the drill and operators).
-pub const SOURCE_HEADER: &str = "x-twiml-failover-source";
 
 impl Source {
     /// `upstream`, `template`, or the degradation reason: the metric's `outcome` label.
@@ -452,16 +450,6 @@ fn reason(e: &net::Error) -> Reason {
         | net::Error::NotHttp(_)
         | net::Error::Io(_)
         | net::Error::Body(_) => Reason::Broken,
-    }
-}
-
-/// The channel a webhook's answer is judged for: voice with a `CallSid`, messaging with a
-/// `MessageSid`, unknown (well-formedness and the `<Response>` root only) otherwise.
-pub fn channel(call_sid: Option<&str>, message_sid: Option<&str>) -> Option<Channel> {
-    match (call_sid, message_sid) {
-        (Some(_), _) => Some(Channel::Voice),
-        (None, Some(_)) => Some(Channel::Messaging),
-        (None, None) => None,
     }
 }
 
