@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod authoring;
 pub mod backoff;
 pub mod breaker;
 pub mod cli;

@@ -69,7 +69,7 @@ impl Service {
                 StartupError::Templates(format!(
                     "{} problem(s), as `{}` reports them:\n{}",
                     diagnostics.len(),
-                    crate::templates::check::command(
+                    crate::templates::check_command(
                         &config.templates,
                         config.config_file.as_deref()
                     ),

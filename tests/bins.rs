@@ -573,7 +573,7 @@ fn generated_bins_render_as_pystache_and_chevron_do() {
     let mut too_branchy = 0;
     for _ in 0..CASES {
         let (bin, params) = strategy.new_tree(&mut runner).unwrap().current();
-        let imported = twiml_failover::templates::bin::import(&bin)
+        let imported = twiml_failover::authoring::bin::import(&bin)
             .unwrap_or_else(|e| panic!("import refused {bin:?}: {e:?}"));
         std::fs::write(dir.path().join("primary/bin.xml"), &imported.template).unwrap();
         let templates = match Templates::load(dir.path(), Role::Primary, &settings) {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::Failure;
 use crate::config;
-use crate::templates::{check, Role, TemplateSettings, Templates};
+use crate::templates::{check_command, Role, TemplateSettings, Templates};
 
 /// The template root and the config's template settings.
 pub struct TemplateInputs {
@@ -70,7 +70,7 @@ impl TemplateInputs {
                 "the {} templates do not load ({} problem(s)); see them with `{}`:\n{}",
                 role.as_str(),
                 diagnostics.len(),
-                check::command(&self.root, self.config.as_deref()),
+                check_command(&self.root, self.config.as_deref()),
                 lines.join("\n")
             ))
         })

@@ -19,7 +19,6 @@ use crate::journal::time::now_ms;
 use crate::journal::writer::Written;
 use crate::readiness::Phase;
 use crate::route::{route, Route};
-use crate::templates::preview::served_by_label;
 use crate::templates::AnswerError;
 use crate::twilio::{self, Channel};
 use crate::upstream::{request, Source};
@@ -362,7 +361,7 @@ fn render(
     };
     match answer {
         Ok(answer) => {
-            outcome.served_by = Some(served_by_label(&answer.served_by));
+            outcome.served_by = Some(answer.served_by.label());
             if let Some(first) = answer.degraded_from {
                 app.metrics().degraded_answer();
                 tracing::warn!(
