@@ -11,7 +11,6 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
 use super::app::App;
-use super::connection::Peer;
 use super::limits::{self, BodyError, BodyRules};
 use super::respond::{self, Reply};
 use crate::journal::record::{self, Received};
@@ -24,6 +23,11 @@ use crate::twilio::{self, Channel};
 use crate::upstream::{request, Source};
 use crate::verify::{attempted, authenticate};
 use crate::webhook::{decode, single_header, DecodeError, Params, Payload, UrlRules, Webhook};
+
+/// The address a request came from, as seen by the listener: a request extension the connection
+/// adds, so that the upstream request can name it in `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::IpAddr);
 
 /// What the request log line says beyond method, path and status.
 #[derive(Debug, Default)]
