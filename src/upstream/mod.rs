@@ -12,7 +12,6 @@
 
 pub mod metrics;
 pub mod request;
-pub mod tls;
 pub mod verdict;
 
 use std::path::PathBuf;
@@ -276,7 +275,14 @@ pub struct Upstream {
 impl Upstream {
     /// Builds the client (reading the TLS files) for validated settings.
     pub fn new(settings: Settings) -> Result<Upstream, String> {
-        let tls = tls::client_config(&settings.tls)?;
+        let tls = net::tls::client_config(
+            settings.tls.ca_file.as_deref(),
+            settings
+                .tls
+                .client_cert
+                .as_ref()
+                .map(|(cert, key)| (cert.as_path(), key.as_path())),
+        )?;
         let client = net::Client::with_tls(
             net::Settings {
                 connect_timeout: settings.connect_timeout,
