@@ -94,6 +94,14 @@ impl Written {
             Written::Overloaded => "overloaded",
         }
     }
+
+    /// The event's id, when it is in the journal.
+    pub fn id(&self) -> Option<i64> {
+        match self {
+            Written::New(id) | Written::Duplicate(id) => Some(*id),
+            Written::Failed(_) | Written::Timeout | Written::Overloaded => None,
+        }
+    }
 }
 
 type Ack = oneshot::Sender<Result<Appended, JournalError>>;

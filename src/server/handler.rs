@@ -18,7 +18,7 @@ use crate::journal::time::now_ms;
 use crate::journal::writer::Written;
 use crate::readiness::Phase;
 use crate::route::{route, Route};
-use crate::templates::AnswerError;
+use crate::templates::{AnswerError, ServedBy};
 use crate::twilio::{self, Channel};
 use crate::upstream::{request, Source};
 use crate::verify::{attempted, authenticate};
@@ -36,10 +36,9 @@ struct Outcome {
     message_sid: Option<String>,
     error_code: Option<String>,
     error_url: Option<String>,
-    served_by: Option<&'static str>,
+    served_by: Option<ServedBy>,
     reason: Option<String>,
-    journal: Option<&'static str>,
-    journal_id: Option<i64>,
+    journal: Option<Written>,
     /// On a refused signature: where the signed URL came from, and what was tried.
     signature: Option<SignatureLog>,
     /// In upstream mode: where the answer came from.
@@ -124,12 +123,12 @@ pub async fn handle(
         fallback,
         error_code = outcome.error_code.as_deref(),
         error_url = outcome.error_url.as_deref(),
-        served_by = outcome.served_by,
+        served_by = outcome.served_by.map(ServedBy::label),
         source = outcome.source.map(Source::kind),
         upstream_outcome = outcome.source.map(Source::outcome),
         reason = outcome.reason.as_deref(),
-        journal = outcome.journal,
-        journal_id = outcome.journal_id,
+        journal = outcome.journal.as_ref().map(Written::label),
+        journal_id = outcome.journal.as_ref().and_then(Written::id),
         signed_url_from = outcome.signature.as_ref().map(|s| s.url_from),
         tried_urls = outcome.signature.as_ref().map(|s| s.tried.as_str()),
         tried_keys = outcome.signature.as_ref().map(|s| s.keys.as_str()),
@@ -308,14 +307,14 @@ async fn webhook(
     };
     if let (Some(journal), Some(pending)) = (journal, pending) {
         let written = journal.wait(pending).await;
-        outcome.journal = Some(written.label());
-        match written {
-            Written::New(id) | Written::Duplicate(id) => outcome.journal_id = Some(id),
+        match &written {
+            Written::New(_) | Written::Duplicate(_) => {}
             // The caller comes first: answer anyway, and say why on the log line.
-            Written::Failed(e) => outcome.reason = Some(format!("journal: {}", loggable(&e))),
+            Written::Failed(e) => outcome.reason = Some(format!("journal: {}", loggable(e))),
             Written::Timeout => outcome.reason = Some("journal: commit timed out".into()),
             Written::Overloaded => outcome.reason = Some("journal: writer queue full".into()),
         }
+        outcome.journal = Some(written);
     }
     answer
 }
@@ -365,7 +364,7 @@ fn render(
     };
     match answer {
         Ok(answer) => {
-            outcome.served_by = Some(answer.served_by.label());
+            outcome.served_by = Some(answer.served_by);
             if let Some(first) = answer.degraded_from {
                 app.metrics().degraded_answer();
                 tracing::warn!(
