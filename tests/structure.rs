@@ -600,3 +600,25 @@ fn only_the_edges_read_the_command_line_and_the_settings() {
     assert_eq!(importers("cli"), ["commands", "config"]);
     assert_eq!(importers("config"), ["commands", "service"]);
 }
+
+#[test]
+fn twilio_vocabulary_is_a_leaf_the_engines_share() {
+    // Twilio's vocabulary imports nothing of the crate, and the engines that speak Twilio (the
+    // drill, `numbers`, upstream mode) take it from there rather than from each other or from the
+    // runtime templates; the authoring tools stay off what `serve` runs.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = module_graph(&src);
+    let imports = |from: &str| graph.get(from).cloned().unwrap_or_default();
+    assert!(imports("twilio").is_empty(), "{:?}", imports("twilio"));
+    for engine in ["drill", "numbers", "upstream"] {
+        for other in ["drill", "numbers", "upstream", "templates", "authoring"] {
+            assert!(!imports(engine).contains(other), "{engine} imports {other}");
+        }
+    }
+    let importers: Vec<&str> = graph
+        .iter()
+        .filter(|(_, to)| to.contains("authoring"))
+        .map(|(from, _)| from.as_str())
+        .collect();
+    assert_eq!(importers, ["commands"]);
+}
