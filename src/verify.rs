@@ -148,6 +148,27 @@ mod tests {
     use crate::keyring::Secret;
     use crate::signature::{sign, Algorithm, NO_PARAMS};
 
+    #[test]
+    fn every_reason_has_its_series_from_start_up() {
+        let errors = [
+            AuthError::MissingSignature,
+            AuthError::BadSignature,
+            AuthError::JsonWithoutHash,
+            AuthError::BodyHashMismatch,
+            AuthError::Key(KeyError::UnknownAlgorithm(String::new())),
+            AuthError::Key(KeyError::UnknownKey(String::new())),
+            AuthError::Key(KeyError::MissingKey),
+            AuthError::Key(KeyError::NoToken),
+        ];
+        for e in &errors {
+            assert!(
+                crate::metrics::SIGNATURE_FAILURE_REASONS.contains(&e.label()),
+                "{}",
+                e.label()
+            );
+        }
+    }
+
     fn ring() -> KeyRing {
         let mut r = KeyRing {
             primary: Some(Secret::new("tok")),

@@ -41,6 +41,10 @@ pub struct Settings {
     pub forwarding: bool,
     /// How long events are kept (see `forwarding`).
     pub retention: Duration,
+    /// How often an idle writer checks that the store still answers (`journal_up`).
+    pub ping_every: Duration,
+    /// How often the journal's state is logged (`journal status`, for log-based alerts).
+    pub status_every: Duration,
 }
 
 impl Default for Settings {
@@ -55,6 +59,8 @@ impl Default for Settings {
             gather_yields: 4,
             forwarding: true,
             retention: Duration::from_secs(7 * 86_400),
+            ping_every: Duration::from_secs(5),
+            status_every: Duration::from_secs(30),
         }
     }
 }
@@ -165,6 +171,7 @@ impl Journal {
             failing_since: None,
             retry_at: None,
             failures: 0,
+            up: metrics.snapshot().up,
         };
         thread::Builder::new()
             .name("journal-writer".into())
@@ -175,6 +182,7 @@ impl Journal {
             every: settings.stats_every,
             forwarding: settings.forwarding,
             retention: settings.retention,
+            status_every: settings.status_every,
         };
         let (stop_stats, stopped) = mpsc::channel();
         thread::Builder::new()
@@ -193,6 +201,11 @@ impl Journal {
     /// Where the journal is (password hidden by `Display`).
     pub fn url(&self) -> &JournalUrl {
         &self.url
+    }
+
+    /// The journal's gauges now (`/readyz` shows whether the store answers).
+    pub fn health(&self) -> crate::metrics::JournalSnapshot {
+        self.metrics.snapshot()
     }
 
     /// Notified (`notify_one`, so a ping is never lost) after each commit of new events.
@@ -312,20 +325,27 @@ struct Writer {
     retry_at: Option<Instant>,
     /// Writes failed in a row.
     failures: u32,
+    /// What `journal_up` says; changes are logged once each.
+    up: bool,
 }
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Message>) {
         let mut flushes = Flushes::default();
         loop {
-            // Wait for work: forever when idle, until the retry time when holding failed events.
+            // Wait for work: until the next health check when idle, until the retry time when
+            // holding failed events.
             let first = match (self.events.is_empty(), self.retry_at) {
-                (true, _) => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                (true, _) => rx.recv_timeout(self.settings.ping_every),
                 (false, Some(at)) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
                 (false, None) => Err(RecvTimeoutError::Timeout),
             };
             match first {
                 Ok(m) => self.take(m, &mut flushes),
+                Err(RecvTimeoutError::Timeout) if self.events.is_empty() => {
+                    self.ping();
+                    continue;
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.attempt();
@@ -382,6 +402,8 @@ impl Writer {
                     self.metrics.dropped();
                     tracing::error!(
                         idempotency_key = event.idempotency_key.as_str(),
+                        // A number, so log-based alerts can sum it (deploy/aws, deploy/cloudrun).
+                        dropped = 1u64,
                         "journal retry buffer full; event dropped"
                     );
                     let _ = ack.send(Err(JournalError::new(
@@ -418,6 +440,7 @@ impl Writer {
             match result {
                 Ok(results) => {
                     self.metrics.commit(n, started.elapsed().as_secs_f64());
+                    self.set_up(true, None);
                     self.appended.notify_one();
                     self.events.drain(..n);
                     self.metrics.buffered(self.events.len());
@@ -451,7 +474,42 @@ impl Writer {
         }
     }
 
+    /// Checks an idle store, so `journal_up` (and `/readyz`) tell the truth between webhooks.
+    fn ping(&mut self) {
+        let result = match self.store.as_mut() {
+            Some(store) => store.ping(),
+            None => (self.open)().map(|store| {
+                self.store = Some(store);
+            }),
+        };
+        match result {
+            Ok(()) => self.set_up(true, None),
+            Err(e) => {
+                self.store = None;
+                self.set_up(false, Some(&e));
+            }
+        }
+    }
+
+    fn set_up(&mut self, up: bool, error: Option<&JournalError>) {
+        self.metrics.up(up);
+        if up == self.up {
+            return;
+        }
+        self.up = up;
+        match error {
+            None => tracing::info!(journal = %self.url, "journal store answers again"),
+            Some(e) => tracing::error!(
+                journal = %self.url,
+                error = %e,
+                "journal store does not answer; webhooks are still answered, their events held in \
+                 memory and retried"
+            ),
+        }
+    }
+
     fn failed(&mut self, e: JournalError) {
+        self.set_up(false, Some(&e));
         if self.failing_since.is_none() {
             self.failing_since = Some(Instant::now());
         }
@@ -498,6 +556,7 @@ struct Maintenance {
     every: Duration,
     forwarding: bool,
     retention: Duration,
+    status_every: Duration,
 }
 
 impl Maintenance {
@@ -505,6 +564,7 @@ impl Maintenance {
         let mut store: Option<Box<dyn Store>> = None;
         // Pruning is due at once, then every tenth of the retention (1 min .. 1 h).
         let mut prune_at = Instant::now();
+        let mut status_at = Instant::now();
         loop {
             if store.is_none() {
                 store = (self.open)().ok();
@@ -515,10 +575,30 @@ impl Maintenance {
                     store = None;
                 }
             }
+            if Instant::now() >= status_at {
+                self.log_status();
+                status_at = Instant::now() + self.status_every;
+            }
             if let Err(RecvTimeoutError::Disconnected) = stop.recv_timeout(self.every) {
                 return;
             }
         }
+    }
+
+    /// One line with the journal's gauges, named like the metrics, for platforms that alert on
+    /// logs instead of scraping `/metrics` (CloudWatch metric filters, Cloud Logging metrics).
+    fn log_status(&self) {
+        let now = self.metrics.snapshot();
+        let forwarding = self.forwarding.then_some(now);
+        tracing::info!(
+            journal_up = u8::from(now.up),
+            journal_buffered_events = now.buffered,
+            journal_dropped_total = now.dropped,
+            journal_backlog_events = forwarding.map(|n| n.backlog),
+            journal_oldest_undelivered_age_seconds =
+                forwarding.map(|n| n.oldest_undelivered_age_seconds),
+            "journal status"
+        );
     }
 
     fn tick(&self, store: &mut dyn Store, prune_at: &mut Instant) -> Result<(), JournalError> {
@@ -611,6 +691,12 @@ mod tests {
         }
         fn prune_received(&mut self, _: i64) -> Result<u64, JournalError> {
             Ok(0)
+        }
+        fn ping(&mut self) -> Result<(), JournalError> {
+            match self.0.lock().unwrap().down {
+                true => Err(JournalError::new("store down")),
+                false => Ok(()),
+            }
         }
     }
 
