@@ -1091,9 +1091,18 @@ mod tests {
         );
         assert!(!format!("{:?}", j.url).contains("s3cret"));
         for (bad, setting) in [
-            (with("postgres://", Some(&dir.path().join("none"))), "journal-password-file: "),
-            (with("postgres://u:pw@h/d", Some(&password)), "journal-password-file: "),
-            (with("sqlite:///var/j.db", Some(&password)), "journal-password-file: "),
+            (
+                with("postgres://", Some(&dir.path().join("none"))),
+                "journal-password-file: ",
+            ),
+            (
+                with("postgres://u:pw@h/d", Some(&password)),
+                "journal-password-file: ",
+            ),
+            (
+                with("sqlite:///var/j.db", Some(&password)),
+                "journal-password-file: ",
+            ),
             (with("postgres://u@h/d?sslmode=often", None), "journal: "),
             (
                 ServeArgs {

@@ -284,17 +284,6 @@ impl Collector for LogLinesDropped {
     }
 }
 
-/// Every `signature_failures_total{reason}` (`verify::AuthError::label`); all exist from start-up.
-pub const SIGNATURE_FAILURE_REASONS: [&str; 7] = [
-    "missing",
-    "mismatch",
-    "json_without_hash",
-    "body_hash",
-    "unknown_algorithm",
-    "unknown_key",
-    "no_token",
-];
-
 /// The ErrorCodes Twilio calls a fallback URL with (docs/production.md, shared notes on Twilio's
 /// protocol): HTTP retrieval and connection failures, DNS, redirects, TLS, body too large, bad
 /// TwiML or content type. Their `fallback_requests_total` series exist from start-up at 0, so the
@@ -390,7 +379,7 @@ impl Metrics {
             let _ = requests.get_or_create(&RequestLabels { route, status });
             let _ = duration.get_or_create(&RouteLabel { route });
         }
-        for reason in SIGNATURE_FAILURE_REASONS {
+        for reason in crate::verify::REASONS {
             let _ = signature_failures.get_or_create(&ReasonLabel { reason });
         }
         for code in FALLBACK_ERROR_CODES {

@@ -323,7 +323,10 @@ mod tests {
             pg.describe(),
             "postgres host=db port=5432 user=app dbname=journal sslmode=disable"
         );
-        assert!("postgres://".parse::<JournalUrl>().is_err(), "no user, no host");
+        assert!(
+            "postgres://".parse::<JournalUrl>().is_err(),
+            "no user, no host"
+        );
     }
 
     #[test]

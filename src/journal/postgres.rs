@@ -141,9 +141,11 @@ impl Target {
                 Some(raw) => match raw.trim().parse::<u64>() {
                     // libpq: 0 or negative waits forever; a journal never should.
                     Ok(s) if s > 0 => Duration::from_secs(s),
-                    _ => return Err(JournalError::new(format!(
-                        "PGCONNECT_TIMEOUT: {raw:?} is not a number of seconds above 0"
-                    ))),
+                    _ => {
+                        return Err(JournalError::new(format!(
+                            "PGCONNECT_TIMEOUT: {raw:?} is not a number of seconds above 0"
+                        )))
+                    }
                 },
                 None => CONNECT_TIMEOUT,
             };
@@ -182,15 +184,12 @@ impl Target {
             }
         }
         let sslmode = match url_mode.or_else(|| sources.var("PGSSLMODE")) {
-            Some(mode) => SSL_MODES
-                .into_iter()
-                .find(|m| *m == mode)
-                .ok_or_else(|| {
-                    JournalError::new(format!(
-                        "sslmode {mode:?} is not one of {}",
-                        SSL_MODES.join(", ")
-                    ))
-                })?,
+            Some(mode) => SSL_MODES.into_iter().find(|m| *m == mode).ok_or_else(|| {
+                JournalError::new(format!(
+                    "sslmode {mode:?} is not one of {}",
+                    SSL_MODES.join(", ")
+                ))
+            })?,
             None => "disable",
         };
         let unix_only = config
@@ -304,10 +303,12 @@ fn authority(url: &str) -> (usize, usize) {
 /// Whether any host in the URL is written with its port.
 fn authority_has_port(url: &str) -> bool {
     let (start, end) = authority(url);
-    url[start..end].split(',').any(|chunk| match chunk.rfind(']') {
-        Some(i) => chunk[i..].contains(':'),
-        None => chunk.contains(':'),
-    })
+    url[start..end]
+        .split(',')
+        .any(|chunk| match chunk.rfind(']') {
+            Some(i) => chunk[i..].contains(':'),
+            None => chunk.contains(':'),
+        })
 }
 
 /// The URL with `PGPORT`'s port(s) written after each host of its authority.
@@ -322,7 +323,12 @@ fn with_ports(url: &str, ports: &str) -> Result<String, JournalError> {
         .enumerate()
         .map(|(i, host)| format!("{host}:{}", ports.get(i).unwrap_or(&ports[0])))
         .collect();
-    Ok(format!("{}{}{}", &url[..start], hosts.join(","), &url[end..]))
+    Ok(format!(
+        "{}{}{}",
+        &url[..start],
+        hosts.join(","),
+        &url[end..]
+    ))
 }
 
 /// libpq's password file lookup: `PGPASSFILE`, else `~/.pgpass` when it exists; lines
@@ -380,7 +386,12 @@ fn password_from_file(
             .first()
             .map_or_else(|| "localhost".to_string(), ToString::to_string),
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
     let dbname = config.get_dbname().unwrap_or(user);
     Ok(pgpass_lookup(&text, [&host, &port, dbname, user]))
 }
@@ -514,7 +525,9 @@ fn never_works(e: &postgres::Error) -> bool {
         // 28: authorization (password, pg_hba, role); 3D: no such database; 42: privilege (the
         // table cannot be created) or syntax. Everything else may pass (57P03 starting up, 53300
         // too many connections, 08: connection, 25: read-only during a failover).
-        return ["28", "3D", "42"].iter().any(|class| code.code().starts_with(class));
+        return ["28", "3D", "42"]
+            .iter()
+            .any(|class| code.code().starts_with(class));
     }
     // No SQLSTATE: the driver's own verdicts. A TLS failure is a misconfiguration (no TLS on the
     // server, a certificate that does not verify) unless it is an I/O error of the handshake;
@@ -881,7 +894,10 @@ mod tests {
         let e = tls_config(Some("/no/such/ca.pem")).unwrap_err();
         assert!(e.to_string().contains("/no/such/ca.pem"), "{e}");
         assert!(tls_config(None).is_ok());
-        let e = refused("postgres://u@db/j?sslmode=verify-full&sslrootcert=/no/ca.pem", &[]);
+        let e = refused(
+            "postgres://u@db/j?sslmode=verify-full&sslrootcert=/no/ca.pem",
+            &[],
+        );
         assert!(e.contains("/no/ca.pem"), "{e}");
     }
 
@@ -903,7 +919,10 @@ mod tests {
         assert_eq!(t.0.config.get_password(), Some(&b"from-env"[..]));
         // The URL wins over every variable, as in libpq.
         let t = target("postgres://u:pw@h:1/d?sslmode=disable", ENV);
-        assert_eq!(t.to_string(), "host=h port=1 user=u dbname=d sslmode=disable");
+        assert_eq!(
+            t.to_string(),
+            "host=h port=1 user=u dbname=d sslmode=disable"
+        );
         assert_eq!(t.0.config.get_password(), Some(&b"pw"[..]));
         // A host without its port takes PGPORT (the driver alone would assume 5432).
         let t = target("postgres://u@h1,h2/d", ENV);
@@ -912,7 +931,10 @@ mod tests {
             "host=h1,h2 port=6543,6543 user=u dbname=d sslmode=require"
         );
         let t = target("postgres://u@h/d", &[]);
-        assert_eq!(t.to_string(), "host=h port=5432 user=u dbname=d sslmode=disable");
+        assert_eq!(
+            t.to_string(),
+            "host=h port=5432 user=u dbname=d sslmode=disable"
+        );
         assert_eq!(
             t.0.config.get_connect_timeout(),
             Some(&Duration::from_secs(5))
@@ -933,9 +955,15 @@ mod tests {
         );
         assert!(t.0.tls.is_none());
         let t = target("postgres://app@%2Frun%2Fpg/j", &[]);
-        assert_eq!(t.to_string(), "host=/run/pg port=5432 user=app dbname=j sslmode=disable");
+        assert_eq!(
+            t.to_string(),
+            "host=/run/pg port=5432 user=app dbname=j sslmode=disable"
+        );
         let t = target("postgres:///j?host=/run/pg&user=app&port=5433", &[]);
-        assert_eq!(t.to_string(), "host=/run/pg port=5433 user=app dbname=j sslmode=disable");
+        assert_eq!(
+            t.to_string(),
+            "host=/run/pg port=5433 user=app dbname=j sslmode=disable"
+        );
     }
 
     #[test]
@@ -945,11 +973,12 @@ mod tests {
         assert!(refused("postgres://u@h/d", &[("PGPORT", "x")]).contains("PGPORT"));
         assert!(refused("postgres://u@h/d", &[("PGSSLMODE", "always")]).contains("sslmode"));
         assert!(refused("postgres://u@h/d?sslmode=yes", &[]).contains("sslmode"));
+        assert!(refused("postgres://u@h/d", &[("PGCONNECT_TIMEOUT", "0")])
+            .contains("PGCONNECT_TIMEOUT"));
         assert!(
-            refused("postgres://u@h/d", &[("PGCONNECT_TIMEOUT", "0")]).contains("PGCONNECT_TIMEOUT")
+            refused("postgres://u@h/d", &[("PGPASSFILE", "/no/such/pgpass")])
+                .contains("PGPASSFILE")
         );
-        assert!(refused("postgres://u@h/d", &[("PGPASSFILE", "/no/such/pgpass")])
-            .contains("PGPASSFILE"));
         let env = env(&[]);
         let both = Target::new(
             "postgres://u:pw@h/d",
@@ -1013,7 +1042,13 @@ mod tests {
             Some("two".into())
         );
         // A field must match whole, not as a prefix.
-        assert_eq!(pgpass_lookup("h:5432:d:appx:no\n", ["h", "5432", "d", "app"]), None);
-        assert_eq!(pgpass_lookup("h:5432:d:app\n", ["h", "5432", "d", "app"]), None);
+        assert_eq!(
+            pgpass_lookup("h:5432:d:appx:no\n", ["h", "5432", "d", "app"]),
+            None
+        );
+        assert_eq!(
+            pgpass_lookup("h:5432:d:app\n", ["h", "5432", "d", "app"]),
+            None
+        );
     }
 }

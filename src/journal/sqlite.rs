@@ -83,6 +83,26 @@ pub fn probe(path: &Path) -> Result<(), Unavailable> {
             folder.display()
         ))));
     }
+    // SQLite writes the database and its -wal and -shm files beside it: find out now, with a
+    // plain message, rather than from SQLite's "unable to open database file".
+    let trial = folder.join(format!(".twiml-failover-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&trial)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&trial);
+        }
+        Err(e) => {
+            return Err(Unavailable::Never(JournalError::new(format!(
+                "sqlite {}: cannot create files in {} ({e}); SQLite writes the database and its \
+                 -wal and -shm files there",
+                path.display(),
+                folder.display()
+            ))))
+        }
+    }
     let never = |e: JournalError| Unavailable::Never(e);
     let store = SqliteStore::open(path).map_err(never)?;
     match store.conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK") {
