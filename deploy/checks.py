@@ -32,6 +32,10 @@ MEMORY_WORST_CONNECTION_KIB = 48
 MEMORY_WORST_TLS_CONNECTION_KIB = 104
 DEFAULT_MAX_CONNECTIONS = 2048
 DEFAULT_BODY_BUFFER_BYTES = 16 * 1024 * 1024
+# With a journal, a database outage holds up to 100,000 events in memory (src/journal/writer.rs),
+# each costing 1,198 bytes of RSS (benches/journal_outage.sh: 2,996 events, +3.5 MiB).
+JOURNAL_BUFFERED_EVENTS = 100_000
+JOURNAL_BYTES_PER_EVENT = 1198
 
 
 def mib(quantity):
@@ -48,14 +52,15 @@ def memory_budget_mib(env):
     conns = int(env.get("TWIML_FAILOVER_MAX_CONNECTIONS") or DEFAULT_MAX_CONNECTIONS)
     body = int(env.get("TWIML_FAILOVER_BODY_BUFFER_BYTES") or DEFAULT_BODY_BUFFER_BYTES)
     worst = MEMORY_WORST_TLS_CONNECTION_KIB if env.get("TWIML_FAILOVER_TLS_CERT") else MEMORY_WORST_CONNECTION_KIB
-    return MEMORY_BASE_MIB + conns * worst / 1024 + 2 * body / 2**20
+    journal = JOURNAL_BUFFERED_EVENTS * JOURNAL_BYTES_PER_EVENT if env.get("TWIML_FAILOVER_JOURNAL") else 0
+    return MEMORY_BASE_MIB + conns * worst / 1024 + 2 * body / 2**20 + journal / 2**20
 
 
 def check_memory(where, env, limit_mib):
     budget = memory_budget_mib(env)
     check(budget <= limit_mib,
           f"{where}: memory budget {budget:.0f} MiB (base {MEMORY_BASE_MIB} + max connections x worst "
-          f"connection + 2 x body budget) <= memory limit {limit_mib:.0f} MiB")
+          f"connection + 2 x body budget + the journal's outage buffer) <= memory limit {limit_mib:.0f} MiB")
 
 
 class CheckFailed(Exception):
@@ -88,10 +93,15 @@ def kubernetes(role, path):
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
     for kind in ("Namespace", "ServiceAccount", "Deployment", "Service", "Ingress",
-                 "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy"):
+                 "PodDisruptionBudget", "HorizontalPodAutoscaler"):
         check(len(by_kind.get(kind, [])) == 1, f"{role}: exactly one {kind}")
+    policies = {d["metadata"]["name"]: d["spec"] for d in by_kind.get("NetworkPolicy", [])}
+    clusters = by_kind.get("Cluster", [])
+    expected_policies = {"twiml-failover", "twiml-failover-egress"} | (
+        {"twiml-failover-egress-database"} if clusters else set())
+    check(set(policies) == expected_policies, f"{role}: NetworkPolicies {sorted(expected_policies)}")
     check(len(by_kind.get("ConfigMap", [])) == 3, f"{role}: three ConfigMaps (two template sets, config)")
-    check("Secret" not in by_kind, f"{role}: no Secret in the manifests (created by hand)")
+    check("Secret" not in by_kind, f"{role}: no Secret in the manifests (created by hand or by the operator)")
 
     ns = by_kind["Namespace"][0]
     check(ns["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") == "restricted",
@@ -188,11 +198,94 @@ def kubernetes(role, path):
     hpa = by_kind["HorizontalPodAutoscaler"][0]["spec"]
     check(hpa["scaleTargetRef"]["name"] == deploy["metadata"]["name"] and hpa["minReplicas"] >= 2,
           f"{role}: HPA scales the Deployment, at least 2 replicas")
-    np = by_kind["NetworkPolicy"][0]["spec"]
-    check(selects(np["podSelector"]["matchLabels"]), f"{role}: NetworkPolicy selects the pods")
+    np = policies["twiml-failover"]
+    check(all(selects(p["podSelector"]["matchLabels"]) for p in policies.values()),
+          f"{role}: every NetworkPolicy selects the pods")
     check(set(np["policyTypes"]) == {"Ingress", "Egress"}, f"{role}: NetworkPolicy restricts both directions")
     check(all(p.get("port") == 8080 for r in np["ingress"] for p in r["ports"]), f"{role}: only port 8080 is open")
-    check(all(p.get("port") == 53 for r in np["egress"] for p in r["ports"]), f"{role}: egress is DNS only")
+    check(all(p.get("port") == 53 for r in np["egress"] for p in r["ports"]), f"{role}: its own egress is DNS only")
+    journal_checks(role, c, volumes, policies, clusters)
+
+
+# The documentation ranges base/networkpolicy.yaml holds until an overlay sets real addresses.
+PLACEHOLDER_NETWORKS = ("192.0.2.0/24", "198.51.100.0/24")
+
+
+def secret_key_refs(container):
+    """{env name: (secret name, key)} for the env entries taken from Secrets."""
+    out = {}
+    for e in container.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            out[e["name"]] = (ref["name"], ref["key"])
+    return out
+
+
+def mounted_secret_file(container, volumes, path):
+    """(secret name, key) of the Secret file mounted at `path`, or None."""
+    for m in container.get("volumeMounts", []):
+        folder = m["mountPath"].rstrip("/") + "/"
+        secret = volumes.get(m["name"], {}).get("secret")
+        if secret and path.startswith(folder):
+            for item in secret.get("items", []):
+                if folder + item["path"] == path:
+                    return secret["secretName"], item["key"]
+    return None
+
+
+def journal_checks(role, c, volumes, policies, clusters):
+    """The journal on PostgreSQL as issue 22 wants it: credentials from Secrets (the password as
+    a file), TLS verified against the database's CA, a writable spill folder, egress to the
+    database and the forward target, and nothing secret in a plain value."""
+    env = {k: env_value(c, k) for k in env_of(c)}
+    refs = secret_key_refs(c)
+    journal = env.get("TWIML_FAILOVER_JOURNAL") or ""
+    check(journal.startswith(("postgres://", "postgresql://")) and "@" not in journal,
+          f"{role}: journal on PostgreSQL, no credentials in the URL ({journal!r})")
+    check("PGPASSWORD" not in env and not any("PASSWORD" in k and v for k, v in env.items()
+                                              if k != "TWIML_FAILOVER_JOURNAL_PASSWORD_FILE"),
+          f"{role}: no password in a plain env value")
+    for var in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER"):
+        check(var in refs, f"{role}: {var} from Secret {refs.get(var, ('?',))[0]}")
+    secret_names = {refs[v][0] for v in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER")}
+    check(len(secret_names) == 1, f"{role}: PG* from one Secret {sorted(secret_names)}")
+    (secret,) = secret_names
+    password = mounted_secret_file(c, volumes, env.get("TWIML_FAILOVER_JOURNAL_PASSWORD_FILE") or "")
+    check(password == (secret, "password"),
+          f"{role}: TWIML_FAILOVER_JOURNAL_PASSWORD_FILE is key `password` of Secret {secret}, mounted")
+    check(env.get("PGSSLMODE") == "verify-full", f"{role}: PGSSLMODE=verify-full")
+    ca = mounted_secret_file(c, volumes, env.get("PGSSLROOTCERT") or "")
+    check(ca is not None and ca[1] == "ca.crt", f"{role}: PGSSLROOTCERT is a mounted Secret's ca.crt ({ca})")
+    spill = env.get("TWIML_FAILOVER_JOURNAL_SPILL_DIR") or ""
+    writable = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", []) if not m.get("readOnly")}
+    check(spill in writable and "emptyDir" in volumes[writable[spill]],
+          f"{role}: spill folder {spill} is a writable emptyDir")
+    check(set(writable) == {spill}, f"{role}: the spill folder is the only writable mount")
+    forward = urllib.parse.urlsplit(env.get("TWIML_FAILOVER_FORWARD_TO") or "")
+    check(forward.scheme == "https" and forward.hostname, f"{role}: forwards to {forward.geturl()!r} (https)")
+    egress = policies["twiml-failover-egress"]["egress"]
+    ports = [[p.get("port") for p in r["ports"]] for r in egress]
+    cidrs = [t.get("ipBlock", {}).get("cidr") for r in egress for t in r["to"]]
+    check(ports == [[5432], [443]], f"{role}: egress to the database (5432) and the forward target (443)")
+    check(not set(cidrs) & set(PLACEHOLDER_NETWORKS) and "0.0.0.0/0" not in cidrs,
+          f"{role}: the overlay set the egress addresses ({', '.join(map(str, cidrs))})")
+    if clusters:
+        cluster = clusters[0]
+        name, spec = cluster["metadata"]["name"], cluster["spec"]
+        check(secret == f"{name}-app" and ca[0] == f"{name}-ca",
+              f"{role}: journal settings from CloudNativePG's {name}-app and {name}-ca Secrets")
+        check(spec.get("instances", 1) >= 2 and spec.get("affinity", {}).get("topologyKey")
+              == "topology.kubernetes.io/zone",
+              f"{role}: database Cluster {name}: {spec.get('instances')} instances spread over zones")
+        check(spec.get("postgresql", {}).get("synchronous", {}).get("number", 0) >= 1,
+              f"{role}: database commits wait for a standby (synchronous)")
+        db = policies["twiml-failover-egress-database"]["egress"]
+        check(db == [{"to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": name}}}],
+                      "ports": [{"protocol": "TCP", "port": 5432}]}],
+              f"{role}: egress to the Cluster's pods on 5432")
+    else:
+        check(secret == "twiml-failover-journal" and ca == ("twiml-failover-journal", "ca.crt"),
+              f"{role}: journal settings from the Secret twiml-failover-journal (external database)")
 
 
 def cloudrun(path, pod_out):
