@@ -167,6 +167,7 @@ step "cloud run: deploy/cloudrun/service.yaml (Knative fields; containers as cor
 python deploy/checks.py cloudrun deploy/cloudrun/service.yaml "$work/cloudrun-pod.yaml"
 kubernetes-validate --strict --quiet "$work/cloudrun-pod.yaml"
 echo "ok: containers valid as Kubernetes core/v1 Container"
+python deploy/checks.py cloudrun-monitoring deploy/cloudrun/monitoring
 
 step "twilio: tests/twilio_oai/schemas.json matches the OpenAPI description in ../shared/specs/twilio-oai"
 python3 tests/twilio_oai/extract.py --check

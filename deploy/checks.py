@@ -4,6 +4,7 @@
   checks.py kubernetes ROLE RENDERED.yaml    an overlay's `kubectl kustomize` output
   checks.py cloudrun SERVICE.yaml POD.yaml   checks the Knative service; writes its containers as a
                                              Pod for kubernetes-validate
+  checks.py cloudrun-monitoring FOLDER       Cloud Run's log-based metrics and alert policies
   checks.py cloudformation TEMPLATE.yaml     the AWS fallback stack (needs cfn-lint installed)
   checks.py rule-spec PROMETHEUSRULE.yaml OUT  writes the PrometheusRule's spec as a rule file
 
@@ -315,6 +316,22 @@ def cloudrun(path, pod_out):
                  mib(c.get("resources", {}).get("limits", {}).get("memory", "512Mi")))
     token = env_of(c).get("TWILIO_AUTH_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {})
     check(bool(token.get("name")) and bool(token.get("key")), "cloudrun: auth token from Secret Manager (secretKeyRef)")
+    journal = env_value(c, "TWIML_FAILOVER_JOURNAL") or ""
+    instance = annotations.get("run.googleapis.com/cloudsql-instances", "")
+    check(journal == "postgres://" and instance and env_value(c, "PGHOST") == f"/cloudsql/{instance}",
+          f"cloudrun: journal on Cloud SQL {instance!r} through its unix socket (PGHOST)")
+    check("PGPASSWORD" not in env_of(c), "cloudrun: no password in the environment")
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    password = env_value(c, "TWIML_FAILOVER_JOURNAL_PASSWORD_FILE") or ""
+    folder, _, file = password.rpartition("/")
+    volume = {v["name"]: v for v in spec.get("volumes", [])}.get(mounts.get(folder), {})
+    check(any(i.get("path") == file for i in volume.get("secret", {}).get("items", [])),
+          f"cloudrun: journal password {password} from Secret Manager "
+          f"({volume.get('secret', {}).get('secretName')}), mounted as a file")
+    check(annotations.get("run.googleapis.com/cpu-throttling") == "false",
+          "cloudrun: CPU between requests (the journal retries and the forwarder run in the background)")
+    forward = urllib.parse.urlsplit(env_value(c, "TWIML_FAILOVER_FORWARD_TO") or "")
+    check(forward.scheme == "https" and forward.hostname, f"cloudrun: forwards to {forward.geturl()!r}")
     check(http_path(c.get("startupProbe")) == "/readyz", "cloudrun: startup probe on /readyz")
     check(http_path(c.get("livenessProbe")) == "/healthz", "cloudrun: liveness probe on /healthz")
     # Cloud Run's container fields are a subset of Kubernetes' core/v1 Container: let
@@ -324,6 +341,63 @@ def cloudrun(path, pod_out):
     with open(pod_out, "w", encoding="utf-8") as f:
         yaml.safe_dump(pod, f, sort_keys=False)
     print(f"  ok: cloudrun: containers written to {pod_out} for schema validation")
+
+
+# The fields gcloud accepts in a LogMetric (Cloud Logging API v2) and an AlertPolicy (Cloud
+# Monitoring API v3) file, as far as these files use them; anything else is a typo.
+LOG_METRIC_KEYS = {"name", "description", "filter", "metricDescriptor", "valueExtractor",
+                   "labelExtractors", "bucketOptions", "disabled"}
+ALERT_POLICY_KEYS = {"displayName", "documentation", "combiner", "conditions", "alertStrategy",
+                     "notificationChannels", "enabled", "severity", "userLabels"}
+CONDITION_KINDS = {"conditionThreshold", "conditionMatchedLog", "conditionAbsent"}
+
+
+def cloudrun_monitoring(folder):
+    """deploy/cloudrun/monitoring: log-based metrics and the alert policies on them."""
+    import glob
+    import os
+    import re
+    metrics = {}
+    for path in sorted(glob.glob(os.path.join(folder, "log-metrics", "*.yaml"))):
+        name = os.path.basename(path)[:-5]
+        with open(path, encoding="utf-8") as f:
+            m = yaml.safe_load(f)
+        check(set(m) <= LOG_METRIC_KEYS and {"filter", "metricDescriptor"} <= set(m),
+              f"cloudrun: log metric {name} has only LogMetric fields")
+        d = m["metricDescriptor"]
+        check(d.get("metricKind") == "DELTA" and d.get("valueType") in ("INT64", "DISTRIBUTION"),
+              f"cloudrun: log metric {name} is a DELTA counter or distribution")
+        if d["valueType"] == "DISTRIBUTION":
+            check(re.fullmatch(r"EXTRACT\(jsonPayload\.[a-z_]+\)", m.get("valueExtractor", "")) and "bucketOptions" in m,
+                  f"cloudrun: distribution {name} extracts a jsonPayload field into buckets")
+        check('resource.type="cloud_run_revision"' in m["filter"], f"cloudrun: log metric {name} reads Cloud Run logs")
+        metrics[name] = m
+    policies = sorted(glob.glob(os.path.join(folder, "alert-policies", "*.yaml")))
+    used = set()
+    for path in policies:
+        name = os.path.basename(path)
+        with open(path, encoding="utf-8") as f:
+            p = yaml.safe_load(f)
+        check(set(p) <= ALERT_POLICY_KEYS and p.get("displayName") and p.get("conditions"),
+              f"cloudrun: alert policy {name} has only AlertPolicy fields")
+        for cond in p["conditions"]:
+            kinds = set(cond) & CONDITION_KINDS
+            check(len(kinds) == 1 and set(cond) <= CONDITION_KINDS | {"displayName"},
+                  f"cloudrun: {name}: condition {cond.get('displayName')!r} has one kind")
+            (kind,) = kinds
+            if kind == "conditionThreshold":
+                t = cond[kind]
+                found = re.findall(r'metric\.type="logging\.googleapis\.com/user/([a-z_]+)"', t["filter"])
+                check(len(found) == 1 and found[0] in metrics,
+                      f"cloudrun: {name}: watches the log metric {found} defined in log-metrics/")
+                used.update(found)
+                check(t.get("comparison", "").startswith("COMPARISON_") and "thresholdValue" in t
+                      and re.fullmatch(r"[0-9]+s", t.get("duration", "")),
+                      f"cloudrun: {name}: threshold, comparison and duration")
+            if kind == "conditionMatchedLog":
+                check("notificationRateLimit" in p.get("alertStrategy", {}),
+                      f"cloudrun: {name}: a log-match policy has the notification rate limit the API requires")
+    check(set(metrics) == used, f"cloudrun: every log metric has an alert policy ({', '.join(sorted(metrics))})")
 
 
 def cloudformation(path):
@@ -359,6 +433,40 @@ def cloudformation(path):
     check(cdef.get("ReadonlyRootFilesystem") is True, "aws: read-only root filesystem")
     params = t["Parameters"]
     check(int(params["DesiredCount"]["MinValue"]) >= 2, "aws: at least 2 tasks")
+    check(env.get("TWIML_FAILOVER_JOURNAL") == "postgres://" and {"PGUSER", "PGPASSWORD"} <= secrets
+          and not {"PGUSER", "PGPASSWORD"} & set(env),
+          "aws: journal on PostgreSQL, user and password from Secrets Manager (not plain environment)")
+    check(env.get("PGSSLMODE") == "verify-full" and env.get("PGSSLROOTCERT"), "aws: PGSSLMODE=verify-full with a CA file")
+    check(env.get("TWIML_FAILOVER_FORWARD_TO") == {"Ref": "ForwardTo"}, "aws: --forward-to is the ForwardTo parameter")
+    spill = env.get("TWIML_FAILOVER_JOURNAL_SPILL_DIR")
+    writable = [m["ContainerPath"] for m in cdef.get("MountPoints", []) if not m.get("ReadOnly", False)]
+    check(writable == [spill], f"aws: the spill folder {spill} is the only writable mount")
+    check(cdef.get("RestartPolicy", {}).get("Enabled") is True,
+          "aws: the container restarts in its task (its spill folder is taken back)")
+    db = res["Database"]
+    dbp = db["Properties"]
+    check(db.get("Condition") == "CreateDatabase" and dbp["Engine"] == "postgres" and dbp["MultiAZ"] is True
+          and dbp["StorageEncrypted"] is True and dbp["PubliclyAccessible"] is False
+          and dbp["ManageMasterUserPassword"] is True,
+          "aws: RDS PostgreSQL when DatabaseMode=create: Multi-AZ, encrypted, private, password managed in Secrets Manager")
+    ingress = res["DatabaseSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    check(len(ingress) == 1 and ingress[0]["SourceSecurityGroupId"] == {"Fn::GetAtt": ["TaskSecurityGroup", "GroupId"]},
+          "aws: only the tasks may reach the database")
+    egress = [r["Properties"] for r in res.values() if r["Type"] == "AWS::EC2::SecurityGroupEgress"]
+    check({e["FromPort"] if isinstance(e["FromPort"], int) else "database" for e in egress} == {443, "database"},
+          "aws: the tasks may connect out on 443 and to the database only")
+    filters = {r["Properties"]["MetricTransformations"][0]["MetricName"]
+               for r in res.values() if r["Type"] == "AWS::Logs::MetricFilter"}
+    watched = set()
+    for r in res.values():
+        if r["Type"] == "AWS::CloudWatch::Alarm":
+            p = r["Properties"]
+            watched.add(p.get("MetricName"))
+            watched.update(m.get("MetricStat", {}).get("Metric", {}).get("MetricName") for m in p.get("Metrics", []))
+    check(filters <= watched, f"aws: every metric filter's metric has an alarm ({', '.join(sorted(filters))})")
+    for name in ("JournalUp", "JournalBacklogEvents", "JournalOldestUndeliveredAgeSeconds", "JournalLostEvents",
+                 "JournalDroppedEvents", "JournalSpilledEvents"):
+        check(name in filters, f"aws: alarm on {name}")
     listener = res["HttpsListener"]["Properties"]
     check(listener["Protocol"] == "HTTPS" and listener["Port"] == 443, "aws: HTTPS listener on 443 with ACM certificate")
     check("LoadBalancerDnsName" in t["Outputs"] and "VoiceFallbackUrl" in t["Outputs"], "aws: outputs the URLs")
@@ -380,6 +488,8 @@ def main(argv):
             kubernetes(argv[1], argv[2])
         elif len(argv) == 3 and argv[0] == "cloudrun":
             cloudrun(argv[1], argv[2])
+        elif len(argv) == 2 and argv[0] == "cloudrun-monitoring":
+            cloudrun_monitoring(argv[1])
         elif len(argv) == 2 and argv[0] == "cloudformation":
             cloudformation(argv[1])
         elif len(argv) == 3 and argv[0] == "rule-spec":
