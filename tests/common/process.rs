@@ -136,13 +136,14 @@ impl Drop for Serve {
     }
 }
 
-/// The address in the `listening listen=ADDR ...` start-up line.
+/// The address in the `listening listen=ADDR ...` start-up line (`"listen":"ADDR"` in JSON).
 fn listening_addr(log: &str) -> Option<SocketAddr> {
     log.lines()
         .filter(|l| l.contains("listening"))
         .find_map(|l| {
             l.split("listen=")
-                .nth(1)?
+                .nth(1)
+                .or_else(|| l.split("\"listen\":\"").nth(1))?
                 .split([' ', '"'])
                 .find(|s| !s.is_empty())?
                 .parse()
