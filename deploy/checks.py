@@ -7,10 +7,14 @@
   checks.py cloudrun-monitoring FOLDER       Cloud Run's log-based metrics and alert policies
   checks.py cloudformation TEMPLATE.yaml     the AWS fallback stack (needs cfn-lint installed)
   checks.py rule-spec PROMETHEUSRULE.yaml OUT  writes the PrometheusRule's spec as a rule file
+  checks.py shipped KIND PATH                what a deployment runs (kubernetes OVERLAY_DIR, aws
+                                             TEMPLATE, cloudrun SERVICE): command, environment,
+                                             volumes, user, probes, as JSON for tests/manifests.rs
 
 Needs PyYAML (cfn-lint brings it). Prints one line per check; exits 1 on the first failure.
 """
 
+import os
 import sys
 import urllib.parse
 
@@ -482,12 +486,198 @@ def rule_spec(path, out):
     print(f"  ok: prometheus: spec written to {out}")
 
 
+# ---------------------------------------------------------------------------------------------
+# `shipped`: what a deployment runs, as tests/manifests.rs needs it to run the binary the same way.
+
+
+def image():
+    """The image's own settings, from deploy/container/Containerfile: entrypoint, default command,
+    environment, user, and the files it carries (destination -> what the build stage copied there
+    from the repository, `fetched:URL` for a download, else the build stage's own path: the binary
+    or a folder it made)."""
+    import json
+    import shlex
+    entrypoint, cmd, env, user, files = [], [], {}, None, {}
+    with open("deploy/container/Containerfile", encoding="utf-8") as f:
+        text = f.read().replace("\\\n", " ")
+    stage_copies = {}
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        op, rest = words[0], line[len(words[0]):].strip()
+        if op == "FROM":
+            # A stage starts from its base image: only the last stage's settings are the image's.
+            entrypoint, cmd, env, user = [], [], {}, None
+        elif op == "COPY" and "--from=" not in rest:
+            *src, dest = [w for w in rest.split() if not w.startswith("--")]
+            stage_copies[dest] = src[0]
+        elif op == "ADD":
+            src, dest = [w for w in rest.split() if not w.startswith("--")]
+            stage_copies[dest] = "fetched:" + src
+        elif op == "COPY":
+            args = [w for w in rest.split() if not w.startswith("--")]
+            src, dest = args[0], args[1]
+            opts = {w.split("=")[0]: w.split("=", 1)[1] for w in rest.split() if w.startswith("--")}
+            files[dest] = {"from": stage_copies.get(src, src), "chown": opts.get("--chown")}
+        elif op == "ENV":
+            for pair in shlex.split(rest):
+                k, v = pair.split("=", 1)
+                env[k] = {"value": v}
+        elif op == "ENTRYPOINT":
+            entrypoint = json.loads(rest)
+        elif op == "CMD":
+            cmd = json.loads(rest)
+        elif op == "USER":
+            user = [int(x) for x in rest.split(":")]
+    return {"entrypoint": entrypoint, "cmd": cmd, "env": env, "user": user, "files": files}
+
+
+def shipped_kubernetes(overlay):
+    import subprocess
+    kubectl = os.environ.get("KUBECTL", "kubectl")
+    rendered = subprocess.run([kubectl, "kustomize", overlay], check=True, capture_output=True, text=True).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]
+    spec = pod["spec"]
+    c = spec["containers"][0]
+    configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    env = {}
+    for e in c.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        env[e["name"]] = {"secret": [ref["name"], ref["key"]], "optional": ref.get("optional", False)} if ref \
+            else {"value": e["value"]}
+    mounts = []
+    for m in c.get("volumeMounts", []):
+        v = volumes[m["name"]]
+        if "configMap" in v:
+            mounts.append({"path": m["mountPath"], "kind": "files", "writable": False,
+                           "files": configmaps[v["configMap"]["name"]]})
+        elif "secret" in v:
+            sec = v["secret"]
+            items = [[i["key"], i["path"]] for i in sec.get("items", [])]
+            mounts.append({"path": m["mountPath"], "kind": "secret", "writable": False,
+                           "secret": sec["secretName"], "items": items})
+        elif "emptyDir" in v:
+            mounts.append({"path": m["mountPath"], "kind": "scratch", "writable": not m.get("readOnly", False)})
+        else:
+            raise CheckFailed(f"{overlay}: volume {m['name']}: unknown kind")
+    psc, csc = spec.get("securityContext", {}), c.get("securityContext", {})
+    annotations = pod["metadata"].get("annotations", {})
+    return {
+        "args": c.get("command"), "cmd": c.get("args"), "env": env, "mounts": mounts,
+        "user": [csc.get("runAsUser", psc.get("runAsUser")), csc.get("runAsGroup", psc.get("runAsGroup"))],
+        "read_only_root": csc.get("readOnlyRootFilesystem", False),
+        "port": c["ports"][0]["containerPort"],
+        "probes": [p["httpGet"]["path"] for p in (c.get("readinessProbe"), c.get("livenessProbe"),
+                                                  c.get("startupProbe")) if p],
+        "scrape": {"port": int(annotations["prometheus.io/port"]), "path": annotations["prometheus.io/path"]},
+    }
+
+
+def resolve_cfn(value, params, attrs):
+    """A CloudFormation value with Ref, Fn::Sub, Fn::If and Fn::GetAtt resolved for one stack."""
+    if isinstance(value, list):
+        return [resolve_cfn(v, params, attrs) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "Ref" in value:
+        return params.get(value["Ref"], f"@{value['Ref']}@")
+    if "Fn::GetAtt" in value:
+        return attrs[".".join(value["Fn::GetAtt"])]
+    if "Fn::If" in value:
+        cond, yes, no = value["Fn::If"]
+        return resolve_cfn(yes if params["conditions"][cond] else no, params, attrs)
+    if "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        template, extra = (sub, {}) if isinstance(sub, str) else (sub[0], sub[1])
+        local = {k: resolve_cfn(v, params, attrs) for k, v in extra.items()}
+        import re
+        return re.sub(r"\$\{([^}]+)\}", lambda m: str(local.get(m[1], params.get(m[1], attrs.get(m[1])))), template)
+    return {k: resolve_cfn(v, params, attrs) for k, v in value.items()}
+
+
+def shipped_aws(path):
+    """The task definition with DatabaseMode=create and each parameter's default; the values a
+    deployment supplies (and what RDS would create) as `@name@` markers the test substitutes."""
+    from cfnlint.decode import cfn_yaml  # noqa: PLC0415
+    t = cfn_yaml.load(path)
+    params = {k: v.get("Default", f"@{k}@") for k, v in t["Parameters"].items()}
+    params["AWS::Region"] = "us-east-1"
+    params["AWS::StackName"] = "smoke"
+    params["AWS::NoValue"] = None
+    params["conditions"] = {"CreateDatabase": params["DatabaseMode"] == "create",
+                            "UseExistingDatabase": params["DatabaseMode"] == "existing"}
+    attrs = {"Database.Endpoint.Address": "@DatabaseHost@", "Database.Endpoint.Port": "@DatabasePort@",
+             "Database.MasterUserSecret.SecretArn": "@DatabaseSecret@"}
+    task = t["Resources"]["TaskDefinition"]["Properties"]
+    c = resolve_cfn(task["ContainerDefinitions"][0], params, attrs)
+    env = {e["Name"]: {"value": str(e["Value"])} for e in c["Environment"]}
+    for sec in c["Secrets"]:
+        # ARN:json-key:: (the version stage and id left empty: the current version).
+        arn, key = sec["ValueFrom"].removesuffix("::").rsplit(":", 1)
+        env[sec["Name"]] = {"secret": [arn, key]}
+    volumes = {v["Name"] for v in task.get("Volumes", [])}
+    mounts = [{"path": m["ContainerPath"], "kind": "scratch", "writable": not m.get("ReadOnly", False)}
+              for m in c.get("MountPoints", []) if m["SourceVolume"] in volumes]
+    tg = t["Resources"]["TargetGroup"]["Properties"]
+    return {
+        "args": None, "cmd": c.get("Command"), "env": env, "mounts": mounts,
+        "user": [int(x) for x in c["User"].split(":")], "read_only_root": c.get("ReadonlyRootFilesystem", False),
+        "port": c["PortMappings"][0]["ContainerPort"], "probes": [tg["HealthCheckPath"]],
+        # No Prometheus on AWS: the alarms read the logs. /metrics still answers inside the VPC.
+        "scrape": {"port": tg["Port"], "path": "/metrics"},
+    }
+
+
+def shipped_cloudrun(path):
+    with open(path, encoding="utf-8") as f:
+        svc = yaml.safe_load(f)
+    template = svc["spec"]["template"]
+    spec = template["spec"]
+    c = spec["containers"][0]
+    env = {}
+    for e in c.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        env[e["name"]] = {"secret": [ref["name"], ref["key"]]} if ref else {"value": e["value"]}
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    mounts = []
+    for m in c.get("volumeMounts", []):
+        sec = volumes[m["name"]]["secret"]
+        mounts.append({"path": m["mountPath"], "kind": "secret", "writable": False, "secret": sec["secretName"],
+                       "items": [[i["key"], i["path"]] for i in sec.get("items", [])]})
+    instance = template["metadata"]["annotations"].get("run.googleapis.com/cloudsql-instances")
+    if instance:
+        mounts.append({"path": f"/cloudsql/{instance}", "kind": "cloudsql", "writable": False})
+    return {
+        "args": c.get("command"), "cmd": c.get("args"), "env": env, "mounts": mounts,
+        # Cloud Run runs the image's USER; its root file system is writable (an in-memory
+        # overlay), but nothing the server needs is written there.
+        "user": None, "read_only_root": False,
+        "port": c["ports"][0]["containerPort"],
+        "probes": [c[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe") if p in c],
+        "scrape": {"port": c["ports"][0]["containerPort"], "path": "/metrics"},
+    }
+
+
+def shipped(kind, path):
+    import json
+    render = {"kubernetes": shipped_kubernetes, "aws": shipped_aws, "cloudrun": shipped_cloudrun}[kind]
+    out = render(path)
+    out["image"] = image()
+    print(json.dumps(out, indent=1))
+
+
 def main(argv):
     try:
         if len(argv) == 3 and argv[0] == "kubernetes":
             kubernetes(argv[1], argv[2])
         elif len(argv) == 3 and argv[0] == "cloudrun":
             cloudrun(argv[1], argv[2])
+        elif len(argv) == 3 and argv[0] == "shipped":
+            shipped(argv[1], argv[2])
         elif len(argv) == 2 and argv[0] == "cloudrun-monitoring":
             cloudrun_monitoring(argv[1])
         elif len(argv) == 2 and argv[0] == "cloudformation":

@@ -238,8 +238,8 @@ fn postgres_that_can_never_work_refuses_to_start() {
     ignore = "needs PostgreSQL: eval \"$(bash .ci/postgres.sh)\" && cargo test"
 )]
 fn postgres_over_a_unix_socket_from_pg_variables_and_a_password_file() {
-    let socket_dir = std::env::var("TWIML_FAILOVER_PG_DATA")
-        .expect("TWIML_FAILOVER_PG_DATA: the folder .ci/postgres.sh puts the server's socket in");
+    let socket_dir = std::env::var("TWIML_FAILOVER_PG_SOCKET")
+        .expect("TWIML_FAILOVER_PG_SOCKET: the folder .ci/postgres.sh puts the server's socket in");
     let (user, password, port) = test_server_parts();
     assert!(
         Path::new(&socket_dir)
