@@ -118,8 +118,8 @@ echo "shellcheck:          $(shellcheck --version | sed -n 's/^version: //p')"
 echo "promtool:            $("$promtool" --version 2>&1 | head -1)"
 
 # ---------------------------------------------------------------------------------------------
-step "shellcheck: .ci/deploy-checks.sh deploy/kubernetes/sync-templates.sh"
-shellcheck .ci/deploy-checks.sh deploy/kubernetes/sync-templates.sh
+step "shellcheck: .ci/deploy-checks.sh .ci/smoke.sh deploy/kubernetes/sync-templates.sh"
+shellcheck .ci/deploy-checks.sh .ci/smoke.sh deploy/kubernetes/sync-templates.sh
 echo "ok"
 
 step "yamllint: deploy/**/*.yaml"

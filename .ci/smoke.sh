@@ -27,6 +27,7 @@ if ! command -v ip >/dev/null; then
 fi
 cargo test --no-run --test manifests
 export KUBECTL="$kubectl" SMOKE_PYTHON="$cache/venv/bin/python"
+# shellcheck disable=SC2016 # expanded by the bash inside the namespace
 exec unshare --net -- bash -c '
   set -euo pipefail
   ip link set lo up

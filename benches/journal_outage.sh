@@ -19,7 +19,7 @@ bin=${BIN:-target/debug/twiml-failover}
 [ -x "$bin" ] || cargo build --bin twiml-failover >&2
 eval "$(bash .ci/postgres.sh)"
 trap 'kill "$server" 2>/dev/null || true; bash .ci/postgres.sh stop' EXIT
-pgbin=$(dirname "$(ls -d /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -1)")
+pgbin=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
 as_db() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 # The server's own start options (port, socket folder, TLS), without -D (pg_ctl adds it).
 opts=$(sed -e 's|^[^ ]*postgres ||' -e 's|"-D" "[^"]*" ||' "$TWIML_FAILOVER_PG_DATA/data/postmaster.opts")

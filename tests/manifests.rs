@@ -129,17 +129,20 @@ impl Postgres {
     }
 }
 
+/// What the target received: each request's headers (lower-case names) and body.
+type Received = Vec<(BTreeMap<String, String>, String)>;
+
 /// A forward target on loopback that answers 200 and keeps what it got.
 struct Target {
     url: String,
-    got: Arc<Mutex<Vec<(BTreeMap<String, String>, String)>>>,
+    got: Arc<Mutex<Received>>,
 }
 
 impl Target {
     fn start() -> Target {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/events", listener.local_addr().unwrap());
-        let got: Arc<Mutex<Vec<_>>> = Arc::default();
+        let got: Arc<Mutex<Received>> = Arc::default();
         let keep = got.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -151,7 +154,7 @@ impl Target {
     }
 }
 
-fn serve_target(stream: TcpStream, got: &Mutex<Vec<(BTreeMap<String, String>, String)>>) {
+fn serve_target(stream: TcpStream, got: &Mutex<Received>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
