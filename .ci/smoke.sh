@@ -25,13 +25,20 @@ fi
 if ! command -v ip >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq iproute2 >/dev/null
 fi
-cargo test --no-run --test manifests
-export KUBECTL="$kubectl" SMOKE_PYTHON="$cache/venv/bin/python"
+# Built here; run directly inside the namespace, where cargo would rebuild the crate for the new
+# server's URL (build.rs watches TWIML_FAILOVER_TEST_POSTGRES).
+test_binary=$(cargo test --no-run --test manifests --message-format=json \
+  | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "manifests" and m.get("executable"):
+        print(m["executable"])')
+export KUBECTL="$kubectl" SMOKE_PYTHON="$cache/venv/bin/python" SMOKE_TEST_BINARY="$test_binary"
 # shellcheck disable=SC2016 # expanded by the bash inside the namespace
 exec unshare --net -- bash -c '
   set -euo pipefail
   ip link set lo up
   eval "$(bash .ci/postgres.sh)"
   trap "bash .ci/postgres.sh stop" EXIT
-  cargo test --offline --test manifests -- --ignored --test-threads=1 --nocapture
+  "$SMOKE_TEST_BINARY" --ignored --test-threads=1 --nocapture
 '

@@ -555,6 +555,13 @@ fn run(kind: &str, path: &str) {
         assert_eq!(status[caps], "0000000000000000", "{caps}");
     }
     assert_eq!(status["NoNewPrivs"], "1");
+    // No secret on the command line, where every user of the machine could read it.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(
+        !cmdline.contains(&pg.password) && !cmdline.contains(common::TOKEN),
+        "{cmdline}"
+    );
     // Its root is read-only; what it may write is the manifest's writable volumes only.
     let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
     let mut rw = Vec::new();
