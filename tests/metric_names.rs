@@ -98,7 +98,6 @@ fn wait_for(server: &Serve, what: &str) {
 
 /// A signed `POST /voice` as Twilio sends it to a fallback URL: with ErrorCode and ErrorUrl.
 fn fallback_request(server: &Serve) -> String {
-    let url = format!("http://{}/voice", server.addr);
     let params = [
         ("CallSid", "CA00000000000000000000000000000001"),
         ("From", "+15550100001"),
@@ -106,22 +105,7 @@ fn fallback_request(server: &Serve) -> String {
         ("ErrorCode", "11205"),
         ("ErrorUrl", "https://voice.example.com/voice"),
     ];
-    let sig = twiml_failover::signature::sign(
-        twiml_failover::signature::Algorithm::HmacSha1,
-        common::TOKEN.as_bytes(),
-        &url,
-        &params,
-    );
-    let body = common::form(&params);
-    let request = format!(
-        "POST /voice HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         X-Twilio-Signature: {sig}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        server.addr,
-        body.len()
-    );
-    server
-        .send(request.as_bytes(), Duration::from_secs(5))
-        .expect("answered")
+    server.post_signed("/voice", &params).expect("answered")
 }
 
 /// Starts `serve` with every feature a rule or doc names a metric of: journal, forwarding, spill

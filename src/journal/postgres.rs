@@ -842,29 +842,27 @@ mod tests {
         }
     }
 
-    fn target(url: &str, vars: &'static [(&'static str, &'static str)]) -> Target {
+    fn new_target(
+        url: &str,
+        vars: &'static [(&'static str, &'static str)],
+        password: Option<&str>,
+    ) -> Result<Target, JournalError> {
         let env = env(vars);
         Target::new(
             url,
             &Sources {
                 env: &env,
-                password: None,
+                password: password.map(String::from),
             },
         )
-        .unwrap()
+    }
+
+    fn target(url: &str, vars: &'static [(&'static str, &'static str)]) -> Target {
+        new_target(url, vars, None).unwrap()
     }
 
     fn refused(url: &str, vars: &'static [(&'static str, &'static str)]) -> String {
-        let env = env(vars);
-        Target::new(
-            url,
-            &Sources {
-                env: &env,
-                password: None,
-            },
-        )
-        .unwrap_err()
-        .to_string()
+        new_target(url, vars, None).unwrap_err().to_string()
     }
 
     #[test]
@@ -979,29 +977,13 @@ mod tests {
             refused("postgres://u@h/d", &[("PGPASSFILE", "/no/such/pgpass")])
                 .contains("PGPASSFILE")
         );
-        let env = env(&[]);
-        let both = Target::new(
-            "postgres://u:pw@h/d",
-            &Sources {
-                env: &env,
-                password: Some("file".into()),
-            },
-        )
-        .unwrap_err();
+        let both = new_target("postgres://u:pw@h/d", &[], Some("file")).unwrap_err();
         assert!(both.to_string().contains("keep one"), "{both}");
     }
 
     #[test]
     fn the_password_comes_from_the_file_then_pgpassword_then_pgpass() {
-        let env = env(&[("PGPASSWORD", "env")]);
-        let t = Target::new(
-            "postgres://u@h/d",
-            &Sources {
-                env: &env,
-                password: Some("file".into()),
-            },
-        )
-        .unwrap();
+        let t = new_target("postgres://u@h/d", &[("PGPASSWORD", "env")], Some("file")).unwrap();
         assert_eq!(t.0.config.get_password(), Some(&b"file"[..]));
 
         let dir = tempfile::tempdir().unwrap();

@@ -106,6 +106,26 @@ impl Serve {
         self.send(&request, Duration::from_secs(3))
     }
 
+    /// A `POST path` signed like Twilio signs it (for `http://ADDR/path`, the test token), the
+    /// connection closed after the answer; `None` when unanswered within 5 s.
+    pub fn post_signed(&self, path: &str, params: &[(&str, &str)]) -> Option<String> {
+        let url = format!("http://{}{path}", self.addr);
+        let sig = twiml_failover::signature::sign(
+            twiml_failover::signature::Algorithm::HmacSha1,
+            super::TOKEN.as_bytes(),
+            &url,
+            params,
+        );
+        let body = super::form(params);
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             X-Twilio-Signature: {sig}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        self.send(request.as_bytes(), Duration::from_secs(5))
+    }
+
     /// Sends `signal` (e.g. "TERM", "KILL") to the process.
     pub fn signal(&self, signal: &str) {
         let ok = Command::new("kill")
