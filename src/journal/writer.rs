@@ -735,8 +735,31 @@ mod tests {
     fn quick() -> Settings {
         Settings {
             stats_every: Duration::from_millis(20),
+            ping_every: Duration::from_millis(20),
             ..Settings::default()
         }
+    }
+
+    #[tokio::test]
+    async fn an_idle_writer_finds_out_when_the_store_goes_and_comes_back() {
+        let fake: Arc<Mutex<Fake>> = Arc::default();
+        let (_journal, metrics) = start(&fake, quick());
+        let wait_for = |line: &'static str| {
+            let metrics = &metrics;
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while !metrics.encode().contains(line) {
+                    assert!(Instant::now() < deadline, "never: {line}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        wait_for("twiml_failover_journal_up 1").await;
+        // No webhook arrives: the idle check alone notices.
+        fake.lock().unwrap().down = true;
+        wait_for("twiml_failover_journal_up 0").await;
+        fake.lock().unwrap().down = false;
+        wait_for("twiml_failover_journal_up 1").await;
     }
 
     #[tokio::test]

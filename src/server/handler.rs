@@ -124,7 +124,6 @@ pub async fn handle(
     Ok(response)
 }
 
-/// At most the first `max` characters of `value`.
 /// `/readyz`: 200 while serving, 503 while starting or draining. A journal store that does not
 /// answer leaves it 200: every replica shares that store, so taking them all out of the load
 /// balancer would turn a journal outage into callers getting no answer at all; the body says so
@@ -149,6 +148,7 @@ fn readyz(app: &App) -> Reply {
     respond::text(status, body)
 }
 
+/// At most the first `max` characters of `value`.
 fn first_chars(value: &str, max: usize) -> &str {
     match value.char_indices().nth(max) {
         Some((end, _)) => &value[..end],
