@@ -322,4 +322,13 @@ fn postgres_over_a_unix_socket_from_pg_variables_and_a_password_file() {
         .get("/metrics")
         .unwrap()
         .contains("twiml_failover_journal_up 1"));
+    // The journal commands read the same settings (e.g. `kubectl exec` in a pod: its environment).
+    let password_file = password_file.to_str().unwrap();
+    let mut with_file = env.to_vec();
+    with_file.push(("TWIML_FAILOVER_JOURNAL_PASSWORD_FILE", password_file));
+    let (code, stdout, stderr) =
+        common::run_bin(&["journal", "stats", "--format", "json"], &with_file);
+    assert_eq!(code, 0, "{stderr}");
+    let stats: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(stats["total"], 1, "{stdout}");
 }
