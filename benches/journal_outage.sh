@@ -7,6 +7,9 @@
 # whether every acknowledged webhook is in the database (each has its own idempotency token).
 #   bash benches/journal_outage.sh                       # RATE=50 OUTAGE=60
 #   RATE=20 OUTAGE=600 BIN=target/release/twiml-failover bash benches/journal_outage.sh
+#   SPILL=1 bash benches/journal_outage.sh   # SIGTERM the server at the end of the outage (it
+#       spills what it holds to --journal-spill-dir), then start the database and a new server on the
+#       same folder: reports the exit status, the spill file and how long taking it back took
 # Starts its own throwaway PostgreSQL (.ci/postgres.sh) on loopback; runs as root or the user
 # owning that server. Numbers in deploy/README.md ("What survives what") come from it.
 set -euo pipefail
@@ -26,16 +29,20 @@ opts=$(sed -e 's|^[^ ]*postgres ||' -e 's|"-D" "[^"]*" ||' "$TWIML_FAILOVER_PG_D
 
 export TWILIO_AUTH_TOKEN=bench-token-not-secret
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-TWIML_FAILOVER_LOG=info "$bin" serve --listen "127.0.0.1:$port" --config twiml-failover.toml \
-  --watch false --journal "$TWIML_FAILOVER_TEST_POSTGRES" 2>"$TWIML_FAILOVER_PG_DATA/serve.log" &
+mkdir -p "$TWIML_FAILOVER_PG_DATA/spill"
+serve_args=(serve --listen "127.0.0.1:$port" --config twiml-failover.toml --watch false
+  --journal "$TWIML_FAILOVER_TEST_POSTGRES" --journal-spill-dir "$TWIML_FAILOVER_PG_DATA/spill")
+TWIML_FAILOVER_LOG=info "$bin" "${serve_args[@]}" 2>"$TWIML_FAILOVER_PG_DATA/serve.log" &
 server=$!
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 sig=$("$bin" sign --url "http://127.0.0.1:$port/sms" MessageSid=SM00000000000000000000000000000001 \
   From=+15550100001 To=+15550199999 "Body=outage test" AccountSid=AC00000000000000000000000000000001)
 
-python3 - "$port" "$sig" "$rate" "$before" "$outage" "$after" "$server" "$pgbin" "$opts" <<'EOF'
-import http.client, json, os, subprocess, sys, threading, time, urllib.parse
-port, sig, rate, before, outage, after, pid, pgbin, opts = sys.argv[1:]
+python3 - "$port" "$sig" "$rate" "$before" "$outage" "$after" "$server" "$pgbin" "$opts" "${SPILL:-0}" \
+  "$bin" "${serve_args[@]}" <<'EOF'
+import http.client, json, os, signal, subprocess, sys, threading, time, urllib.parse
+port, sig, rate, before, outage, after, pid, pgbin, opts, spill, *command = sys.argv[1:]
+spill = spill == "1"
 rate, before, outage, after = int(rate), int(before), int(outage), int(after)
 data = os.environ["TWIML_FAILOVER_PG_DATA"]
 body = urllib.parse.urlencode([("MessageSid", "SM00000000000000000000000000000001"),
@@ -86,7 +93,34 @@ while time.monotonic() - down_at < outage:
     if metric(m, "twiml_failover_journal_up") == 0: up_seen_zero = True
     if b >= peak: peak, peak_rss = b, rss_kib()
     time.sleep(0.5)
+spilled = None
+if spill:
+    stop = True; t.join()
+    os.kill(int(pid), signal.SIGTERM)
+    # The shell started it and reaps it: wait until it is gone (or a zombie).
+    while True:
+        try:
+            if open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+                break
+        except OSError:
+            break
+        time.sleep(0.1)
+    files = [f for f in os.listdir(f"{data}/spill") if f.startswith("spill-")]
+    spilled = {"files": len(files), "bytes": sum(os.path.getsize(f"{data}/spill/{f}") for f in files),
+               "log": [l for l in open(f"{data}/serve.log") if "spilled" in l][-1:]}
 as_db(f"{pgbin}/pg_ctl", "-D", f"{data}/data", "-w", "-l", f"{data}/log", "-o", opts, "start")
+if spill:
+    back_at = time.monotonic()
+    new = subprocess.Popen(command, stderr=open(f"{data}/serve2.log", "w"))
+    pid = str(new.pid)
+    while True:
+        try:
+            scrape(); break
+        except OSError:
+            time.sleep(0.05)
+    while any(f.startswith("spill-") for f in os.listdir(f"{data}/spill")):
+        time.sleep(0.05)
+    spilled["taken_back_s_after_db_back"] = round(time.monotonic() - back_at, 2)
 back_at = time.monotonic(); drained = up_again = None
 while time.monotonic() - back_at < after:
     m = scrape()
@@ -99,6 +133,8 @@ while time.monotonic() - back_at < after:
 stop = True; t.join()
 time.sleep(3)
 m = scrape()
+if spill:
+    new.send_signal(signal.SIGTERM); new.wait()
 url = os.environ["TWIML_FAILOVER_TEST_POSTGRES"]
 rows = int(subprocess.run(["psql", url, "-Atc", "SELECT count(*) FROM twiml_failover_events WHERE idempotency_key LIKE 'outage-%'"],
     check=True, capture_output=True, text=True).stdout.strip())
@@ -111,5 +147,6 @@ print(json.dumps({
     "journal_up_1_s_after_db_back": None if up_again is None else round(up_again, 2),
     "rows_in_db": rows, "lost": ok - rows,
     "dropped_total": metric(m, "twiml_failover_journal_dropped_total"),
+    "spilled_at_sigterm": spilled,
 }, indent=1))
 EOF
