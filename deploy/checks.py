@@ -26,6 +26,41 @@ TWILIO_HARD_LIMIT_S = 15
 SHUTDOWN_MARGIN_S = 5
 LAME_DUCK_S = 2
 
+# After SIGTERM the server is a lame duck, then stops listening (src/server/listener.rs: at most
+# 2 s, when nothing refuses new handshakes; 0.2 s after the refusal otherwise), drains (the drain
+# timeout, then 1 s for connections still open: src/server/mod.rs), then gives the journal one
+# last write (src/service.rs finish_journal: up to 8 s when its store is down).
+LISTENER_CLOSE_S = 2
+FORCED_CLOSE_S = 1
+JOURNAL_EXIT_S = 8
+# tests/restart.rs: clients that follow /readyz at the Kubernetes probe's period and failure
+# threshold lose nothing and are never refused when the lame duck covers period x threshold plus
+# this (with a 1 s lame duck under a 2 s period x threshold they met the closed listener).
+PROBE_MARGIN_S = 1
+
+
+def after_sigterm(env_value_of):
+    """The longest the server can take from SIGTERM to exit with a container's settings, and how
+    that adds up. `env_value_of(name)` is the variable's value, None when it is not set."""
+    lame = float(env_value_of("TWIML_FAILOVER_LAME_DUCK") or LAME_DUCK_S)
+    drain = float(env_value_of("TWIML_FAILOVER_DRAIN_TIMEOUT") or "nan")
+    # Set from a Secret (valueFrom) counts too: the name is what matters. The journal's last write
+    # waits up to 8 s only for events its store did not take, and only a spill folder can save
+    # those at exit; without one they are lost however long it waits (with the store up the write
+    # takes milliseconds), so the exit is not held for it (Cloud Run: deploy/cloudrun/service.yaml).
+    has_journal = env_value_of("TWIML_FAILOVER_JOURNAL") is not None
+    spills = env_value_of("TWIML_FAILOVER_JOURNAL_SPILL_DIR") is not None
+    journal = JOURNAL_EXIT_S if has_journal and spills else 0
+    total = lame + LISTENER_CLOSE_S + drain + FORCED_CLOSE_S + journal
+    parts = f"lame duck {lame:g} + close {LISTENER_CLOSE_S} + drain {drain:g} + {FORCED_CLOSE_S}"
+    if journal:
+        parts += f" + journal {journal}"
+    elif has_journal:
+        parts += " (journal without a spill folder: nothing more to save at exit)"
+    else:
+        parts += " (no journal)"
+    return total, f"{total:g} s after SIGTERM ({parts})"
+
 # Memory (benches/memory.sh: release build, 1000 connections per state; docs/production.md "Memory
 # budget"): the process's own base, the worst state one connection can be held in, and the body
 # budget, which bounds the bodies being read between all connections. The budget of a deployment
@@ -87,6 +122,12 @@ def env_value(container, name):
     return None if entry is None else entry.get("value")
 
 
+def env_lookup(container):
+    """name -> its value ("" when it comes from a Secret or ConfigMap), None when it is not set."""
+    env = env_of(container)
+    return lambda name: None if name not in env else env[name].get("value", "")
+
+
 def http_path(probe):
     return (probe or {}).get("httpGet", {}).get("path")
 
@@ -130,17 +171,22 @@ def kubernetes(role, path):
           and not public.endswith("/"),
           f"{role}: TWIML_FAILOVER_PUBLIC_URL {public!r} is https://host[/prefix] without slash, query, fragment")
 
-    # Shutdown arithmetic: preStop sleep + drain + margin must fit in the grace period, and the drain
-    # must cover the longest request.
+    # Shutdown arithmetic: the lame duck covers the readiness probe's detection, the drain covers
+    # the longest request, and preStop + everything after SIGTERM + margin fits in the grace period.
     grace = spec.get("terminationGracePeriodSeconds", 30)
     sleep = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds")
     check(isinstance(sleep, int) and sleep > 0, f"{role}: preStop uses the native sleep action ({sleep} s)")
     drain = float(env_value(c, "TWIML_FAILOVER_DRAIN_TIMEOUT") or "nan")
     lame = float(env_value(c, "TWIML_FAILOVER_LAME_DUCK") or LAME_DUCK_S)
     check(drain >= REQUEST_TIMEOUT_S, f"{role}: drain timeout {drain:g} s >= request timeout {REQUEST_TIMEOUT_S} s")
-    check(sleep + lame + drain + SHUTDOWN_MARGIN_S <= grace,
-          f"{role}: preStop {sleep} s + lame duck {lame:g} s + drain {drain:g} s + margin {SHUTDOWN_MARGIN_S} s"
-          f" <= grace period {grace} s")
+    readiness = c.get("readinessProbe") or {}
+    period, failures = readiness.get("periodSeconds", 10), readiness.get("failureThreshold", 3)
+    check(lame >= period * failures + PROBE_MARGIN_S,
+          f"{role}: lame duck {lame:g} s >= readiness period {period} s x failureThreshold {failures}"
+          f" + {PROBE_MARGIN_S} s (tests/restart.rs)")
+    after, how = after_sigterm(env_lookup(c))
+    check(sleep + after + SHUTDOWN_MARGIN_S <= grace,
+          f"{role}: preStop {sleep} s + {how} + margin {SHUTDOWN_MARGIN_S} s <= grace period {grace} s")
 
     check(http_path(c.get("readinessProbe")) == "/readyz", f"{role}: readiness probe on /readyz")
     check(http_path(c.get("livenessProbe")) == "/healthz", f"{role}: liveness probe on /healthz")
@@ -312,10 +358,8 @@ def cloudrun(path, pod_out):
     public = env_value(c, "TWIML_FAILOVER_PUBLIC_URL") or ""
     check(public.startswith("https://") and not public.endswith("/") and "#" not in public,
           "cloudrun: public URL is https without trailing slash or fragment")
-    drain = float(env_value(c, "TWIML_FAILOVER_DRAIN_TIMEOUT") or "nan")
-    lame = float(env_value(c, "TWIML_FAILOVER_LAME_DUCK") or LAME_DUCK_S)
-    check(lame + drain < 10,
-          f"cloudrun: lame duck {lame:g} s + drain {drain:g} s < the 10 s Cloud Run allows after SIGTERM")
+    after, how = after_sigterm(env_lookup(c))
+    check(after < 10, f"cloudrun: {how} < the 10 s Cloud Run allows")
     check_memory("cloudrun", {k: env_value(c, k) for k in env_of(c)},
                  mib(c.get("resources", {}).get("limits", {}).get("memory", "512Mi")))
     token = env_of(c).get("TWILIO_AUTH_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {})
@@ -423,11 +467,11 @@ def cloudformation(path):
     env = {e["Name"]: e["Value"] for e in cdef["Environment"]}
     check(env.get("TWIML_FAILOVER_ROLE") == "fallback" and env.get("TWIML_FAILOVER_LISTEN") == "0.0.0.0:8080",
           "aws: role fallback, listening on 0.0.0.0:8080")
-    drain = float(env["TWIML_FAILOVER_DRAIN_TIMEOUT"])
-    lame = float(env.get("TWIML_FAILOVER_LAME_DUCK", LAME_DUCK_S))
-    check(lame + drain + SHUTDOWN_MARGIN_S <= cdef["StopTimeout"] <= 120,
-          f"aws: lame duck {lame:g} s + drain {drain:g} s + margin fits StopTimeout {cdef['StopTimeout']} s"
-          " (Fargate max 120)")
+    # A journal set through Secrets counts as set.
+    secret_names = {s["Name"] for s in cdef.get("Secrets", [])}
+    after, how = after_sigterm(lambda name: env.get(name, "" if name in secret_names else None))
+    check(after + SHUTDOWN_MARGIN_S <= cdef["StopTimeout"] <= 120,
+          f"aws: {how} + margin {SHUTDOWN_MARGIN_S} s <= StopTimeout {cdef['StopTimeout']} s (Fargate max 120)")
     memory = t["Parameters"]["Memory"]
     check_memory("aws", env, min([int(memory["Default"])] + [int(v) for v in memory.get("AllowedValues", [])]))
     secrets = {s["Name"] for s in cdef["Secrets"]}

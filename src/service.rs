@@ -148,12 +148,10 @@ impl Service {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Running, StartupError> {
-        let listener = TcpListener::bind(self.listen)
-            .await
-            .map_err(|e| StartupError::Bind {
-                addr: self.listen.to_string(),
-                message: e.to_string(),
-            })?;
+        let listener = server::listener::bind(self.listen).map_err(|e| StartupError::Bind {
+            addr: self.listen.to_string(),
+            message: e.to_string(),
+        })?;
         self.start_on(listener, shutdown)
     }
 

@@ -276,6 +276,9 @@ async fn twilio_retries_are_journaled_once_and_everything_is_kept() {
     let mut store = journal::open(&url.parse().unwrap()).unwrap();
     let events = store.list(None, 100).unwrap();
     assert_eq!(events.len(), 3, "{events:#?}");
+    // The retries took no id: `journal list` shows 1, 2, 3, and `journal show 2` finds one.
+    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [1, 2, 3]);
     let sms_event = &events[0].event;
     assert_eq!(sms_event.idempotency_key, "idem-1");
     assert_eq!(sms_event.role, "fallback");
@@ -468,8 +471,32 @@ fn journal_commands_show_what_was_stored() {
     let (code, out, _) = run_cli(&["journal", "show", "2", "--journal", &url]);
     assert_eq!(code, 0);
     assert!(out.contains(r#""Body" = "two\nlines""#), "{out}");
+    // Nothing forwards here: the event is unsent, with no attempt scheduled (not "pending").
+    assert!(
+        out.contains("state            unsent\n") && out.contains("next attempt     -\n"),
+        "{out}"
+    );
+    let (_, out, _) = run_cli(&[
+        "journal",
+        "show",
+        "2",
+        "--journal",
+        &url,
+        "--format",
+        "json",
+    ]);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&shown["state"], &shown["next_attempt_at"]),
+        (&serde_json::json!("unsent"), &serde_json::Value::Null)
+    );
     let (code, _, err) = run_cli(&["journal", "show", "99", "--journal", &url]);
-    assert_eq!((code, err.trim()), (1, "twiml-failover: no event 99"));
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("twiml-failover: no event 99: not in this journal (ids are never reused")
+            && err.contains("`journal list` shows the events it holds"),
+        "{err}"
+    );
 
     let config = dir.path().join("c.toml");
     std::fs::write(&config, format!("[journal]\nurl = \"{url}\"\n")).unwrap();

@@ -45,13 +45,23 @@ fn conformance(store: &mut dyn Store) {
         panic!("unexpected append results {out:?}");
     };
     assert_eq!(dup, id1);
-    assert!(id1 < id2 && id2 < id3, "ids follow arrival order");
+    // In arrival order, and without a gap where the duplicate was: `journal list` shows 1, 2, 3.
+    assert_eq!((id2, id3), (id1 + 1, id1 + 2), "ids follow arrival order");
 
-    // A retry in a later batch is a duplicate of the first row.
+    // A retry in a later batch is a duplicate of the first row, and uses up no id either.
     assert_eq!(
         store.append(&[event("k2", "SM2", 9999)]).unwrap(),
         vec![Appended::Duplicate(id2)]
     );
+    let mixed = store
+        .append(&[event("k3", "SM1", 3000), event("k3b", "SM1", 3500)])
+        .unwrap();
+    let Appended::New(next) = mixed[1] else {
+        panic!("unexpected append results {mixed:?}");
+    };
+    assert_eq!((mixed[0], next), (Appended::Duplicate(id3), id3 + 1));
+    store.mark_delivered(next, 3600).unwrap();
+    assert_eq!(store.prune_delivered(3601).unwrap(), 1);
     assert_eq!(store.append(&[]).unwrap(), vec![]);
 
     // What went in comes out, byte for byte.

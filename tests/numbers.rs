@@ -384,6 +384,53 @@ fn services_apps_and_trunks_decide_who_is_judged_and_changed() {
 }
 
 #[test]
+fn overrides_that_differ_from_the_wiring_file_fail_the_audit_that_plan_rewrites() {
+    // Valid overrides that leave the fallback its 5 s, but not the wiring file's: audit used to say
+    // `ok` while plan rewrote the URL.
+    let other = "https://voice.example.com/voice#ct=2000&rt=3000&tt=6000&rc=1&rp=ct";
+    let mut drifted = wired(number(1, "+15550000001", "drifted"));
+    drifted["voice_url"] = json!(other);
+    let fake = Fake::start(State {
+        numbers: vec![drifted, wired(number(2, "+15550000002", "as wired"))],
+        ..State::default()
+    });
+    let audit = run(&fake, &["audit"]);
+    assert_eq!(audit.code, 1, "{}", audit.stderr);
+    assert_eq!(
+        audit.stdout,
+        format!(
+            "+15550000001 FAIL voice=number sms=number | voice: primary is {other}, the wiring \
+             file wants {VOICE} (`numbers plan` rewrites it)\n\
+             +15550000002 ok voice=number sms=number\n\
+             2 numbers: 1 ok, 1 with settings that differ from the wiring file\n"
+        )
+    );
+    let json: Value =
+        serde_json::from_str(&run(&fake, &["audit", "--format", "json"]).stdout).unwrap();
+    assert_eq!(
+        json["numbers"][0]["voice"]["problems"][0]["kind"],
+        "differs_from_wiring"
+    );
+    let plan = run(&fake, &["plan"]);
+    assert!(
+        plan.stdout.starts_with(&format!(
+            "number +15550000001 ({}):\n  VoiceUrl  {other} -> {VOICE}\n",
+            sid("PN", 1)
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan
+        .stdout
+        .ends_with("Plan: 1 field(s) to change on 1 resource(s).\n"));
+    assert_eq!(run(&fake, &["apply", "--yes"]).code, 0);
+    let audit = run(&fake, &["audit"]);
+    assert_eq!(audit.code, 0, "{}", audit.stdout);
+    assert!(audit.stdout.ends_with("2 numbers: 2 ok\n"));
+    assert_spec_conform(&fake);
+}
+
+#[test]
 fn a_shared_service_is_left_alone_when_it_serves_unselected_numbers() {
     let mut state = mixed_account();
     state

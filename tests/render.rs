@@ -1,6 +1,7 @@
 //! `render` against `serve`: the same templates, config and parameters give the same status and the
 //! same body bytes, for ordinary and hostile parameters, a template that fails (degraded to the
-//! fallback set, or 503 when nothing can answer) and a path without a template.
+//! fallback set, or 503 when nothing can answer) and a path without a template (404): every
+//! status `render` can produce.
 
 mod common;
 
@@ -98,6 +99,7 @@ fn call(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static s
 fn render_prints_exactly_what_serve_answers() {
     let root = templates_with_a_failing_one();
     let config = example_config();
+    let mut seen = std::collections::BTreeSet::new();
     for role in ["primary", "fallback"] {
         let serve = Serve::start(
             &[
@@ -153,18 +155,14 @@ fn render_prints_exactly_what_serve_answers() {
             let (code, stdout, stderr) = rendered(root.path(), role, target, params, i % 2 == 0);
             let case = format!("{role} {target} {params:?}");
             assert_eq!(served_status, status, "{case}: {served_body}");
-            if status == 200 {
-                assert_eq!(code, 0, "{case}: {stderr}");
-                assert_eq!(stdout, served_body, "{case}: same bytes");
-                assert!(stderr.trim_start().starts_with("200: "), "{case}: {stderr}");
-            } else {
-                assert_eq!(code, 1, "{case}: {stderr}");
-                assert_eq!(stdout, "", "{case}");
-                assert!(
-                    stderr.trim_start().starts_with(&format!("{status}: ")),
-                    "{case}: {stderr}"
-                );
-            }
+            // Every status: stdout holds exactly the body serve sent (`not found\n` on a 404).
+            assert_eq!(stdout, served_body, "{case}: same bytes");
+            assert_eq!(code, if status == 200 { 0 } else { 1 }, "{case}: {stderr}");
+            assert!(
+                stderr.trim_start().starts_with(&format!("{status}: ")),
+                "{case}: {stderr}"
+            );
+            seen.insert(status);
             assert!(stderr.contains(says), "{case}: {stderr}");
             if *target == "/boom" && status == 200 {
                 assert!(
@@ -174,6 +172,8 @@ fn render_prints_exactly_what_serve_answers() {
             }
         }
     }
+    // Each status `render` can produce (`preview::Outcome`) was compared with serve's.
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [200, 404, 503]);
 }
 
 #[test]

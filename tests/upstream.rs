@@ -1,14 +1,20 @@
 //! Upstream mode end to end: the real binary in front of a fake TwiML app on loopback whose mode we
 //! switch (valid, slow past the budget, 500, broken XML, `<Say>` to an SMS, 100 kB, refusing
-//! connections, flapping, hanging). For each: what Twilio gets (status, body, time), the source
-//! header, the log line, the metric, and the journal entry committed before the answer. The app's
-//! received signature is judged by the official twilio-python `RequestValidator`.
+//! connections, flapping, hanging, setting cookies, any Content-Type), and raw TCP apps for what
+//! hyper would not send (ambiguous framing, a reset after the request, a full accept queue). For
+//! each: what Twilio gets (status, body, headers, time), the source header, the log line, the
+//! metric, and the journal entry committed before the answer. The app's received signature is
+//! judged by the official twilio-python `RequestValidator`.
 
 mod common;
+#[path = "common/full_queue.rs"]
+mod full_queue;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +27,7 @@ use tokio::net::TcpListener;
 
 use common::process::Serve;
 use common::{form, TOKEN};
+use full_queue::FullQueue;
 use twiml_failover::signature::{sign, Algorithm};
 
 const PUBLIC: &str = "https://voice.example.com";
@@ -47,6 +54,11 @@ enum Mode {
     Flaps,
     /// Never answers.
     Hangs,
+    /// A conversation kept in cookies, as Twilio's "Create an SMS Conversation" guides do: the
+    /// `step` cookie it got plus one, in the answer and in two `Set-Cookie` lines.
+    Cookies,
+    /// Valid TwiML with this Content-Type.
+    Typed(&'static str),
 }
 
 /// One request the app received.
@@ -143,6 +155,8 @@ async fn serve(listener: TcpListener, mode: Arc<Mutex<Mode>>, hits: Arc<Mutex<Ve
                     hits.len()
                 };
                 let valid = if sms { UPSTREAM_SMS } else { UPSTREAM_VOICE };
+                let mut content_type = "text/xml";
+                let mut cookies = Vec::new();
                 let (status, text) = match current {
                     Mode::Valid => (200, valid.to_string()),
                     Mode::Slow(d) => {
@@ -159,12 +173,36 @@ async fn serve(listener: TcpListener, mode: Arc<Mutex<Mode>>, hits: Arc<Mutex<Ve
                     Mode::Flaps if n % 2 == 1 => (500, "flap".into()),
                     Mode::Flaps => (200, valid.to_string()),
                     Mode::Hangs => std::future::pending().await,
+                    Mode::Cookies => {
+                        let step = hits.lock().unwrap()[n - 1]
+                            .headers
+                            .get("cookie")
+                            .and_then(|c| c.split("; ").find_map(|kv| kv.strip_prefix("step=")))
+                            .map_or(0, |v| v.parse::<u32>().unwrap())
+                            + 1;
+                        cookies.push(format!("step={step}; Max-Age=14400; Path=/"));
+                        cookies.push("session=s-1; Path=/; HttpOnly".to_string());
+                        let verb = if sms { "Message" } else { "Say" };
+                        (
+                            200,
+                            format!("<Response><{verb}>step {step}</{verb}></Response>"),
+                        )
+                    }
+                    Mode::Typed(ct) => {
+                        content_type = ct;
+                        (200, valid.to_string())
+                    }
                 };
                 let mut answer = hyper::Response::new(Full::new(Bytes::from(text)));
                 *answer.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
                 answer
                     .headers_mut()
-                    .insert("content-type", "text/xml".parse().unwrap());
+                    .insert("content-type", content_type.parse().unwrap());
+                for cookie in cookies {
+                    answer
+                        .headers_mut()
+                        .append("set-cookie", cookie.parse().unwrap());
+                }
                 Ok::<_, hyper::Error>(answer)
             }
         });
@@ -186,10 +224,33 @@ struct Reply {
     source: String,
     body: String,
     took: Duration,
+    /// Every header line, names lower case, in order.
+    headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    /// Every value of header `name`, in order.
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
 }
 
 /// Sends a webhook to `path` signed for the public URL, with `params`; parses the answer.
 fn webhook(serve: &Serve, path: &str, params: &[(&str, &str)]) -> Reply {
+    webhook_with(serve, path, params, &[])
+}
+
+/// [`webhook`] with extra header lines (Twilio's `Cookie`).
+fn webhook_with(
+    serve: &Serve,
+    path: &str,
+    params: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> Reply {
     let sig = sign(
         Algorithm::HmacSha1,
         TOKEN.as_bytes(),
@@ -197,10 +258,11 @@ fn webhook(serve: &Serve, path: &str, params: &[(&str, &str)]) -> Reply {
         params,
     );
     let body = form(params);
+    let extra: String = extra.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: voice.example.com\r\nConnection: close\r\n\
          Content-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {sig}\r\n\
-         I-Twilio-Idempotency-Token: idem-{}\r\nContent-Length: {}\r\n\r\n{body}",
+         I-Twilio-Idempotency-Token: idem-{}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         params[0].1,
         body.len()
     );
@@ -218,6 +280,7 @@ fn webhook(serve: &Serve, path: &str, params: &[(&str, &str)]) -> Reply {
             .to_string(),
         body: reply.body,
         took,
+        headers: reply.headers,
     }
 }
 
@@ -707,4 +770,332 @@ fn tls_to_the_app_trusts_the_given_ca_file_and_only_it() {
         key.to_str().unwrap(),
     ]);
     drop(ok);
+}
+
+/// Twilio's cookie jar as its support article "How do Twilio cookies work?" and the Messaging
+/// TwiML docs describe it: the cookies an answer sets are kept per From/To pair and sent back in
+/// one `Cookie` header with that pair's later webhooks (until they expire: 4 hours, or sooner by
+/// `Max-Age`).
+#[derive(Default)]
+struct TwilioJar(HashMap<(String, String), BTreeMap<String, String>>);
+
+impl TwilioJar {
+    fn cookie(&self, from: &str, to: &str) -> Option<String> {
+        let jar = self.0.get(&(from.to_string(), to.to_string()))?;
+        let pairs: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        (!pairs.is_empty()).then(|| pairs.join("; "))
+    }
+
+    fn store(&mut self, from: &str, to: &str, set_cookies: &[&str]) {
+        let jar = self.0.entry((from.into(), to.into())).or_default();
+        for line in set_cookies {
+            let mut attributes = line.split(';').map(str::trim);
+            let (name, value) = attributes.next().unwrap().split_once('=').unwrap();
+            let expired = attributes.any(|a| a.eq_ignore_ascii_case("max-age=0"));
+            if expired {
+                jar.remove(name);
+            } else {
+                jar.insert(name.into(), value.into());
+            }
+        }
+    }
+
+    /// One message from `from` to `to` through the primary, with the pair's cookies; stores what
+    /// the answer sets.
+    fn message(&mut self, serve: &Serve, sid: &str, from: &str, to: &str) -> Reply {
+        let params = [
+            ("MessageSid", sid),
+            ("AccountSid", "AC00000000000000000000000000000001"),
+            ("From", from),
+            ("To", to),
+            ("Body", "next"),
+        ];
+        let cookie = self.cookie(from, to);
+        let extra: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
+        let reply = webhook_with(serve, "/sms", &params, &extra);
+        self.store(from, to, &reply.all("set-cookie"));
+        reply
+    }
+}
+
+#[test]
+fn the_apps_cookies_reach_twilio_and_come_back_per_conversation() {
+    let app = App::start(Mode::Cookies);
+    let serve = start(&app, &["--upstream-breaker-failures", "1000"], None);
+    let mut twilio = TwilioJar::default();
+    let (ann, bob, shop) = ("+15550100001", "+15550100002", "+15550199999");
+    let set = [
+        "step=1; Max-Age=14400; Path=/",
+        "session=s-1; Path=/; HttpOnly",
+    ];
+    // Ann's conversation advances step by step; Bob's is his own.
+    let steps = [(ann, 1), (ann, 2), (bob, 1), (ann, 3)];
+    for (i, (from, step)) in steps.into_iter().enumerate() {
+        let reply = twilio.message(&serve, &format!("SM{i:032}"), from, shop);
+        assert_eq!(reply.source, "upstream", "{reply:?}");
+        assert!(reply.body.contains(&format!("step {step}")), "{reply:?}");
+        // Every Set-Cookie line, on its own line and unchanged.
+        let step_cookie = format!("step={step}; Max-Age=14400; Path=/");
+        assert_eq!(reply.all("set-cookie"), [step_cookie.as_str(), set[1]]);
+    }
+    // What the app received: no cookie first, then the pair's own.
+    let cookies: Vec<Option<String>> = app
+        .hits()
+        .iter()
+        .map(|h| h.headers.get("cookie").cloned())
+        .collect();
+    assert_eq!(
+        cookies,
+        [
+            None,
+            Some("session=s-1; step=1".into()),
+            None,
+            Some("session=s-1; step=2".into())
+        ]
+    );
+    // Degraded: the template's answer sets no cookie, so Twilio keeps the pair's last one and the
+    // app finds the conversation where it left it.
+    app.set(Mode::Error);
+    let reply = twilio.message(&serve, &format!("SM{:032}", 10), ann, shop);
+    assert_eq!(reply.source, "degraded; reason=status_5xx");
+    assert!(reply.all("set-cookie").is_empty(), "{reply:?}");
+    app.set(Mode::Cookies);
+    let reply = twilio.message(&serve, &format!("SM{:032}", 11), ann, shop);
+    assert_eq!(reply.source, "upstream");
+    assert!(reply.body.contains("step 4"), "{reply:?}");
+    assert_eq!(
+        app.hits().last().unwrap().headers["cookie"],
+        "session=s-1; step=3"
+    );
+    // A call's answer carries the app's cookies as well.
+    let reply = webhook_with(
+        &serve,
+        "/voice",
+        &call(&format!("CA{:032}", 12)),
+        &[("Cookie", "step=7")],
+    );
+    assert_eq!(reply.source, "upstream");
+    assert!(reply.body.contains("step 8"), "{reply:?}");
+    assert_eq!(reply.all("set-cookie")[0], "step=8; Max-Age=14400; Path=/");
+}
+
+#[test]
+fn the_answer_is_typed_text_xml_utf8_never_with_the_apps_parameters() {
+    let app = App::start(Mode::Valid);
+    let serve = start(&app, &["--upstream-breaker-failures", "1000"], None);
+    let cases = [
+        (
+            "text/html; charset=utf-7; x=\"<script>\"",
+            "degraded; reason=content_type",
+        ),
+        ("text/xml; charset=utf-16", "degraded; reason=content_type"),
+        ("application/json", "degraded; reason=content_type"),
+        ("text/plain", "upstream"),
+        ("text/html", "upstream"),
+        ("application/xml; charset=UTF-8; x=\"<script>\"", "upstream"),
+        ("text/xml; charset=iso-8859-1", "upstream"),
+    ];
+    for (i, (app_type, source)) in cases.into_iter().enumerate() {
+        app.set(Mode::Typed(app_type));
+        let reply = webhook(&serve, "/voice", &call(&format!("CA{i:032}")));
+        assert_eq!(
+            (reply.status, reply.source.as_str()),
+            (200, source),
+            "{app_type}"
+        );
+        assert_eq!(
+            reply.all("content-type"),
+            ["text/xml; charset=utf-8"],
+            "{app_type}"
+        );
+        for (name, value) in &reply.headers {
+            assert!(
+                !value.contains("script") && !value.contains("utf-7"),
+                "{app_type}: {name}: {value}"
+            );
+        }
+        if source == "upstream" {
+            assert_eq!(reply.body, UPSTREAM_VOICE);
+        }
+    }
+    // A message answered in plain text would be texted back as it is: not TwiML to pass on.
+    app.set(Mode::Typed("text/plain"));
+    let reply = webhook(&serve, "/sms", &sms(&format!("SM{:032}", 20)));
+    assert_eq!(reply.source, "degraded; reason=content_type");
+}
+
+/// What a raw app does with each request it reads.
+#[derive(Clone, Copy)]
+enum Raw {
+    /// Writes these bytes, then waits for the next request on the connection.
+    Answer(&'static str),
+    /// Resets the connection (RST) once the request is in.
+    Reset,
+}
+
+/// An app on a bare socket, for answers hyper would never write; counts its connections.
+struct RawApp {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl RawApp {
+    fn start(action: Raw) -> RawApp {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (count, served) = (connections.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                let served = served.clone();
+                std::thread::spawn(move || raw_connection(stream, action, &served));
+            }
+        });
+        RawApp {
+            addr,
+            connections,
+            requests,
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}/app", self.addr)
+    }
+}
+
+fn raw_connection(mut stream: std::net::TcpStream, action: Raw, served: &AtomicUsize) {
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if pending.len() >= end + 4 + length {
+                pending.drain(..end + 4 + length);
+                served.fetch_add(1, Ordering::SeqCst);
+                match action {
+                    Raw::Answer(bytes) => {
+                        if stream.write_all(bytes.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                    Raw::Reset => {
+                        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                        return;
+                    }
+                }
+                continue;
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The primary in front of `base` with a breaker that never opens.
+fn start_for(base: &str, extra: &[&str]) -> Serve {
+    let mut args = vec![
+        "--role",
+        "primary",
+        "--public-url",
+        PUBLIC,
+        "--upstream",
+        base,
+        "--upstream-breaker-failures",
+        "1000",
+    ];
+    args.extend(extra);
+    Serve::shipped(&args)
+}
+
+const CLEAN: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 50\r\n\r\n\
+    <Response><Say>Hello from the app</Say></Response>";
+const BOTH_LENGTHS: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 50\r\n\
+    Transfer-Encoding: chunked\r\n\r\n32\r\n<Response><Say>Hello from the app</Say></Response>\r\n\
+    0\r\n\r\n";
+/// A whole answer, then the head and body of another: a connection read on would answer the next
+/// webhook with it.
+const SMUGGLED: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 50\r\n\r\n\
+    <Response><Say>Hello from the app</Say></Response>\
+    HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 40\r\n\r\n\
+    <Response><Say>smuggled</Say></Response>";
+
+#[test]
+fn ambiguous_framing_is_broken_and_its_connection_is_never_used_again() {
+    // The control: a clean keep-alive app is reached over one connection.
+    let app = RawApp::start(Raw::Answer(CLEAN));
+    let serve = start_for(&app.base(), &[]);
+    for i in 0..3 {
+        let reply = webhook(&serve, "/voice", &call(&format!("CA{i:032}")));
+        assert_eq!(reply.source, "upstream");
+        assert_eq!(reply.body, UPSTREAM_VOICE.split_once("?>").unwrap().1);
+    }
+    assert_eq!(app.connections.load(Ordering::SeqCst), 1);
+    for answer in [BOTH_LENGTHS, SMUGGLED] {
+        let app = RawApp::start(Raw::Answer(answer));
+        let serve = start_for(&app.base(), &[]);
+        for i in 0..3 {
+            let reply = webhook(&serve, "/voice", &call(&format!("CA{i:032}")));
+            assert_eq!(
+                (reply.status, reply.source.as_str()),
+                (200, "degraded; reason=broken")
+            );
+            assert!(!reply.body.contains("smuggled") && !reply.body.contains("from the app"));
+            assert!(log_line(&serve, &format!("CA{i:032}")).contains("upstream_outcome=\"broken\""));
+        }
+        assert_eq!(app.requests.load(Ordering::SeqCst), 3, "one attempt each");
+        assert_eq!(
+            app.connections.load(Ordering::SeqCst),
+            3,
+            "a connection was used again after {answer:?}"
+        );
+    }
+}
+
+#[test]
+fn a_connection_reset_after_the_request_is_broken_and_not_tried_again() {
+    let app = RawApp::start(Raw::Reset);
+    let serve = start_for(&app.base(), &["--upstream-budget", "2"]);
+    for i in 0..2 {
+        let reply = webhook(&serve, "/voice", &call(&format!("CA{i:032}")));
+        assert_eq!(
+            (reply.status, reply.source.as_str()),
+            (200, "degraded; reason=broken")
+        );
+        assert!(reply.took < Duration::from_millis(500), "{:?}", reply.took);
+    }
+    assert_eq!(app.requests.load(Ordering::SeqCst), 2, "no second attempt");
+    assert_eq!(app.connections.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_connect_timeout_is_not_tried_again_so_the_caller_waits_one_connect_timeout() {
+    // An app whose accept queue is full: a connect hangs until the connect timeout.
+    let full = FullQueue::new();
+    // A budget with room for two connect timeouts: only a refusal may use it.
+    let serve = start_for(
+        &format!("http://{}/app", full.addr),
+        &["--upstream-connect-timeout", "1", "--upstream-budget", "3"],
+    );
+    for i in 0..2 {
+        let reply = webhook(&serve, "/voice", &call(&format!("CA{i:032}")));
+        assert_eq!(
+            (reply.status, reply.source.as_str()),
+            (200, "degraded; reason=connect")
+        );
+        assert!(
+            reply.took >= Duration::from_millis(950) && reply.took < Duration::from_millis(1800),
+            "one connect timeout (1 s), not two: {:?}",
+            reply.took
+        );
+    }
 }

@@ -74,7 +74,7 @@ pub fn run(args: JournalArgs) -> Outcome {
             Some(e) if json => inspect::event_json(&e) + "\n",
             Some(e) => inspect::show_text(&e),
             None => {
-                eprintln!("twiml-failover: no event {id}");
+                eprintln!("twiml-failover: {}", inspect::no_event(id));
                 return Ok(ExitCode::from(1));
             }
         },

@@ -1,12 +1,17 @@
-//! `render PATH`: what `serve` would answer, without a server or a signature. The TwiML goes to
-//! stdout byte for byte as `serve` sends it; which template answered goes to stderr. Not pure
-//! (reads files, prints); the answer comes from `templates::preview`, as the server's does.
+//! `render PATH`: what `serve` would answer, without a server or a signature. The body goes to
+//! stdout byte for byte as `serve` sends it, for every status (the TwiML, or `not found` and
+//! `service unavailable` as `serve` words them); the status and which template answered go to
+//! stderr. Not pure (reads files, prints); the answer comes from `templates::preview`, as the
+//! server's does.
 
 use std::process::ExitCode;
+
+use http::StatusCode;
 
 use super::template_inputs::{parse_role, TemplateInputs};
 use super::{print, Failure, Outcome};
 use crate::cli::RenderArgs;
+use crate::server::respond;
 use crate::templates::preview::{self, Request};
 use crate::webhook::{parse_form, Params};
 
@@ -34,15 +39,18 @@ pub fn run(args: RenderArgs) -> Outcome {
     let inputs = TemplateInputs::load(args.templates, args.config)?;
     let templates = inputs.templates(role)?;
     let outcome = preview::answer(&templates, &request);
-    if let Some(twiml) = &outcome.twiml {
-        print(twiml);
-        // Out before the note on stderr, for anyone reading both in one stream.
-        let _ = std::io::Write::flush(&mut std::io::stdout());
-        // The document has no final newline (nor does serve's); the note starts on a line of its
-        // own on a terminal without adding a byte to stdout.
-        if !twiml.ends_with('\n') {
-            eprintln!();
-        }
+    // Whatever the status, the body `serve` sends: the TwiML, or its fixed error text.
+    let body = match &outcome.twiml {
+        Some(twiml) => twiml.as_str(),
+        None => StatusCode::from_u16(outcome.status).map_or("", respond::error_body),
+    };
+    print(body);
+    // Out before the note on stderr, for anyone reading both in one stream.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    // A document has no final newline (nor does serve's); the note starts on a line of its own on
+    // a terminal without adding a byte to stdout.
+    if !body.ends_with('\n') {
+        eprintln!();
     }
     eprintln!("{}", outcome.describe(&request.name));
     Ok(if outcome.status == 200 {

@@ -395,6 +395,11 @@ fn failure(
                 format!("HTTP {} answer cut short: {e}", b.status),
                 Retryable::No,
             ),
+            BodyFailure::Framing(e) => (
+                11200,
+                format!("HTTP {} answer with ambiguous framing: {e}", b.status),
+                Retryable::No,
+            ),
             // What the status and Content-Type say comes first, as for a whole answer.
             BodyFailure::TooLarge(_) => {
                 return match classify_head(b.status, b.header("content-type"), channel) {
@@ -465,15 +470,14 @@ fn classify_head(
             Retryable::No,
         ));
     };
-    let media = content_type
+    let essence = content_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let xml = matches!(media.as_str(), "text/xml" | "application/xml" | "text/html");
-    if !xml && media != "text/plain" {
-        let why = if media.starts_with("audio/") && channel == Channel::Voice {
+    let Some(media) = twiml::media(&essence) else {
+        let why = if essence.starts_with("audio/") && channel == Channel::Voice {
             "an audio answer (Twilio plays it and hangs up; no TwiML)"
         } else {
             "not a TwiML content type (text/xml, application/xml, text/html)"
@@ -482,8 +486,8 @@ fn classify_head(
             Failure::new(12300, format!("Content-Type {content_type:?}: {why}")),
             Retryable::No,
         ));
-    }
-    Ok(xml)
+    };
+    Ok(media == twiml::Media::Xml)
 }
 
 fn too_large() -> (Failure, Retryable) {

@@ -60,12 +60,32 @@ fn one_line(text: &str, max: usize) -> String {
     }
 }
 
+/// `delivered`, `retrying(N)` after N failed attempts, or `unsent`: nothing has tried to deliver
+/// it, which is all the journal can tell (only `serve --forward-to` sends events; without it they
+/// stay `unsent`, and no attempt is scheduled).
 fn state(e: &Event) -> String {
     match e.delivered_at_ms {
         Some(_) => "delivered".into(),
         None if e.attempts > 0 => format!("retrying({})", e.attempts),
-        None => "pending".into(),
+        None => "unsent".into(),
     }
+}
+
+/// When the forwarder tries again: only after a failed attempt. The column holds the receipt time
+/// for an event never tried, which is no appointment anyone keeps.
+fn next_attempt(e: &Event) -> Option<i64> {
+    (e.delivered_at_ms.is_none() && e.attempts > 0).then_some(e.next_attempt_at_ms)
+}
+
+/// What `journal show` says for an id it does not find. Ids are never reused, and a duplicate
+/// webhook takes none, so a missing id within the range was deleted or never committed.
+pub fn no_event(id: i64) -> String {
+    format!(
+        "no event {id}: not in this journal (ids are never reused; a gap is an event deleted by \
+         --journal-retention, or on PostgreSQL an id a write that was rolled back, or lost a race \
+         with another replica over the same webhook, used up); `journal list` shows the events it \
+         holds"
+    )
 }
 
 /// `journal list` as text: one line per event.
@@ -118,7 +138,8 @@ pub fn event_json(e: &Event) -> String {
         "account_sid": e.event.account_sid,
         "delivered_at": e.delivered_at_ms.map(rfc3339),
         "attempts": e.attempts,
-        "next_attempt_at": rfc3339(e.next_attempt_at_ms),
+        "state": state(e),
+        "next_attempt_at": next_attempt(e).map(rfc3339),
         "last_error": e.last_error,
     })
     .to_string()
@@ -145,7 +166,7 @@ pub fn show_text(e: &Event) -> String {
         state(e),
         e.delivered_at_ms.map_or("-".into(), rfc3339),
         e.attempts,
-        rfc3339(e.next_attempt_at_ms),
+        next_attempt(e).map_or("-".into(), rfc3339),
         opt(&e.last_error),
     );
     for (k, v) in &e.event.params {
@@ -214,6 +235,19 @@ mod tests {
         let show = show_text(&e);
         assert!(show.contains(r#""Body" = "line1\nline2 \"q\"""#), "{show}");
         assert!(show.contains("error code       11200"));
+        // A retry is scheduled after a failed attempt; an event never tried has none.
+        assert!(
+            show.contains("next attempt     2026-11-25T16:32:11.000Z"),
+            "{show}"
+        );
+        let unsent = Event {
+            attempts: 0,
+            ..sample()
+        };
+        let show = show_text(&unsent);
+        assert!(show.contains("state            unsent\n"), "{show}");
+        assert!(show.contains("next attempt     -\n"), "{show}");
+        assert!(list_text(&[unsent]).contains("unsent"));
         let v: serde_json::Value = serde_json::from_str(list_json(&[e]).trim()).unwrap();
         assert_eq!(v["params"][0][1], "line1\nline2 \"q\"");
         assert_eq!(v["received_at"], "2026-11-25T16:32:10.000Z");

@@ -654,17 +654,24 @@ impl Store for PostgresStore {
         let accounts: Vec<Option<&str>> = batch.iter().map(|e| e.account_sid.as_deref()).collect();
 
         let mut tx = self.client.transaction().map_err(err)?;
-        // ON CONFLICT DO NOTHING also skips a key repeated inside the batch; ORDER BY ord keeps
-        // ids in arrival order.
+        // Only rows to insert reach the INSERT: the first of a key repeated inside the batch
+        // (DISTINCT ON), and only keys not already stored, because a row that meets ON CONFLICT
+        // has already drawn its id from the sequence, and `journal list` would show a gap for
+        // every Twilio retry. ON CONFLICT stays for two replicas inserting the same key at once
+        // (that rare race still uses up an id). ORDER BY ord keeps ids in arrival order.
         let inserted = tx
             .query(
                 &format!(
                     "INSERT INTO {TABLE} (idempotency_key, received_at_ms, role, method, url, path, \
                      params, error_code, error_url, conversation, account_sid, next_attempt_at_ms) \
-                     SELECT k, r, ro, m, u, p, pa, ec, eu, c, a, r FROM unnest( \
-                       $1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                       $7::text[], $8::text[], $9::text[], $10::text[], $11::text[]) \
-                     WITH ORDINALITY AS t(k, r, ro, m, u, p, pa, ec, eu, c, a, ord) \
+                     SELECT k, r, ro, m, u, p, pa, ec, eu, c, a, r FROM ( \
+                       SELECT DISTINCT ON (k) * FROM unnest( \
+                         $1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
+                         $11::text[]) \
+                       WITH ORDINALITY AS t(k, r, ro, m, u, p, pa, ec, eu, c, a, ord) \
+                       ORDER BY k, ord) AS first \
+                     WHERE NOT EXISTS (SELECT 1 FROM {TABLE} e WHERE e.idempotency_key = first.k) \
                      ORDER BY ord \
                      ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key"
                 ),

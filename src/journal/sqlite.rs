@@ -192,15 +192,25 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "INSERT INTO events (idempotency_key, received_at_ms, role, method, url, path, \
                      params, error_code, error_url, conversation, account_sid, next_attempt_at_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?2) \
-                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?2) RETURNING id",
                 )
                 .map_err(err)?;
             let mut existing = tx
                 .prepare_cached("SELECT id FROM events WHERE idempotency_key = ?1")
                 .map_err(err)?;
             for e in batch {
-                let id: Option<i64> = insert
+                // A duplicate is looked up before the insert: a conflicting INSERT would use up an
+                // AUTOINCREMENT id (SQLite does), and `journal list` would show a gap for each
+                // Twilio retry. The write lock taken above keeps the lookup true until the commit.
+                let duplicate: Option<i64> = existing
+                    .query_row([&e.idempotency_key], |row| row.get(0))
+                    .optional()
+                    .map_err(err)?;
+                if let Some(id) = duplicate {
+                    out.push(Appended::Duplicate(id));
+                    continue;
+                }
+                let id: i64 = insert
                     .query_row(
                         params![
                             e.idempotency_key,
@@ -217,16 +227,8 @@ impl Store for SqliteStore {
                         ],
                         |row| row.get(0),
                     )
-                    .optional()
                     .map_err(err)?;
-                out.push(match id {
-                    Some(id) => Appended::New(id),
-                    None => Appended::Duplicate(
-                        existing
-                            .query_row([&e.idempotency_key], |row| row.get(0))
-                            .map_err(err)?,
-                    ),
-                });
+                out.push(Appended::New(id));
             }
         }
         tx.commit().map_err(err)?;

@@ -1,6 +1,7 @@
 //! How [`super::Client`] reaches a server: name resolution, TCP, then TLS for https, all within
-//! the connect timeout; and the read timeout on the connection it hands to hyper. A failure comes
-//! out as a [`ConnectFailure`] whose [`ConnectKind`] says which step failed. I/O.
+//! the connect timeout; and the connection it hands to hyper, with the read timeout and a [`Tap`]
+//! on what the server sent. A failure comes out as a [`ConnectFailure`] whose [`ConnectKind`] says
+//! which step failed. I/O.
 //!
 //! Three layers, because hyper_util's connector does not name its steps: [`Resolver`] makes a
 //! failed lookup its own error type, [`Tcp`] sorts the TCP connector's errors before hyper-rustls
@@ -10,11 +11,12 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Uri;
-use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper::rt::{Read, ReadBuf, ReadBufCursor, Write};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
@@ -75,14 +77,17 @@ pub(super) struct Connector {
     https: HttpsConnector<Tcp>,
     timeout: Duration,
     read_timeout: Option<Duration>,
+    tap_limit: usize,
 }
 
 impl Connector {
-    /// TCP (and TLS with `tls` for https URLs) within `timeout`, reads bounded by `read_timeout`.
+    /// TCP (and TLS with `tls` for https URLs) within `timeout`, reads bounded by `read_timeout`,
+    /// and a [`Tap`] keeping up to `tap_limit` bytes of each answer.
     pub(super) fn new(
         tls: &rustls::ClientConfig,
         timeout: Duration,
         read_timeout: Option<Duration>,
+        tap_limit: usize,
     ) -> Connector {
         let mut http = HttpConnector::new_with_resolver(Resolver);
         http.enforce_http(false);
@@ -98,6 +103,7 @@ impl Connector {
             https,
             timeout,
             read_timeout,
+            tap_limit,
         }
     }
 }
@@ -115,7 +121,7 @@ impl Service<Uri> for Connector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let connecting = self.https.call(uri);
-        let (timeout, read_timeout) = (self.timeout, self.read_timeout);
+        let (timeout, read_timeout, tap_limit) = (self.timeout, self.read_timeout, self.tap_limit);
         Box::pin(async move {
             match tokio::time::timeout(timeout, connecting).await {
                 Err(_) => Err(ConnectFailure::new(
@@ -126,7 +132,7 @@ impl Service<Uri> for Connector {
                     Ok(tcp) => *tcp,
                     Err(tls) => tls_failure(tls),
                 }),
-                Ok(Ok(stream)) => Ok(Timed::new(stream, read_timeout)),
+                Ok(Ok(stream)) => Ok(Timed::new(stream, read_timeout, tap_limit)),
             }
         })
     }
@@ -225,25 +231,122 @@ impl Service<Name> for Resolver {
 #[error("nothing received for {} ms", .0.as_millis())]
 pub(super) struct ReadTimeout(pub Duration);
 
-/// A connection whose reads fail with [`ReadTimeout`] once the server has sent nothing for
-/// `limit` while hyper waits on it: Twilio's read timeout, before the head and between body
-/// bytes alike. An idle kept-alive connection is also waited on, so it is closed after `limit`.
+/// What a connection received since its current request went out: the bytes of the answer and
+/// anything that came with it, for [`super::framing::trailing`]. Shared between the connection
+/// (which hyper owns) and the exchange that reads the answer, which finds it in the answer's
+/// extensions.
+#[derive(Clone, Debug)]
+pub(super) struct Tap(Arc<Mutex<Received>>);
+
+#[derive(Debug, Default)]
+struct Received {
+    bytes: Vec<u8>,
+    /// More than the limit arrived: the bytes were let go and nothing is judged.
+    overflow: bool,
+    /// A read since the last write: the next write starts the next request.
+    read_since_write: bool,
+    limit: usize,
+}
+
+impl Tap {
+    fn new(limit: usize) -> Tap {
+        Tap(Arc::new(Mutex::new(Received {
+            limit,
+            ..Received::default()
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Received> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn received(&self, bytes: &[u8]) {
+        let mut r = self.lock();
+        r.read_since_write = true;
+        if r.overflow {
+            return;
+        }
+        if r.bytes.len() + bytes.len() > r.limit {
+            r.overflow = true;
+            r.bytes = Vec::new();
+        } else {
+            r.bytes.extend_from_slice(bytes);
+        }
+    }
+
+    fn writing(&self) {
+        let mut r = self.lock();
+        if r.read_since_write {
+            r.read_since_write = false;
+            r.overflow = false;
+            r.bytes.clear();
+        }
+    }
+
+    /// What arrived for the current request so far (`None` after an overflow); the memory goes
+    /// with it, so an idle connection keeps none.
+    pub(super) fn take(&self) -> Option<Vec<u8>> {
+        let mut r = self.lock();
+        let overflow = std::mem::take(&mut r.overflow);
+        let bytes = std::mem::take(&mut r.bytes);
+        (!overflow).then_some(bytes)
+    }
+}
+
+/// Reads go through a buffer of this size, so the [`Tap`] sees them without unsafe code.
+const SCRATCH: usize = 16 * 1024;
+
+/// The connection hyper gets. Its reads fail with [`ReadTimeout`] once the server has sent
+/// nothing for `limit` while hyper waits on it: Twilio's read timeout, before the head and between
+/// body bytes alike. An idle kept-alive connection is also waited on, so it is closed after
+/// `limit`. What it reads goes to its [`Tap`] too.
 pub(super) struct Timed<S> {
     io: S,
     limit: Option<Duration>,
     /// Armed by the first read that has to wait, disarmed by any read that completes.
     silence: Option<Pin<Box<tokio::time::Sleep>>>,
     armed: bool,
+    tap: Tap,
+    scratch: Vec<u8>,
 }
 
 impl<S> Timed<S> {
-    fn new(io: S, limit: Option<Duration>) -> Timed<S> {
+    fn new(io: S, limit: Option<Duration>, tap_limit: usize) -> Timed<S> {
         Timed {
             io,
             limit,
             silence: None,
             armed: false,
+            tap: Tap::new(tap_limit),
+            scratch: Vec::new(),
         }
+    }
+}
+
+impl<S: Read + Unpin> Timed<S> {
+    /// Reads into hyper's buffer through `scratch`, handing a copy to the tap.
+    fn read_tapped(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let room = buf.remaining().min(SCRATCH);
+        if room == 0 {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        if self.scratch.len() < room {
+            self.scratch.resize(room, 0);
+        }
+        let mut scratch = ReadBuf::new(&mut self.scratch[..room]);
+        let read = Pin::new(&mut self.io).poll_read(cx, scratch.unfilled());
+        if let Poll::Ready(Ok(())) = read {
+            let got = scratch.filled();
+            if !got.is_empty() {
+                self.tap.received(got);
+                buf.put_slice(got);
+            }
+        }
+        read
     }
 }
 
@@ -254,7 +357,7 @@ impl<S: Read + Unpin> Read for Timed<S> {
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        let read = this.read_tapped(cx, buf);
         let Some(limit) = this.limit else {
             return read;
         };
@@ -292,6 +395,7 @@ impl<S: Write + Unpin> Write for Timed<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.tap.writing();
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -300,6 +404,7 @@ impl<S: Write + Unpin> Write for Timed<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.tap.writing();
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
@@ -318,6 +423,7 @@ impl<S: Write + Unpin> Write for Timed<S> {
 
 impl<S: Connection> Connection for Timed<S> {
     fn connected(&self) -> Connected {
-        self.io.connected()
+        // hyper_util puts the extra into every answer's extensions.
+        self.io.connected().extra(self.tap.clone())
     }
 }

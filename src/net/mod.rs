@@ -1,22 +1,26 @@
 //! The one outgoing HTTP client: hyper's pooled client over rustls (ring, the web PKI roots), with
-//! a connect timeout, a read timeout, a whole-exchange timeout and a cap on the answer's size. I/O.
+//! a connect timeout, a read timeout, a whole-exchange timeout, a cap on the answer's size, and an
+//! answer's framing checked ([`framing`]). I/O.
 //!
 //! Every caller that talks to another server uses it: the Twilio REST API (`numbers`, `drill
 //! --number`), upstream mode, the journal forwarder and the drill's fetches. Callers see plain
 //! data ([`Request`], [`Response`]) and one error type, [`Error`], whose variants say which stage
 //! failed (connecting and which step of it, waiting for the head, reading the body) so each caller
 //! can word its own message. A request a kept-alive connection handed back unsent (the server had
-//! closed it) is sent again on another connection: hyper_util's pool does that by itself.
+//! closed it) is sent again on another connection: hyper_util's pool does that by itself. A
+//! connection whose answer was ambiguously framed is never used again.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::{capture_connection, CaptureConnection};
 use hyper_util::client::legacy::Client as Pool;
 use hyper_util::rt::TokioExecutor;
 
 mod connect;
+pub mod framing;
 pub mod url;
 
 pub use connect::{ConnectFailure, ConnectKind};
@@ -163,6 +167,10 @@ pub enum BodyFailure {
     /// The connection failed or closed mid-body.
     #[error("body cut short: {0}")]
     Cut(String),
+    /// Where the answer ends is ambiguous (both lengths, or bytes after it); the connection is
+    /// not used again.
+    #[error("ambiguous framing: {0}")]
+    Framing(String),
 }
 
 /// A pooled client; cheap to clone, connections are reused across clones.
@@ -188,8 +196,17 @@ impl Client {
 
     /// A client with these limits and its own TLS settings (a private CA, a client certificate).
     pub fn with_tls(settings: Settings, tls: &rustls::ClientConfig) -> Client {
-        let connector =
-            connect::Connector::new(tls, settings.connect_timeout, settings.read_timeout);
+        // The whole answer with room for its head and chunk sizes; beyond it nothing is judged.
+        let tap_limit = settings
+            .max_body_bytes
+            .saturating_mul(2)
+            .saturating_add(256 * 1024);
+        let connector = connect::Connector::new(
+            tls,
+            settings.connect_timeout,
+            settings.read_timeout,
+            tap_limit,
+        );
         let pool = Pool::builder(TokioExecutor::new())
             .pool_max_idle_per_host(settings.max_idle_per_host)
             .build(connector);
@@ -206,17 +223,31 @@ impl Client {
     }
 
     async fn exchange(&self, req: Request) -> Result<Response, Error> {
+        let head_request = req.method == http::Method::HEAD;
         let mut builder = hyper::Request::builder()
             .method(req.method)
             .uri(req.url.as_str());
         for (name, value) in &req.headers {
             builder = builder.header(name, value);
         }
-        let request = builder
+        let mut request = builder
             .body(Full::new(req.body))
             .map_err(|e| Error::Invalid(e.to_string()))?;
+        let connection = capture_connection(&mut request);
         let answer = self.pool.request(request).await.map_err(head_error)?;
         let (parts, body) = answer.into_parts();
+        let tap = parts.extensions.get::<connect::Tap>().cloned();
+        let framing_error = |parts: http::response::Parts, why: String| {
+            poison(&connection);
+            Error::Body(Box::new(BodyError {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                failure: BodyFailure::Framing(why),
+            }))
+        };
+        if let Some(why) = framing::ambiguous(&parts.headers) {
+            return Err(framing_error(parts, why));
+        }
         let limit = self.settings.max_body_bytes;
         let body = match Limited::new(body, limit).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -235,11 +266,27 @@ impl Client {
                 })));
             }
         };
+        let received = tap.and_then(|tap| tap.take());
+        if let Some(extra) = received.and_then(|r| framing::trailing(&r, head_request)) {
+            if extra > 0 {
+                return Err(framing_error(
+                    parts,
+                    format!("{extra} bytes after the body"),
+                ));
+            }
+        }
         Ok(Response {
             status: parts.status.as_u16(),
             headers: parts.headers,
             body,
         })
+    }
+}
+
+/// Keeps hyper_util's pool from handing out this request's connection again.
+fn poison(connection: &CaptureConnection) {
+    if let Some(connected) = connection.connection_metadata().as_ref() {
+        connected.poison();
     }
 }
 

@@ -11,6 +11,10 @@ use tokio::net::TcpListener;
 
 use super::*;
 
+#[path = "../../tests/common/full_queue.rs"]
+mod full_queue;
+use full_queue::FullQueue;
+
 fn get(url: String) -> Request {
     Request {
         method: http::Method::GET,
@@ -54,6 +58,15 @@ fn closed_port() -> u16 {
 
 /// A server answering `200 ok` (or never, when `silent`), counting its connections.
 async fn server(silent: bool) -> (String, Arc<AtomicUsize>) {
+    counting(move |tcp| serve_ok(hyper_util::rt::TokioIo::new(tcp), silent)).await
+}
+
+/// A local server that counts its connections and runs `serve` on each.
+async fn counting<F, Fut>(serve: F) -> (String, Arc<AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let connections = Arc::new(AtomicUsize::new(0));
@@ -62,7 +75,7 @@ async fn server(silent: bool) -> (String, Arc<AtomicUsize>) {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
             count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve_ok(hyper_util::rt::TokioIo::new(tcp), silent));
+            tokio::spawn(serve(tcp));
         }
     });
     (url, connections)
@@ -133,24 +146,8 @@ async fn an_unknown_host_is_a_resolution_failure() {
 
 #[tokio::test]
 async fn a_full_accept_queue_is_a_connect_timeout() {
-    use socket2::{Domain, Socket, Type};
-    // Backlog 0 and never accepting: once the queue holds a handshake or two, the kernel drops
-    // further SYNs, so a connect hangs.
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    listener
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    listener.listen(0).unwrap();
-    let addr = listener.local_addr().unwrap().as_socket().unwrap();
-    let fillers: Vec<Socket> = (0..4)
-        .map(|_| {
-            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-            s.set_nonblocking(true).unwrap();
-            let _ = s.connect(&addr.into());
-            s
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let full = FullQueue::new();
+    let addr = full.addr;
     let client = Client::new(Settings {
         connect_timeout: Duration::from_millis(300),
         ..Settings::default()
@@ -160,7 +157,6 @@ async fn a_full_accept_queue_is_a_connect_timeout() {
         .await
         .unwrap_err();
     assert_eq!(connect_kind(err), ConnectKind::Timeout);
-    drop(fillers);
 }
 
 #[tokio::test]
@@ -454,4 +450,57 @@ impl std::io::Write for Sink {
 async fn bad_url_is_invalid() {
     let err = fast(None).send(get("not a url".into())).await.unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+}
+
+/// A keep-alive server answering every request of a connection with `answer` as is, counting its
+/// connections.
+async fn raw_keep_alive(answer: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    counting(move |mut tcp| async move {
+        let mut pending = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                pending.drain(..end + 4);
+                if tcp.write_all(answer).await.is_err() {
+                    return;
+                }
+            }
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn ambiguous_framing_fails_and_its_connection_is_not_used_again() {
+    let clean = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+    let both = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n\
+                 2\r\nok\r\n0\r\n\r\n";
+    let after = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n";
+    let chunked_after = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                          2\r\nok\r\n0\r\n\r\n\r\n";
+    // The same client, three requests each: a clean server is met on one kept connection.
+    let client = Client::new(Settings::default());
+    let (url, connections) = raw_keep_alive(clean).await;
+    for _ in 0..3 {
+        let answer = client.send(get(url.clone())).await.unwrap();
+        assert_eq!(&answer.body[..], b"ok");
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "the control: reused");
+    for (answer, says) in [
+        (&both[..], "both Content-Length and Transfer-Encoding"),
+        (after, "19 bytes after the body"),
+        (chunked_after, "2 bytes after the body"),
+    ] {
+        let (url, connections) = raw_keep_alive(answer).await;
+        for _ in 0..3 {
+            let failed = body_error(client.send(get(url.clone())).await.unwrap_err());
+            assert_eq!(failed.status, 200);
+            assert_eq!(failed.failure, BodyFailure::Framing(says.into()));
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 3, "{says}: reused");
+    }
 }

@@ -1,5 +1,7 @@
-//! Who really handles each number's calls and messages, and whether that wiring survives a dead
-//! primary. Pure: takes the fetched [`Account`] and the intended [`Wiring`], returns verdicts.
+//! Who really handles each number's calls and messages, whether that wiring survives a dead
+//! primary, and where it differs from the wiring file ([`differences`], the one comparison `plan`
+//! makes too, so `audit` says `ok` exactly when `plan` has nothing to write). Pure: takes the
+//! fetched [`Account`] and the intended [`Wiring`], returns verdicts.
 //!
 //! Effective handling, as Twilio routes:
 //! - voice: a SIP trunk (`trunk_sid`) takes calls without any voice webhook; else a TwiML App
@@ -64,6 +66,8 @@ pub struct Handling {
     pub fallback_method: Option<String>,
     /// The call status callback (voice only; `None` for messaging).
     pub status_callback: Option<String>,
+    /// Its method.
+    pub status_callback_method: Option<String>,
 }
 
 fn owned(v: &Option<String>) -> Option<String> {
@@ -94,6 +98,7 @@ pub fn effective(account: &Account, n: &Number, channel: Channel) -> (Source, Ha
                     fallback_url: owned(&a.voice_fallback_url),
                     fallback_method: owned(&a.voice_fallback_method),
                     status_callback: owned(&a.status_callback),
+                    status_callback_method: owned(&a.status_callback_method),
                 });
                 return (Source::Application(app.into()), h.unwrap_or_default());
             }
@@ -105,6 +110,7 @@ pub fn effective(account: &Account, n: &Number, channel: Channel) -> (Source, Ha
                     fallback_url: owned(&n.voice_fallback_url),
                     fallback_method: owned(&n.voice_fallback_method),
                     status_callback: owned(&n.status_callback),
+                    status_callback_method: owned(&n.status_callback_method),
                 },
             )
         }
@@ -119,6 +125,7 @@ pub fn effective(account: &Account, n: &Number, channel: Channel) -> (Source, Ha
                         fallback_url: owned(&s.fallback_url),
                         fallback_method: owned(&s.fallback_method),
                         status_callback: None,
+                        status_callback_method: None,
                     });
                     return (Source::Service(mg.into()), h.unwrap_or_default());
                 }
@@ -130,6 +137,7 @@ pub fn effective(account: &Account, n: &Number, channel: Channel) -> (Source, Ha
                     fallback_url: owned(&a.sms_fallback_url),
                     fallback_method: owned(&a.sms_fallback_method),
                     status_callback: None,
+                    status_callback_method: None,
                 });
                 return (Source::Application(app.into()), h.unwrap_or_default());
             }
@@ -141,6 +149,7 @@ pub fn effective(account: &Account, n: &Number, channel: Channel) -> (Source, Ha
                     fallback_url: owned(&n.sms_fallback_url),
                     fallback_method: owned(&n.sms_fallback_method),
                     status_callback: None,
+                    status_callback_method: None,
                 },
             )
         }
@@ -173,6 +182,9 @@ pub enum Kind {
     FallbackBudget,
     /// The status callback is not the configured one.
     StatusCallback,
+    /// A setting no other check faults differs from what the wiring file wants (other overrides
+    /// than `overrides`, another path, an unset method, ...): `plan` rewrites it.
+    DiffersFromWiring,
 }
 
 impl Kind {
@@ -190,8 +202,131 @@ impl Kind {
             Kind::BadOverrides => "with invalid connection overrides",
             Kind::FallbackBudget => "whose overrides leave the fallback too little time",
             Kind::StatusCallback => "with another status callback",
+            Kind::DiffersFromWiring => "with settings that differ from the wiring file",
         }
     }
+
+    /// The setting whose fault this is: its difference from the wiring file needs no second line.
+    fn setting(self) -> Option<Setting> {
+        match self {
+            Kind::NoPrimaryUrl
+            | Kind::PrimaryNotOnBase
+            | Kind::NoOverrides
+            | Kind::BadOverrides
+            | Kind::FallbackBudget => Some(Setting::Url),
+            Kind::PrimaryMethod => Some(Setting::Method),
+            Kind::NoFallbackUrl | Kind::FallbackSameHost | Kind::FallbackNotOnBase => {
+                Some(Setting::FallbackUrl)
+            }
+            Kind::FallbackMethod => Some(Setting::FallbackMethod),
+            Kind::StatusCallback => Some(Setting::StatusCallback),
+            Kind::DiffersFromWiring => None,
+        }
+    }
+}
+
+/// One setting of a channel, wherever it lives (number, App or Service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// The primary URL, overrides included.
+    Url,
+    /// Its method.
+    Method,
+    /// The fallback URL.
+    FallbackUrl,
+    /// Its method.
+    FallbackMethod,
+    /// The call status callback.
+    StatusCallback,
+    /// Its method.
+    StatusCallbackMethod,
+}
+
+impl Setting {
+    /// The form parameter that writes it on the resource `source` names (`VoiceFallbackUrl`,
+    /// `InboundRequestUrl`).
+    pub fn api_field(self, source: &Source, channel: Channel) -> &'static str {
+        match (source, channel, self) {
+            (Source::Service(_), _, Setting::Url) => "InboundRequestUrl",
+            (Source::Service(_), _, Setting::Method) => "InboundMethod",
+            (Source::Service(_), _, Setting::FallbackUrl) => "FallbackUrl",
+            (Source::Service(_), _, Setting::FallbackMethod) => "FallbackMethod",
+            (_, Channel::Voice, Setting::Url) => "VoiceUrl",
+            (_, Channel::Voice, Setting::Method) => "VoiceMethod",
+            (_, Channel::Voice, Setting::FallbackUrl) => "VoiceFallbackUrl",
+            (_, Channel::Voice, Setting::FallbackMethod) => "VoiceFallbackMethod",
+            (_, Channel::Sms, Setting::Url) => "SmsUrl",
+            (_, Channel::Sms, Setting::Method) => "SmsMethod",
+            (_, Channel::Sms, Setting::FallbackUrl) => "SmsFallbackUrl",
+            (_, Channel::Sms, Setting::FallbackMethod) => "SmsFallbackMethod",
+            // Calls only: a Service never handles them.
+            (_, _, Setting::StatusCallback) => "StatusCallback",
+            (_, _, Setting::StatusCallbackMethod) => "StatusCallbackMethod",
+        }
+    }
+}
+
+/// A setting whose value is not the one the wiring file wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    /// Which.
+    pub setting: Setting,
+    /// What it has (`None`: unset).
+    pub old: Option<String>,
+    /// What the wiring file wants.
+    pub new: String,
+}
+
+/// Where `h` differs from what `w` wants for `channel`, in update order: what `plan` writes and
+/// what `audit` reports. Methods compare without case; an unset one differs from `POST`.
+pub fn differences(channel: Channel, h: &Handling, w: &Wiring) -> Vec<Difference> {
+    let intended = w.intended(channel);
+    let post = || Some("POST".to_string());
+    let mut wanted = vec![
+        (Setting::Url, &h.url, Some(intended.url)),
+        (Setting::Method, &h.method, post()),
+        (
+            Setting::FallbackUrl,
+            &h.fallback_url,
+            Some(intended.fallback_url),
+        ),
+        (Setting::FallbackMethod, &h.fallback_method, post()),
+    ];
+    // Calls only, and only when the wiring sets one (`""` leaves it alone).
+    if channel == Channel::Voice {
+        if let Some(url) = &w.status_callback {
+            wanted.push((
+                Setting::StatusCallback,
+                &h.status_callback,
+                Some(url.clone()),
+            ));
+            wanted.push((
+                Setting::StatusCallbackMethod,
+                &h.status_callback_method,
+                post(),
+            ));
+        }
+    }
+    wanted
+        .into_iter()
+        .filter_map(|(setting, old, new)| {
+            let new = new?;
+            let method = matches!(
+                setting,
+                Setting::Method | Setting::FallbackMethod | Setting::StatusCallbackMethod
+            );
+            let same = match old {
+                Some(o) if method => o.eq_ignore_ascii_case(&new),
+                Some(o) => *o == new,
+                None => false,
+            };
+            (!same).then(|| Difference {
+                setting,
+                old: old.clone(),
+                new,
+            })
+        })
+        .collect()
 }
 
 /// One problem, with the detail an operator acts on.
@@ -256,8 +391,42 @@ fn is_post(method: &Option<String>) -> bool {
         .is_none_or(|m| m.eq_ignore_ascii_case("POST"))
 }
 
-/// Judges one channel's settings against the wiring.
+/// Judges one channel's settings against the wiring: each check, then every other difference
+/// from the wiring file, so a channel passes only when `plan` would leave it alone.
 pub fn judge(channel: Channel, h: &Handling, w: &Wiring) -> Vec<Problem> {
+    let mut out = checks(channel, h, w);
+    let explained: Vec<Setting> = out.iter().filter_map(|p| p.kind.setting()).collect();
+    for d in differences(channel, h, w) {
+        if explained.contains(&d.setting) {
+            continue;
+        }
+        out.push(Problem {
+            kind: Kind::DiffersFromWiring,
+            detail: format!(
+                "{} is {}, the wiring file wants {} (`numbers plan` rewrites it)",
+                setting_name(d.setting),
+                d.old.as_deref().unwrap_or("unset"),
+                d.new
+            ),
+        });
+    }
+    out
+}
+
+/// A setting as a problem's detail names it, whatever resource holds it.
+fn setting_name(setting: Setting) -> &'static str {
+    match setting {
+        Setting::Url => "primary",
+        Setting::Method => "primary method",
+        Setting::FallbackUrl => "fallback",
+        Setting::FallbackMethod => "fallback method",
+        Setting::StatusCallback => "status callback",
+        Setting::StatusCallbackMethod => "status callback method",
+    }
+}
+
+/// The checks that say what a wrong setting would break.
+fn checks(channel: Channel, h: &Handling, w: &Wiring) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut push = |kind, detail: String| out.push(Problem { kind, detail });
     match &h.url {
@@ -503,6 +672,99 @@ mod tests {
     }
 
     #[test]
+    fn settings_the_wiring_file_does_not_want_fail_with_what_it_wants() {
+        let w = Wiring::example();
+        let mut n = good("PN1");
+        n.voice_url = s("https://voice.example.com/voice#ct=1000&rt=3000&tt=6000&rc=1&rp=ct");
+        n.sms_method = s("post");
+        n.sms_url = s("https://voice.example.com/messages#ct=1000&rt=4000&tt=6000&rc=1&rp=ct");
+        n.status_callback_method = None;
+        let account = Account {
+            numbers: vec![n],
+            ..Account::default()
+        };
+        let a = &audit(&account, &w, |_| true)[0];
+        assert!(!a.ok());
+        assert_eq!(
+            a.voice.problems,
+            [
+                Problem {
+                    kind: Kind::DiffersFromWiring,
+                    detail: "primary is https://voice.example.com/voice#ct=1000&rt=3000&tt=6000&rc=1&rp=ct, the wiring \
+                             file wants https://voice.example.com/voice#ct=1000&rt=4000&tt=6000&rc=1&rp=ct \
+                             (`numbers plan` rewrites it)"
+                        .into()
+                },
+                Problem {
+                    kind: Kind::DiffersFromWiring,
+                    detail: "status callback method is unset, the wiring file wants POST \
+                             (`numbers plan` rewrites it)"
+                        .into()
+                }
+            ]
+        );
+        // Another path on the right base, and a method in lower case (the same to Twilio).
+        assert_eq!(kinds(&a.sms), [Kind::DiffersFromWiring]);
+        assert!(a.sms.problems[0]
+            .detail
+            .starts_with("primary is https://voice.example.com/messages#"));
+        assert_eq!(
+            summary(std::slice::from_ref(a)),
+            "1 number: 0 ok, 1 with settings that differ from the wiring file"
+        );
+    }
+
+    #[test]
+    fn audit_is_ok_exactly_when_plan_leaves_a_number_alone() {
+        use crate::numbers::plan::{plan, Selection};
+        let w = Wiring::example();
+        let values = |field: u32| -> Vec<Option<String>> {
+            let mut v = vec![None, s("POST"), s("GET"), s("post")];
+            if field < 3 {
+                v = vec![
+                    None,
+                    s("https://voice.example.com/voice#ct=1000&rt=4000&tt=6000&rc=1&rp=ct"),
+                    s("https://voice.example.com/voice#ct=2000"),
+                    s("https://voice.example.com/voice"),
+                    s("https://fallback.example.net/voice"),
+                    s("https://voice.example.com/status"),
+                ];
+            }
+            v
+        };
+        // Each voice setting in turn through values right, wrong and missing, the rest as wired.
+        let fields = [
+            "url",
+            "fallback",
+            "status",
+            "method",
+            "fallback_method",
+            "status_method",
+        ];
+        for (i, field) in fields.iter().enumerate() {
+            for value in values(i as u32) {
+                let mut n = good("PN1");
+                let slot = match *field {
+                    "url" => &mut n.voice_url,
+                    "fallback" => &mut n.voice_fallback_url,
+                    "status" => &mut n.status_callback,
+                    "method" => &mut n.voice_method,
+                    "fallback_method" => &mut n.voice_fallback_method,
+                    _ => &mut n.status_callback_method,
+                };
+                *slot = value.clone();
+                let account = Account {
+                    numbers: vec![n],
+                    ..Account::default()
+                };
+                let ok = audit(&account, &w, |_| true)[0].ok();
+                let unchanged = plan(&account, &w, &Selection::default()).changes.is_empty();
+                assert_eq!(ok, unchanged, "{field} = {value:?}");
+            }
+        }
+    }
+
+    #[test]
     fn service_app_and_trunk_take_over() {
         let mut n = good("PN1");
         n.voice_application_sid = s("AP1");
@@ -521,6 +783,9 @@ mod tests {
             Application {
                 sid: "AP1".into(),
                 voice_url: s("https://voice.example.com/voice#ct=1000&rt=4000&tt=6000&rc=1&rp=ct"),
+                voice_method: s("POST"),
+                voice_fallback_method: s("POST"),
+                status_callback_method: s("POST"),
                 ..Application::default()
             },
         );
@@ -529,6 +794,8 @@ mod tests {
             Service {
                 sid: "MG1".into(),
                 inbound_request_url: s("https://voice.example.com/sms#ct=1000"),
+                inbound_method: s("POST"),
+                fallback_method: s("POST"),
                 ..Service::default()
             },
         );
@@ -541,7 +808,11 @@ mod tests {
             [Kind::NoFallbackUrl, Kind::StatusCallback]
         );
         assert_eq!(a[0].sms.source, Source::Service("MG1".into()));
-        assert_eq!(kinds(&a[0].sms), [Kind::NoFallbackUrl]);
+        // Valid overrides, but not the wiring file's: plan would rewrite them, so audit says so.
+        assert_eq!(
+            kinds(&a[0].sms),
+            [Kind::NoFallbackUrl, Kind::DiffersFromWiring]
+        );
         assert_eq!(a[1].voice.source, Source::Trunk("TK1".into()));
         assert!(a[1].ok());
         assert_eq!(a[2].sms.source, Source::Number);

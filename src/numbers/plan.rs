@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use wildmatch::WildMatch;
 
-use super::audit::{effective, Source};
-use super::model::{set, Account, Application, Number, Service};
+use super::audit::{differences, effective, Source};
+use super::model::{set, Account, Number};
 use super::wiring::{Channel, Wiring};
 
 /// Which numbers a command acts on: all when both lists are empty.
@@ -132,96 +132,6 @@ impl Plan {
     }
 }
 
-/// `(field, current)` of a resource, in update order.
-type Current = Vec<(&'static str, Option<String>)>;
-
-fn cur(v: &Option<String>) -> Option<String> {
-    set(v).map(str::to_string)
-}
-
-fn number_fields(n: &Number, channel: Channel) -> Current {
-    match channel {
-        Channel::Voice => vec![
-            ("VoiceUrl", cur(&n.voice_url)),
-            ("VoiceMethod", cur(&n.voice_method)),
-            ("VoiceFallbackUrl", cur(&n.voice_fallback_url)),
-            ("VoiceFallbackMethod", cur(&n.voice_fallback_method)),
-            ("StatusCallback", cur(&n.status_callback)),
-            ("StatusCallbackMethod", cur(&n.status_callback_method)),
-        ],
-        Channel::Sms => vec![
-            ("SmsUrl", cur(&n.sms_url)),
-            ("SmsMethod", cur(&n.sms_method)),
-            ("SmsFallbackUrl", cur(&n.sms_fallback_url)),
-            ("SmsFallbackMethod", cur(&n.sms_fallback_method)),
-        ],
-    }
-}
-
-fn app_fields(a: &Application, channel: Channel) -> Current {
-    match channel {
-        Channel::Voice => vec![
-            ("VoiceUrl", cur(&a.voice_url)),
-            ("VoiceMethod", cur(&a.voice_method)),
-            ("VoiceFallbackUrl", cur(&a.voice_fallback_url)),
-            ("VoiceFallbackMethod", cur(&a.voice_fallback_method)),
-            ("StatusCallback", cur(&a.status_callback)),
-            ("StatusCallbackMethod", cur(&a.status_callback_method)),
-        ],
-        Channel::Sms => vec![
-            ("SmsUrl", cur(&a.sms_url)),
-            ("SmsMethod", cur(&a.sms_method)),
-            ("SmsFallbackUrl", cur(&a.sms_fallback_url)),
-            ("SmsFallbackMethod", cur(&a.sms_fallback_method)),
-        ],
-    }
-}
-
-fn service_fields(s: &Service) -> Current {
-    vec![
-        ("InboundRequestUrl", cur(&s.inbound_request_url)),
-        ("InboundMethod", cur(&s.inbound_method)),
-        ("FallbackUrl", cur(&s.fallback_url)),
-        ("FallbackMethod", cur(&s.fallback_method)),
-    ]
-}
-
-/// The values the wiring wants, matched by position to the `current` list of that channel.
-fn wanted(w: &Wiring, channel: Channel, current: &Current) -> Vec<Field> {
-    let i = w.intended(channel);
-    let post = "POST".to_string();
-    let mut values = vec![
-        Some(i.url),
-        Some(post.clone()),
-        Some(i.fallback_url),
-        Some(post.clone()),
-    ];
-    if current.len() == 6 {
-        // Voice on a number or App: the status callback too, unless the wiring leaves it alone.
-        match &w.status_callback {
-            Some(url) => values.extend([Some(url.clone()), Some(post)]),
-            None => values.extend([None, None]),
-        }
-    }
-    current
-        .iter()
-        .zip(values)
-        .filter_map(|((name, old), new)| {
-            let new = new?;
-            let same = match old {
-                Some(o) if name.ends_with("Method") => o.eq_ignore_ascii_case(&new),
-                Some(o) => *o == new,
-                None => false,
-            };
-            (!same).then(|| Field {
-                name,
-                old: old.clone(),
-                new,
-            })
-        })
-        .collect()
-}
-
 /// Plans the changes that make every selected number's effective wiring the intended one.
 pub fn plan(account: &Account, w: &Wiring, selection: &Selection) -> Plan {
     let mut out = Plan::default();
@@ -230,24 +140,18 @@ pub fn plan(account: &Account, w: &Wiring, selection: &Selection) -> Plan {
     let mut numbers_first: Vec<(Kind, String)> = Vec::new();
     for n in account.numbers.iter().filter(|n| selection.contains(n)) {
         for channel in [Channel::Voice, Channel::Sms] {
-            let (source, _) = effective(account, n, channel);
-            let (kind, sid, label, current) = match &source {
+            let (source, handling) = effective(account, n, channel);
+            let (kind, sid, label) = match &source {
                 Source::Trunk(_) => {
                     out.trunked.push(n.phone_number.clone());
                     continue;
                 }
-                Source::Number => (
-                    Kind::Number,
-                    n.sid.clone(),
-                    n.phone_number.clone(),
-                    number_fields(n, channel),
-                ),
+                Source::Number => (Kind::Number, n.sid.clone(), n.phone_number.clone()),
                 Source::Application(sid) => match account.applications.get(sid) {
                     Some(a) => (
                         Kind::Application,
                         sid.clone(),
                         set(&a.friendly_name).unwrap_or(sid).to_string(),
-                        app_fields(a, channel),
                     ),
                     None => {
                         skip(
@@ -264,7 +168,6 @@ pub fn plan(account: &Account, w: &Wiring, selection: &Selection) -> Plan {
                         Kind::Service,
                         sid.clone(),
                         set(&s.friendly_name).unwrap_or(sid).to_string(),
-                        service_fields(s),
                     ),
                     None => {
                         skip(
@@ -314,9 +217,15 @@ pub fn plan(account: &Account, w: &Wiring, selection: &Selection) -> Plan {
             if !entry.serves.contains(&n.phone_number) {
                 entry.serves.push(n.phone_number.clone());
             }
-            for f in wanted(w, channel, &current) {
-                if !entry.fields.iter().any(|e| e.name == f.name) {
-                    entry.fields.push(f);
+            // The audit's own comparison: `audit` is `ok` exactly when nothing is written here.
+            for d in differences(channel, &handling, w) {
+                let name = d.setting.api_field(&source, channel);
+                if !entry.fields.iter().any(|e| e.name == name) {
+                    entry.fields.push(Field {
+                        name,
+                        old: d.old,
+                        new: d.new,
+                    });
                 }
             }
         }
@@ -344,6 +253,7 @@ fn skip(out: &mut Plan, kind: Kind, sid: &str, reason: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::numbers::model::Service;
 
     fn number(sid: &str, phone: &str) -> Number {
         Number {

@@ -43,8 +43,9 @@ const H2_CONNECTION_WINDOW: u32 = 128 * 1024;
 /// 1. lame duck: `/readyz` answers 503 and answers say `Connection: close` (HTTP/2: GOAWAY) for
 ///    `--lame-duck` seconds while new connections are still accepted and served, so that load
 ///    balancers notice and stop sending;
-/// 2. stops listening: new handshakes are refused, what the kernel already queued is accepted and
-///    served, then the socket closes (see `listener`);
+/// 2. stops listening: new handshakes are refused (a socket filter, or unprivileged a reuseport
+///    sink), what the kernel already queued is accepted and served, then the socket closes (see
+///    `listener`);
 /// 3. drains: in-flight requests are answered within the drain timeout.
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let limits = app.settings().limits.clone();
@@ -96,20 +97,27 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         )
         .await;
     }
-    let queued = listener::close(listener, |stream| {
+    let closed = listener::close(listener, |stream| {
         let (settings, slots) = (settings.clone(), slots.clone());
         async move { connection::spawn(stream, settings, &slots).await }
     })
     .await;
+    // Which way ran is in both lines: whether a restart could reset connections (`none`).
+    let refused_by = closed.refusal.as_str();
     tracing::info!(
-        queued,
+        new_handshakes_refused_by = refused_by,
+        queued = closed.queued,
         timeout_s = limits.drain_timeout.as_secs_f64(),
         "stopped listening; draining"
     );
     match tokio::time::timeout(limits.drain_timeout, slots.all_closed()).await {
-        Ok(()) => tracing::info!("drained; all connections closed"),
+        Ok(()) => tracing::info!(
+            new_handshakes_refused_by = refused_by,
+            "drained; all connections closed"
+        ),
         Err(_) => {
             tracing::warn!(
+                new_handshakes_refused_by = refused_by,
                 open = slots.open(),
                 "drain timeout reached; closing remaining connections"
             );

@@ -3,7 +3,7 @@
 //! it is a [`crate::templates::Answer`].
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
@@ -28,10 +28,15 @@ pub fn twiml(document: String) -> Reply {
     build(StatusCode::OK, XML, Bytes::from(document))
 }
 
-/// The upstream's own answer, unchanged: its status, content type and document.
+/// The upstream's own answer: its status, document and every `Set-Cookie` line, typed as the
+/// templates' answers are (the app's Content-Type parameters never reach Twilio).
 pub fn upstream(answered: crate::upstream::Answered) -> Reply {
     let status = StatusCode::from_u16(answered.status).unwrap_or(StatusCode::OK);
-    build(status, answered.content_type.unwrap_or(XML), answered.body)
+    let mut response = build(status, XML, answered.body);
+    for cookie in answered.cookies {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// A short plain-text answer, e.g. `403 forbidden`.
@@ -41,7 +46,12 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
 
 /// The fixed answer for each error status.
 pub fn error(status: StatusCode) -> Reply {
-    let body = match status {
+    text(status, error_body(status))
+}
+
+/// The body of [`error`]'s answer: `render` prints it too, so its stdout is what `serve` sends.
+pub fn error_body(status: StatusCode) -> &'static str {
+    match status {
         StatusCode::BAD_REQUEST => "bad request\n",
         StatusCode::FORBIDDEN => "forbidden\n",
         StatusCode::NOT_FOUND => "not found\n",
@@ -53,8 +63,7 @@ pub fn error(status: StatusCode) -> Reply {
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "request header fields too large\n",
         StatusCode::SERVICE_UNAVAILABLE => "service unavailable\n",
         _ => "error\n",
-    };
-    text(status, body)
+    }
 }
 
 /// `405` naming the allowed methods.

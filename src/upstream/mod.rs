@@ -1,9 +1,10 @@
 //! Upstream mode: the primary verifies and journals a webhook, then gives the enterprise's own TwiML
 //! app a bounded time to answer it, and answers from its templates at once when the app cannot.
 //! Owns the settings, where an answer came from ([`Source`]), and the call itself: bulkhead, then
-//! circuit breaker, then at most one attempt within the budget (plus one fast retry on a refused
-//! connection). I/O here; building the request ([`request`]) and judging the answer ([`verdict`]) are
-//! pure.
+//! circuit breaker, then at most one attempt within the budget (plus one fast retry when the
+//! connection was refused, and only then: a connect timeout or a connection lost after the request
+//! went out is never tried again, so a caller never waits out two connect timeouts). I/O here;
+//! building the request ([`request`]) and judging the answer ([`verdict`]) are pure.
 //!
 //! The breaker is the one the forwarder uses ([`crate::breaker`]): consecutive failures open it,
 //! one probe after the cool-down decides. The bulkhead is a semaphore taken with `try_acquire`:
@@ -163,7 +164,7 @@ pub enum Reason {
     Timeout,
     /// No connection (refused, DNS, TLS, connect timeout).
     Connect,
-    /// The connection broke after the request was sent.
+    /// The connection broke after the request was sent, or the answer's framing was ambiguous.
     Broken,
     /// A 5xx answer.
     Status5xx,
@@ -171,7 +172,8 @@ pub enum Reason {
     Status4xx,
     /// Any other non-2xx answer (1xx, 3xx: Twilio would not follow a redirect to TwiML here).
     StatusOther,
-    /// No TwiML content type (`text/xml`, `application/xml`, `text/html`).
+    /// Not a content type Twilio reads TwiML from (`text/xml`, `application/xml`, `text/html`, a
+    /// call's `text/plain` TwiML), or a charset that would change the document ([`verdict`]).
     ContentType,
     /// Not valid TwiML for the channel (the same check as a template's answer).
     InvalidTwiml,
@@ -214,7 +216,7 @@ impl Reason {
 /// Where an answer came from: the response header, the log line and the metric say it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// The upstream's answer, unchanged.
+    /// The upstream's answer: its document and cookies ([`verdict::Answered`]).
     Upstream,
     /// A template, because the path is answered locally.
     Template,
@@ -356,13 +358,14 @@ impl Upstream {
             };
             let started = Instant::now();
             let mut sent = self.send(req.clone(), deadline).await;
-            if matches!(sent, Err(Reason::Connect))
+            if sent.as_ref().is_err_and(refused)
                 && deadline.saturating_duration_since(Instant::now())
                     > self.settings.connect_timeout
             {
-                // One fast retry: a refused connection sent nothing, and a pod may just have gone.
+                // A refused connection sent nothing, and a pod may just have gone.
                 sent = self.send(req, deadline).await;
             }
+            let sent = sent.map_err(|e| reason(&e));
             self.metrics.duration(started.elapsed().as_secs_f64());
             let result = sent.and_then(|response| {
                 if callback {
@@ -386,20 +389,17 @@ impl Upstream {
         result
     }
 
-    async fn send(&self, req: net::Request, deadline: Instant) -> Result<net::Response, Reason> {
+    /// One attempt; past `deadline` it is a [`net::Error::Timeout`].
+    async fn send(
+        &self,
+        req: net::Request,
+        deadline: Instant,
+    ) -> Result<net::Response, net::Error> {
+        let left = deadline.saturating_duration_since(Instant::now());
         let deadline = tokio::time::Instant::from_std(deadline);
         match tokio::time::timeout_at(deadline, self.client.send(req)).await {
-            Err(_) | Ok(Err(net::Error::Timeout(_))) => Err(Reason::Timeout),
-            Ok(Err(net::Error::Connect(_))) => Err(Reason::Connect),
-            Ok(Err(net::Error::HeadTimeout(_))) => Err(Reason::Timeout),
-            Ok(Err(net::Error::Body(b))) if matches!(b.failure, net::BodyFailure::TooLarge(_)) => {
-                Err(Reason::TooLarge)
-            }
-            Ok(Err(net::Error::Invalid(_) | net::Error::NotHttp(_) | net::Error::Io(_))) => {
-                Err(Reason::Broken)
-            }
-            Ok(Err(net::Error::Body(_))) => Err(Reason::Broken),
-            Ok(Ok(response)) => Ok(response),
+            Err(_) => Err(net::Error::Timeout(left)),
+            Ok(sent) => sent,
         }
     }
 
@@ -448,6 +448,27 @@ impl Drop for Pending<'_> {
                 }
             });
         }
+    }
+}
+
+/// True for the one failure worth a second attempt: the app refused the connection, so nothing
+/// was sent and the refusal came at once.
+fn refused(e: &net::Error) -> bool {
+    matches!(e, net::Error::Connect(f) if f.kind == net::ConnectKind::Refused)
+}
+
+/// The reason an attempt that produced no answer gives.
+fn reason(e: &net::Error) -> Reason {
+    match e {
+        net::Error::Timeout(_) | net::Error::HeadTimeout(_) => Reason::Timeout,
+        net::Error::Connect(_) => Reason::Connect,
+        net::Error::Body(b) if matches!(b.failure, net::BodyFailure::TooLarge(_)) => {
+            Reason::TooLarge
+        }
+        net::Error::Invalid(_)
+        | net::Error::NotHttp(_)
+        | net::Error::Io(_)
+        | net::Error::Body(_) => Reason::Broken,
     }
 }
 
@@ -546,5 +567,59 @@ mod tests {
             ("degraded", "breaker_open")
         );
         assert!(Reason::Timeout.is_failure() && !Reason::InvalidTwiml.is_failure());
+    }
+
+    #[test]
+    fn only_a_refused_connection_is_tried_again() {
+        let connect = |kind| {
+            net::Error::Connect(net::ConnectFailure {
+                kind,
+                detail: String::new(),
+            })
+        };
+        let body = |failure| {
+            net::Error::Body(Box::new(net::BodyError {
+                status: 200,
+                headers: http::HeaderMap::new(),
+                failure,
+            }))
+        };
+        let cases = [
+            (connect(net::ConnectKind::Refused), true, Reason::Connect),
+            (connect(net::ConnectKind::Timeout), false, Reason::Connect),
+            (connect(net::ConnectKind::Resolve), false, Reason::Connect),
+            (connect(net::ConnectKind::Tls), false, Reason::Connect),
+            (connect(net::ConnectKind::Other), false, Reason::Connect),
+            (net::Error::Io("reset".into()), false, Reason::Broken),
+            (net::Error::NotHttp("x".into()), false, Reason::Broken),
+            (
+                net::Error::HeadTimeout(Duration::from_secs(1)),
+                false,
+                Reason::Timeout,
+            ),
+            (
+                net::Error::Timeout(Duration::from_secs(1)),
+                false,
+                Reason::Timeout,
+            ),
+            (
+                body(net::BodyFailure::Cut("eof".into())),
+                false,
+                Reason::Broken,
+            ),
+            (
+                body(net::BodyFailure::Framing("both".into())),
+                false,
+                Reason::Broken,
+            ),
+            (body(net::BodyFailure::TooLarge(1)), false, Reason::TooLarge),
+        ];
+        for (error, retried, why) in cases {
+            assert_eq!(
+                (refused(&error), reason(&error)),
+                (retried, why),
+                "{error:?}"
+            );
+        }
     }
 }

@@ -81,7 +81,11 @@ pub fn build(
         if DROPPED.contains(&key) || named_by_connection.iter().any(|n| n == key) {
             continue;
         }
-        let Ok(value) = value.to_str() else { continue };
+        // UTF-8, not only visible ASCII: a cookie the app set with UTF-8 in it must come back to
+        // it as Twilio sends it.
+        let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
+            continue;
+        };
         if key == "x-forwarded-for" {
             forwarded_for = Some(value.to_string());
         } else if key == SIGNATURE_HEADER && mode == SignatureMode::Resign {
@@ -169,6 +173,10 @@ mod tests {
         h.insert("transfer-encoding", "chunked".parse().unwrap());
         h.insert("host", "voice.example.com".parse().unwrap());
         h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        h.insert(
+            "cookie",
+            http::HeaderValue::from_bytes("step=2; name=Zoë".as_bytes()).unwrap(),
+        );
         h
     }
 
@@ -203,6 +211,7 @@ mod tests {
             1
         );
         assert_eq!(header(&req, "i-twilio-idempotency-token"), Some("tok-1"));
+        assert_eq!(header(&req, "cookie"), Some("step=2; name=Zoë"));
         assert_eq!(
             header(&req, "content-type"),
             Some("application/x-www-form-urlencoded")

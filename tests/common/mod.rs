@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use twiml_failover::cli::ServeArgs;
 use twiml_failover::config::Config;
 use twiml_failover::server::app::App;
@@ -89,7 +89,9 @@ impl TestServer {
     /// Starts the service on a fresh 127.0.0.1:0 listener.
     pub async fn start(config: Config) -> TestServer {
         let service = Service::load(config).expect("templates load");
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Bound as the binary binds, so shutdowns refuse new handshakes the same way.
+        let listener =
+            twiml_failover::server::listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let running = service
             .start_on(listener, std::future::pending())
             .expect("the service starts");
