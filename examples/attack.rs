@@ -10,11 +10,13 @@
 //!                                                  (0: an idle connection that answers pings)
 //! attack genuine     ADDR RATE SECONDS             signed POST /sms (TWILIO_AUTH_TOKEN), one new
 //!                                                  connection per request, at a fixed rate
+//! attack bad-signature ADDR RATE SECONDS           the same, signed with another token (403)
 //! attack cert        DIR                           write DIR/cert.pem and DIR/key.pem (localhost)
 //! ```
 //! With `ATTACK_CERT=PATH` (the server's certificate) every HTTP/1.1 mode speaks TLS.
 //! Attackers print `RESULT mode=... opened=N cut=N` (connections opened, and closed by the server);
-//! `genuine` prints `RESULT sent=N ok=N other=N failed=N p50_ms=.. p99_ms=.. max_ms=..`.
+//! `genuine` and `bad-signature` print `RESULT sent=N ok=N other=N failed=N p50_ms=.. p99_ms=..
+//! max_ms=..` (`ok`: 200, `other`: any other status, `failed`: none).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -221,8 +223,12 @@ fn tls_connector(cert: &str, alpn: &[u8]) -> Result<tokio_rustls::TlsConnector, 
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
-fn signed_request(addr: &str) -> Result<Vec<u8>, String> {
-    let token = std::env::var("TWILIO_AUTH_TOKEN").map_err(|_| "set TWILIO_AUTH_TOKEN")?;
+/// A `POST /sms` signed with the server's token, or (`genuine` false) with another one.
+fn signed_request(addr: &str, genuine: bool) -> Result<Vec<u8>, String> {
+    let token = match genuine {
+        true => std::env::var("TWILIO_AUTH_TOKEN").map_err(|_| "set TWILIO_AUTH_TOKEN")?,
+        false => "a-stranger-does-not-know-the-token".into(),
+    };
     let params: Vec<(String, String)> = [
         ("AccountSid", "AC00000000000000000000000000000000"),
         ("ApiVersion", "2010-04-01"),
@@ -283,11 +289,11 @@ async fn genuine_once(addr: &str, request: &[u8]) -> (u16, Duration) {
     (status, start.elapsed())
 }
 
-async fn genuine(args: &[String]) -> Result<(), String> {
+async fn at_rate(args: &[String], genuine: bool) -> Result<(), String> {
     let addr: String = arg(args, 0, "ADDR")?;
     let rate: f64 = arg(args, 1, "RATE")?;
     let seconds: f64 = arg(args, 2, "SECONDS")?;
-    let request = Arc::new(signed_request(&addr)?);
+    let request = Arc::new(signed_request(&addr, genuine)?);
     let count = (rate * seconds) as usize;
     let start = tokio::time::Instant::now();
     let mut tasks = Vec::new();
@@ -330,7 +336,8 @@ async fn run(args: Vec<String>) -> Result<(), String> {
     let rest = &args[1.min(args.len())..];
     let tally = Arc::new(Tally::default());
     match mode.as_str() {
-        "genuine" => return genuine(rest).await,
+        "genuine" => return at_rate(rest, true).await,
+        "bad-signature" => return at_rate(rest, false).await,
         "cert" => {
             let dir: String = arg(rest, 0, "DIR")?;
             let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])

@@ -162,7 +162,8 @@ pub struct ServeArgs {
     )]
     pub journal_retention: Option<String>,
     /// Folder where events the journal could not take are written at exit, and taken back into
-    /// the journal at the next start (a local disk, not the journal's) [default: none: lost].
+    /// the journal at the next start (a local disk, not the journal's; created 0700 if missing)
+    /// [default: none: lost].
     #[arg(long, env = "TWIML_FAILOVER_JOURNAL_SPILL_DIR", value_name = "DIR")]
     pub journal_spill_dir: Option<PathBuf>,
     /// File holding the PostgreSQL journal's password, read once at start-up (instead of a
@@ -325,7 +326,7 @@ pub struct SignArgs {
         hide_env_values = true,
         value_name = "TOKEN"
     )]
-    pub token: String,
+    pub token: Option<String>,
     /// HMAC_SHA1 (auth tokens) or HMAC_SHA256 (shared keys).
     #[arg(long, default_value = "HMAC_SHA1", value_name = "NAME")]
     pub algorithm: String,

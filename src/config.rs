@@ -16,6 +16,7 @@ use crate::journal::forward::Settings as ForwardSettings;
 use crate::journal::JournalUrl;
 use crate::keyring::{KeyRing, Secret};
 use crate::logging::LogFormat;
+use crate::operator_file;
 use crate::server::limits::Limits;
 use crate::server::tls::TlsFiles;
 use crate::templates::{Role, TemplateSettings};
@@ -246,9 +247,11 @@ pub fn discover_config_file(given: &mut Option<PathBuf>) -> Option<PathBuf> {
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, StartupError> {
-    let text = std::fs::read_to_string(path).map_err(|e| StartupError::ConfigFile {
-        path: path.to_owned(),
-        message: e.to_string(),
+    let text = operator_file::read_text(path, operator_file::MAX_DOCUMENT_BYTES).map_err(|e| {
+        StartupError::ConfigFile {
+            path: path.to_owned(),
+            message: e.reason(),
+        }
     })?;
     toml::from_str(&text).map_err(|e| StartupError::ConfigFile {
         path: path.to_owned(),
@@ -257,8 +260,8 @@ fn read_file_config(path: &Path) -> Result<FileConfig, StartupError> {
 }
 
 fn read_secret_file(setting: &'static str, path: &Path) -> Result<Secret, StartupError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| invalid(setting, format!("cannot read {}: {e}", path.display())))?;
+    let text = operator_file::read_text(path, operator_file::MAX_SECRET_BYTES)
+        .map_err(|e| invalid(setting, format!("cannot read {e}")))?;
     let secret = Secret::new(&text);
     if secret.is_empty() {
         return Err(invalid(setting, format!("{} is empty", path.display())));
@@ -406,16 +409,27 @@ fn one_of<T: Copy>(
 
 /// `--templates`: a readable directory.
 fn template_dir(args: &ServeArgs, file: &FileConfig) -> Result<PathBuf, StartupError> {
-    let templates = args
-        .templates
+    let given = args.templates.clone().or(file.templates.clone());
+    let templates = given
         .clone()
-        .or(file.templates.clone())
         .unwrap_or_else(|| PathBuf::from("twiml-templates"));
     if !templates.is_dir() {
-        return Err(invalid(
-            "templates",
-            format!("{} is not a readable directory", templates.display()),
-        ));
+        let message =
+            match given {
+                Some(_) => format!(
+                "{} is not a readable directory (from --templates, TWIML_FAILOVER_TEMPLATES or \
+                 `templates` in the config); point it at the folder holding primary/ and fallback/",
+                templates.display()
+            ),
+                None => format!(
+                "no --templates given, and no twiml-templates/ folder in {}: start serve where \
+                 twiml-templates/ is, or give the folder holding primary/ and fallback/ with \
+                 --templates DIR (TWIML_FAILOVER_TEMPLATES, `templates` in the config)",
+                std::env::current_dir()
+                    .map_or_else(|_| "the working directory".into(), |d| d.display().to_string())
+            ),
+            };
+        return Err(invalid("templates", message));
     }
     Ok(templates)
 }
@@ -571,16 +585,12 @@ fn journal_config(
         return Ok(None);
     };
     if let Some(dir) = &spill_dir {
-        // Found out now, not at exit when the events it should hold have nowhere else to go.
-        let probe = dir.join(format!(".spill-probe-{}", std::process::id()));
-        std::fs::write(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| {
-                invalid(
-                    "journal-spill-dir",
-                    format!("{} is not a writable directory: {e}", dir.display()),
-                )
-            })?;
+        crate::journal::spill::prepare_dir(dir).map_err(|e| {
+            invalid(
+                "journal-spill-dir",
+                format!("{} is not a writable directory: {e}", dir.display()),
+            )
+        })?;
     }
     Ok(Some(JournalConfig {
         url: journal_url(raw, password_file.as_deref(), env)?,

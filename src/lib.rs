@@ -13,8 +13,9 @@
 //! stop the forwarder, flush. The other commands' engines are [`drill`] and [`numbers`].
 //!
 //! One of each: [`net`] (the outgoing HTTP client), [`backoff`], [`breaker`], [`signals`],
-//! [`metrics`]. `tests/structure.rs` checks that no modules import each other in a circle and that
-//! only `commands`, `config` and `service` see the command line and the settings.
+//! [`metrics`], [`operator_file`] (every file the operator names is read through it, bounded).
+//! `tests/structure.rs` checks that no modules import each other in a circle and that only
+//! `commands`, `config` and `service` see the command line and the settings.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -30,6 +31,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod numbers;
+pub mod operator_file;
 pub mod readiness;
 pub mod reload;
 pub mod route;

@@ -3,8 +3,9 @@
 //! [`Service::load`] turns a [`Config`] into the shared state (templates, TLS pair, the journal's
 //! writer threads): every start-up error happens here or when [`Service::start`] binds, never once
 //! requests are served. [`Running`] owns every task and thread started for serving and stops them in
-//! one order: lame duck -> drain (both in [`server::run`]) -> stop the forwarder -> flush the
-//! journal, spilling what it did not take -> the exit status.
+//! one order: lame duck -> drain (both in [`server::run`]) -> stop the forwarder and flush the
+//! journal, spilling what it did not take (side by side, each bounded in time whatever the store
+//! does) -> the exit status.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -67,7 +68,7 @@ impl Service {
             .map_err(|diagnostics| {
                 let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
                 StartupError::Templates(format!(
-                    "{} problem(s); see them all with `{}`:\n{}",
+                    "{} problem(s), as `{}` reports them:\n{}",
                     diagnostics.len(),
                     crate::templates::check::command(
                         &config.templates,
@@ -337,28 +338,52 @@ async fn serve_then_stop(
     for task in &reloaders {
         task.abort();
     }
-    if let Some(deliverer) = deliverer {
-        deliverer.stop().await;
-    }
-    if app.journal().is_none() {
-        return Exit::Clean;
-    }
-    // Draining the writer waits on its thread: not on a runtime worker.
-    let finish = tokio::task::spawn_blocking(move || match app.journal() {
-        Some(journal) => finish_journal(journal, spill_dir.as_deref()),
-        None => Exit::Clean,
-    });
-    finish.await.unwrap_or(Exit::EventsLost)
+    // The forwarder only reads what is committed and the writer only appends: neither waits for
+    // the other, so a store that hangs costs the longer of the two bounds, not their sum.
+    let forwarder = async {
+        let Some(deliverer) = deliverer else { return };
+        if tokio::time::timeout(FORWARDER_STOP_WAIT, deliverer.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the forwarder did not stop in time (the journal store is not answering); \
+                 undelivered events stay in the journal for the next start"
+            );
+        }
+    };
+    let journal = async {
+        if app.journal().is_none() {
+            return Exit::Clean;
+        }
+        // Draining the writer waits on its thread: not on a runtime worker.
+        let app = app.clone();
+        let finish = tokio::task::spawn_blocking(move || match app.journal() {
+            Some(journal) => finish_journal(journal, spill_dir.as_deref()),
+            None => Exit::Clean,
+        });
+        finish.await.unwrap_or(Exit::EventsLost)
+    };
+    tokio::join!(forwarder, journal).1
 }
+
+/// How long the journal's last write may take at exit before what it holds goes to the spill
+/// folder: a store that answers commits in milliseconds; one that has not answered in this long
+/// (a SQLite file another process keeps locked, a PostgreSQL server that accepts and never answers)
+/// is treated as down. Shorter than the forwarder's stop, which runs beside it.
+pub const JOURNAL_EXIT_WAIT: Duration = Duration::from_secs(3);
+
+/// How long stopping the forwarder may take: its own grace for attempts in flight. Closing its
+/// store connections after that is cut short when the store hangs (the process exit closes them).
+const FORWARDER_STOP_WAIT: Duration = crate::journal::forward::STOP_GRACE;
 
 /// Gives events buffered during a journal outage one last chance, then spills what is left to
 /// `--journal-spill-dir`. Never ends clean with acknowledged events outside the journal.
 fn finish_journal(journal: &Journal, spill_dir: Option<&Path>) -> Exit {
-    // The writer's last attempt may wait for the store's 5 s connect timeout.
-    let Some(left) = journal.drain(Duration::from_secs(8)) else {
+    let Some(left) = journal.drain(JOURNAL_EXIT_WAIT) else {
         tracing::error!(
             journal = %journal.url(),
-            "journal writer did not answer at exit; the events it buffered are lost"
+            "journal writer thread is gone at exit; the events it buffered are lost"
         );
         return Exit::EventsLost;
     };

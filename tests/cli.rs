@@ -59,6 +59,55 @@ fn check_reports_file_line_col_and_exits_1() {
     assert_eq!(out.lines().count(), 2, "{out}");
 }
 
+/// Issue 24, point 9: a loop that can write more than Twilio's 64 kB is a warning naming the
+/// template and the loop; `check` still exits 0. A messaging template leading into voice TwiML
+/// through `<Message action>` is an error.
+#[test]
+fn check_warns_of_a_loop_over_64_kb_and_refuses_messaging_into_voice() {
+    let dir = sets(
+        "<Response><Say>hi</Say></Response>",
+        "<Response><Message>hi</Message></Response>",
+    );
+    let templates = dir.path().to_str().unwrap();
+    std::fs::write(
+        dir.path().join("primary/echo.xml"),
+        "<Response>\n  <Message>{% for i in range(50) %}{{ Body }}{% endfor %}</Message>\n</Response>\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["check", "--templates", templates], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "{templates}/primary/echo.xml:2:12: warning: the loop `{{% for i in range(50) %}}` can \
+             write 50 × 9600 = 480000 bytes"
+        )),
+        "{out}"
+    );
+    assert!(
+        err.contains("both template sets are fine (1 warning(s) above)"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.path().join("primary/sms.xml"),
+        "<Response><Message action=\"status-check\">hi</Message></Response>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("primary/status-check.xml"),
+        "<Response><Hangup/></Response>\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(&["check", "--templates", templates], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "{templates}/primary/sms.xml:1:28: <Message action> leads to /status-check, a voice \
+             template; messaging never leads into voice TwiML"
+        )),
+        "{out}"
+    );
+}
+
 /// The example of issue 12: a raw `&` in an attribute value passed `check` and was served.
 #[test]
 fn check_names_a_raw_ampersand_with_its_line_and_column() {
@@ -185,6 +234,86 @@ fn a_fresh_clone_needs_no_config_flag() {
     assert!(found, "serve logs the config file it found");
 }
 
+/// Issue 24, point 6: run outside the repository root, each command says what it looked for, where,
+/// and how to point at it; a variable missing from an absent config is one line, not one per use.
+#[test]
+fn errors_outside_the_repository_root_point_at_the_fix() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cwd = elsewhere.path().display().to_string();
+    let templates = repo("twiml-templates");
+    let no_config = format!(
+        "no config file: none given, and no ./twiml-failover.toml in {cwd}; going on without \
+         [vars] and extra_params (give one with --config FILE or TWIML_FAILOVER_CONFIG=FILE)"
+    );
+
+    let (code, out, err) =
+        common::run_bin_in(elsewhere.path(), &["check", "--templates", &templates], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(err.lines().next(), Some(no_config.as_str()), "{err}");
+    assert!(
+        err.contains("no config file was read (see the first line)"),
+        "{err}"
+    );
+    // company, agent_number, backup_number: one line each, every place named on company's.
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let company: Vec<&str> = out.lines().filter(|l| l.contains("\"company\"")).collect();
+    assert_eq!(company.len(), 1, "{out}");
+    assert_eq!(company[0].matches(".xml:").count(), 4, "{out}");
+    assert!(company[0].contains("give it a value under [vars]"), "{out}");
+
+    // serve says the same once, after the problems, and does not point at a command that repeats them.
+    let (code, _, err) = common::run_bin_in(
+        elsewhere.path(),
+        &["serve", "--templates", &templates],
+        &[("TWILIO_AUTH_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.matches("no config file").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("unknown variable \"company\"").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.trim_end().ends_with(&no_config), "{err}");
+
+    // No templates folder: what was looked for, where, and the flag.
+    for command in ["check", "render /voice", "test"] {
+        let args: Vec<&str> = command.split(' ').collect();
+        let (code, _, err) = common::run_bin_in(elsewhere.path(), &args, &[]);
+        assert_eq!(code, 2, "{command}: {err}");
+        assert!(
+            err.contains(&format!(
+                "templates: no --templates given, and no twiml-templates/ folder in {cwd}"
+            )) && err.contains("--templates DIR"),
+            "{command}: {err}"
+        );
+    }
+    let (code, _, err) = common::run_bin_in(
+        elsewhere.path(),
+        &["serve"],
+        &[("TWILIO_AUTH_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "templates: no --templates given, and no twiml-templates/ folder in {cwd}"
+        )) && err.contains("--templates DIR"),
+        "{err}"
+    );
+
+    // sign names the variable it reads.
+    let (code, out, err) = common::run_bin_in(
+        elsewhere.path(),
+        &["sign", "--url", "https://example.com/sms", "Body=hi"],
+        &[],
+    );
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(
+        err.contains("export TWILIO_AUTH_TOKEN=") && err.contains("--token TOKEN"),
+        "{err}"
+    );
+}
+
 #[test]
 fn sign_matches_twilios_documented_example() {
     let (code, out, _) = run(
@@ -285,19 +414,24 @@ fn signed_sms(addr: &str, url: &str, body_text: &str) -> String {
     )
 }
 
-#[test]
-fn sighup_reloads_templates() {
+/// Both roles' sets holding only `voice.xml` and `sms.xml`.
+fn sets(voice: &str, sms: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for role in ["primary", "fallback"] {
         let d = dir.path().join(role);
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("voice.xml"), "<Response><Say>v</Say></Response>").unwrap();
-        std::fs::write(
-            d.join("sms.xml"),
-            "<Response><Message>one</Message></Response>",
-        )
-        .unwrap();
+        std::fs::write(d.join("voice.xml"), voice).unwrap();
+        std::fs::write(d.join("sms.xml"), sms).unwrap();
     }
+    dir
+}
+
+#[test]
+fn sighup_reloads_templates() {
+    let dir = sets(
+        "<Response><Say>v</Say></Response>",
+        "<Response><Message>one</Message></Response>",
+    );
     let templates = dir.path().to_str().unwrap().to_string();
     let (server, addr, _) = start_with(&["--templates", &templates, "--watch", "false"], &[]);
     let url = format!("http://{addr}/sms");

@@ -701,6 +701,74 @@ fn configuration_table_matches_serve_help_and_config_keys() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// Issue 24, point 7: the README's quick start cannot hang. When `serve` cannot start (the token not
+/// exported, the port taken by something else), the block fails within seconds, at the readiness
+/// check, and what it printed holds `serve.log`'s reason.
+#[test]
+fn the_quick_start_fails_fast_with_the_reason_when_serve_cannot_start() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let quick_start = blocks("README.md", &readme)
+        .into_iter()
+        .find(|b| b.console && b.text.contains("twiml-failover serve"))
+        .expect("the README has a quick start");
+    let isolated = Command::new("unshare")
+        .args(["-rn", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    // Something else on 8080 that never answers HTTP, started outside the block's jobs, as another
+    // program would hold it.
+    let squat = "$ ( python3 -c 'import socket, time; s = socket.socket(); \
+                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
+                 s.bind((\"127.0.0.1\", 8080)); s.listen(); time.sleep(30)' & ) && sleep 0.5\n";
+    let cases = [
+        (
+            "token not exported",
+            quick_start
+                .text
+                .lines()
+                .filter(|l| !l.starts_with("$ export TWILIO_AUTH_TOKEN"))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>(),
+            "TWILIO_AUTH_TOKEN",
+        ),
+        (
+            "port taken",
+            format!("{squat}{}", quick_start.text),
+            "listen 127.0.0.1:8080",
+        ),
+    ];
+    for (what, text, reason) in cases {
+        let sandbox = Sandbox::new(true);
+        let path = format!(
+            "{}:/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin",
+            sandbox.bin.display()
+        );
+        let block = Block {
+            place: format!("README.md quick start, {what}"),
+            console: true,
+            no_run: false,
+            text,
+        };
+        let started = std::time::Instant::now();
+        let problems = run_console(&sandbox, &block, "quick-start", isolated, &path);
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "{what}: the quick start took {took:?} to fail: {problems:?}"
+        );
+        let failed = problems
+            .first()
+            .unwrap_or_else(|| panic!("{what}: the block passed"));
+        assert!(
+            failed.contains("readyz || { cat serve.log; false; }` exited 1")
+                && failed.contains(reason),
+            "{what}: {failed}"
+        );
+        eprintln!("{what}: failed in {took:?} at the readiness check, showing {reason:?}");
+    }
+}
+
 #[test]
 fn the_readme_test_command_is_the_one_ci_runs() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();

@@ -1,37 +1,36 @@
-//! `check`: lint both template sets the way `serve` would load them; exit 1 when any has a problem.
+//! `check`: lint both template sets the way `serve` would load them; exit 1 when any has a problem,
+//! 0 when there are only warnings (which are printed too).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{Failure, Outcome};
+use super::template_inputs::TemplateInputs;
+use super::Outcome;
 use crate::cli::CheckArgs;
-use crate::config;
-use crate::templates::check::check_all;
+use crate::templates::check::{check_all, warnings_all};
 
-/// Prints every problem (one per line) to stdout and a summary to stderr.
-pub fn run(mut args: CheckArgs) -> Outcome {
-    if let Some(path) = config::discover_config_file(&mut args.config) {
-        eprintln!("no --config given: reading {}", path.display());
-    }
-    let settings = config::load_template_settings(args.config.as_deref())?;
-    let root = args
-        .templates
-        .unwrap_or_else(|| PathBuf::from("twiml-templates"));
-    if !root.is_dir() {
-        return Err(Failure::new(format!(
-            "templates: {} is not a directory",
-            root.display()
-        )));
-    }
-    let diagnostics = check_all(&root, &settings);
-    for d in &diagnostics {
+/// Prints every problem (one per line, a problem found in several places once) to stdout and a
+/// summary to stderr.
+pub fn run(args: CheckArgs) -> Outcome {
+    let inputs = TemplateInputs::load(args.templates, args.config)?;
+    let root = &inputs.root;
+    let diagnostics = check_all(root, &inputs.settings);
+    let warnings = warnings_all(root, &inputs.settings);
+    for d in diagnostics.iter().chain(&warnings) {
         println!("{d}");
     }
+    let warned = match warnings.len() {
+        0 => String::new(),
+        n => format!(" ({n} warning(s) above)"),
+    };
     if diagnostics.is_empty() {
-        eprintln!("{}: both template sets are fine", root.display());
+        eprintln!("{}: both template sets are fine{warned}", root.display());
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("{} problem(s)", diagnostics.len());
+        let read = match inputs.config {
+            Some(_) => "",
+            None => "; no config file was read (see the first line)",
+        };
+        eprintln!("{} problem(s){read}{warned}", diagnostics.len());
         Ok(ExitCode::from(1))
     }
 }

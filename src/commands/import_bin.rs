@@ -6,13 +6,18 @@ use std::process::ExitCode;
 
 use super::{print, Failure, Outcome};
 use crate::cli::ImportBinArgs;
+use crate::operator_file;
 use crate::templates::bin;
+
+/// The largest Bin read. Twilio answers at most 64 kB of TwiML, so no real Bin comes near it; it is
+/// larger than a template file's cap so that a hostile Bin (100,000 nested sections) meets the
+/// nesting check, whose message says where, rather than a bare size refusal.
+const MAX_BIN_BYTES: u64 = 2 * 1024 * 1024;
 
 /// Exit 0 with the template on stdout, 1 when the Bin holds something untranslatable.
 pub fn run(args: ImportBinArgs) -> Outcome {
     let shown = args.file.display();
-    let text =
-        std::fs::read_to_string(&args.file).map_err(|e| Failure::new(format!("{shown}: {e}")))?;
+    let text = operator_file::read_text(&args.file, MAX_BIN_BYTES).map_err(Failure::new)?;
     match bin::import(&text) {
         Ok(imported) => {
             print(&imported.template);
@@ -24,9 +29,14 @@ pub fn run(args: ImportBinArgs) -> Outcome {
                     .iter()
                     .map(|n| format!("{n:?}"))
                     .collect();
+                // A top-level key must come before the file's first table: appended at the end it
+                // would land in `[vars]` (or whatever table is last) and mean something else.
                 eprintln!(
-                    "{shown}: reads parameters Twilio does not send itself; for `check`, add to the \
-                     config: extra_params = [{}]",
+                    "{shown}: reads parameters Twilio does not send itself ({}); `check` accepts them \
+                     once the config file lists them in extra_params. Put this line in the config \
+                     file above its first [table] (above [vars]), or, if it has an extra_params \
+                     line already, add the names to that list:\nextra_params = [{}]",
+                    imported.custom_params.join(", "),
                     names.join(", ")
                 );
             }

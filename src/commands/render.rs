@@ -11,6 +11,7 @@ use http::StatusCode;
 use super::template_inputs::{parse_role, TemplateInputs};
 use super::{print, Failure, Outcome};
 use crate::cli::RenderArgs;
+use crate::operator_file;
 use crate::server::respond;
 use crate::templates::preview::{self, Request};
 use crate::webhook::{parse_form, Params};
@@ -20,8 +21,8 @@ pub fn run(args: RenderArgs) -> Outcome {
     let role = parse_role(args.role.as_deref())?;
     let mut body = match &args.params_file {
         Some(path) => {
-            let raw = std::fs::read(path)
-                .map_err(|e| Failure::new(format!("params-file: {}: {e}", path.display())))?;
+            let raw = operator_file::read(path, operator_file::MAX_DOCUMENT_BYTES)
+                .map_err(|e| Failure::new(format!("params-file: {e}")))?;
             // A file saved by an editor ends with a newline that is not part of the last value.
             parse_form(raw.trim_ascii_end())
                 .map_err(|_| Failure::new(format!("params-file: {}: not UTF-8", path.display())))?

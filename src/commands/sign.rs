@@ -4,10 +4,19 @@ use std::process::ExitCode;
 
 use super::{Failure, Outcome};
 use crate::cli::SignArgs;
+use crate::operator_file;
 use crate::signature::{self, Algorithm};
 
 /// Prints the signature (and, for a JSON body, the URL with its `bodySHA256`).
 pub fn run(args: SignArgs) -> Outcome {
+    // Optional on the command line so that its absence is explained here, naming the variable.
+    let Some(token) = args.token.as_deref().filter(|t| !t.is_empty()) else {
+        return Err(Failure::new(
+            "token: no token to sign with: export TWILIO_AUTH_TOKEN=<the account's auth token> \
+             (the variable serve reads), or pass --token TOKEN (a shared key's secret with \
+             --algorithm HMAC_SHA256)",
+        ));
+    };
     let Some(algorithm) = Algorithm::from_name(&args.algorithm) else {
         return Err(Failure::new("algorithm: use HMAC_SHA1 or HMAC_SHA256"));
     };
@@ -17,16 +26,11 @@ pub fn run(args: SignArgs) -> Outcome {
     // Connection overrides after `#` are not part of what Twilio signs.
     let url = args.url.split('#').next().unwrap_or("").to_string();
     if let Some(path) = args.json {
-        let body = std::fs::read(&path)
-            .map_err(|e| Failure::new(format!("json: {}: {e}", path.display())))?;
+        let body = operator_file::read(&path, operator_file::MAX_DOCUMENT_BYTES)
+            .map_err(|e| Failure::new(format!("json: {e}")))?;
         let sep = if url.contains('?') { '&' } else { '?' };
         let url = format!("{url}{sep}bodySHA256={}", signature::body_sha256_hex(&body));
-        let sig = signature::sign(
-            algorithm,
-            args.token.as_bytes(),
-            &url,
-            &signature::NO_PARAMS,
-        );
+        let sig = signature::sign(algorithm, token.as_bytes(), &url, &signature::NO_PARAMS);
         println!("{sig}");
         println!("{url}");
         return Ok(ExitCode::SUCCESS);
@@ -40,7 +44,7 @@ pub fn run(args: SignArgs) -> Outcome {
         };
         params.push((name.to_string(), value.to_string()));
     }
-    let sig = signature::sign(algorithm, args.token.as_bytes(), &url, &params);
+    let sig = signature::sign(algorithm, token.as_bytes(), &url, &params);
     println!("{sig}");
     Ok(ExitCode::SUCCESS)
 }

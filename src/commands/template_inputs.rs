@@ -1,6 +1,7 @@
-//! What `render` and `test` share with `check`: the template folder (`--templates`, default
+//! What `check`, `render` and `test` share: the template folder (`--templates`, default
 //! `twiml-templates`), the config file (`--config`, default `./twiml-failover.toml` when present)
-//! and the role. Not pure: reads the config file and says on stderr which one it read.
+//! and the role. Not pure: reads the config file and says on stderr which one it read, or that it
+//! found none.
 
 use std::path::PathBuf;
 
@@ -19,19 +20,40 @@ pub struct TemplateInputs {
 }
 
 impl TemplateInputs {
-    /// Reads the config file (saying so on stderr when it was found rather than given).
+    /// Reads the config file, saying on stderr when it was found rather than given, or that there
+    /// is none (and where it looked, and how to give one).
     pub fn load(templates: Option<PathBuf>, mut config: Option<PathBuf>) -> Result<Self, Failure> {
-        if let Some(path) = config::discover_config_file(&mut config) {
-            eprintln!("no --config given: reading {}", path.display());
+        let given = config.is_some();
+        match config::discover_config_file(&mut config) {
+            Some(path) => eprintln!("no --config given: reading {}", path.display()),
+            None if !given => eprintln!("{}", no_config_file()),
+            None => {}
         }
         let settings = config::load_template_settings(config.as_deref())?;
-        let root = templates.unwrap_or_else(|| PathBuf::from("twiml-templates"));
-        if !root.is_dir() {
-            return Err(Failure::new(format!(
-                "templates: {} is not a directory",
-                root.display()
-            )));
-        }
+        let root = match templates {
+            Some(root) if !root.is_dir() => {
+                return Err(Failure::new(format!(
+                    "templates: {} is not a directory (given with --templates or \
+                     TWIML_FAILOVER_TEMPLATES); point it at the folder holding primary/ and \
+                     fallback/",
+                    root.display()
+                )))
+            }
+            Some(root) => root,
+            None => {
+                let root = PathBuf::from(DEFAULT_TEMPLATES);
+                if !root.is_dir() {
+                    return Err(Failure::new(format!(
+                        "templates: no --templates given, and no {DEFAULT_TEMPLATES}/ folder in \
+                         {}: run this where twiml-templates/ is (the repository's root), or point at \
+                         the folder holding primary/ and fallback/ with --templates DIR (or \
+                         TWIML_FAILOVER_TEMPLATES=DIR)",
+                        working_directory()
+                    )));
+                }
+                root
+            }
+        };
         Ok(TemplateInputs {
             root,
             settings,
@@ -53,6 +75,27 @@ impl TemplateInputs {
             ))
         })
     }
+}
+
+/// The template folder read when `--templates` is not given, relative to the working directory.
+const DEFAULT_TEMPLATES: &str = "twiml-templates";
+
+/// What a command says when it was given no config file and found none: where it looked, and how
+/// to give one (templates that name `[vars]` fail without it).
+pub fn no_config_file() -> String {
+    format!(
+        "no config file: none given, and no ./{} in {}; going on without [vars] and extra_params \
+         (give one with --config FILE or TWIML_FAILOVER_CONFIG=FILE)",
+        config::DEFAULT_CONFIG_FILE,
+        working_directory()
+    )
+}
+
+fn working_directory() -> String {
+    std::env::current_dir().map_or_else(
+        |_| "the working directory".into(),
+        |d| d.display().to_string(),
+    )
 }
 
 /// `primary` or `fallback`, as `serve` spells them [default: primary].

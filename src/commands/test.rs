@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use super::template_inputs::TemplateInputs;
 use super::{Failure, Outcome};
 use crate::cli::TestArgs;
+use crate::operator_file;
 use crate::templates::{suite, Role, Templates};
 
 /// Exit 0 when every case and flow passed, 1 when one failed or a test file is broken.
@@ -32,10 +33,11 @@ pub fn run(args: TestArgs) -> Outcome {
     let (mut passed, mut failed) = (0, 0);
     for path in &files {
         let shown = path.display();
-        let file = match std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| suite::parse(&text))
-        {
+        // A file that cannot be read (a FIFO, a device, too large) stops the run: it is not a
+        // test that failed.
+        let text = operator_file::read_text(path, operator_file::MAX_DOCUMENT_BYTES)
+            .map_err(|e| Failure::new(format!("tests: {e}")))?;
+        let file = match suite::parse(&text) {
             Ok(file) => file,
             Err(e) => {
                 println!("FAIL {shown}: {e}");

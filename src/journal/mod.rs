@@ -3,11 +3,13 @@
 //!
 //! [`Store`] is one synchronous connection to a journal (SQLite embedded, or PostgreSQL); [`writer`]
 //! group-commits the server's events through one of them; [`record`] builds an event from a verified
-//! request.
+//! request; [`spill`] keeps what the store did not take at exit; [`private_files`] keeps the files
+//! holding caller data `0600`.
 
 pub mod forward;
 pub mod inspect;
 pub mod postgres;
+pub mod private_files;
 pub mod record;
 pub mod spill;
 pub mod sqlite;

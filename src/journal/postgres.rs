@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use postgres::config::{Host, SslMode};
 use postgres::{Client, NoTls, Row};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
@@ -373,9 +371,8 @@ fn password_from_file(
             )));
         }
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        JournalError::new(format!("PGPASSFILE: cannot read {}: {e}", path.display()))
-    })?;
+    let text = crate::operator_file::read_text(&path, crate::operator_file::MAX_SECRET_BYTES)
+        .map_err(|e| JournalError::new(format!("PGPASSFILE: cannot read {e}")))?;
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(name)) => name.clone(),
         // libpq matches a unix socket in the default folder as "localhost", any other by its path.
@@ -583,14 +580,8 @@ fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, JournalEr
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     if let Some(path) = root_cert {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect())
-            .map_err(|e| JournalError::new(format!("sslrootcert {path}: {e}")))?;
-        if certs.is_empty() {
-            return Err(JournalError::new(format!(
-                "sslrootcert {path}: no PEM certificate"
-            )));
-        }
+        let certs = crate::operator_file::read_certificates(std::path::Path::new(path))
+            .map_err(|e| JournalError::new(format!("sslrootcert {e}")))?;
         for cert in certs {
             roots
                 .add(cert)

@@ -2,17 +2,17 @@
 //! and taken back into the journal at the next start. File I/O only; no network.
 //!
 //! One file per exit, `spill-<unix ms>-<pid>-<n>.jsonl`: one JSON [`NewEvent`] per line, written to a
-//! temporary name, fsynced, renamed into place and the folder fsynced, so a file that exists is
-//! whole. Importing appends through the store like any batch: idempotency keys make an event that
-//! was journaled after all (or a file imported twice) a duplicate, not a second row. A file is
-//! removed only after every event in it is committed.
+//! temporary name (`0600`: it holds caller data), fsynced, renamed into place and the folder
+//! fsynced, so a file that exists is whole. Importing appends through the store like any batch:
+//! idempotency keys make an event that was journaled after all (or a file imported twice) a
+//! duplicate, not a second row. A file is removed only after every event in it is committed.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{open, JournalError, JournalUrl, NewEvent};
+use super::{open, private_files, JournalError, JournalUrl, NewEvent};
 
 /// Events per import transaction.
 const IMPORT_BATCH: usize = 1024;
@@ -30,7 +30,9 @@ pub fn write(dir: &Path, events: &[NewEvent]) -> std::io::Result<PathBuf> {
     );
     let path = dir.join(&name);
     let partial = dir.join(format!(".{name}.partial"));
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+    // Made again if it went away since start-up: the events have nowhere else to go.
+    private_files::ensure_dir(dir)?;
+    let mut out = std::io::BufWriter::new(private_files::create_new(&partial)?);
     for event in events {
         serde_json::to_writer(&mut out, event)?;
         out.write_all(b"\n")?;
@@ -40,6 +42,15 @@ pub fn write(dir: &Path, events: &[NewEvent]) -> std::io::Result<PathBuf> {
     std::fs::rename(&partial, &path)?;
     std::fs::File::open(dir)?.sync_all()?;
     Ok(path)
+}
+
+/// At start-up: makes `dir` (`0700` when created here) and proves a file can be written in it, so
+/// a folder that cannot take the events is found now, not at exit when they have nowhere else to go.
+pub fn prepare_dir(dir: &Path) -> std::io::Result<()> {
+    private_files::ensure_dir(dir)?;
+    let probe = dir.join(format!(".spill-probe-{}", std::process::id()));
+    drop(private_files::create_new(&probe)?);
+    std::fs::remove_file(&probe)
 }
 
 /// The spill files in `dir`, oldest first (partial files of an interrupted write are skipped).
@@ -59,7 +70,8 @@ pub fn pending(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Reads one spill file.
 pub fn read(path: &Path) -> Result<Vec<NewEvent>, JournalError> {
-    let file = std::fs::File::open(path).map_err(JournalError::new)?;
+    // The folder is the operator's: a FIFO or device named like a spill file must not block.
+    let file = crate::operator_file::open_regular(path).map_err(JournalError::new)?;
     let mut events = Vec::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(JournalError::new)?;
@@ -99,12 +111,17 @@ pub fn import(dir: &Path, url: &JournalUrl) -> Result<usize, JournalError> {
 pub fn import_in_background(dir: PathBuf, url: JournalUrl, retry: Duration) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("journal-spill-import".into())
-        .spawn(move || loop {
-            match import(&dir, &url) {
-                Ok(_) => return,
-                Err(e) => {
-                    tracing::error!(dir = %dir.display(), error = %e, "cannot take spilled events back yet; retrying");
-                    std::thread::sleep(retry);
+        .spawn(move || {
+            // Here rather than in `prepare_dir`: the log is set up by now.
+            private_files::warn_if_shared(&dir);
+            private_files::tighten_all(&pending(&dir).unwrap_or_default());
+            loop {
+                match import(&dir, &url) {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::error!(dir = %dir.display(), error = %e, "cannot take spilled events back yet; retrying");
+                        std::thread::sleep(retry);
+                    }
                 }
             }
         })

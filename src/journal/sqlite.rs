@@ -1,7 +1,9 @@
 //! The embedded journal: one SQLite file in WAL mode with `synchronous=FULL`, so a committed
-//! transaction survives a process kill and a power cut.
+//! transaction survives a process kill and a power cut; the file and SQLite's own beside it are
+//! `0600` (see `private_files`).
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -53,8 +55,15 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens the file (creating it and the schema if needed).
     pub fn open(path: &Path) -> Result<SqliteStore, JournalError> {
+        // One connection opens at a time in this process, so the file `prepare_sqlite` may create
+        // (and close) is not yet open, and locked, on another thread.
+        static OPENING: Mutex<()> = Mutex::new(());
+        let opening = OPENING.lock().unwrap_or_else(|e| e.into_inner());
+        super::private_files::prepare_sqlite(path)
+            .map_err(|e| JournalError::new(format!("sqlite {}: {e}", path.display())))?;
         let conn = Connection::open(path)
             .map_err(|e| JournalError::new(format!("sqlite {}: {e}", path.display())))?;
+        drop(opening);
         // Other connections (stats, forwarder, CLI) may hold the write lock for a moment.
         conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
         // WAL: readers never block the writer. FULL: the WAL is fsynced at every commit, so an

@@ -1,18 +1,27 @@
-//! Group commit: one thread owns one store connection; request handlers hand it events over a
-//! bounded channel and wait (bounded) for the commit that holds theirs. Whatever queued up while a
-//! commit was in flight goes into the next transaction, so one fsync covers many webhooks.
+//! Group commit: request handlers hand events over a bounded channel to the writer thread and wait
+//! (bounded) for the commit that holds theirs; the writer gives one batch at a time to the store
+//! thread, which owns the store connection. Whatever queued up while a commit was in flight goes into
+//! the next transaction, so one fsync covers many webhooks.
 //!
 //! When the store fails, events are not dropped: they stay in memory, in arrival order, and the
 //! writer retries them (backoff up to 5 s, reconnecting) until they are written. Their callers are
 //! told at once that the write failed, so the caller still gets its TwiML without waiting. Only
 //! when that buffer is full are new events refused, and counted.
+//!
+//! The writer itself never waits on the store, so however the store hangs (a SQLite file another
+//! process keeps locked, a PostgreSQL server that accepts and never answers, or is stopped), it
+//! answers [`Journal::drain`] by its deadline: with the events it holds, those in the batch the store
+//! thread is still busy with included. Should that batch commit after all, its events are both
+//! journaled and handed over; the spill import appends by idempotency key, so they are not
+//! journaled twice.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{self as channel, Receiver, Sender, TryRecvError, TrySendError};
 use tokio::sync::{oneshot, Notify};
 
 use super::time::now_ms;
@@ -95,20 +104,28 @@ impl Written {
 
 type Ack = oneshot::Sender<Result<Appended, JournalError>>;
 
+/// What the store thread answers for one batch.
+type Outcome = Result<Vec<Appended>, JournalError>;
+
 // Flushes are rare; boxing the common variant would cost an allocation per webhook.
 #[allow(clippy::large_enum_variant)]
 enum Message {
     Write(NewEvent, Ack),
     /// Try the buffer once more now, then report how many events are still unwritten.
     Flush(mpsc::Sender<usize>),
-    /// Try the buffer once more now, then hand over the events still unwritten (at exit).
-    Drain(mpsc::Sender<Vec<NewEvent>>),
+    /// Try the buffer once more now, then hand over the events still unwritten (at exit), at the
+    /// latest at the deadline, even with a batch still in the store's hands.
+    Drain(Instant, mpsc::Sender<Vec<NewEvent>>),
 }
+
+/// Time beyond a drain's deadline its caller waits for the answer: the writer thread never waits on
+/// the store, so this only covers scheduling.
+const REPLY_GRACE: Duration = Duration::from_millis(500);
 
 /// The handle request handlers use; cheap to share.
 #[derive(Debug)]
 pub struct Journal {
-    tx: SyncSender<Message>,
+    tx: Sender<Message>,
     timeout: Duration,
     metrics: JournalMetrics,
     url: JournalUrl,
@@ -132,8 +149,8 @@ enum PendingState {
 }
 
 impl Journal {
-    /// Starts the writer and stats threads. The store is opened on those threads, so a journal
-    /// that is down at start-up delays nothing (its events are buffered and retried).
+    /// Starts the writer, store and stats threads. The store is opened on those threads, so a
+    /// journal that is down at start-up delays nothing (its events are buffered and retried).
     pub fn start(
         url: JournalUrl,
         settings: Settings,
@@ -157,21 +174,34 @@ impl Journal {
         settings: Settings,
         metrics: JournalMetrics,
     ) -> std::io::Result<Journal> {
-        let (tx, rx) = mpsc::sync_channel(settings.queue.max(1));
+        let (tx, rx) = channel::bounded(settings.queue.max(1));
+        // One batch at a time is in the store's hands, so neither channel ever holds more.
+        let (jobs, batches) = channel::bounded(1);
+        let (outcomes, done) = channel::bounded(1);
+        let store = StoreThread {
+            open: open_writer,
+            store: None,
+        };
+        thread::Builder::new()
+            .name("journal-store".into())
+            .spawn(move || store.run(batches, outcomes))?;
         let appended = Arc::new(Notify::new());
         let writer = Writer {
-            open: open_writer,
+            jobs,
+            done,
             appended: appended.clone(),
             url: url.clone(),
-            store: None,
             settings: settings.clone(),
             metrics: metrics.clone(),
             events: VecDeque::new(),
             acks: VecDeque::new(),
+            in_flight: None,
             failing_since: None,
             retry_at: None,
             failures: 0,
+            failed_attempts: 0,
             up: metrics.snapshot().up,
+            ping_at: Instant::now() + settings.ping_every,
         };
         thread::Builder::new()
             .name("journal-writer".into())
@@ -250,48 +280,36 @@ impl Journal {
     pub fn flush(&self, wait: Duration) -> usize {
         let (tx, rx) = mpsc::channel();
         let deadline = Instant::now() + wait;
-        loop {
-            match self.tx.try_send(Message::Flush(tx.clone())) {
-                Ok(()) => break,
-                Err(TrySendError::Full(_)) if Instant::now() < deadline => {
-                    thread::sleep(Duration::from_millis(10));
-                }
-                Err(_) => return usize::MAX,
-            }
+        if self.tx.send_deadline(Message::Flush(tx), deadline).is_err() {
+            return usize::MAX;
         }
         rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .unwrap_or(usize::MAX)
     }
 
     /// At exit: has the writer try once more to write what it holds, then takes the events it
-    /// could not write out of it (to spill them to disk). `None` when the writer did not answer
-    /// within `wait` (stuck in the store): its events are then out of reach.
+    /// could not write out of it (to spill them to disk). Returns within `wait` (and a moment) even
+    /// when the store does not answer: the events of the batch it is stuck on are handed over too.
+    /// `None` only when the writer thread is gone.
     pub fn drain(&self, wait: Duration) -> Option<Vec<NewEvent>> {
         let (tx, rx) = mpsc::channel();
         let deadline = Instant::now() + wait;
-        let mut message = Message::Drain(tx);
-        loop {
-            match self.tx.try_send(message) {
-                Ok(()) => break,
-                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
-                    message = m;
-                    thread::sleep(Duration::from_millis(10));
-                }
-                Err(_) => return None,
-            }
-        }
-        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        self.tx
+            .send_deadline(Message::Drain(deadline, tx), deadline + REPLY_GRACE)
+            .ok()?;
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()) + REPLY_GRACE)
             .ok()
     }
 }
 
-/// Callers waiting for the writer's next attempt.
+/// Callers waiting for the writer's next attempt, each with the count of failed attempts when it
+/// asked: it is answered once everything is written or an attempt has failed since.
 #[derive(Default)]
 struct Flushes {
     /// Want the count of events still unwritten.
-    counts: Vec<mpsc::Sender<usize>>,
-    /// Want the unwritten events themselves.
-    drains: Vec<mpsc::Sender<Vec<NewEvent>>>,
+    counts: Vec<(u64, mpsc::Sender<usize>)>,
+    /// Want the unwritten events themselves, by a deadline.
+    drains: Vec<(u64, Instant, mpsc::Sender<Vec<NewEvent>>)>,
 }
 
 impl Flushes {
@@ -310,184 +328,156 @@ const BACKOFF: Backoff = Backoff {
 /// Opens a store connection (on the thread that will use it).
 pub type Opener = Box<dyn FnMut() -> Result<Box<dyn Store>, JournalError> + Send>;
 
-struct Writer {
+/// Owns the store connection and appends the batches it is given, one at a time. The only thread
+/// that waits on the store; when the store hangs, this thread hangs with it, and nothing else.
+struct StoreThread {
     open: Opener,
-    appended: Arc<Notify>,
-    url: JournalUrl,
     store: Option<Box<dyn Store>>,
-    settings: Settings,
-    metrics: JournalMetrics,
-    /// Events not yet committed, oldest first.
-    events: VecDeque<NewEvent>,
-    /// Their callers, in step with `events`; `None` once the caller has been answered.
-    acks: VecDeque<Option<Ack>>,
-    failing_since: Option<Instant>,
-    retry_at: Option<Instant>,
-    /// Writes failed in a row.
-    failures: u32,
-    /// What `journal_up` says; changes are logged once each.
-    up: bool,
 }
 
-impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Message>) {
-        let mut flushes = Flushes::default();
-        loop {
-            // Wait for work: until the next health check when idle, until the retry time when
-            // holding failed events.
-            let first = match (self.events.is_empty(), self.retry_at) {
-                (true, _) => rx.recv_timeout(self.settings.ping_every),
-                (false, Some(at)) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
-                (false, None) => Err(RecvTimeoutError::Timeout),
-            };
-            match first {
-                Ok(m) => self.take(m, &mut flushes),
-                Err(RecvTimeoutError::Timeout) if self.events.is_empty() => {
-                    self.ping();
-                    continue;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.attempt();
-                    self.report_loss();
-                    return;
-                }
-            }
-            // Everything that queued while we waited or committed joins this batch.
-            self.gather(&rx, &mut flushes);
-            let due = self.retry_at.is_none_or(|at| Instant::now() >= at);
-            if due || !flushes.is_empty() {
-                self.attempt();
-            } else {
-                // Still backing off: answer the new callers now instead of making them wait.
-                self.fail_waiters("journal unavailable; event kept in memory for retry");
-            }
-            for f in flushes.counts.drain(..) {
-                let _ = f.send(self.events.len());
-            }
-            if !flushes.drains.is_empty() {
-                self.fail_waiters("process exiting; event handed over for the spill file");
-                self.acks.clear();
-                let events: Vec<NewEvent> = self.events.drain(..).collect();
-                // Before the answer, so whoever sees the events handed over sees the gauge at 0.
-                self.metrics.buffered(0);
-                for d in flushes.drains.drain(..) {
-                    let _ = d.send(events.clone());
-                }
-            }
-            self.metrics.buffered(self.events.len());
-        }
-    }
-
-    /// Takes what is queued into the batch. When the batch is still small, yields a few times
-    /// first: request handlers sharing the CPU get to submit theirs, so one commit covers them.
-    fn gather(&mut self, rx: &mpsc::Receiver<Message>, flushes: &mut Flushes) {
-        let mut yields = 0;
-        while self.events.len() < self.settings.max_batch {
-            match rx.try_recv() {
-                Ok(m) => self.take(m, flushes),
-                Err(TryRecvError::Empty) if yields < self.settings.gather_yields => {
-                    yields += 1;
-                    thread::yield_now();
-                }
-                Err(_) => break,
-            }
-        }
-    }
-
-    fn take(&mut self, message: Message, flushes: &mut Flushes) {
-        match message {
-            Message::Write(event, ack) => {
-                if self.events.len() >= self.settings.max_buffered {
-                    self.metrics.dropped();
-                    tracing::error!(
-                        idempotency_key = event.idempotency_key.as_str(),
-                        // A number, so log-based alerts can sum it (deploy/aws, deploy/cloudrun).
-                        dropped = 1u64,
-                        "journal retry buffer full; event dropped"
-                    );
-                    let _ = ack.send(Err(JournalError::new(
-                        "journal unavailable and retry buffer full",
-                    )));
-                } else {
-                    self.events.push_back(event);
-                    self.acks.push_back(Some(ack));
-                }
-            }
-            Message::Flush(reply) => flushes.counts.push(reply),
-            Message::Drain(reply) => flushes.drains.push(reply),
-        }
-    }
-
-    /// Commits the oldest events (one batch), or schedules a retry.
-    fn attempt(&mut self) {
-        while !self.events.is_empty() {
-            let n = self.events.len().min(self.settings.max_batch);
-            if self.store.is_none() {
-                match (self.open)() {
-                    Ok(store) => self.store = Some(store),
-                    Err(e) => {
-                        self.failed(e);
-                        return;
-                    }
-                }
-            }
-            let started = Instant::now();
-            let result = match self.store.as_mut() {
-                Some(store) => store.append(&self.events.make_contiguous()[..n]),
-                None => continue,
-            };
-            match result {
-                Ok(results) => {
-                    self.metrics.commit(n, started.elapsed().as_secs_f64());
-                    self.set_up(true, None);
-                    self.appended.notify_one();
-                    self.events.drain(..n);
-                    self.metrics.buffered(self.events.len());
-                    for (ack, appended) in self.acks.drain(..n).zip(results) {
-                        if let Some(ack) = ack {
-                            let _ = ack.send(Ok(appended));
-                        }
-                    }
-                    if let Some(since) = self.failing_since.take() {
-                        tracing::info!(
-                            down_for_s = since.elapsed().as_secs(),
-                            "journal writes succeed again; buffered events written"
-                        );
-                    }
-                    self.retry_at = None;
-                    self.failures = 0;
-                    // Commit only one batch per turn while callers wait; the rest are already
-                    // answered (buffered during an outage) and may take a few turns.
-                    if self.acks.iter().any(Option::is_some) {
-                        continue;
-                    }
-                }
-                Err(e) => {
-                    self.failed(e);
-                    return;
-                }
-            }
-            if self.events.is_empty() {
+impl StoreThread {
+    fn run(mut self, batches: Receiver<Arc<Vec<NewEvent>>>, outcomes: Sender<Outcome>) {
+        for batch in batches {
+            let outcome = self.append(&batch);
+            // Let go of the batch first, so the writer can take its events back without a copy.
+            drop(batch);
+            if outcomes.send(outcome).is_err() {
                 return;
             }
         }
     }
 
-    /// Checks an idle store, so `journal_up` (and `/readyz`) tell the truth between webhooks.
-    fn ping(&mut self) {
-        let result = match self.store.as_mut() {
-            Some(store) => store.ping(),
-            None => (self.open)().map(|store| {
-                self.store = Some(store);
-            }),
+    fn append(&mut self, batch: &[NewEvent]) -> Outcome {
+        let store = match &mut self.store {
+            Some(store) => store,
+            None => self.store.insert((self.open)()?),
         };
-        match result {
-            Ok(()) => self.set_up(true, None),
-            Err(e) => {
-                self.store = None;
-                self.set_up(false, Some(&e));
+        // An empty batch is the idle writer's health check.
+        let outcome = match batch.is_empty() {
+            true => store.ping().map(|()| Vec::new()),
+            false => store.append(batch),
+        };
+        if outcome.is_err() {
+            // Reconnect next time: the connection may be what broke.
+            self.store = None;
+        }
+        outcome
+    }
+}
+
+/// The batch the store thread is working on.
+struct InFlight {
+    batch: Arc<Vec<NewEvent>>,
+    acks: Vec<Option<Ack>>,
+    started: Instant,
+    /// Handed over at exit while the store still had it: its outcome changes nothing here.
+    handed_over: bool,
+}
+
+struct Writer {
+    jobs: Sender<Arc<Vec<NewEvent>>>,
+    done: Receiver<Outcome>,
+    appended: Arc<Notify>,
+    url: JournalUrl,
+    settings: Settings,
+    metrics: JournalMetrics,
+    /// Events not yet given to the store thread, oldest first (after those in flight).
+    events: VecDeque<NewEvent>,
+    /// Their callers, in step with `events`; `None` once the caller has been answered.
+    acks: VecDeque<Option<Ack>>,
+    in_flight: Option<InFlight>,
+    failing_since: Option<Instant>,
+    retry_at: Option<Instant>,
+    /// Writes failed in a row.
+    failures: u32,
+    /// Writes failed since start (what a flush waits to see change).
+    failed_attempts: u64,
+    /// What `journal_up` says; changes are logged once each.
+    up: bool,
+    /// When an idle writer next checks the store (an empty batch to the store thread).
+    ping_at: Instant,
+}
+
+/// What woke the writer; lives for one turn of the loop, so the size of a message is no cost.
+#[allow(clippy::large_enum_variant)]
+enum Woke {
+    Message(Result<Message, channel::RecvError>),
+    Done(Result<Outcome, channel::RecvError>),
+    Timeout,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Message>) {
+        let mut flushes = Flushes::default();
+        loop {
+            let woke = match self.wake_at(&flushes) {
+                Some(at) => channel::select! {
+                    recv(rx) -> m => Woke::Message(m),
+                    recv(self.done) -> d => Woke::Done(d),
+                    default(at.saturating_duration_since(Instant::now())) => Woke::Timeout,
+                },
+                None => channel::select! {
+                    recv(rx) -> m => Woke::Message(m),
+                    recv(self.done) -> d => Woke::Done(d),
+                },
+            };
+            match woke {
+                Woke::Message(Ok(m)) => self.take(m, &mut flushes),
+                Woke::Message(Err(_)) => return self.last_attempt(),
+                Woke::Done(Ok(outcome)) => self.finished(outcome),
+                Woke::Done(Err(_)) => {
+                    // The store thread is gone (a store panicked): nothing can be written any
+                    // more; events stay buffered for the exit's spill file.
+                    self.done = channel::never();
+                    self.finished(Err(JournalError::new("journal store thread stopped")));
+                }
+                Woke::Timeout => {}
             }
+            // Everything that queued while we waited joins the next batch.
+            self.gather(&rx, &mut flushes);
+            self.answer(&mut flushes);
+            self.start_if_due(&flushes);
+            self.ping_if_due();
+            self.metrics.buffered(self.unwritten());
+        }
+    }
+
+    /// Events held and not known to be committed.
+    fn unwritten(&self) -> usize {
+        let flying = self
+            .in_flight
+            .as_ref()
+            .filter(|f| !f.handed_over)
+            .map_or(0, |f| f.batch.len());
+        flying + self.events.len()
+    }
+
+    /// When to look again without a message: the retry time (when events wait for one), the
+    /// earliest drain deadline, or the next health check when idle.
+    fn wake_at(&self, flushes: &Flushes) -> Option<Instant> {
+        let idle = self.in_flight.is_none() && self.events.is_empty();
+        let retry = self.retry_at.filter(|_| self.in_flight.is_none() && !idle);
+        let drain = flushes.drains.iter().map(|(_, at, _)| *at).min();
+        let ping = idle.then_some(self.ping_at);
+        [retry, drain, ping].into_iter().flatten().min()
+    }
+
+    /// Checks an idle store, so `journal_up` (and `/readyz`) tell the truth between webhooks: an
+    /// empty batch, which the store thread answers with a ping.
+    fn ping_if_due(&mut self) {
+        if self.in_flight.is_some() || !self.events.is_empty() || Instant::now() < self.ping_at {
+            return;
+        }
+        self.ping_at = Instant::now() + self.settings.ping_every;
+        let batch = Arc::new(Vec::new());
+        self.in_flight = Some(InFlight {
+            batch: batch.clone(),
+            acks: Vec::new(),
+            started: Instant::now(),
+            handed_over: false,
+        });
+        if self.jobs.try_send(batch).is_err() {
+            self.finished(Err(JournalError::new("journal store thread stopped")));
         }
     }
 
@@ -508,12 +498,147 @@ impl Writer {
         }
     }
 
+    /// Takes what is queued. When a batch is about to go to the store and is still small, yields a
+    /// few times first: request handlers sharing the CPU get to submit theirs, so one commit covers
+    /// them. (While a commit is in flight, whatever comes waits for it anyway.)
+    fn gather(&mut self, rx: &Receiver<Message>, flushes: &mut Flushes) {
+        let mut yields = 0;
+        let most_yields = match self.in_flight {
+            None => self.settings.gather_yields,
+            Some(_) => 0,
+        };
+        while self.events.len() < self.settings.max_batch {
+            match rx.try_recv() {
+                Ok(m) => self.take(m, flushes),
+                Err(TryRecvError::Empty) if yields < most_yields => {
+                    yields += 1;
+                    thread::yield_now();
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn take(&mut self, message: Message, flushes: &mut Flushes) {
+        match message {
+            Message::Write(event, ack) => {
+                if self.unwritten() >= self.settings.max_buffered {
+                    self.metrics.dropped();
+                    tracing::error!(
+                        idempotency_key = event.idempotency_key.as_str(),
+                        // A number, so log-based alerts can sum it (deploy/aws, deploy/cloudrun).
+                        dropped = 1u64,
+                        "journal retry buffer full; event dropped"
+                    );
+                    let _ = ack.send(Err(JournalError::new(
+                        "journal unavailable and retry buffer full",
+                    )));
+                } else {
+                    self.events.push_back(event);
+                    self.acks.push_back(Some(ack));
+                }
+            }
+            Message::Flush(reply) => flushes.counts.push((self.failed_attempts, reply)),
+            Message::Drain(deadline, reply) => {
+                flushes.drains.push((self.failed_attempts, deadline, reply));
+            }
+        }
+    }
+
+    /// Gives the store thread the oldest events (one batch) when nothing is in its hands and a
+    /// retry is due or someone waits for an attempt; otherwise, while backing off, answers new
+    /// callers at once instead of making them wait.
+    fn start_if_due(&mut self, flushes: &Flushes) {
+        if self.in_flight.is_some() || self.events.is_empty() {
+            return;
+        }
+        let due = self.retry_at.is_none_or(|at| Instant::now() >= at);
+        if !due && flushes.is_empty() {
+            self.fail_waiters("journal unavailable; event kept in memory for retry");
+            return;
+        }
+        let n = self.events.len().min(self.settings.max_batch);
+        let batch = Arc::new(self.events.drain(..n).collect::<Vec<_>>());
+        let acks = self.acks.drain(..n).collect();
+        let flight = InFlight {
+            batch: batch.clone(),
+            acks,
+            started: Instant::now(),
+            handed_over: false,
+        };
+        self.in_flight = Some(flight);
+        // Never full: the store thread takes a batch only from here, one at a time.
+        if self.jobs.try_send(batch).is_err() {
+            self.finished(Err(JournalError::new("journal store thread stopped")));
+        }
+    }
+
+    /// Takes the store thread's outcome for the batch in flight.
+    fn finished(&mut self, outcome: Outcome) {
+        let Some(flight) = self.in_flight.take() else {
+            return;
+        };
+        // Any answer from the store counts as a check; a commit is as good as a ping.
+        self.ping_at = Instant::now() + self.settings.ping_every;
+        if flight.batch.is_empty() {
+            match &outcome {
+                Ok(_) => self.set_up(true, None),
+                Err(e) => self.set_up(false, Some(e)),
+            }
+            return;
+        }
+        if flight.handed_over {
+            if outcome.is_ok() {
+                tracing::info!(
+                    events = flight.batch.len(),
+                    "a batch handed over at exit was committed after all; the spill import finds \
+                     its events journaled and adds none twice"
+                );
+            }
+            return;
+        }
+        match outcome {
+            Ok(results) => {
+                let n = flight.batch.len();
+                self.metrics
+                    .commit(n, flight.started.elapsed().as_secs_f64());
+                self.set_up(true, None);
+                self.appended.notify_one();
+                for (ack, appended) in flight.acks.into_iter().zip(results) {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Ok(appended));
+                    }
+                }
+                if let Some(since) = self.failing_since.take() {
+                    tracing::info!(
+                        down_for_s = since.elapsed().as_secs(),
+                        "journal writes succeed again; buffered events written"
+                    );
+                }
+                self.retry_at = None;
+                self.failures = 0;
+            }
+            Err(e) => {
+                // Back at the front, in order. The store thread let go of the batch before it
+                // answered, so this takes the events back without copying them.
+                let batch =
+                    Arc::try_unwrap(flight.batch).unwrap_or_else(|shared| (*shared).clone());
+                for (event, ack) in batch.into_iter().zip(flight.acks).rev() {
+                    self.events.push_front(event);
+                    self.acks.push_front(ack);
+                }
+                self.failed(e);
+            }
+        }
+    }
+
     fn failed(&mut self, e: JournalError) {
         self.set_up(false, Some(&e));
         if self.failing_since.is_none() {
             self.failing_since = Some(Instant::now());
         }
         self.failures = self.failures.saturating_add(1);
+        self.failed_attempts += 1;
         let retry_in = BACKOFF.ceiling(self.failures);
         tracing::error!(
             journal = %self.url,
@@ -522,15 +647,73 @@ impl Writer {
             retry_in_ms = retry_in.as_millis() as u64,
             "journal write failed; events kept in memory and retried"
         );
-        // Reconnect next time: the connection may be what broke.
-        self.store = None;
         self.retry_at = Some(Instant::now() + retry_in);
         self.fail_waiters(&e.0);
     }
 
+    /// Answers the flushes and drains whose attempt is over: everything written, or an attempt
+    /// failed since they asked; a drain also at its deadline, whatever the store is doing.
+    fn answer(&mut self, flushes: &mut Flushes) {
+        // A batch already handed over no longer counts as in flight.
+        let settled = |since: u64, this: &Writer| {
+            this.in_flight.as_ref().is_none_or(|f| f.handed_over)
+                && (this.events.is_empty() || this.failed_attempts > since)
+        };
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut flushes.counts)
+            .into_iter()
+            .partition(|(since, _)| settled(*since, self));
+        flushes.counts = waiting;
+        for (_, reply) in done {
+            let _ = reply.send(self.unwritten());
+        }
+        let now = Instant::now();
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut flushes.drains)
+            .into_iter()
+            .partition(|(since, deadline, _)| settled(*since, self) || now >= *deadline);
+        flushes.drains = waiting;
+        if done.is_empty() {
+            return;
+        }
+        let events = self.hand_over();
+        for (_, _, reply) in done {
+            let _ = reply.send(events.clone());
+        }
+    }
+
+    /// Takes every unwritten event out of the writer, the batch the store still has included.
+    fn hand_over(&mut self) -> Vec<NewEvent> {
+        self.fail_waiters("process exiting; event handed over for the spill file");
+        self.acks.clear();
+        let mut events = Vec::with_capacity(self.unwritten());
+        if let Some(flight) = self
+            .in_flight
+            .as_mut()
+            .filter(|f| !f.handed_over && !f.batch.is_empty())
+        {
+            tracing::error!(
+                events = flight.batch.len(),
+                waited_ms = flight.started.elapsed().as_millis() as u64,
+                journal = %self.url,
+                "the journal store has not answered a write at exit; its events are handed over \
+                 with the rest"
+            );
+            flight.handed_over = true;
+            for ack in flight.acks.iter_mut() {
+                if let Some(ack) = ack.take() {
+                    let _ = ack.send(Err(JournalError::new("process exiting")));
+                }
+            }
+            events.extend(flight.batch.iter().cloned());
+        }
+        events.extend(self.events.drain(..));
+        // Before the answer, so whoever sees the events handed over sees the gauge at 0.
+        self.metrics.buffered(0);
+        events
+    }
+
     fn fail_waiters(&mut self, message: &str) {
         // Before the answers go out, so whoever sees an error also sees the event counted.
-        self.metrics.buffered(self.events.len());
+        self.metrics.buffered(self.unwritten());
         for ack in self.acks.iter_mut() {
             if let Some(ack) = ack.take() {
                 let _ = ack.send(Err(JournalError::new(message)));
@@ -538,12 +721,28 @@ impl Writer {
         }
     }
 
-    fn report_loss(&self) {
-        if !self.events.is_empty() {
-            tracing::error!(
-                lost = self.events.len(),
-                "journal writer stopping with unwritten events"
-            );
+    /// Every handle is gone: one last try for what is left (bounded: nothing waits for this
+    /// thread), then say what is lost.
+    fn last_attempt(mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let failed = self.failed_attempts;
+        loop {
+            if self.in_flight.is_none() {
+                if self.events.is_empty() || self.failed_attempts > failed {
+                    break;
+                }
+                self.retry_at = None;
+                self.start_if_due(&Flushes::default());
+                continue;
+            }
+            match self.done.recv_deadline(deadline) {
+                Ok(outcome) => self.finished(outcome),
+                Err(_) => break,
+            }
+        }
+        let lost = self.unwritten();
+        if lost > 0 {
+            tracing::error!(lost, "journal writer stopping with unwritten events");
         }
     }
 }
@@ -579,7 +778,7 @@ impl Maintenance {
                 self.log_status();
                 status_at = Instant::now() + self.status_every;
             }
-            if let Err(RecvTimeoutError::Disconnected) = stop.recv_timeout(self.every) {
+            if let Err(mpsc::RecvTimeoutError::Disconnected) = stop.recv_timeout(self.every) {
                 return;
             }
         }
@@ -639,6 +838,8 @@ mod tests {
     #[derive(Default)]
     struct Fake {
         down: bool,
+        /// Appends wait while set, as on a locked file or a server that stopped answering.
+        hang: bool,
         keys: Vec<String>,
     }
 
@@ -646,6 +847,9 @@ mod tests {
 
     impl Store for FakeStore {
         fn append(&mut self, batch: &[NewEvent]) -> Result<Vec<Appended>, JournalError> {
+            while self.0.lock().unwrap().hang {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let mut f = self.0.lock().unwrap();
             if f.down {
                 return Err(JournalError::new("store down"));
@@ -861,6 +1065,50 @@ mod tests {
         let _ = journal.wait(journal.submit(event("3"))).await;
         assert_eq!(journal.drain(Duration::from_secs(5)), Some(Vec::new()));
         assert_eq!(fake.lock().unwrap().keys, ["3"]);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_hangs_gets_a_bounded_time_then_every_event_is_handed_over() {
+        let fake: Arc<Mutex<Fake>> = Arc::default();
+        fake.lock().unwrap().hang = true;
+        let (journal, metrics) = start(&fake, quick());
+        let first = journal.submit(event("1"));
+        // The store thread takes the first batch and hangs; the next ones wait behind it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let later: Vec<Pending> = ["2", "3"]
+            .iter()
+            .map(|k| journal.submit(event(k)))
+            .collect();
+        let started = Instant::now();
+        let left = journal.drain(Duration::from_millis(300)).unwrap();
+        let waited = started.elapsed();
+        assert!(
+            (Duration::from_millis(300)..Duration::from_millis(800)).contains(&waited),
+            "{waited:?}"
+        );
+        let keys: Vec<_> = left.iter().map(|e| e.idempotency_key.as_str()).collect();
+        assert_eq!(keys, ["1", "2", "3"], "in order, the stuck batch first");
+        assert!(matches!(journal.wait(first).await, Written::Failed(_)));
+        for p in later {
+            assert!(matches!(journal.wait(p).await, Written::Failed(_)));
+        }
+        assert!(metrics
+            .encode()
+            .contains("twiml_failover_journal_buffered_events 0"));
+        // The store comes back and commits what it had: those events are now both journaled and
+        // handed over, which the spill import's idempotency keys absorb; nothing is handed over
+        // twice.
+        fake.lock().unwrap().hang = false;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fake.lock().unwrap().keys.is_empty() {
+            assert!(Instant::now() < deadline, "the stuck append never finished");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(fake.lock().unwrap().keys, ["1"]);
+        assert_eq!(journal.drain(Duration::from_secs(1)), Some(Vec::new()));
+        let _ = journal.wait(journal.submit(event("4"))).await;
+        assert_eq!(journal.flush(Duration::from_secs(5)), 0);
+        assert_eq!(fake.lock().unwrap().keys, ["1", "4"]);
     }
 
     #[tokio::test]

@@ -179,8 +179,8 @@ impl Wiring {
 
     /// Reads and parses the file at `path`; errors name the file.
     pub fn load(path: &std::path::Path) -> Result<Wiring, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("wiring: {}: {e}", path.display()))?;
+        let text = crate::operator_file::read_text(path, crate::operator_file::MAX_DOCUMENT_BYTES)
+            .map_err(|e| format!("wiring: {e}"))?;
         Wiring::parse(&text).map_err(|e| format!("wiring: {}: {e}", path.display()))
     }
 

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 
 use super::limits::{BodyBudget, Limits};
 use super::tls::CertStore;
+use super::unverified_log::UnverifiedLog;
 use crate::journal::writer::Journal;
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
@@ -49,6 +50,8 @@ pub struct App {
     concurrency: Arc<Semaphore>,
     /// What bodies being read may hold between them.
     bodies: BodyBudget,
+    /// How many lines unverified requests may cause.
+    unverified_log: UnverifiedLog,
     tls: Option<Arc<CertStore>>,
     journal: Option<Journal>,
     upstream: Option<Upstream>,
@@ -80,6 +83,7 @@ impl App {
             readiness: Readiness::default(),
             concurrency,
             bodies,
+            unverified_log: UnverifiedLog::default(),
             tls,
             journal,
             upstream,
@@ -116,6 +120,11 @@ impl App {
     /// What bodies being read may hold between them.
     pub fn bodies(&self) -> &BodyBudget {
         &self.bodies
+    }
+
+    /// The budget of log lines about unverified requests.
+    pub fn unverified_log(&self) -> &UnverifiedLog {
+        &self.unverified_log
     }
 
     /// The TLS certificate, when serving HTTPS.

@@ -1,5 +1,6 @@
 //! One request, top to bottom: route → limits → read body (bounded budget) → permit → decode → verify signature → render →
-//! respond, then one log line and the metrics. Never returns an error to hyper (that would drop the
+//! respond, then the metrics and one log line (for a request that failed before its signature was
+//! verified, only within `unverified_log`'s rate). Never returns an error to hyper (that would drop the
 //! connection without an answer).
 
 use std::convert::Infallible;
@@ -39,6 +40,8 @@ struct Outcome {
     signature: Option<SignatureLog>,
     /// In upstream mode: where the answer came from.
     source: Option<Source>,
+    /// The signature was checked and valid: the line is always written.
+    verified: bool,
 }
 
 /// The fields a 403's log line adds, so an operator can see why a signature did not match.
@@ -94,6 +97,11 @@ pub async fn handle(
     let elapsed = started.elapsed();
     app.metrics()
         .request(route.label(), status, elapsed.as_secs_f64());
+    // Anyone can send requests that fail before the signature check; their lines are rate-limited
+    // (and counted) so a stranger cannot fill the operator's logs. Every genuine request is logged.
+    if !outcome.verified && !app.unverified_log().admit(status) {
+        return Ok(response);
+    }
     let fallback = outcome.error_code.is_some();
     let path = first_chars(uri.path(), 200);
     tracing::info!(
@@ -224,6 +232,7 @@ async fn webhook(
             return respond::error(StatusCode::FORBIDDEN);
         }
     };
+    outcome.verified = true;
     outcome.call_sid = hook.param("CallSid").map(loggable);
     outcome.message_sid = hook.param("MessageSid").map(loggable);
     let journal = app.journal();

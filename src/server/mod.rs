@@ -1,5 +1,6 @@
 //! The HTTP server: accept connections within bounds, serve each with hyper, and on shutdown go
-//! lame duck, stop listening without dropping what the kernel already accepted, then drain.
+//! lame duck, stop listening without dropping what the kernel already accepted, then drain. Lines
+//! about requests nobody proved came from Twilio are rate-limited ([`unverified_log`]).
 //!
 //! [`run`] takes a listener that is already bound, so tests bind port 0 and read the address first.
 
@@ -11,6 +12,7 @@ pub mod listener;
 pub mod respond;
 pub mod slots;
 pub mod tls;
+pub mod unverified_log;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -79,6 +81,14 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         stage,
     });
     let slots = Slots::new(limits.max_connections);
+    let summaries = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            app.unverified_log()
+                .summarise_every(unverified_log::SUMMARY_EVERY)
+                .await;
+        })
+    };
     app.readiness().set_ready();
 
     accept_until(&listener, &settings, &slots, shutdown).await;
@@ -125,6 +135,9 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
             let _ = tokio::time::timeout(FORCED_CLOSE_GRACE, slots.all_closed()).await;
         }
     }
+    summaries.abort();
+    // The last count, so the summaries add up to every line held back.
+    app.unverified_log().summarise();
 }
 
 /// Accepts and serves connections until `stop` resolves. Each accepted connection is handed on
@@ -141,8 +154,11 @@ async fn accept_until(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
                 Err(e) => {
-                    // Out of file descriptors and similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors and similar: back off instead of spinning. A flood of
+                    // connections causes these, so they are held to the unverified lines' rate.
+                    if settings.app.unverified_log().admit_accept_error() {
+                        tracing::warn!(error = %e, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

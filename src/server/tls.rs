@@ -8,9 +8,10 @@ use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::CertificateDer;
 use tokio_rustls::TlsAcceptor;
+
+use crate::operator_file;
 
 /// TLS certificate and key files.
 #[derive(Debug, Clone)]
@@ -40,15 +41,8 @@ impl ResolvesServerCert for Resolver {
 }
 
 fn read_pair(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| format!("{}: {e}", files.cert.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!("{}: no certificate", files.cert.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| format!("{}: {e}", files.key.display()))?;
+    let chain = operator_file::read_certificates(&files.cert)?;
+    let key = operator_file::read_private_key(&files.key)?;
     // Checks that the key parses and belongs to the leaf certificate.
     CertifiedKey::from_der(chain, key, provider)
         .map_err(|e| format!("{} and {}: {e}", files.cert.display(), files.key.display()))

@@ -1,9 +1,11 @@
 //! `twiml-failover check`: both roles' template sets loaded and judged as a server would load them,
-//! every problem a `file:line:col` diagnostic.
+//! every problem a `file:line:col` diagnostic; and the warnings that do not stop a set loading.
 
 use std::path::Path;
 
-pub use super::files::{valid_name, Diagnostic};
+use super::files::read_sources;
+pub use super::files::{merge_repeats, valid_name, Diagnostic};
+use super::lint::size;
 pub use super::load::load_set;
 use super::{Role, TemplateSettings};
 
@@ -17,12 +19,34 @@ pub fn command(root: &Path, config: Option<&Path>) -> String {
     command
 }
 
-/// Checks both roles' directories under `root`, as `twiml-failover check` does.
+/// Checks both roles' directories under `root`, as `twiml-failover check` does; a problem found in
+/// several places is one diagnostic ([`merge_repeats`]).
 pub fn check_all(root: &Path, settings: &TemplateSettings) -> Vec<Diagnostic> {
     let mut all = Vec::new();
     for role in [Role::Primary, Role::Fallback] {
         if let Err(d) = load_set(&root.join(role.as_str()), role, settings) {
             all.extend(d);
+        }
+    }
+    merge_repeats(all)
+}
+
+/// What `check` warns about in both roles' directories under `root` without refusing the set:
+/// loops that can write more than Twilio's 64 kB ([`super::lint::size`]).
+pub fn warnings_all(root: &Path, settings: &TemplateSettings) -> Vec<Diagnostic> {
+    let mut all = Vec::new();
+    for role in [Role::Primary, Role::Fallback] {
+        // Problems reading a file are `check_all`'s to report.
+        let mut unread = Vec::new();
+        for source in read_sources(&root.join(role.as_str()), &mut unread) {
+            let Ok(loops) = size::oversize_loops(&source.text, &settings.vars) else {
+                continue;
+            };
+            all.extend(
+                loops
+                    .into_iter()
+                    .map(|o| source.diagnostic(o.offset, o.message)),
+            );
         }
     }
     all
@@ -35,6 +59,7 @@ mod tests {
     fn set_with(
         files: &[(&str, &str)],
         role: Role,
+        vars: &[(&str, &str)],
     ) -> Result<super::super::TemplateSet, Vec<String>> {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in files {
@@ -42,7 +67,11 @@ mod tests {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         }
-        load_set(dir.path(), role, &TemplateSettings::default()).map_err(|d| {
+        let mut settings = TemplateSettings::default();
+        settings
+            .vars
+            .extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        load_set(dir.path(), role, &settings).map_err(|d| {
             d.into_iter()
                 .map(|d| {
                     let file = d
@@ -64,7 +93,7 @@ mod tests {
     );
 
     fn errors(files: &[(&str, &str)]) -> String {
-        set_with(files, Role::Primary).unwrap_err().join("\n")
+        set_with(files, Role::Primary, &[]).unwrap_err().join("\n")
     }
 
     #[test]
@@ -79,6 +108,7 @@ mod tests {
                 ),
             ],
             Role::Primary,
+            &[],
         )
         .unwrap();
         assert!(set.contains("menu/main"));
@@ -126,6 +156,83 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_what_is_open_where_and_the_fix() {
+        let e = errors(&[
+            VOICE,
+            SMS,
+            (
+                "say.xml",
+                "<Response>\n  <Say>Hello\n  <Pause/>\n</Response>\n",
+            ),
+        ]);
+        assert!(
+            e.contains(
+                "say.xml:4:1: not well-formed XML: `</Response>` stands where `<Say>` is still \
+                 open: close `<Say>` first with `</Say>` (it was opened at 2:3)"
+            ),
+            "{e}"
+        );
+        let e = errors(&[
+            VOICE,
+            SMS,
+            (
+                "if.xml",
+                "<Response>\n{% if Digits %}\n  <Say>x</Say>\n</Response>\n",
+            ),
+        ]);
+        assert!(
+            e.contains("`{% if Digits %}` (opened at 2:1) is never closed: add `{% endif %}`"),
+            "{e}"
+        );
+        let e = errors(&[
+            VOICE,
+            SMS,
+            (
+                "for.xml",
+                "<Response>{% for d in Digits | each %}{% if d %}<Say/>{% endfor %}</Response>",
+            ),
+        ]);
+        assert!(
+            e.contains(
+                "for.xml:1:55: template syntax: `{% endfor %}` stands where `{% if d %}` (opened \
+                 at 1:39) is still open: close it first with `{% endif %}`"
+            ),
+            "{e}"
+        );
+        let e = errors(&[
+            VOICE,
+            SMS,
+            (
+                "f.xml",
+                "<Response>\n  <Say>{{ From | uper }}</Say>\n</Response>",
+            ),
+        ]);
+        assert!(
+            e.contains(
+                "f.xml:2:18: unknown filter `uper`; did you mean `upper`? The filters are: abs,"
+            ),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+        let e = set_with(
+            &[
+                VOICE,
+                SMS,
+                ("v.xml", "<Response><Say>{{ compnay }}</Say></Response>"),
+            ],
+            Role::Primary,
+            &[("company", "Example")],
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            e.contains("v.xml:1:19: unknown variable \"compnay\""),
+            "{e}"
+        );
+        assert!(e.ends_with("did you mean `company`?"), "{e}");
+    }
+
+    #[test]
     fn linked_templates_are_messaging() {
         let e = errors(&[
             VOICE,
@@ -167,6 +274,7 @@ mod tests {
                 ),
             ],
             Role::Fallback,
+            &[],
         )
         .unwrap_err()
         .join("\n");
@@ -214,6 +322,7 @@ mod tests {
                 ),
             ],
             Role::Primary,
+            &[],
         );
         assert!(ok.is_ok(), "{ok:?}");
         let e = errors(&[
@@ -239,6 +348,7 @@ mod tests {
                 ),
             ],
             Role::Primary,
+            &[],
         );
         assert!(set.is_ok(), "{set:?}");
         let e = errors(&[
@@ -258,7 +368,8 @@ mod tests {
                 SMS,
                 ("n.xml", "<Response><Say>{{ From | e164 }}</Say></Response>")
             ],
-            Role::Primary
+            Role::Primary,
+            &[]
         )
         .is_ok());
     }

@@ -4,8 +4,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Largest template file accepted.
-const MAX_TEMPLATE_FILE_BYTES: u64 = 256 * 1024;
+use crate::operator_file;
+
+/// Largest template file accepted (and Bin given to `import-bin`, which becomes one).
+pub const MAX_TEMPLATE_FILE_BYTES: u64 = 256 * 1024;
 
 /// One problem in a template file, printed as `file:line:col: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +20,11 @@ pub struct Diagnostic {
     pub col: usize,
     /// What is wrong.
     pub message: String,
+    /// The other places with the same problem (`file`, line, column), after [`merge_repeats`].
+    pub also: Vec<(PathBuf, usize, usize)>,
+    /// Set on a problem fixed in one place whatever the number of places it shows in (an unknown
+    /// variable is fixed in the config): diagnostics with the same key are merged.
+    pub(crate) one_fix: Option<String>,
 }
 
 impl fmt::Display for Diagnostic {
@@ -29,8 +36,33 @@ impl fmt::Display for Diagnostic {
             self.line,
             self.col,
             self.message
-        )
+        )?;
+        if !self.also.is_empty() {
+            let places: Vec<String> = self
+                .also
+                .iter()
+                .map(|(file, line, col)| format!("{}:{line}:{col}", file.display()))
+                .collect();
+            write!(f, " (also at {})", places.join(", "))?;
+        }
+        Ok(())
     }
+}
+
+/// A problem with one fix found in several places (the same unknown variable in every template)
+/// is one diagnostic naming each place, at the first; every other problem keeps its line.
+pub fn merge_repeats(diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut merged: Vec<Diagnostic> = Vec::new();
+    for d in diagnostics {
+        let first = merged
+            .iter_mut()
+            .find(|m| m.one_fix.is_some() && m.one_fix == d.one_fix);
+        match first {
+            Some(first) => first.also.push((d.file, d.line, d.col)),
+            None => merged.push(d),
+        }
+    }
+    merged
 }
 
 /// One template file as read from disk.
@@ -51,6 +83,8 @@ impl Source {
             line,
             col,
             message: message.into(),
+            also: Vec::new(),
+            one_fix: None,
         }
     }
 }
@@ -72,6 +106,8 @@ pub(crate) fn dir_diagnostic(path: &Path, message: impl Into<String>) -> Diagnos
         line: 1,
         col: 1,
         message: message.into(),
+        also: Vec::new(),
+        one_fix: None,
     }
 }
 
@@ -101,8 +137,9 @@ pub const MAX_SET_BYTES: u64 = 16 * 1024 * 1024;
 /// Returns for every layout: directory symlinks below `dir` are refused rather than followed
 /// (following them needs loop detection and can leave the folder; a Kubernetes ConfigMap mount
 /// needs only file symlinks, its `..data` directory link is hidden and skipped), only regular files
-/// are read (a FIFO or device named `x.xml` would block or never end), and reading stops at
-/// [`MAX_SET_FILES`] / [`MAX_SET_BYTES`] with a diagnostic naming the file that crossed the limit.
+/// are read (a FIFO or device named `x.xml` would block or never end; see [`operator_file`]), and
+/// reading stops at [`MAX_SET_FILES`] / [`MAX_SET_BYTES`] with a diagnostic naming the file that
+/// crossed the limit.
 pub(crate) fn read_sources(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Source> {
     let mut sources = Vec::new();
     let mut files = 0usize;
@@ -148,10 +185,6 @@ pub(crate) fn read_sources(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec
             if path.extension().and_then(|e| e.to_str()) != Some("xml") {
                 continue;
             }
-            if !meta.is_file() {
-                diagnostics.push(dir_diagnostic(&path, "not a regular file"));
-                continue;
-            }
             let rel = path.strip_prefix(dir).unwrap_or(&path);
             let name = rel
                 .with_extension("")
@@ -189,9 +222,13 @@ pub(crate) fn read_sources(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec
                 ));
                 return sorted(sources);
             }
-            match read_bounded(&path) {
+            // Read through the descriptor checked again: the file may have been replaced since.
+            match operator_file::read_text(&path, MAX_TEMPLATE_FILE_BYTES) {
                 Ok(text) => sources.push(Source { name, path, text }),
-                Err(e) => diagnostics.push(dir_diagnostic(&path, format!("cannot read: {e}"))),
+                Err(e) => diagnostics.push(dir_diagnostic(
+                    &path,
+                    format!("cannot read: {}", e.reason()),
+                )),
             }
         }
     }
@@ -201,19 +238,6 @@ pub(crate) fn read_sources(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec
 fn sorted(mut sources: Vec<Source>) -> Vec<Source> {
     sources.sort_by(|a, b| a.name.cmp(&b.name));
     sources
-}
-
-/// Reads a file as UTF-8, refusing one that grew past the per-file limit since it was measured.
-fn read_bounded(path: &Path) -> std::io::Result<String> {
-    use std::io::Read as _;
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(MAX_TEMPLATE_FILE_BYTES + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_TEMPLATE_FILE_BYTES {
-        return Err(std::io::Error::other("template file is over 256 KiB"));
-    }
-    Ok(text)
 }
 
 #[cfg(test)]
@@ -266,7 +290,8 @@ mod tests {
         let (names, problems) = read(dir.path());
         assert!(names.is_empty());
         assert!(
-            problems[0].contains("zero.xml:1:1: not a regular file"),
+            problems[0]
+                .contains("zero.xml:1:1: cannot read: is a character device, not a regular file"),
             "{problems:?}"
         );
     }

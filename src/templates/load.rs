@@ -13,8 +13,9 @@ use super::context::{
     messaging_samples, voice_samples, RenderContext, TWILIO_PARAMS, TWILIO_PARAM_PREFIXES,
 };
 use super::files::{dir_diagnostic, line_col, read_sources, Diagnostic, Source};
-use super::lint::{proof, set::lint_set, Channel};
-use super::{new_environment, twiml, Compiled, TemplateSet, RENDER_FUEL};
+use super::lint::document::did_you_mean;
+use super::lint::{paths, proof, set::lint_set, Channel};
+use super::{new_environment, twiml, Compiled, TemplateSet, FILTERS, RENDER_FUEL};
 use super::{Role, TemplateSettings};
 
 /// Loads the directory of one role and checks it; the set is returned only if nothing is wrong.
@@ -95,11 +96,72 @@ fn compile(
                     |r| r.start,
                 );
                 let detail = e.detail().unwrap_or("syntax error");
+                // The engine says a block ends wrong, not which block: the scanner knows.
+                let (offset, detail) = match paths::open_block(&source.text) {
+                    Some(b)
+                        if detail.contains("unexpected end")
+                            || detail.contains("statement end") =>
+                    {
+                        let (line, col) = line_col(&source.text, b.offset);
+                        let end = b.end;
+                        match b.stray {
+                            Some((at, stray)) => (
+                                at,
+                                format!(
+                                    "`{{% {stray} %}}` stands where `{{% {} %}}` (opened at \
+                                     {line}:{col}) is still open: close it first with \
+                                     `{{% end{end} %}}`",
+                                    b.statement
+                                ),
+                            ),
+                            None => (
+                                offset,
+                                format!(
+                                    "`{{% {} %}}` (opened at {line}:{col}) is never closed: add \
+                                     `{{% end{end} %}}` where its block ends",
+                                    b.statement
+                                ),
+                            ),
+                        }
+                    }
+                    _ => (offset, detail.to_string()),
+                };
                 diagnostics.push(source.diagnostic(offset, format!("template syntax: {detail}")));
             }
         }
     }
+    unknown_filters(sources, &compiled, diagnostics);
     (env, compiled)
+}
+
+/// A filter the environment does not have is found where it is written, not when a render
+/// happens to reach it; the message lists the filters there are.
+fn unknown_filters(
+    sources: &[Source],
+    compiled: &BTreeSet<String>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for source in sources.iter().filter(|s| compiled.contains(&s.name)) {
+        let Ok(used) = paths::filters(&source.text) else {
+            continue;
+        };
+        for (offset, name) in used {
+            // `escape` exists; the lint refuses it with its own reason.
+            if FILTERS.contains(&name) || matches!(name, "escape" | "e") {
+                continue;
+            }
+            let hint = did_you_mean(name, FILTERS)
+                .map(|f| format!("did you mean `{f}`? "))
+                .unwrap_or_default();
+            diagnostics.push(source.diagnostic(
+                offset,
+                format!(
+                    "unknown filter `{name}`; {hint}The filters are: {}",
+                    FILTERS.join(", ")
+                ),
+            ));
+        }
+    }
 }
 
 /// Lints the set; a template that did not compile is reported once, by the compiler.
@@ -139,6 +201,9 @@ fn unknown_variables(
         .chain(settings.extra_params.iter().map(String::as_str))
         .chain(env.globals().map(|(name, _)| name))
         .collect();
+    // Sorted, so that of two names as close to a typo the suggestion is always the same.
+    let mut candidates: Vec<&str> = known.iter().copied().collect();
+    candidates.sort_unstable();
     for source in sources.iter().filter(|s| compiled.contains(&s.name)) {
         let Ok(template) = env.get_template(&format!("{}.xml", source.name)) else {
             continue;
@@ -152,13 +217,22 @@ fn unknown_variables(
         unknown.sort();
         for var in unknown {
             let offset = find_variable(&source.text, &var).unwrap_or(0);
-            diagnostics.push(source.diagnostic(
+            let fix = match did_you_mean(&var, &candidates) {
+                Some(name) => format!("did you mean `{name}`?"),
+                None => format!(
+                    "give it a value under [vars] in the config file (`{var} = \"...\"`), or list \
+                     it in extra_params if the request itself sends it"
+                ),
+            };
+            let mut diagnostic = source.diagnostic(
                 offset,
                 format!(
                     "unknown variable {var:?}: not a Twilio parameter, not in [vars], not in \
-                     extra_params"
+                     extra_params; {fix}"
                 ),
-            ));
+            );
+            diagnostic.one_fix = Some(format!("variable {var}"));
+            diagnostics.push(diagnostic);
         }
     }
 }

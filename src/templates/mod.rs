@@ -27,6 +27,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use crate::webhook::Params;
 pub use check::Diagnostic;
 pub use context::{RenderContext, Vars};
+pub use files::MAX_TEMPLATE_FILE_BYTES;
 pub use settings::{Role, TemplateSettings};
 
 /// Instruction budget of one render; bounds loops in a template (normal templates use a few hundred).
@@ -84,6 +85,58 @@ pub(crate) fn syntax() -> SyntaxConfig {
         .expect("default delimiters are valid")
 }
 
+/// The filters a template may use: MiniJinja's built-ins (less `safe`, and `escape`/`e`, which the
+/// check refuses because their output is not escaped again), and this project's `e164` and `each`.
+/// What `check` lists when a template names another.
+pub const FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "chain",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e164",
+    "each",
+    "first",
+    "float",
+    "format",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "trim",
+    "unique",
+    "upper",
+    "zip",
+];
+
 /// Builds the MiniJinja environment every set uses: XML escaping of every value, lenient undefined
 /// values (a parameter Twilio did not send renders empty), bounded fuel, and no `safe` filter.
 pub(crate) fn new_environment() -> Environment<'static> {
@@ -94,6 +147,7 @@ pub(crate) fn new_environment() -> Environment<'static> {
     // `safe` would let a template print caller input unescaped; nothing legitimate needs it.
     env.remove_filter("safe");
     env.add_filter("e164", e164);
+    env.add_filter("each", each);
     env.set_formatter(|out, _state, value| {
         if value.is_undefined() || value.is_none() {
             return Ok(());
@@ -130,6 +184,21 @@ fn e164(value: &Value) -> String {
         format!("+{digits}")
     } else {
         String::new()
+    }
+}
+
+/// The `each` filter: what a TwiML Bin section (`{{#Name}}`, `{{#each Name}}`) iterates, as
+/// Mustache does: a list (`Name[]` sent several times) item by item, any other true value once as
+/// itself (one `Name=Jane` is one pass, never one per letter), and nothing for a false one (a
+/// parameter not sent, an empty value). `import-bin` writes it into every loop it translates.
+fn each(value: &Value) -> Value {
+    if value.kind() == minijinja::value::ValueKind::Seq {
+        return value.clone();
+    }
+    if value.is_true() {
+        Value::from(vec![value.clone()])
+    } else {
+        Value::from(Vec::<Value>::new())
     }
 }
 
@@ -259,7 +328,7 @@ impl Templates {
                 fallback,
                 vars: Arc::new(settings.vars.clone()),
             }),
-            _ => Err(problems),
+            _ => Err(check::merge_repeats(problems)),
         }
     }
 
@@ -502,6 +571,67 @@ mod tests {
             .render_str("[{% for d in Nope %}x{% endfor %}]", ctx)
             .unwrap();
         assert_eq!(out, "[]");
+    }
+
+    #[test]
+    fn each_iterates_a_list_and_passes_once_over_one_value() {
+        let env = new_environment();
+        let ctx = Value::from_object(RenderContext::new(
+            Arc::new(Default::default()),
+            params(&[
+                ("Name", "Jane"),
+                ("Empty", ""),
+                ("Dest[]", "+1"),
+                ("Dest[]", ""),
+                ("Dest[]", "<b>"),
+            ]),
+        ));
+        let render = |t: &str| env.render_str(t, ctx.clone()).unwrap();
+        assert_eq!(
+            render("{% for n in Name | each %}Thank you, {{ n }}.{% endfor %}"),
+            "Thank you, Jane."
+        );
+        assert_eq!(
+            render("{% for d in Dest | each %}[{{ d }}]{% endfor %}"),
+            "[+1][][&lt;b&gt;]"
+        );
+        // The bound `check` suggests for a loop per value.
+        assert_eq!(
+            render("{% for d in (Dest | each)[:2] %}[{{ d }}]{% endfor %}"),
+            "[+1][]"
+        );
+        for missing in ["Empty", "Nope"] {
+            assert_eq!(
+                render(&format!(
+                    "{{% for x in {missing} | each %}}x{{% else %}}none{{% endfor %}}"
+                )),
+                "none"
+            );
+        }
+    }
+
+    #[test]
+    fn filters_lists_what_the_environment_has() {
+        let env = new_environment();
+        let kind = |name: &str| {
+            env.render_str(&format!("{{{{ 1 | {name} }}}}"), ())
+                .err()
+                .map(|e| e.kind())
+        };
+        for name in FILTERS.iter().chain(&["escape", "e"]) {
+            assert_ne!(
+                kind(name),
+                Some(minijinja::ErrorKind::UnknownFilter),
+                "{name}"
+            );
+        }
+        for name in ["safe", "tojson", "urlencode", "uper"] {
+            assert_eq!(
+                kind(name),
+                Some(minijinja::ErrorKind::UnknownFilter),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -4,11 +4,8 @@
 
 use std::sync::Arc;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
 use super::TlsSettings;
-use crate::net;
+use crate::{net, operator_file};
 
 /// The client settings `tls` asks for; errors name the file.
 pub fn client_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> {
@@ -21,7 +18,7 @@ pub fn client_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> 
         },
         Some(path) => {
             let mut roots = rustls::RootCertStore::empty();
-            for cert in read_certs(path)? {
+            for cert in operator_file::read_certificates(path)? {
                 roots
                     .add(cert)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -38,22 +35,11 @@ pub fn client_config(tls: &TlsSettings) -> Result<rustls::ClientConfig, String> 
     match &tls.client_cert {
         None => Ok(builder.with_no_client_auth()),
         Some((cert, key)) => {
-            let chain = read_certs(cert)?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("{}: no private key: {e}", key.display()))?;
+            let chain = operator_file::read_certificates(cert)?;
+            let key = operator_file::read_private_key(key)?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| format!("{}: {e}", cert.display()))
         }
     }
-}
-
-fn read_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .and_then(|iter| iter.collect())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate", path.display()));
-    }
-    Ok(certs)
 }

@@ -411,6 +411,7 @@ pub fn oracle_python() -> Option<String> {
             "the twilio Python SDK is needed: run tests/oracle/setup.sh \
              (or set TWIML_FAILOVER_SKIP_ORACLE=1 to skip this test knowingly)"
         );
+        eprintln!("skipped: no tests/oracle/.venv (TWIML_FAILOVER_SKIP_ORACLE is set)");
         return None;
     }
     Some(python)

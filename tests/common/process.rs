@@ -28,9 +28,26 @@ impl Serve {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Serve, (Option<ExitStatus>, String)> {
+        Serve::try_start_with_umask(None, args, env)
+    }
+
+    /// Like `try_start`, with the process's umask set first (`Some("022")`) through `sh`.
+    pub fn try_start_with_umask(
+        umask: Option<&str>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Serve, (Option<ExitStatus>, String)> {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("serve.log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_twiml-failover"));
+        let bin = env!("CARGO_BIN_EXE_twiml-failover");
+        let mut command = match umask {
+            None => Command::new(bin),
+            Some(mask) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("umask {mask} && exec \"$0\" \"$@\""), bin]);
+                sh
+            }
+        };
         command.arg("serve");
         if !args.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
@@ -134,6 +151,16 @@ impl Serve {
             .expect("kill runs")
             .success();
         assert!(ok, "kill -{signal} failed");
+    }
+
+    /// SIGTERM, then the exit code (-1 for a signal); panics with the log when there is no exit
+    /// within 30 s.
+    pub fn terminate(&mut self) -> i32 {
+        self.signal("TERM");
+        let status = self
+            .wait_exit(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("no exit within 30 s after SIGTERM:\n{}", self.log()));
+        status.code().unwrap_or(-1)
     }
 
     /// Waits at most `timeout` for the process to exit.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Python test oracle (twilio-python, pinned in requirements.txt) into tests/oracle/.venv.
+# Installs the Python test oracles (twilio-python, pystache, chevron; pinned in requirements.txt) into
+# tests/oracle/.venv.
 #
 #   tests/oracle/setup.sh && cargo test      the README's test command
 #

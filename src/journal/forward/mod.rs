@@ -35,7 +35,7 @@ const PAGE: usize = 64;
 const MAX_SCAN: usize = 8192;
 
 /// How long stopping waits for attempts in flight.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How the deliverer behaves; built from `--forward-*` flags by `config`.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,6 +17,8 @@ pub struct Problem {
     pub offset: usize,
     /// What is wrong.
     pub message: String,
+    /// For a missing end tag, where the element still open was opened (byte offset of its `<`).
+    pub opened: Option<usize>,
 }
 
 /// A URL in the document that Twilio fetches TwiML from next, entities decoded.
@@ -44,6 +46,10 @@ pub struct Report {
 /// Largest TwiML document Twilio accepts (error 11750).
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1000;
 
+/// Deeper nesting of elements than this is reported, not judged: the walk recurses per level (SSML
+/// such as `<prosody>` may nest in itself, and 64 kB hold 3,000 levels of it).
+pub const MAX_ELEMENT_DEPTH: usize = 100;
+
 /// Checks well-formedness and the `<Response>` root, and, when `channel` is given, everything the
 /// schema says for that channel.
 pub fn check(doc: &str, channel: Option<Channel>) -> Report {
@@ -54,7 +60,11 @@ pub fn check(doc: &str, channel: Option<Channel>) -> Report {
     let tree = match xml::parse(doc) {
         Ok(tree) => tree,
         Err(e) => {
-            report.problem(e.offset, e.message);
+            report.problems.push(Problem {
+                offset: e.offset,
+                message: e.message,
+                opened: e.opened,
+            });
             return report;
         }
     };
@@ -79,7 +89,7 @@ pub fn check(doc: &str, channel: Option<Channel>) -> Report {
             channel,
             report: &mut report,
         };
-        walk.element(root, SCHEMA.root(channel));
+        walk.element(root, SCHEMA.root(channel), 0);
     }
     report
 }
@@ -89,6 +99,7 @@ impl Report {
         self.problems.push(Problem {
             offset,
             message: message.into(),
+            opened: None,
         });
     }
 }
@@ -101,13 +112,20 @@ struct Walk<'r, 'd> {
 }
 
 impl Walk<'_, '_> {
-    fn element(&mut self, node: Node<'_, '_>, spec: &Element) {
+    fn element(&mut self, node: Node<'_, '_>, spec: &Element, depth: usize) {
+        if depth >= MAX_ELEMENT_DEPTH {
+            self.report.problem(
+                node.range().start,
+                format!("elements nest more than {MAX_ELEMENT_DEPTH} deep here"),
+            );
+            return;
+        }
         self.attributes(node, spec);
         self.text(node, spec);
         for child in node.children().filter(Node::is_element) {
             let tag = qname(self.doc, child);
             match self.schema.child(spec, tag) {
-                Some((_, child_spec)) => self.element(child, child_spec),
+                Some((_, child_spec)) => self.element(child, child_spec, depth + 1),
                 None => {
                     let message = self.placement(spec, tag);
                     self.report.problem(child.range().start, message);
@@ -368,5 +386,28 @@ mod tests {
             let m = messages(doc, Channel::Voice).join("; ");
             assert!(m.contains(expect), "{doc:?}: {m}");
         }
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_overflowing_the_stack() {
+        let nested = |n: usize| {
+            format!(
+                "<Response><Say>{}x{}</Say></Response>",
+                "<prosody>".repeat(n),
+                "</prosody>".repeat(n)
+            )
+        };
+        let fine = messages(&nested(MAX_ELEMENT_DEPTH - 2), Channel::Voice);
+        assert!(fine.is_empty(), "{fine:?}");
+        let deep = nested(3300);
+        // Half the stack of the blocking thread a reload runs on (tokio's 2 MiB).
+        let found = std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(move || messages(&deep, Channel::Voice))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("nest more than 100 deep"), "{found:?}");
     }
 }

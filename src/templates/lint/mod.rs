@@ -9,6 +9,7 @@
 //! - [`links`]: where a relative link leads.
 //! - [`proof`]: which templates' answers are well-formed whatever their values.
 //! - [`set`]: a whole set: channels, links, every path of every template.
+//! - [`size`]: loops that can write more than Twilio's 64 kB (a warning).
 
 pub mod document;
 pub mod links;
@@ -16,6 +17,7 @@ pub mod paths;
 pub mod proof;
 pub mod schema;
 pub mod set;
+pub mod size;
 pub mod xml;
 
 /// Which kind of webhook a template answers; the allowed verbs differ.

@@ -1,5 +1,8 @@
 //! Every document a template can render, up to its expressions: one per way through its
-//! `{% if %}` / `{% elif %}` / `{% else %}` branches, with loops taken 0, 1 and 2 times. Pure.
+//! `{% if %}` / `{% elif %}` / `{% else %}` branches, with loops taken 0, 1 and 2 times (0 and 1
+//! when every way through the loop's body is whole elements, or plain text with an expression in
+//! it: a second pass repeats them, which changes neither well-formedness nor what may nest where).
+//! Pure.
 //!
 //! MiniJinja's delimiters are fixed (`{{ }}`, `{% %}`, `{# #}`, `-` whitespace control, and the
 //! repo's `trim_blocks`/`lstrip_blocks`), so a small scanner over the source finds the tags without
@@ -11,6 +14,10 @@ use super::EXPRESSION_MARK;
 
 /// More paths than this and the template is reported instead of judged.
 pub const MAX_PATHS: usize = 64;
+
+/// Deeper nesting of blocks than this is reported instead of judged (the template engine refuses
+/// about 150; judging recurses once per level).
+pub const MAX_NESTING: usize = 100;
 
 /// Filters whose result is marked safe and written out unescaped.
 const MARKUP_FILTERS: &[&str] = &["safe", "e", "escape", "tojson"];
@@ -83,7 +90,9 @@ enum Piece {
     Raw(usize, usize),
     Expr(usize),
     If(Vec<Vec<Piece>>),
-    For(Vec<Piece>, Vec<Piece>),
+    /// Body, `{% else %}` body, whether a second pass can make a document one pass does not
+    /// (see [`repeats_harmlessly`]), and the offset of the `{% for %}`.
+    For(Vec<Piece>, Vec<Piece>, bool, usize),
 }
 
 #[derive(Debug)]
@@ -99,13 +108,14 @@ enum Tok<'a> {
 pub fn paths(source: &str) -> Result<Vec<Path>, Unjudgeable> {
     let toks = scan(source)?;
     let mut at = 0;
-    let pieces = parse_body(&toks, &mut at, &[])?;
+    let mut pieces = parse_body(&toks, &mut at, &[], 0)?;
     if let Some(Tok::Stmt(off, s)) = toks.get(at) {
         return Err(Unjudgeable {
             offset: *off,
             message: format!("`{{% {} %}}` closes nothing", s.trim()),
         });
     }
+    single_passes(source, &mut pieces);
     let start = vec![Path {
         doc: String::new(),
         spans: Vec::new(),
@@ -117,12 +127,7 @@ pub fn paths(source: &str) -> Result<Vec<Path>, Unjudgeable> {
              the check cannot judge each one (split the template, or nest fewer conditions)"
         ),
     })?;
-    let mut seen = std::collections::HashSet::new();
-    Ok(all
-        .into_iter()
-        .map(Path::trimmed)
-        .filter(|p| seen.insert(p.doc.clone()))
-        .collect())
+    Ok(distinct(all.into_iter().map(Path::trimmed).collect()))
 }
 
 fn expand(source: &str, pieces: &[Piece], mut paths: Vec<Path>) -> Option<Vec<Path>> {
@@ -136,17 +141,21 @@ fn expand(source: &str, pieces: &[Piece], mut paths: Vec<Path>) -> Option<Vec<Pa
                 let mut next = Vec::new();
                 for branch in branches {
                     next.extend(expand(source, branch, paths.clone())?);
+                    next = distinct(next);
                     if next.len() > MAX_PATHS {
                         return None;
                     }
                 }
                 paths = next;
             }
-            Piece::For(body, otherwise) => {
+            Piece::For(body, otherwise, twice, _) => {
                 let mut next = expand(source, otherwise, paths.clone())?;
                 let once = expand(source, body, paths)?;
-                next.extend(expand(source, body, once.clone())?);
+                if *twice {
+                    next.extend(expand(source, body, once.clone())?);
+                }
                 next.extend(once);
+                next = distinct(next);
                 if next.len() > MAX_PATHS {
                     return None;
                 }
@@ -155,6 +164,128 @@ fn expand(source: &str, pieces: &[Piece], mut paths: Vec<Path>) -> Option<Vec<Pa
         }
     }
     Some(paths)
+}
+
+/// One `{% for %}` of a template and what one pass through its body can write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loop {
+    /// Offset of its `{% for %}` in the source.
+    pub offset: usize,
+    /// Each way through one pass: the bytes of text it writes, and the source offset of each
+    /// `{{ expression }}` it writes.
+    pub passes: Vec<(usize, Vec<usize>)>,
+}
+
+/// Every `{% for %}` of `source`, outermost first, with the ways through one pass of its body (a
+/// loop inside it taken 0, 1 or 2 times, as [`paths`] takes it).
+pub fn loops(source: &str) -> Result<Vec<Loop>, Unjudgeable> {
+    let toks = scan(source)?;
+    let mut at = 0;
+    let mut pieces = parse_body(&toks, &mut at, &[], 0)?;
+    single_passes(source, &mut pieces);
+    let mut found = Vec::new();
+    collect_loops(source, &pieces, &mut found);
+    Ok(found)
+}
+
+fn collect_loops(source: &str, pieces: &[Piece], found: &mut Vec<Loop>) {
+    for piece in pieces {
+        match piece {
+            Piece::If(branches) => branches
+                .iter()
+                .for_each(|branch| collect_loops(source, branch, found)),
+            Piece::For(body, otherwise, _, offset) => {
+                let empty = Path {
+                    doc: String::new(),
+                    spans: Vec::new(),
+                };
+                let passes = expand(source, body, vec![empty])
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|path| {
+                        let marks: Vec<usize> = path
+                            .spans
+                            .iter()
+                            .filter(|(_, _, raw)| !raw)
+                            .map(|(_, src, _)| *src)
+                            .collect();
+                        let text = path.doc.len() - marks.len() * EXPRESSION_MARK.len_utf8();
+                        (text, marks)
+                    })
+                    .collect();
+                found.push(Loop {
+                    offset: *offset,
+                    passes,
+                });
+                collect_loops(source, body, found);
+                collect_loops(source, otherwise, found);
+            }
+            Piece::Raw(..) | Piece::Expr(_) => {}
+        }
+    }
+}
+
+/// The text inside the tag that starts at `offset` (`{{ … }}` or `{% … %}`), without its
+/// whitespace control.
+pub fn tag_body(source: &str, offset: usize) -> &str {
+    let rest = &source[offset..];
+    let close = if rest.starts_with("{%") { "%}" } else { "}}" };
+    let inner = &rest[2..];
+    let end = find_close(inner, close, false).unwrap_or(inner.len());
+    inner[..end]
+        .trim_start_matches(['-', '+'])
+        .trim_end_matches(['-', '+'])
+        .trim()
+}
+
+/// `paths` without the repeats of a document (branches that differ in nothing they write): the
+/// same document is judged the same, so only the first is kept.
+fn distinct(paths: Vec<Path>) -> Vec<Path> {
+    let mut seen = std::collections::HashSet::new();
+    paths
+        .into_iter()
+        .filter(|p| seen.insert(p.doc.clone()))
+        .collect()
+}
+
+/// Marks the loops whose second pass cannot make a new document, innermost first, so that each
+/// body is listed once here and a loop inside a loop is not judged again per outer path.
+fn single_passes(source: &str, pieces: &mut [Piece]) {
+    for piece in pieces {
+        match piece {
+            Piece::If(branches) => branches
+                .iter_mut()
+                .for_each(|branch| single_passes(source, branch)),
+            Piece::For(body, otherwise, twice, _) => {
+                single_passes(source, body);
+                single_passes(source, otherwise);
+                *twice = !repeats_harmlessly(source, body);
+            }
+            Piece::Raw(..) | Piece::Expr(_) => {}
+        }
+    }
+}
+
+/// True when a second pass through `body` cannot make a document one pass does not: every way
+/// through it is nothing, whole elements (markup that closes what it opens, whitespace around it),
+/// or text free of markup and quotes that holds an expression (so the value it stands in is not
+/// typed at check time, and more of it is the same kind of text).
+fn repeats_harmlessly(source: &str, body: &[Piece]) -> bool {
+    let empty = Path {
+        doc: String::new(),
+        spans: Vec::new(),
+    };
+    expand(source, body, vec![empty]).is_some_and(|ways| {
+        ways.iter().all(|path| {
+            let inner = path.doc.trim();
+            let elements = inner.starts_with('<')
+                && inner.ends_with('>')
+                && super::xml::parse(&format!("<x>{inner}</x>")).is_ok();
+            let text =
+                inner.contains(EXPRESSION_MARK) && !inner.contains(['<', '>', ']', '"', '\'', '&']);
+            inner.is_empty() || elements || text
+        })
+    })
 }
 
 fn keyword(stmt: &str) -> &str {
@@ -166,7 +297,12 @@ fn keyword(stmt: &str) -> &str {
 }
 
 /// Pieces up to one of `until` (left unconsumed at `*at`).
-fn parse_body(toks: &[Tok<'_>], at: &mut usize, until: &[&str]) -> Result<Vec<Piece>, Unjudgeable> {
+fn parse_body(
+    toks: &[Tok<'_>],
+    at: &mut usize,
+    until: &[&str],
+    depth: usize,
+) -> Result<Vec<Piece>, Unjudgeable> {
     let mut out = Vec::new();
     while let Some(tok) = toks.get(*at) {
         match tok {
@@ -200,13 +336,27 @@ fn parse_body(toks: &[Tok<'_>], at: &mut usize, until: &[&str]) -> Result<Vec<Pi
                         ),
                     });
                 }
+                if matches!(kw, "if" | "for" | "with") && depth >= MAX_NESTING {
+                    return Err(Unjudgeable {
+                        offset: *off,
+                        message: format!(
+                            "blocks nest more than {MAX_NESTING} deep here; the check cannot judge \
+                             the template (close some blocks before opening more)"
+                        ),
+                    });
+                }
                 *at += 1;
                 match kw {
                     "if" => {
                         let mut branches = Vec::new();
                         let mut has_else = false;
                         loop {
-                            branches.push(parse_body(toks, at, &["elif", "else", "endif"])?);
+                            branches.push(parse_body(
+                                toks,
+                                at,
+                                &["elif", "else", "endif"],
+                                depth + 1,
+                            )?);
                             match toks.get(*at) {
                                 Some(Tok::Stmt(_, s)) if keyword(s) == "endif" => break,
                                 Some(Tok::Stmt(_, s)) => has_else |= keyword(s) == "else",
@@ -222,22 +372,22 @@ fn parse_body(toks: &[Tok<'_>], at: &mut usize, until: &[&str]) -> Result<Vec<Pi
                         continue;
                     }
                     "for" => {
-                        let body = parse_body(toks, at, &["else", "endfor"])?;
+                        let body = parse_body(toks, at, &["else", "endfor"], depth + 1)?;
                         let mut otherwise = Vec::new();
                         if matches!(toks.get(*at), Some(Tok::Stmt(_, s)) if keyword(s) == "else") {
                             *at += 1;
-                            otherwise = parse_body(toks, at, &["endfor"])?;
+                            otherwise = parse_body(toks, at, &["endfor"], depth + 1)?;
                         }
                         if !matches!(toks.get(*at), Some(Tok::Stmt(_, s)) if keyword(s) == "endfor")
                         {
                             return Err(unclosed(*off, "for"));
                         }
                         *at += 1;
-                        out.push(Piece::For(body, otherwise));
+                        out.push(Piece::For(body, otherwise, true, *off));
                         continue;
                     }
                     "with" => {
-                        out.extend(parse_body(toks, at, &["endwith"])?);
+                        out.extend(parse_body(toks, at, &["endwith"], depth + 1)?);
                         if toks.get(*at).is_none() {
                             return Err(unclosed(*off, "with"));
                         }
@@ -299,6 +449,105 @@ pub fn statements(source: &str) -> Result<Vec<(usize, &str)>, Unjudgeable> {
             _ => None,
         })
         .collect())
+}
+
+/// The filters `source` applies (`{{ x | upper }}`, `{% for d in D | each %}`,
+/// `{% filter upper %}`): the offset of each name, and the name. Quoted text is not read.
+pub fn filters(source: &str) -> Result<Vec<(usize, &str)>, Unjudgeable> {
+    let mut found = Vec::new();
+    for tok in scan(source)? {
+        let body = match tok {
+            Tok::Expr(_, body) | Tok::Stmt(_, body) => body,
+            _ => continue,
+        };
+        let base = body.as_ptr() as usize - source.as_ptr() as usize;
+        let name_at = |from: usize| {
+            let rest = &body[from..];
+            let start = from + (rest.len() - rest.trim_start().len());
+            let len = body[start..]
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(body.len() - start);
+            (len > 0).then(|| (base + start, &body[start..start + len]))
+        };
+        if keyword(body) == "filter" {
+            let kw = body.len() - body.trim_start().len() + "filter".len();
+            found.extend(name_at(kw));
+        }
+        let mut quote = None;
+        let mut chars = body.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match (quote, c) {
+                (Some(_), '\\') => {
+                    chars.next();
+                }
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '|') => found.extend(name_at(i + 1)),
+                (None, _) => {}
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The innermost block left open: where it opens, its statement, the `end…` tag that closes it,
+/// and the closing tag of another block that stands where it must close (None: the template
+/// ends first). None when every block is closed in order, or the tags cannot be read.
+pub fn open_block(source: &str) -> Option<OpenBlock<'_>> {
+    const BLOCKS: &[&str] = &[
+        "if",
+        "for",
+        "with",
+        "macro",
+        "call",
+        "filter",
+        "block",
+        "autoescape",
+    ];
+    let mut open: Vec<(usize, &str, &str)> = Vec::new();
+    for tok in scan(source).ok()? {
+        let Tok::Stmt(off, body) = tok else { continue };
+        let kw = keyword(body);
+        let opens = BLOCKS.contains(&kw) || (kw == "set" && !body.contains('='));
+        if opens {
+            open.push((off, kw, body.trim()));
+        } else if let Some(closed) = kw.strip_prefix("end") {
+            match open.last() {
+                Some((_, top, _)) if *top == closed => {
+                    open.pop();
+                }
+                Some(&(offset, top, statement)) => {
+                    return Some(OpenBlock {
+                        offset,
+                        statement,
+                        end: top,
+                        stray: Some((off, body.trim())),
+                    })
+                }
+                None => return None,
+            }
+        }
+    }
+    open.pop().map(|(offset, top, statement)| OpenBlock {
+        offset,
+        statement,
+        end: top,
+        stray: None,
+    })
+}
+
+/// A block [`open_block`] found open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenBlock<'a> {
+    /// Offset of its `{%`.
+    pub offset: usize,
+    /// Its statement, as written (`if Digits == "1"`).
+    pub statement: &'a str,
+    /// Its keyword; `end` + this closes it.
+    pub end: &'a str,
+    /// The closing tag of another block where this one must close: its offset and statement.
+    pub stray: Option<(usize, &'a str)>,
 }
 
 /// Splits `source` into raw text, expressions and statements, applying whitespace control as
@@ -538,9 +787,90 @@ mod tests {
     #[test]
     fn loops_run_zero_one_and_two_times() {
         assert_eq!(
-            docs("<R>{% for m in M %}<S>{{ m }}</S>{% else %}<N/>{% endfor %}</R>"),
-            ["<R><N/></R>", "<R><S>$</S></R>", "<R><S>$</S><S>$</S></R>"]
+            docs("<R>{% for m in M %}<S>{{ m }}{% else %}<N/>{% endfor %}</R>"),
+            ["<R><N/></R>", "<R><S>$</R>", "<R><S>$<S>$</R>"]
         );
+        assert_eq!(
+            docs("<R><S>{% for m in M %}a] {{ m }}{% endfor %}</S></R>"),
+            [
+                "<R><S></S></R>",
+                "<R><S>a] $</S></R>",
+                "<R><S>a] $a] $</S></R>"
+            ]
+        );
+        assert_eq!(
+            docs("<R><S>{% for m in M %}a, {{ m }}{% endfor %}</S></R>"),
+            ["<R><S></S></R>", "<R><S>a, $</S></R>"]
+        );
+    }
+
+    #[test]
+    fn a_loop_of_whole_elements_runs_zero_and_one_times() {
+        assert_eq!(
+            docs("<R>{% for m in M %}\n  <S>{{ m }}</S>{% if a %}<P/>{% endif %}\n{% else %}<N/>{% endfor %}</R>"),
+            ["<R>  <S>$</S></R>", "<R>  <S>$</S><P/></R>", "<R><N/></R>"]
+        );
+        // Loops of different elements in a row: 2^n ways, not 3^n (and the same document twice
+        // is one way).
+        let loops = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("{{% for d in D %}}<N{i}>{{{{ d }}}}</N{i}>{{% endfor %}}"))
+                .collect()
+        };
+        assert_eq!(paths(&loops(6)).unwrap().len(), 64);
+        assert!(paths(&loops(7)).is_err());
+        let same = "{% for d in D %}<N>{{ d }}</N>{% endfor %}".repeat(7);
+        assert_eq!(paths(&same).unwrap().len(), 8);
+    }
+
+    #[test]
+    fn filters_are_found_outside_quotes_with_their_place() {
+        let src = "<R>{{ x | upper }}{{ \"a|b\" ~ y|uper(1) }}{% for d in D | each %}\
+                   {% filter lower %}x{% endfilter %}{% endfor %}</R>";
+        let found: Vec<(&str, &str)> = filters(src)
+            .unwrap()
+            .into_iter()
+            .map(|(at, name)| (&src[at..at + name.len()], name))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("upper", "upper"),
+                ("uper", "uper"),
+                ("each", "each"),
+                ("lower", "lower")
+            ]
+        );
+    }
+
+    #[test]
+    fn the_block_left_open_is_named_with_its_place() {
+        let src = "<R>\n{% if Digits %}\n{% for d in D %}{% endfor %}\n</R>";
+        let b = open_block(src).unwrap();
+        assert_eq!(
+            (b.offset, b.statement, b.end, b.stray),
+            (4, "if Digits", "if", None)
+        );
+        let src = "{% for d in D %}{% if a %}x{% endfor %}";
+        let b = open_block(src).unwrap();
+        assert_eq!((b.statement, b.stray), ("if a", Some((27, "endfor"))));
+        assert_eq!(open_block("{% if a %}{% set x = 1 %}{% endif %}"), None);
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_overflowing_the_stack() {
+        let nested = |n: usize| "{% with %}".repeat(n) + "<S/>" + &"{% endwith %}".repeat(n);
+        assert_eq!(paths(&nested(MAX_NESTING)).unwrap().len(), 1);
+        let deep = nested(10_000);
+        // Half the stack of the blocking thread a reload runs on (tokio's 2 MiB).
+        let e = std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(move || paths(&deep).unwrap_err())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(e.offset, 10 * MAX_NESTING, "{e:?}");
+        assert!(e.message.contains("nest more than 100 deep"), "{e:?}");
     }
 
     #[test]
@@ -584,11 +914,16 @@ mod tests {
             let e = paths(src).unwrap_err();
             assert!(e.message.contains(expect), "{src}: {e:?}");
         }
-        let many = "{% if a %}<S/>{% endif %}".repeat(7);
-        assert!(paths(&many).unwrap_err().message.contains("more than 64"));
+        let ifs = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("{{% if a %}}<S{i}/>{{% endif %}}"))
+                .collect()
+        };
+        assert!(paths(&ifs(7)).unwrap_err().message.contains("more than 64"));
+        assert_eq!(paths(&ifs(6)).unwrap().len(), 64);
         assert_eq!(
-            paths(&"{% if a %}<S/>{% endif %}".repeat(6)).unwrap().len(),
-            7
+            paths(&"{% if a %}<S/>{% endif %}".repeat(7)).unwrap().len(),
+            8
         );
     }
 }

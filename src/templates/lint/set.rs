@@ -13,6 +13,7 @@ use super::links::{self, Target};
 use super::paths::{self, Path};
 use super::schema::SCHEMA;
 use super::{Channel, EXPRESSION_MARK};
+use crate::templates::files::line_col;
 
 /// One problem, in a template's source.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -119,6 +120,14 @@ pub fn lint_set(sources: &[(&str, &str)]) -> SetReport {
                 continue;
             };
             let Some(target_channels) = channels.get(target.as_str()) else {
+                // `/status` is the server's own status-callback route (204, journaled): a
+                // `<Message action>` pointed at it gets the status and no more TwiML, which ends
+                // the messaging response as it should.
+                if chosen == [Channel::Messaging]
+                    && (target == "status" || target.starts_with("status/"))
+                {
+                    continue;
+                }
                 add(
                     t.name,
                     *offset,
@@ -199,6 +208,9 @@ fn read<'a>(name: &'a str, text: &str, add: &mut impl FnMut(&str, usize, String)
                 "an expression may only stand in text or in an attribute value (its value is \
                  escaped, so it can never make markup)"
                     .to_string()
+            } else if let Some(opened) = p.opened {
+                let (line, col) = line_col(text, path.source_offset(opened));
+                format!("{} (it was opened at {line}:{col})", p.message)
             } else {
                 p.message.clone()
             };
@@ -370,6 +382,38 @@ mod tests {
             "<Response><Redirect>sms/help</Redirect><Say>x</Say></Response>",
         )]);
         assert!(e.iter().any(|e| e.contains("no template")), "{e:?}");
+    }
+
+    #[test]
+    fn a_message_action_is_a_link_and_never_leads_into_voice() {
+        let e = errors(&[
+            (
+                "sms/reply",
+                "<Response><Message action=\"/hangup\">Bye</Message></Response>",
+            ),
+            ("hangup", "<Response><Hangup/></Response>"),
+        ]);
+        assert!(
+            e.iter().any(|e| e.contains(
+                "<Message action> leads to /hangup, a voice template; messaging never leads into \
+                 voice TwiML"
+            )),
+            "{e:?}"
+        );
+        let e = errors(&[(
+            "sms/reply",
+            "<Response><Message action=\"nowhere\">Bye</Message></Response>",
+        )]);
+        assert!(
+            e[0].contains("leads to /sms/nowhere, which has no template"),
+            "{e:?}"
+        );
+        // The server answers /status itself: a delivery receipt, no TwiML needed.
+        let e = errors(&[(
+            "sms/reply",
+            "<Response><Message action=\"/status\">Bye</Message></Response>",
+        )]);
+        assert!(e.is_empty(), "{e:?}");
     }
 
     #[test]

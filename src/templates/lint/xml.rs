@@ -13,6 +13,9 @@ pub struct NotWellFormed {
     pub offset: usize,
     /// What is wrong, for a template author.
     pub message: String,
+    /// Where the element that should have been closed first was opened (its `<`), when the
+    /// problem is a missing end tag; a caller names it in its own coordinates.
+    pub opened: Option<usize>,
 }
 
 /// Parses `doc` strictly; the error names the first problem and its byte offset.
@@ -33,6 +36,7 @@ fn beyond_roxmltree(doc: &str, tree: &Document<'_>) -> Result<(), NotWellFormed>
     let fail = |offset: usize, message: &str| NotWellFormed {
         offset,
         message: format!("not well-formed XML: {message}"),
+        opened: None,
     };
     let body_start = if doc.starts_with('\u{FEFF}') { 3 } else { 0 };
     if let Some(decl) = doc[body_start..].strip_prefix("<?xml") {
@@ -259,8 +263,27 @@ pub fn well_formed(doc: &str) -> bool {
 
 fn describe(doc: &str, e: &Error) -> NotWellFormed {
     let pos = e.pos();
-    let offset = byte_offset(doc, pos.row, pos.col);
+    let mut offset = byte_offset(doc, pos.row, pos.col);
+    let mut opened = None;
     let message = match e {
+        Error::UnexpectedCloseTag(expected, actual, _) => {
+            opened = open_elements(doc, offset).last().map(|(at, _)| *at);
+            format!(
+                "`</{actual}>` stands where `<{expected}>` is still open: close `<{expected}>` \
+                 first with `</{expected}>`"
+            )
+        }
+        // roxmltree places these at 1:1; the document ends at the end.
+        Error::UnexpectedEndOfStream | Error::UnclosedRootNode => {
+            offset = doc.len();
+            match open_elements(doc, doc.len()).last() {
+                Some((at, name)) => {
+                    opened = Some(*at);
+                    format!("the document ends while `<{name}>` is still open: close it with `</{name}>`")
+                }
+                None => "unexpected end of the document".to_string(),
+            }
+        }
         Error::MalformedEntityReference(_) if doc[offset..].starts_with('&') => {
             ampersand(&doc[offset..])
         }
@@ -287,7 +310,65 @@ fn describe(doc: &str, e: &Error) -> NotWellFormed {
     NotWellFormed {
         offset,
         message: format!("not well-formed XML: {message}"),
+        opened,
     }
+}
+
+/// The elements open at `end` of a document well-formed before it, outermost first: the offset of
+/// each start tag's `<`, and its name.
+fn open_elements(doc: &str, end: usize) -> Vec<(usize, &str)> {
+    let text = &doc[..end.min(doc.len())];
+    let mut open = Vec::new();
+    let mut i = 0;
+    while let Some(at) = text[i..].find('<').map(|rel| i + rel) {
+        let rest = &text[at..];
+        let literal = [
+            ("<!--", "-->"),
+            ("<![CDATA[", "]]>"),
+            ("<?", "?>"),
+            ("<!", ">"),
+        ]
+        .into_iter()
+        .find(|(start, _)| rest.starts_with(start));
+        if let Some((_, close)) = literal {
+            match rest.find(close) {
+                Some(e) => i = at + e + close.len(),
+                None => break,
+            }
+            continue;
+        }
+        // The tag ends at the first `>` outside a quoted attribute value.
+        let mut quote = None;
+        let Some(tag_end) = rest.char_indices().find_map(|(j, c)| match (quote, c) {
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                None
+            }
+            (Some(q), c) if c == q => {
+                quote = None;
+                None
+            }
+            (None, '>') => Some(at + j),
+            _ => None,
+        }) else {
+            break;
+        };
+        let inner = &text[at + 1..tag_end];
+        let name_of = |s: &'_ str| -> usize {
+            s.find(|c: char| c.is_whitespace() || c == '/' || c == '>')
+                .unwrap_or(s.len())
+        };
+        if let Some(closing) = inner.strip_prefix('/') {
+            let name = &closing[..name_of(closing)];
+            if let Some(pos) = open.iter().rposition(|(_, n)| *n == name) {
+                open.truncate(pos);
+            }
+        } else if !inner.ends_with('/') {
+            open.push((at, &inner[..name_of(inner)]));
+        }
+        i = tag_end + 1;
+    }
+    open
 }
 
 /// The byte offset of a 1-based row and character column.
@@ -311,6 +392,24 @@ mod tests {
 
     fn error(doc: &str) -> NotWellFormed {
         parse(doc).map(|_| ()).unwrap_err()
+    }
+
+    #[test]
+    fn a_missing_end_tag_names_where_its_element_was_opened() {
+        let doc = "<Response>\n  <Say a=\"x>\">hi\n  <!-- <Play> -->\n</Response>";
+        let e = error(doc);
+        assert_eq!(&doc[e.offset..e.offset + 3], "</R", "{e:?}");
+        assert!(
+            e.message
+                .contains("`</Response>` stands where `<Say>` is still open"),
+            "{e:?}"
+        );
+        assert_eq!(&doc[e.opened.unwrap()..][..4], "<Say", "{e:?}");
+        let doc = "<Response><Say>hi</Say>";
+        let e = error(doc);
+        assert_eq!(e.offset, doc.len(), "{e:?}");
+        assert!(e.message.contains("`<Response>` is still open"), "{e:?}");
+        assert_eq!(e.opened, Some(0));
     }
 
     #[test]

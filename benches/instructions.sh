@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Instructions per signed webhook, counted by callgrind: deterministic, so CI can guard it where a
+# req/s figure would only be noise on a shared machine.
+#
+#   bash benches/instructions.sh            measure and print, per path
+#   bash benches/instructions.sh --check    also fail when a path exceeds its budget by more than 2%
+#                                           (benches/instructions-budget.txt); say so when it wins
+#
+# Method (as the hidden benchmark counts): the release binary runs under valgrind's callgrind twice,
+# once for 2,000 and once for 6,000 sequential keep-alive requests of one signed SMS webhook, with
+# the shipped templates and config and the default log level; (I6000 - I2000) / 4000 is what one
+# request costs, start-up and shutdown cancelling out. Paths:
+#   primary    POST /sms, --role primary
+#   fallback   POST /sms with ErrorCode/ErrorUrl (a fallback hit: counted and logged), --role fallback
+#
+# Environment: BIN=path (default: cargo build --release and target/release/twiml-failover),
+# INSTRUCTIONS_PATHS="primary fallback", INSTRUCTIONS_PORT=19171.
+# Needs valgrind (installed with apt-get when missing and root) and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+check=0
+[ "${1:-}" = --check ] && check=1
+budget_file=benches/instructions-budget.txt
+paths=${INSTRUCTIONS_PATHS:-"primary fallback"}
+port=${INSTRUCTIONS_PORT:-19171}
+export TWILIO_AUTH_TOKEN=instructions-token-not-a-secret-01
+
+if ! command -v valgrind >/dev/null; then
+  [ "$(id -u)" = 0 ] || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
+fi
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=${CARGO_TARGET_DIR:-target}/release/twiml-failover
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cat >"$tmp/load.py" <<'PY'
+import base64, hashlib, hmac, http.client, sys, urllib.parse
+port, n, tok, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+params = [("AccountSid", "AC" + "1" * 32), ("Body", "Hi there, is my order #4521 shipped yet?"),
+          ("From", "+15550100"), ("MessageSid", "SM" + "2" * 32), ("To", "+15550199")]
+if path == "fallback":
+    params += [("ErrorCode", "11200"), ("ErrorUrl", "https://voice.example.com/sms")]
+url = f"http://127.0.0.1:{port}/sms"
+signed = url + "".join(k + v for k, v in sorted(params))
+sig = base64.b64encode(hmac.new(tok.encode(), signed.encode(), hashlib.sha1).digest()).decode()
+body = urllib.parse.urlencode(params)
+c = http.client.HTTPConnection("127.0.0.1", port)
+for _ in range(n):
+    c.request("POST", "/sms", body, {"X-Twilio-Signature": sig,
+                                     "Content-Type": "application/x-www-form-urlencoded"})
+    r = c.getresponse(); r.read()
+    if r.status != 200:
+        sys.exit(f"answered {r.status}, not 200")
+PY
+
+# Total instructions of one server run answering $2 requests on path $1.
+count() {
+  local path=$1 n=$2 role=primary
+  [ "$path" = fallback ] && role=fallback
+  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" serve \
+    --listen "127.0.0.1:$port" --public-url "http://127.0.0.1:$port" --role "$role" \
+    --templates twiml-templates --config twiml-failover.toml \
+    >/dev/null 2>"$tmp/vg.log" &
+  local vp=$!
+  for _ in $(seq 300); do
+    curl -s -o /dev/null -m 1 "http://127.0.0.1:$port/readyz" && break
+    kill -0 "$vp" 2>/dev/null || { cat "$tmp/vg.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  python3 "$tmp/load.py" "$port" "$n" "$TWILIO_AUTH_TOKEN" "$path"
+  kill -TERM "$vp"
+  wait "$vp" || true
+  awk '/Collected/ {print $NF}' "$tmp/vg.log"
+}
+
+status=0
+for path in $paths; do
+  a=$(count "$path" 2000)
+  b=$(count "$path" 6000)
+  per=$(( (b - a) / 4000 ))
+  line="$path: $per instructions per request"
+  budget=$(awk -v p="$path" '$1 == p {print $2}' "$budget_file")
+  if [ -n "$budget" ]; then
+    line="$line (budget $budget, $(awk -v m="$per" -v b="$budget" 'BEGIN {printf "%.3f", m / b}')x)"
+    if (( per * 100 > budget * 102 )); then
+      line="$line: OVER BUDGET by more than 2%; find the cost (docs/performance.md, 'Instructions per request') or, if it buys something users need, raise the budget in $budget_file in the same commit and say why"
+      status=1
+    elif (( per * 100 < budget * 98 )); then
+      line="$line: a win; lower the budget in $budget_file to $per"
+    fi
+  fi
+  echo "$line"
+done
+if (( check )); then exit "$status"; fi
