@@ -261,14 +261,8 @@ fn postgres_over_a_unix_socket_from_pg_variables_and_a_password_file() {
         // libpq never uses TLS on a socket; neither may this.
         ("PGSSLMODE", "verify-full"),
     ];
-    let templates = common::shipped_templates();
-    let config = common::example_config();
-    let server = Serve::start(
+    let server = Serve::shipped_with(
         &[
-            "--templates",
-            templates.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
             "--watch",
             "false",
             "--journal-password-file",

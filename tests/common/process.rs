@@ -215,6 +215,11 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 impl Serve {
     /// `start` on the shipped templates and example config, plus `extra` flags.
     pub fn shipped(extra: &[&str]) -> Serve {
+        Serve::shipped_with(extra, &[])
+    }
+
+    /// `shipped` with `env` in its environment too.
+    pub fn shipped_with(extra: &[&str], env: &[(&str, &str)]) -> Serve {
         let templates = super::shipped_templates();
         let config = super::example_config();
         let mut args = vec![
@@ -224,6 +229,6 @@ impl Serve {
             config.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        Serve::start(&args, &[])
+        Serve::start(&args, env)
     }
 }
