@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Starts a throwaway PostgreSQL server on 127.0.0.1 (random port, random password) for the journal
 # tests, and prints the lines to eval:
-#   eval "$(bash .ci/postgres.sh)"      # exports TWIML_FAILOVER_TEST_POSTGRES, TWIML_FAILOVER_PG_DATA
-#                                       # and TWIML_FAILOVER_TEST_POSTGRES_CA (TLS is on, self-signed)
+#   eval "$(bash .ci/postgres.sh)"      # exports TWIML_FAILOVER_TEST_POSTGRES, TWIML_FAILOVER_PG_DATA,
+#                                       # TWIML_FAILOVER_TEST_POSTGRES_CA (TLS is on, self-signed) and
+#                                       # TWIML_FAILOVER_PG_SOCKET (its unix-socket folder, which any
+#                                       # user may reach: tests connect as other users through it)
 #   bash .ci/postgres.sh stop           # stops the server started above and deletes its data
 # Installs PostgreSQL with apt when no server binaries are found. Logs go to stderr.
 set -euo pipefail
@@ -37,10 +39,12 @@ fi
 bin=$(bindir)
 
 dir=$(mktemp -d /tmp/twiml-failover-pg.XXXXXX)
+mkdir "$dir/socket"
 password=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
 printf '%s\n' "$password" > "$dir/pwfile"
 if [ "$(id -u)" = 0 ]; then chown -R postgres: "$dir"; fi
 chmod 700 "$dir"
+chmod 755 "$dir/socket"
 as_db_user "$bin/initdb" -D "$dir/data" -U postgres --auth=scram-sha-256 \
   --pwfile="$dir/pwfile" -E UTF8 --locale=C.UTF-8 >&2
 rm -f "$dir/pwfile"
@@ -61,11 +65,12 @@ if [ "$(id -u)" = 0 ]; then chown -R postgres: "$dir"; fi
 for _ in $(seq 20); do
   port=$((20000 + RANDOM % 30000))
   if as_db_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on -c max_connections=200 -c ssl=on" \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/socket -c fsync=on -c max_connections=200 -c ssl=on" \
       start >&2; then
     echo "export TWIML_FAILOVER_TEST_POSTGRES='postgres://postgres:$password@127.0.0.1:$port/postgres'"
     echo "export TWIML_FAILOVER_PG_DATA='$dir'"
     echo "export TWIML_FAILOVER_TEST_POSTGRES_CA='$dir/ca.pem'"
+    echo "export TWIML_FAILOVER_PG_SOCKET='$dir/socket'"
     echo "postgres $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port" >&2
     exit 0
   fi

@@ -4,12 +4,17 @@
   checks.py kubernetes ROLE RENDERED.yaml    an overlay's `kubectl kustomize` output
   checks.py cloudrun SERVICE.yaml POD.yaml   checks the Knative service; writes its containers as a
                                              Pod for kubernetes-validate
+  checks.py cloudrun-monitoring FOLDER       Cloud Run's log-based metrics and alert policies
   checks.py cloudformation TEMPLATE.yaml     the AWS fallback stack (needs cfn-lint installed)
   checks.py rule-spec PROMETHEUSRULE.yaml OUT  writes the PrometheusRule's spec as a rule file
+  checks.py shipped KIND PATH                what a deployment runs (kubernetes OVERLAY_DIR, aws
+                                             TEMPLATE, cloudrun SERVICE): command, environment,
+                                             volumes, user, probes, as JSON for tests/manifests.rs
 
 Needs PyYAML (cfn-lint brings it). Prints one line per check; exits 1 on the first failure.
 """
 
+import os
 import sys
 import urllib.parse
 
@@ -39,11 +44,21 @@ def after_sigterm(env_value_of):
     that adds up. `env_value_of(name)` is the variable's value, None when it is not set."""
     lame = float(env_value_of("TWIML_FAILOVER_LAME_DUCK") or LAME_DUCK_S)
     drain = float(env_value_of("TWIML_FAILOVER_DRAIN_TIMEOUT") or "nan")
-    # Set from a Secret (valueFrom) counts too: the name is what matters.
-    journal = JOURNAL_EXIT_S if env_value_of("TWIML_FAILOVER_JOURNAL") is not None else 0
+    # Set from a Secret (valueFrom) counts too: the name is what matters. The journal's last write
+    # waits up to 8 s only for events its store did not take, and only a spill folder can save
+    # those at exit; without one they are lost however long it waits (with the store up the write
+    # takes milliseconds), so the exit is not held for it (Cloud Run: deploy/cloudrun/service.yaml).
+    has_journal = env_value_of("TWIML_FAILOVER_JOURNAL") is not None
+    spills = env_value_of("TWIML_FAILOVER_JOURNAL_SPILL_DIR") is not None
+    journal = JOURNAL_EXIT_S if has_journal and spills else 0
     total = lame + LISTENER_CLOSE_S + drain + FORCED_CLOSE_S + journal
     parts = f"lame duck {lame:g} + close {LISTENER_CLOSE_S} + drain {drain:g} + {FORCED_CLOSE_S}"
-    parts += f" + journal {journal}" if journal else " (no journal)"
+    if journal:
+        parts += f" + journal {journal}"
+    elif has_journal:
+        parts += " (journal without a spill folder: nothing more to save at exit)"
+    else:
+        parts += " (no journal)"
     return total, f"{total:g} s after SIGTERM ({parts})"
 
 # Memory (benches/memory.sh: release build, 1000 connections per state; docs/production.md "Memory
@@ -57,6 +72,10 @@ MEMORY_WORST_CONNECTION_KIB = 48
 MEMORY_WORST_TLS_CONNECTION_KIB = 104
 DEFAULT_MAX_CONNECTIONS = 2048
 DEFAULT_BODY_BUFFER_BYTES = 16 * 1024 * 1024
+# With a journal, a database outage holds up to 100,000 events in memory (src/journal/writer.rs),
+# each costing 1,198 bytes of RSS (benches/journal_outage.sh: 2,996 events, +3.5 MiB).
+JOURNAL_BUFFERED_EVENTS = 100_000
+JOURNAL_BYTES_PER_EVENT = 1198
 
 
 def mib(quantity):
@@ -73,14 +92,15 @@ def memory_budget_mib(env):
     conns = int(env.get("TWIML_FAILOVER_MAX_CONNECTIONS") or DEFAULT_MAX_CONNECTIONS)
     body = int(env.get("TWIML_FAILOVER_BODY_BUFFER_BYTES") or DEFAULT_BODY_BUFFER_BYTES)
     worst = MEMORY_WORST_TLS_CONNECTION_KIB if env.get("TWIML_FAILOVER_TLS_CERT") else MEMORY_WORST_CONNECTION_KIB
-    return MEMORY_BASE_MIB + conns * worst / 1024 + 2 * body / 2**20
+    journal = JOURNAL_BUFFERED_EVENTS * JOURNAL_BYTES_PER_EVENT if env.get("TWIML_FAILOVER_JOURNAL") else 0
+    return MEMORY_BASE_MIB + conns * worst / 1024 + 2 * body / 2**20 + journal / 2**20
 
 
 def check_memory(where, env, limit_mib):
     budget = memory_budget_mib(env)
     check(budget <= limit_mib,
           f"{where}: memory budget {budget:.0f} MiB (base {MEMORY_BASE_MIB} + max connections x worst "
-          f"connection + 2 x body budget) <= memory limit {limit_mib:.0f} MiB")
+          f"connection + 2 x body budget + the journal's outage buffer) <= memory limit {limit_mib:.0f} MiB")
 
 
 class CheckFailed(Exception):
@@ -119,10 +139,15 @@ def kubernetes(role, path):
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
     for kind in ("Namespace", "ServiceAccount", "Deployment", "Service", "Ingress",
-                 "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy"):
+                 "PodDisruptionBudget", "HorizontalPodAutoscaler"):
         check(len(by_kind.get(kind, [])) == 1, f"{role}: exactly one {kind}")
+    policies = {d["metadata"]["name"]: d["spec"] for d in by_kind.get("NetworkPolicy", [])}
+    clusters = by_kind.get("Cluster", [])
+    expected_policies = {"twiml-failover", "twiml-failover-egress"} | (
+        {"twiml-failover-egress-database"} if clusters else set())
+    check(set(policies) == expected_policies, f"{role}: NetworkPolicies {sorted(expected_policies)}")
     check(len(by_kind.get("ConfigMap", [])) == 3, f"{role}: three ConfigMaps (two template sets, config)")
-    check("Secret" not in by_kind, f"{role}: no Secret in the manifests (created by hand)")
+    check("Secret" not in by_kind, f"{role}: no Secret in the manifests (created by hand or by the operator)")
 
     ns = by_kind["Namespace"][0]
     check(ns["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") == "restricted",
@@ -224,11 +249,94 @@ def kubernetes(role, path):
     hpa = by_kind["HorizontalPodAutoscaler"][0]["spec"]
     check(hpa["scaleTargetRef"]["name"] == deploy["metadata"]["name"] and hpa["minReplicas"] >= 2,
           f"{role}: HPA scales the Deployment, at least 2 replicas")
-    np = by_kind["NetworkPolicy"][0]["spec"]
-    check(selects(np["podSelector"]["matchLabels"]), f"{role}: NetworkPolicy selects the pods")
+    np = policies["twiml-failover"]
+    check(all(selects(p["podSelector"]["matchLabels"]) for p in policies.values()),
+          f"{role}: every NetworkPolicy selects the pods")
     check(set(np["policyTypes"]) == {"Ingress", "Egress"}, f"{role}: NetworkPolicy restricts both directions")
     check(all(p.get("port") == 8080 for r in np["ingress"] for p in r["ports"]), f"{role}: only port 8080 is open")
-    check(all(p.get("port") == 53 for r in np["egress"] for p in r["ports"]), f"{role}: egress is DNS only")
+    check(all(p.get("port") == 53 for r in np["egress"] for p in r["ports"]), f"{role}: its own egress is DNS only")
+    journal_checks(role, c, volumes, policies, clusters)
+
+
+# The documentation ranges base/networkpolicy.yaml holds until an overlay sets real addresses.
+PLACEHOLDER_NETWORKS = ("192.0.2.0/24", "198.51.100.0/24")
+
+
+def secret_key_refs(container):
+    """{env name: (secret name, key)} for the env entries taken from Secrets."""
+    out = {}
+    for e in container.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            out[e["name"]] = (ref["name"], ref["key"])
+    return out
+
+
+def mounted_secret_file(container, volumes, path):
+    """(secret name, key) of the Secret file mounted at `path`, or None."""
+    for m in container.get("volumeMounts", []):
+        folder = m["mountPath"].rstrip("/") + "/"
+        secret = volumes.get(m["name"], {}).get("secret")
+        if secret and path.startswith(folder):
+            for item in secret.get("items", []):
+                if folder + item["path"] == path:
+                    return secret["secretName"], item["key"]
+    return None
+
+
+def journal_checks(role, c, volumes, policies, clusters):
+    """The journal on PostgreSQL as issue 22 wants it: credentials from Secrets (the password as
+    a file), TLS verified against the database's CA, a writable spill folder, egress to the
+    database and the forward target, and nothing secret in a plain value."""
+    env = {k: env_value(c, k) for k in env_of(c)}
+    refs = secret_key_refs(c)
+    journal = env.get("TWIML_FAILOVER_JOURNAL") or ""
+    check(journal.startswith(("postgres://", "postgresql://")) and "@" not in journal,
+          f"{role}: journal on PostgreSQL, no credentials in the URL ({journal!r})")
+    check("PGPASSWORD" not in env and not any("PASSWORD" in k and v for k, v in env.items()
+                                              if k != "TWIML_FAILOVER_JOURNAL_PASSWORD_FILE"),
+          f"{role}: no password in a plain env value")
+    for var in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER"):
+        check(var in refs, f"{role}: {var} from Secret {refs.get(var, ('?',))[0]}")
+    secret_names = {refs[v][0] for v in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER")}
+    check(len(secret_names) == 1, f"{role}: PG* from one Secret {sorted(secret_names)}")
+    (secret,) = secret_names
+    password = mounted_secret_file(c, volumes, env.get("TWIML_FAILOVER_JOURNAL_PASSWORD_FILE") or "")
+    check(password == (secret, "password"),
+          f"{role}: TWIML_FAILOVER_JOURNAL_PASSWORD_FILE is key `password` of Secret {secret}, mounted")
+    check(env.get("PGSSLMODE") == "verify-full", f"{role}: PGSSLMODE=verify-full")
+    ca = mounted_secret_file(c, volumes, env.get("PGSSLROOTCERT") or "")
+    check(ca is not None and ca[1] == "ca.crt", f"{role}: PGSSLROOTCERT is a mounted Secret's ca.crt ({ca})")
+    spill = env.get("TWIML_FAILOVER_JOURNAL_SPILL_DIR") or ""
+    writable = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", []) if not m.get("readOnly")}
+    check(spill in writable and "emptyDir" in volumes[writable[spill]],
+          f"{role}: spill folder {spill} is a writable emptyDir")
+    check(set(writable) == {spill}, f"{role}: the spill folder is the only writable mount")
+    forward = urllib.parse.urlsplit(env.get("TWIML_FAILOVER_FORWARD_TO") or "")
+    check(forward.scheme == "https" and forward.hostname, f"{role}: forwards to {forward.geturl()!r} (https)")
+    egress = policies["twiml-failover-egress"]["egress"]
+    ports = [[p.get("port") for p in r["ports"]] for r in egress]
+    cidrs = [t.get("ipBlock", {}).get("cidr") for r in egress for t in r["to"]]
+    check(ports == [[5432], [443]], f"{role}: egress to the database (5432) and the forward target (443)")
+    check(not set(cidrs) & set(PLACEHOLDER_NETWORKS) and "0.0.0.0/0" not in cidrs,
+          f"{role}: the overlay set the egress addresses ({', '.join(map(str, cidrs))})")
+    if clusters:
+        cluster = clusters[0]
+        name, spec = cluster["metadata"]["name"], cluster["spec"]
+        check(secret == f"{name}-app" and ca[0] == f"{name}-ca",
+              f"{role}: journal settings from CloudNativePG's {name}-app and {name}-ca Secrets")
+        check(spec.get("instances", 1) >= 2 and spec.get("affinity", {}).get("topologyKey")
+              == "topology.kubernetes.io/zone",
+              f"{role}: database Cluster {name}: {spec.get('instances')} instances spread over zones")
+        check(spec.get("postgresql", {}).get("synchronous", {}).get("number", 0) >= 1,
+              f"{role}: database commits wait for a standby (synchronous)")
+        db = policies["twiml-failover-egress-database"]["egress"]
+        check(db == [{"to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": name}}}],
+                      "ports": [{"protocol": "TCP", "port": 5432}]}],
+              f"{role}: egress to the Cluster's pods on 5432")
+    else:
+        check(secret == "twiml-failover-journal" and ca == ("twiml-failover-journal", "ca.crt"),
+              f"{role}: journal settings from the Secret twiml-failover-journal (external database)")
 
 
 def cloudrun(path, pod_out):
@@ -256,6 +364,22 @@ def cloudrun(path, pod_out):
                  mib(c.get("resources", {}).get("limits", {}).get("memory", "512Mi")))
     token = env_of(c).get("TWILIO_AUTH_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {})
     check(bool(token.get("name")) and bool(token.get("key")), "cloudrun: auth token from Secret Manager (secretKeyRef)")
+    journal = env_value(c, "TWIML_FAILOVER_JOURNAL") or ""
+    instance = annotations.get("run.googleapis.com/cloudsql-instances", "")
+    check(journal == "postgres://" and instance and env_value(c, "PGHOST") == f"/cloudsql/{instance}",
+          f"cloudrun: journal on Cloud SQL {instance!r} through its unix socket (PGHOST)")
+    check("PGPASSWORD" not in env_of(c), "cloudrun: no password in the environment")
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    password = env_value(c, "TWIML_FAILOVER_JOURNAL_PASSWORD_FILE") or ""
+    folder, _, file = password.rpartition("/")
+    volume = {v["name"]: v for v in spec.get("volumes", [])}.get(mounts.get(folder), {})
+    check(any(i.get("path") == file for i in volume.get("secret", {}).get("items", [])),
+          f"cloudrun: journal password {password} from Secret Manager "
+          f"({volume.get('secret', {}).get('secretName')}), mounted as a file")
+    check(annotations.get("run.googleapis.com/cpu-throttling") == "false",
+          "cloudrun: CPU between requests (the journal retries and the forwarder run in the background)")
+    forward = urllib.parse.urlsplit(env_value(c, "TWIML_FAILOVER_FORWARD_TO") or "")
+    check(forward.scheme == "https" and forward.hostname, f"cloudrun: forwards to {forward.geturl()!r}")
     check(http_path(c.get("startupProbe")) == "/readyz", "cloudrun: startup probe on /readyz")
     check(http_path(c.get("livenessProbe")) == "/healthz", "cloudrun: liveness probe on /healthz")
     # Cloud Run's container fields are a subset of Kubernetes' core/v1 Container: let
@@ -265,6 +389,63 @@ def cloudrun(path, pod_out):
     with open(pod_out, "w", encoding="utf-8") as f:
         yaml.safe_dump(pod, f, sort_keys=False)
     print(f"  ok: cloudrun: containers written to {pod_out} for schema validation")
+
+
+# The fields gcloud accepts in a LogMetric (Cloud Logging API v2) and an AlertPolicy (Cloud
+# Monitoring API v3) file, as far as these files use them; anything else is a typo.
+LOG_METRIC_KEYS = {"name", "description", "filter", "metricDescriptor", "valueExtractor",
+                   "labelExtractors", "bucketOptions", "disabled"}
+ALERT_POLICY_KEYS = {"displayName", "documentation", "combiner", "conditions", "alertStrategy",
+                     "notificationChannels", "enabled", "severity", "userLabels"}
+CONDITION_KINDS = {"conditionThreshold", "conditionMatchedLog", "conditionAbsent"}
+
+
+def cloudrun_monitoring(folder):
+    """deploy/cloudrun/monitoring: log-based metrics and the alert policies on them."""
+    import glob
+    import os
+    import re
+    metrics = {}
+    for path in sorted(glob.glob(os.path.join(folder, "log-metrics", "*.yaml"))):
+        name = os.path.basename(path)[:-5]
+        with open(path, encoding="utf-8") as f:
+            m = yaml.safe_load(f)
+        check(set(m) <= LOG_METRIC_KEYS and {"filter", "metricDescriptor"} <= set(m),
+              f"cloudrun: log metric {name} has only LogMetric fields")
+        d = m["metricDescriptor"]
+        check(d.get("metricKind") == "DELTA" and d.get("valueType") in ("INT64", "DISTRIBUTION"),
+              f"cloudrun: log metric {name} is a DELTA counter or distribution")
+        if d["valueType"] == "DISTRIBUTION":
+            check(re.fullmatch(r"EXTRACT\(jsonPayload\.[a-z_]+\)", m.get("valueExtractor", "")) and "bucketOptions" in m,
+                  f"cloudrun: distribution {name} extracts a jsonPayload field into buckets")
+        check('resource.type="cloud_run_revision"' in m["filter"], f"cloudrun: log metric {name} reads Cloud Run logs")
+        metrics[name] = m
+    policies = sorted(glob.glob(os.path.join(folder, "alert-policies", "*.yaml")))
+    used = set()
+    for path in policies:
+        name = os.path.basename(path)
+        with open(path, encoding="utf-8") as f:
+            p = yaml.safe_load(f)
+        check(set(p) <= ALERT_POLICY_KEYS and p.get("displayName") and p.get("conditions"),
+              f"cloudrun: alert policy {name} has only AlertPolicy fields")
+        for cond in p["conditions"]:
+            kinds = set(cond) & CONDITION_KINDS
+            check(len(kinds) == 1 and set(cond) <= CONDITION_KINDS | {"displayName"},
+                  f"cloudrun: {name}: condition {cond.get('displayName')!r} has one kind")
+            (kind,) = kinds
+            if kind == "conditionThreshold":
+                t = cond[kind]
+                found = re.findall(r'metric\.type="logging\.googleapis\.com/user/([a-z_]+)"', t["filter"])
+                check(len(found) == 1 and found[0] in metrics,
+                      f"cloudrun: {name}: watches the log metric {found} defined in log-metrics/")
+                used.update(found)
+                check(t.get("comparison", "").startswith("COMPARISON_") and "thresholdValue" in t
+                      and re.fullmatch(r"[0-9]+s", t.get("duration", "")),
+                      f"cloudrun: {name}: threshold, comparison and duration")
+            if kind == "conditionMatchedLog":
+                check("notificationRateLimit" in p.get("alertStrategy", {}),
+                      f"cloudrun: {name}: a log-match policy has the notification rate limit the API requires")
+    check(set(metrics) == used, f"cloudrun: every log metric has an alert policy ({', '.join(sorted(metrics))})")
 
 
 def cloudformation(path):
@@ -300,6 +481,40 @@ def cloudformation(path):
     check(cdef.get("ReadonlyRootFilesystem") is True, "aws: read-only root filesystem")
     params = t["Parameters"]
     check(int(params["DesiredCount"]["MinValue"]) >= 2, "aws: at least 2 tasks")
+    check(env.get("TWIML_FAILOVER_JOURNAL") == "postgres://" and {"PGUSER", "PGPASSWORD"} <= secrets
+          and not {"PGUSER", "PGPASSWORD"} & set(env),
+          "aws: journal on PostgreSQL, user and password from Secrets Manager (not plain environment)")
+    check(env.get("PGSSLMODE") == "verify-full" and env.get("PGSSLROOTCERT"), "aws: PGSSLMODE=verify-full with a CA file")
+    check(env.get("TWIML_FAILOVER_FORWARD_TO") == {"Ref": "ForwardTo"}, "aws: --forward-to is the ForwardTo parameter")
+    spill = env.get("TWIML_FAILOVER_JOURNAL_SPILL_DIR")
+    writable = [m["ContainerPath"] for m in cdef.get("MountPoints", []) if not m.get("ReadOnly", False)]
+    check(writable == [spill], f"aws: the spill folder {spill} is the only writable mount")
+    check(cdef.get("RestartPolicy", {}).get("Enabled") is True,
+          "aws: the container restarts in its task (its spill folder is taken back)")
+    db = res["Database"]
+    dbp = db["Properties"]
+    check(db.get("Condition") == "CreateDatabase" and dbp["Engine"] == "postgres" and dbp["MultiAZ"] is True
+          and dbp["StorageEncrypted"] is True and dbp["PubliclyAccessible"] is False
+          and dbp["ManageMasterUserPassword"] is True,
+          "aws: RDS PostgreSQL when DatabaseMode=create: Multi-AZ, encrypted, private, password managed in Secrets Manager")
+    ingress = res["DatabaseSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    check(len(ingress) == 1 and ingress[0]["SourceSecurityGroupId"] == {"Fn::GetAtt": ["TaskSecurityGroup", "GroupId"]},
+          "aws: only the tasks may reach the database")
+    egress = [r["Properties"] for r in res.values() if r["Type"] == "AWS::EC2::SecurityGroupEgress"]
+    check({e["FromPort"] if isinstance(e["FromPort"], int) else "database" for e in egress} == {443, "database"},
+          "aws: the tasks may connect out on 443 and to the database only")
+    filters = {r["Properties"]["MetricTransformations"][0]["MetricName"]
+               for r in res.values() if r["Type"] == "AWS::Logs::MetricFilter"}
+    watched = set()
+    for r in res.values():
+        if r["Type"] == "AWS::CloudWatch::Alarm":
+            p = r["Properties"]
+            watched.add(p.get("MetricName"))
+            watched.update(m.get("MetricStat", {}).get("Metric", {}).get("MetricName") for m in p.get("Metrics", []))
+    check(filters <= watched, f"aws: every metric filter's metric has an alarm ({', '.join(sorted(filters))})")
+    for name in ("JournalUp", "JournalBacklogEvents", "JournalOldestUndeliveredAgeSeconds", "JournalLostEvents",
+                 "JournalDroppedEvents", "JournalSpilledEvents"):
+        check(name in filters, f"aws: alarm on {name}")
     listener = res["HttpsListener"]["Properties"]
     check(listener["Protocol"] == "HTTPS" and listener["Port"] == 443, "aws: HTTPS listener on 443 with ACM certificate")
     check("LoadBalancerDnsName" in t["Outputs"] and "VoiceFallbackUrl" in t["Outputs"], "aws: outputs the URLs")
@@ -315,12 +530,200 @@ def rule_spec(path, out):
     print(f"  ok: prometheus: spec written to {out}")
 
 
+# ---------------------------------------------------------------------------------------------
+# `shipped`: what a deployment runs, as tests/manifests.rs needs it to run the binary the same way.
+
+
+def image():
+    """The image's own settings, from deploy/container/Containerfile: entrypoint, default command,
+    environment, user, and the files it carries (destination -> what the build stage copied there
+    from the repository, `fetched:URL` for a download, else the build stage's own path: the binary
+    or a folder it made)."""
+    import json
+    import shlex
+    entrypoint, cmd, env, user, files = [], [], {}, None, {}
+    with open("deploy/container/Containerfile", encoding="utf-8") as f:
+        text = f.read().replace("\\\n", " ")
+    stage_copies = {}
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        op, rest = words[0], line[len(words[0]):].strip()
+        if op == "FROM":
+            # A stage starts from its base image: only the last stage's settings are the image's.
+            entrypoint, cmd, env, user = [], [], {}, None
+        elif op == "COPY" and "--from=" not in rest:
+            *src, dest = [w for w in rest.split() if not w.startswith("--")]
+            stage_copies[dest] = src[0]
+        elif op == "ADD":
+            src, dest = [w for w in rest.split() if not w.startswith("--")]
+            stage_copies[dest] = "fetched:" + src
+        elif op == "COPY":
+            args = [w for w in rest.split() if not w.startswith("--")]
+            src, dest = args[0], args[1]
+            opts = {w.split("=")[0]: w.split("=", 1)[1] for w in rest.split() if w.startswith("--")}
+            files[dest] = {"from": stage_copies.get(src, src), "chown": opts.get("--chown")}
+        elif op == "ENV":
+            for pair in shlex.split(rest):
+                k, v = pair.split("=", 1)
+                env[k] = {"value": v}
+        elif op == "ENTRYPOINT":
+            entrypoint = json.loads(rest)
+        elif op == "CMD":
+            cmd = json.loads(rest)
+        elif op == "USER":
+            user = [int(x) for x in rest.split(":")]
+    return {"entrypoint": entrypoint, "cmd": cmd, "env": env, "user": user, "files": files}
+
+
+def shipped_kubernetes(overlay):
+    import subprocess
+    kubectl = os.environ.get("KUBECTL", "kubectl")
+    rendered = subprocess.run([kubectl, "kustomize", overlay], check=True, capture_output=True, text=True).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]
+    spec = pod["spec"]
+    c = spec["containers"][0]
+    configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    env = {}
+    for e in c.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        env[e["name"]] = {"secret": [ref["name"], ref["key"]], "optional": ref.get("optional", False)} if ref \
+            else {"value": e["value"]}
+    mounts = []
+    for m in c.get("volumeMounts", []):
+        v = volumes[m["name"]]
+        if "configMap" in v:
+            mounts.append({"path": m["mountPath"], "kind": "files", "writable": False,
+                           "files": configmaps[v["configMap"]["name"]]})
+        elif "secret" in v:
+            sec = v["secret"]
+            items = [[i["key"], i["path"]] for i in sec.get("items", [])]
+            mounts.append({"path": m["mountPath"], "kind": "secret", "writable": False,
+                           "secret": sec["secretName"], "items": items})
+        elif "emptyDir" in v:
+            mounts.append({"path": m["mountPath"], "kind": "scratch", "writable": not m.get("readOnly", False)})
+        else:
+            raise CheckFailed(f"{overlay}: volume {m['name']}: unknown kind")
+    psc, csc = spec.get("securityContext", {}), c.get("securityContext", {})
+    annotations = pod["metadata"].get("annotations", {})
+    return {
+        "args": c.get("command"), "cmd": c.get("args"), "env": env, "mounts": mounts,
+        "user": [csc.get("runAsUser", psc.get("runAsUser")), csc.get("runAsGroup", psc.get("runAsGroup"))],
+        "read_only_root": csc.get("readOnlyRootFilesystem", False),
+        "port": c["ports"][0]["containerPort"],
+        "probes": [p["httpGet"]["path"] for p in (c.get("readinessProbe"), c.get("livenessProbe"),
+                                                  c.get("startupProbe")) if p],
+        "scrape": {"port": int(annotations["prometheus.io/port"]), "path": annotations["prometheus.io/path"]},
+    }
+
+
+def resolve_cfn(value, params, attrs):
+    """A CloudFormation value with Ref, Fn::Sub, Fn::If and Fn::GetAtt resolved for one stack."""
+    if isinstance(value, list):
+        return [resolve_cfn(v, params, attrs) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "Ref" in value:
+        return params.get(value["Ref"], f"@{value['Ref']}@")
+    if "Fn::GetAtt" in value:
+        return attrs[".".join(value["Fn::GetAtt"])]
+    if "Fn::If" in value:
+        cond, yes, no = value["Fn::If"]
+        return resolve_cfn(yes if params["conditions"][cond] else no, params, attrs)
+    if "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        template, extra = (sub, {}) if isinstance(sub, str) else (sub[0], sub[1])
+        local = {k: resolve_cfn(v, params, attrs) for k, v in extra.items()}
+        import re
+        return re.sub(r"\$\{([^}]+)\}", lambda m: str(local.get(m[1], params.get(m[1], attrs.get(m[1])))), template)
+    return {k: resolve_cfn(v, params, attrs) for k, v in value.items()}
+
+
+def shipped_aws(path):
+    """The task definition with DatabaseMode=create and each parameter's default; the values a
+    deployment supplies (and what RDS would create) as `@name@` markers the test substitutes."""
+    from cfnlint.decode import cfn_yaml  # noqa: PLC0415
+    t = cfn_yaml.load(path)
+    params = {k: v.get("Default", f"@{k}@") for k, v in t["Parameters"].items()}
+    params["AWS::Region"] = "us-east-1"
+    params["AWS::StackName"] = "smoke"
+    params["AWS::NoValue"] = None
+    params["conditions"] = {"CreateDatabase": params["DatabaseMode"] == "create",
+                            "UseExistingDatabase": params["DatabaseMode"] == "existing"}
+    attrs = {"Database.Endpoint.Address": "@DatabaseHost@", "Database.Endpoint.Port": "@DatabasePort@",
+             "Database.MasterUserSecret.SecretArn": "@DatabaseSecret@"}
+    task = t["Resources"]["TaskDefinition"]["Properties"]
+    c = resolve_cfn(task["ContainerDefinitions"][0], params, attrs)
+    env = {e["Name"]: {"value": str(e["Value"])} for e in c["Environment"]}
+    for sec in c["Secrets"]:
+        # ARN:json-key:: (the version stage and id left empty: the current version).
+        arn, key = sec["ValueFrom"].removesuffix("::").rsplit(":", 1)
+        env[sec["Name"]] = {"secret": [arn, key]}
+    volumes = {v["Name"] for v in task.get("Volumes", [])}
+    mounts = [{"path": m["ContainerPath"], "kind": "scratch", "writable": not m.get("ReadOnly", False)}
+              for m in c.get("MountPoints", []) if m["SourceVolume"] in volumes]
+    tg = t["Resources"]["TargetGroup"]["Properties"]
+    return {
+        "args": None, "cmd": c.get("Command"), "env": env, "mounts": mounts,
+        "user": [int(x) for x in c["User"].split(":")], "read_only_root": c.get("ReadonlyRootFilesystem", False),
+        "port": c["PortMappings"][0]["ContainerPort"], "probes": [tg["HealthCheckPath"]],
+        # No Prometheus on AWS: the alarms read the logs. /metrics still answers inside the VPC.
+        "scrape": {"port": tg["Port"], "path": "/metrics"},
+    }
+
+
+def shipped_cloudrun(path):
+    with open(path, encoding="utf-8") as f:
+        svc = yaml.safe_load(f)
+    template = svc["spec"]["template"]
+    spec = template["spec"]
+    c = spec["containers"][0]
+    env = {}
+    for e in c.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        env[e["name"]] = {"secret": [ref["name"], ref["key"]]} if ref else {"value": e["value"]}
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    mounts = []
+    for m in c.get("volumeMounts", []):
+        sec = volumes[m["name"]]["secret"]
+        mounts.append({"path": m["mountPath"], "kind": "secret", "writable": False, "secret": sec["secretName"],
+                       "items": [[i["key"], i["path"]] for i in sec.get("items", [])]})
+    instance = template["metadata"]["annotations"].get("run.googleapis.com/cloudsql-instances")
+    if instance:
+        mounts.append({"path": f"/cloudsql/{instance}", "kind": "cloudsql", "writable": False})
+    return {
+        "args": c.get("command"), "cmd": c.get("args"), "env": env, "mounts": mounts,
+        # Cloud Run runs the image's USER; its root file system is writable (an in-memory
+        # overlay), but nothing the server needs is written there.
+        "user": None, "read_only_root": False,
+        "port": c["ports"][0]["containerPort"],
+        "probes": [c[p]["httpGet"]["path"] for p in ("startupProbe", "livenessProbe") if p in c],
+        "scrape": {"port": c["ports"][0]["containerPort"], "path": "/metrics"},
+    }
+
+
+def shipped(kind, path):
+    import json
+    render = {"kubernetes": shipped_kubernetes, "aws": shipped_aws, "cloudrun": shipped_cloudrun}[kind]
+    out = render(path)
+    out["image"] = image()
+    print(json.dumps(out, indent=1))
+
+
 def main(argv):
     try:
         if len(argv) == 3 and argv[0] == "kubernetes":
             kubernetes(argv[1], argv[2])
         elif len(argv) == 3 and argv[0] == "cloudrun":
             cloudrun(argv[1], argv[2])
+        elif len(argv) == 3 and argv[0] == "shipped":
+            shipped(argv[1], argv[2])
+        elif len(argv) == 2 and argv[0] == "cloudrun-monitoring":
+            cloudrun_monitoring(argv[1])
         elif len(argv) == 2 and argv[0] == "cloudformation":
             cloudformation(argv[1])
         elif len(argv) == 3 and argv[0] == "rule-spec":

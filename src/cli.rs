@@ -166,6 +166,15 @@ pub struct ServeArgs {
     /// [default: none: lost].
     #[arg(long, env = "TWIML_FAILOVER_JOURNAL_SPILL_DIR", value_name = "DIR")]
     pub journal_spill_dir: Option<PathBuf>,
+    /// File holding the PostgreSQL journal's password, read once at start-up (instead of a
+    /// password in the URL, PGPASSWORD or PGPASSFILE; the URL's other parts may come from
+    /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGSSLROOTCERT).
+    #[arg(
+        long,
+        env = "TWIML_FAILOVER_JOURNAL_PASSWORD_FILE",
+        value_name = "PATH"
+    )]
+    pub journal_password_file: Option<PathBuf>,
     /// Internal URL each journaled event is POSTed to, signed like Twilio would (needs --journal).
     #[arg(long, env = "TWIML_FAILOVER_FORWARD_TO", value_name = "URL")]
     pub forward_to: Option<String>,
@@ -470,6 +479,14 @@ pub struct JournalArgs {
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,
+    /// File holding a PostgreSQL journal's password (as `serve --journal-password-file`).
+    #[arg(
+        long,
+        global = true,
+        env = "TWIML_FAILOVER_JOURNAL_PASSWORD_FILE",
+        value_name = "PATH"
+    )]
+    pub journal_password_file: Option<PathBuf>,
     /// Output format: text or json.
     #[arg(
         long,

@@ -172,6 +172,7 @@ struct FileJournal {
     timeout: Option<f64>,
     retention: Option<String>,
     spill_dir: Option<PathBuf>,
+    password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,7 +323,7 @@ impl Config {
         let keyring = load_keyring(args, &file, env)?;
         let limits = limits(args, &file)?;
         let tls = tls_files(args, &file)?;
-        let journal = journal_config(args, &file)?;
+        let journal = journal_config(args, &file, env)?;
         let forward = forward_settings(args, &file, journal.as_ref())?;
         let upstream = upstream_settings(args, &file, role)?;
         let trust_forwarded_headers = args
@@ -550,6 +551,7 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 fn journal_config(
     args: &ServeArgs,
     file: &FileConfig,
+    env: EnvLookup<'_>,
 ) -> Result<Option<JournalConfig>, StartupError> {
     let retention = match args
         .journal_retention
@@ -563,11 +565,21 @@ fn journal_config(
         .journal_spill_dir
         .clone()
         .or(file.journal.spill_dir.clone());
+    let password_file = args
+        .journal_password_file
+        .clone()
+        .or(file.journal.password_file.clone());
     let Some(raw) = args.journal.as_deref().or(file.journal.url.as_deref()) else {
         if spill_dir.is_some() {
             return Err(invalid(
                 "journal-spill-dir",
                 "needs --journal: it holds journal events",
+            ));
+        }
+        if password_file.is_some() {
+            return Err(invalid(
+                "journal-password-file",
+                "needs --journal: it is the journal's password",
             ));
         }
         return Ok(None);
@@ -581,7 +593,7 @@ fn journal_config(
         })?;
     }
     Ok(Some(JournalConfig {
-        url: raw.parse().map_err(|m: String| invalid("journal", m))?,
+        url: journal_url(raw, password_file.as_deref(), env)?,
         timeout: seconds_or(
             "journal-timeout",
             args.journal_timeout.or(file.journal.timeout),
@@ -590,6 +602,28 @@ fn journal_config(
         retention,
         spill_dir,
     }))
+}
+
+/// A journal URL completed as libpq would complete it: what a PostgreSQL URL leaves out from the
+/// `PG*` variables in `env`, the password from `password_file` (read now, once) when given.
+pub fn journal_url(
+    raw: &str,
+    password_file: Option<&Path>,
+    env: EnvLookup<'_>,
+) -> Result<JournalUrl, StartupError> {
+    let password = password_file
+        .map(|path| read_secret_file("journal-password-file", path))
+        .transpose()?
+        .map(|secret| String::from_utf8_lossy(secret.expose()).into_owned());
+    let sources = crate::journal::postgres::Sources { env, password };
+    JournalUrl::with_sources(raw, &sources).map_err(|m| {
+        // The password file's own problems name it; everything else is the URL's (or PG*'s).
+        if m.contains("password file") {
+            invalid("journal-password-file", m)
+        } else {
+            invalid("journal", m)
+        }
+    })
 }
 
 /// The `--forward-*` settings, validated; `None` without `--forward-to`.
@@ -759,9 +793,11 @@ pub fn load_replay_settings(
     Ok((keyring, file.forward.to.clone()))
 }
 
-/// Reads only the `[journal] url` of a config file (for the `journal` commands).
-pub fn load_journal_url(path: &Path) -> Result<Option<String>, StartupError> {
-    Ok(read_file_config(path)?.journal.url)
+/// Reads only the `[journal] url` and `password_file` of a config file (for the `journal`
+/// commands).
+pub fn load_journal_url(path: &Path) -> Result<(Option<String>, Option<PathBuf>), StartupError> {
+    let journal = read_file_config(path)?.journal;
+    Ok((journal.url, journal.password_file))
 }
 
 /// Reads only the template-related part of a config file (for `check`).
@@ -1037,6 +1073,76 @@ mod tests {
             ..args()
         };
         assert!(message(Config::load(&bad, &env)).starts_with("journal-timeout: "));
+    }
+
+    #[test]
+    fn a_postgres_journal_is_completed_from_pg_variables_and_a_password_file() {
+        let env = |name: &str| match name {
+            "TWILIO_AUTH_TOKEN" => Some("t".to_string()),
+            "PGHOST" => Some("/cloudsql/p:r:i".to_string()),
+            "PGUSER" => Some("app".to_string()),
+            "PGDATABASE" => Some("journal".to_string()),
+            _ => None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let password = write(&dir, "password", "s3cret\n");
+        let with = |journal: &str, file: Option<&Path>| ServeArgs {
+            journal: Some(journal.into()),
+            journal_password_file: file.map(Path::to_path_buf),
+            ..args()
+        };
+        let j = Config::load(&with("postgres://", Some(&password)), &env)
+            .unwrap()
+            .journal
+            .unwrap();
+        assert_eq!(
+            j.url.describe(),
+            "postgres host=/cloudsql/p:r:i port=5432 user=app dbname=journal sslmode=disable"
+        );
+        assert!(!format!("{:?}", j.url).contains("s3cret"));
+        for (bad, setting) in [
+            (
+                with("postgres://", Some(&dir.path().join("none"))),
+                "journal-password-file: ",
+            ),
+            (
+                with("postgres://u:pw@h/d", Some(&password)),
+                "journal-password-file: ",
+            ),
+            (
+                with("sqlite:///var/j.db", Some(&password)),
+                "journal-password-file: ",
+            ),
+            (with("postgres://u@h/d?sslmode=often", None), "journal: "),
+            (
+                ServeArgs {
+                    journal_password_file: Some(password.clone()),
+                    ..args()
+                },
+                "journal-password-file: needs --journal",
+            ),
+        ] {
+            let m = message(Config::load(&bad, &env));
+            assert!(m.starts_with(setting), "{m}");
+        }
+        // The file key works like the flag.
+        let file = write(
+            &dir,
+            "c.toml",
+            &format!(
+                "[journal]\nurl = \"postgres://\"\npassword_file = {:?}\n",
+                password.display().to_string()
+            ),
+        );
+        let c = Config::load(
+            &ServeArgs {
+                config: Some(file),
+                ..args()
+            },
+            &env,
+        )
+        .unwrap();
+        assert!(c.journal.is_some());
     }
 
     #[test]

@@ -75,8 +75,20 @@ pub struct ForwardMetrics {
     breaker: Gauge,
 }
 
+/// What one delivery attempt can end in (`forward_attempts_total{result}`); all exist from start-up.
+pub const FORWARD_RESULTS: [&str; 5] = [
+    "delivered",
+    "http_error",
+    "connect_error",
+    "timeout",
+    "io_error",
+];
+
 impl ForwardMetrics {
     fn register(&self, registry: &mut Registry) {
+        for result in FORWARD_RESULTS {
+            let _ = self.attempts.get_or_create(&ResultLabel { result });
+        }
         registry.register(
             "forward_attempts",
             "Attempts to deliver a journaled event to the forward target, by result",
@@ -111,6 +123,7 @@ impl ForwardMetrics {
 /// The journal's metrics; cheap to clone (handles to the same series).
 #[derive(Debug, Clone)]
 pub struct JournalMetrics {
+    up: Gauge,
     writes: Family<ResultLabel, Counter>,
     backlog: Gauge,
     oldest_undelivered_age: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -123,6 +136,7 @@ pub struct JournalMetrics {
 impl Default for JournalMetrics {
     fn default() -> Self {
         JournalMetrics {
+            up: Gauge::default(),
             writes: Family::default(),
             backlog: Gauge::default(),
             oldest_undelivered_age: Gauge::default(),
@@ -135,8 +149,21 @@ impl Default for JournalMetrics {
     }
 }
 
+/// What the journal can do with a webhook (`journal_writes_total{result}`); all exist from start-up.
+pub const JOURNAL_WRITE_RESULTS: [&str; 5] = ["new", "duplicate", "error", "timeout", "overloaded"];
+
 impl JournalMetrics {
     fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "journal_up",
+            "1 while the journal store answers (checked by every commit, and every few seconds \
+             when idle); 0 while it does not: webhooks are still answered, their events held in \
+             memory and retried",
+            self.up.clone(),
+        );
+        for result in JOURNAL_WRITE_RESULTS {
+            let _ = self.writes.get_or_create(&ResultLabel { result });
+        }
         registry.register(
             "journal_writes",
             "Webhooks the handler journaled, by result (new, duplicate, error, timeout, overloaded)",
@@ -179,6 +206,22 @@ impl JournalMetrics {
         );
     }
 
+    /// Sets whether the store answers.
+    pub fn up(&self, up: bool) {
+        self.up.set(i64::from(up));
+    }
+
+    /// The journal's state as the gauges say now, for `/readyz` and the status log line.
+    pub fn snapshot(&self) -> JournalSnapshot {
+        JournalSnapshot {
+            up: self.up.get() == 1,
+            buffered: u64::try_from(self.buffered.get()).unwrap_or(0),
+            dropped: self.dropped.get(),
+            backlog: u64::try_from(self.backlog.get()).unwrap_or(0),
+            oldest_undelivered_age_seconds: self.oldest_undelivered_age.get(),
+        }
+    }
+
     /// Records one successful journal transaction.
     pub fn commit(&self, events: usize, seconds: f64) {
         self.commit_events.observe(events as f64);
@@ -208,6 +251,21 @@ impl JournalMetrics {
     }
 }
 
+/// The journal gauges at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JournalSnapshot {
+    /// `journal_up`.
+    pub up: bool,
+    /// `journal_buffered_events`.
+    pub buffered: u64,
+    /// `journal_dropped_total`.
+    pub dropped: u64,
+    /// `journal_backlog_events` (forwarding only).
+    pub backlog: u64,
+    /// `journal_oldest_undelivered_age_seconds` (forwarding only).
+    pub oldest_undelivered_age_seconds: f64,
+}
+
 /// `log_lines_dropped_total`: read from the log writer's own counter at each scrape, so it is
 /// current even while a stalled log reader holds the writer thread.
 #[derive(Debug)]
@@ -226,8 +284,31 @@ impl Collector for LogLinesDropped {
     }
 }
 
+/// The ErrorCodes Twilio calls a fallback URL with (docs/production.md, shared notes on Twilio's
+/// protocol): HTTP retrieval and connection failures, DNS, redirects, TLS, body too large, bad
+/// TwiML or content type. Their `fallback_requests_total` series exist from start-up at 0, so the
+/// first fallback request already shows as an increase; any other code gets its series when it
+/// first arrives.
+pub const FALLBACK_ERROR_CODES: [&str; 15] = [
+    "11200", "11205", "11206", "11210", "11215", "11217", "11220", "11235", "11236", "11237",
+    "11251", "11750", "12100", "12200", "12300",
+];
+
+/// The `requests_total{route,status}` series that exist from start-up: the answers webhook and
+/// status routes give in normal operation and when shedding load (the error-ratio alert divides
+/// one by the other).
+const STARTUP_REQUEST_SERIES: [(&str, u16); 6] = [
+    ("webhook", 200),
+    ("webhook", 403),
+    ("webhook", 503),
+    ("status", 204),
+    ("status", 403),
+    ("status", 503),
+];
+
 impl Metrics {
-    /// Registers all metrics; `role` goes into `twiml_failover_build_info`.
+    /// Registers all metrics; `role` goes into `twiml_failover_build_info`. Every series an alert
+    /// or the docs name exists from here on (counters at 0), so `increase()` sees the first event.
     pub fn new(role: &str) -> Metrics {
         let mut registry = Registry::with_prefix("twiml_failover");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -294,6 +375,22 @@ impl Metrics {
                 ("role", role.to_string()),
             ]),
         );
+        for (route, status) in STARTUP_REQUEST_SERIES {
+            let _ = requests.get_or_create(&RequestLabels { route, status });
+            let _ = duration.get_or_create(&RouteLabel { route });
+        }
+        for reason in crate::verify::REASONS {
+            let _ = signature_failures.get_or_create(&ReasonLabel { reason });
+        }
+        for code in FALLBACK_ERROR_CODES {
+            let _ = fallback_requests.get_or_create(&ErrorCodeLabel {
+                error_code: code.to_string(),
+            });
+        }
+        for result in ["ok", "error"] {
+            let _ = template_reloads.get_or_create(&ResultLabel { result });
+            let _ = certificate_reloads.get_or_create(&ResultLabel { result });
+        }
         Metrics {
             journal: JournalMetrics::default(),
             forward: ForwardMetrics::default(),

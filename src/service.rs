@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, StartupError};
 use crate::journal::forward::{Deliverer, Settings as ForwardSettings};
 use crate::journal::writer::{self, Journal};
+use crate::journal::{JournalUrl, Unavailable};
 use crate::metrics::Metrics;
 use crate::server::app::{App, Settings};
 use crate::server::tls::CertStore;
@@ -84,6 +85,7 @@ impl Service {
         let journal = match &config.journal {
             Some(j) => {
                 metrics.enable_journal();
+                metrics.journal.up(check_journal(&j.url)?);
                 let settings = writer::Settings {
                     timeout: j.timeout,
                     forwarding: config.forward.is_some(),
@@ -230,6 +232,38 @@ impl Service {
             trigger: Some(trigger),
             task,
         })
+    }
+}
+
+/// How long start-up waits for the journal's first answer.
+const JOURNAL_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Start-up tells the truth about the journal: one that can never work as configured stops
+/// start-up (exit 2, naming `journal`); one that is only unreachable now (a server restarting or
+/// not up yet) is logged and served around: the server answers, holds events in memory and
+/// retries, and `journal_up` says 0. Returns whether it answered.
+fn check_journal(url: &JournalUrl) -> Result<bool, StartupError> {
+    match journal::probe(url, JOURNAL_PROBE_TIMEOUT) {
+        Ok(()) => {
+            tracing::info!(journal = %url.describe(), "journal ready");
+            Ok(true)
+        }
+        Err(Unavailable::ForNow(e)) => {
+            tracing::warn!(
+                journal = %url.describe(),
+                error = %e,
+                "journal unreachable at start-up; serving anyway: events are held in memory and \
+                 retried until it answers"
+            );
+            Ok(false)
+        }
+        Err(Unavailable::Never(e)) => Err(StartupError::Invalid {
+            setting: "journal",
+            message: match url {
+                JournalUrl::Sqlite(_) => e.0,
+                JournalUrl::Postgres(_) => format!("{}: {}", url.describe(), e.0),
+            },
+        }),
     }
 }
 

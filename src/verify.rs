@@ -32,6 +32,17 @@ pub enum AuthError {
     Key(#[from] KeyError),
 }
 
+/// Every [`AuthError::label`]: `signature_failures_total{reason}` has each from start-up.
+pub const REASONS: [&str; 7] = [
+    "missing",
+    "mismatch",
+    "json_without_hash",
+    "body_hash",
+    "unknown_algorithm",
+    "unknown_key",
+    "no_token",
+];
+
 impl AuthError {
     /// A short, fixed label for metrics.
     pub fn label(&self) -> &'static str {
@@ -147,6 +158,23 @@ mod tests {
     use super::*;
     use crate::keyring::Secret;
     use crate::signature::{sign, Algorithm, NO_PARAMS};
+
+    #[test]
+    fn every_reason_has_its_series_from_start_up() {
+        let errors = [
+            AuthError::MissingSignature,
+            AuthError::BadSignature,
+            AuthError::JsonWithoutHash,
+            AuthError::BodyHashMismatch,
+            AuthError::Key(KeyError::UnknownAlgorithm(String::new())),
+            AuthError::Key(KeyError::UnknownKey(String::new())),
+            AuthError::Key(KeyError::MissingKey),
+            AuthError::Key(KeyError::NoToken),
+        ];
+        for e in &errors {
+            assert!(REASONS.contains(&e.label()), "{}", e.label());
+        }
+    }
 
     fn ring() -> KeyRing {
         let mut r = KeyRing {

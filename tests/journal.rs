@@ -315,57 +315,88 @@ async fn twilio_retries_are_journaled_once_and_everything_is_kept() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn journal_down_still_answers_then_catches_up() {
+/// A SQLite journal another process keeps locked (past the 5 s busy timeout): the caller is
+/// answered at once, `journal_up` and `/readyz` say the store is down, the event is held in memory,
+/// and it is written once the lock is gone, without anyone sending it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_locked_still_answers_then_catches_up() {
     let dir = tempfile::tempdir().unwrap();
-    // The directory does not exist yet: every write fails until it does.
-    let missing = dir.path().join("not-yet");
-    let url = format!("sqlite://{}", missing.join("j.db").display());
+    let db = dir.path().join("j.db");
+    let url = format!("sqlite://{}", db.display());
     let server = TestServer::start(config(&with_journal("primary", &url))).await;
+    assert!(metrics(&server)
+        .await
+        .contains("twiml_failover_journal_up 1"));
+    let locker = rusqlite::Connection::open(&db).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let sms = [
         ("MessageSid", "SM0000000000000000000000000000000c"),
         ("Body", "still here"),
     ];
+    let started = Instant::now();
     let reply = post(&server, "/sms", &sms, &[]).await;
     assert_eq!(reply.status, 200);
     assert!(reply.body.contains("still here"), "{}", reply.body);
-    let m = metrics(&server).await;
     assert!(
-        m.contains("twiml_failover_journal_writes_total{result=\"error\"} 1"),
-        "{m}"
+        started.elapsed() < Duration::from_secs(3),
+        "answered within the journal timeout"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = metrics(&server).await;
+        if m.contains("twiml_failover_journal_buffered_events 1")
+            && m.contains("twiml_failover_journal_up 0")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failed write never showed:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ready = request(server.addr, "GET", "/readyz", &[], "").await;
+    assert_eq!(
+        ready.status, 200,
+        "a journal outage keeps the server in rotation"
     );
     assert!(
-        m.contains("twiml_failover_journal_buffered_events 1"),
-        "{m}"
+        ready
+            .body
+            .contains("journal: down; 1 event(s) held in memory"),
+        "{}",
+        ready.body
     );
 
     // The store comes back: the buffered event is written without anyone sending it again.
-    std::fs::create_dir(&missing).unwrap();
+    locker.execute_batch("ROLLBACK").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if missing.join("j.db").exists() {
-            if let Ok(mut store) = journal::open(&url.parse().unwrap()) {
-                let events = store.list(None, 10).unwrap();
-                if let Some(e) = events.first() {
-                    assert_eq!(e.event.conversation, "SM0000000000000000000000000000000c");
-                    break;
-                }
-            }
+        let events = tokio::task::block_in_place(|| {
+            journal::open(&url.parse().unwrap())
+                .and_then(|mut store| store.list(None, 10))
+                .unwrap_or_default()
+        });
+        if let Some(e) = events.first() {
+            assert_eq!(e.event.conversation, "SM0000000000000000000000000000000c");
+            break;
         }
         assert!(Instant::now() < deadline, "buffered event never written");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !metrics(&server)
-        .await
-        .contains("twiml_failover_journal_buffered_events 0")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "buffer gauge never went back to 0"
-        );
+    loop {
+        let m = metrics(&server).await;
+        if m.contains("twiml_failover_journal_buffered_events 0")
+            && m.contains("twiml_failover_journal_up 1")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "gauges never recovered:\n{m}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let ready = request(server.addr, "GET", "/readyz", &[], "").await;
+    assert_eq!(ready.body, "ready\njournal: up\n");
     server.stop().await;
 }
 
@@ -564,6 +595,7 @@ async fn postgres_down_still_answers_then_catches_up_in_order() {
         m.contains("twiml_failover_journal_buffered_events 2"),
         "{m}"
     );
+    assert!(m.contains("twiml_failover_journal_up 0"), "{m}");
     proxy.restore();
 
     let url: JournalUrl = direct.parse().unwrap();
@@ -583,5 +615,13 @@ async fn postgres_down_still_answers_then_catches_up_in_order() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(conversations, ["SM1", "SM2", "SM3"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !metrics(&server)
+        .await
+        .contains("twiml_failover_journal_up 1")
+    {
+        assert!(Instant::now() < deadline, "journal_up never went back to 1");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     server.stop().await;
 }

@@ -39,21 +39,7 @@ fn acknowledge_range(server: &Serve, range: std::ops::Range<usize>) {
             ("To", "+15005550001"),
             ("Body", "hi"),
         ];
-        let url = format!("http://{}/sms", server.addr);
-        let sig = twiml_failover::signature::sign(
-            twiml_failover::signature::Algorithm::HmacSha1,
-            common::TOKEN.as_bytes(),
-            &url,
-            &params,
-        );
-        let body = common::form(&params);
-        let request = format!(
-            "POST /sms HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-             X-Twilio-Signature: {sig}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-            server.addr,
-            body.len()
-        );
-        let answer = server.send(request.as_bytes(), Duration::from_secs(5));
+        let answer = server.post_signed("/sms", &params);
         assert!(
             answer
                 .as_deref()

@@ -15,20 +15,25 @@ use crate::journal::{self, inspect, time, JournalUrl, Store};
 
 /// Runs one `journal` subcommand against `--journal` (or the config file's `[journal] url`).
 pub fn run(args: JournalArgs) -> Outcome {
-    let raw = match (args.journal, &args.config) {
-        (Some(url), _) => url,
-        (None, Some(path)) => config::load_journal_url(path)?.ok_or_else(|| {
-            Failure::new(format!("journal: {} has no [journal] url", path.display()))
-        })?,
+    let (raw, file_password) = match (args.journal, &args.config) {
+        (Some(url), _) => (url, None),
+        (None, Some(path)) => match config::load_journal_url(path)? {
+            (Some(url), password_file) => (url, password_file),
+            (None, _) => {
+                return Err(Failure::new(format!(
+                    "journal: {} has no [journal] url",
+                    path.display()
+                )))
+            }
+        },
         (None, None) => {
             return Err(Failure::new(
                 "journal: give --journal URL (or --config with [journal] url)",
             ))
         }
     };
-    let url: JournalUrl = raw
-        .parse()
-        .map_err(|e| Failure::new(format!("journal: {e}")))?;
+    let password_file = args.journal_password_file.or(file_password);
+    let url = config::journal_url(&raw, password_file.as_deref(), &config::process_env)?;
     // Reading must not create an empty journal where the operator mistyped a path.
     if let JournalUrl::Sqlite(path) = &url {
         if !path.is_file() {

@@ -19,6 +19,7 @@ pub mod writer;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -138,22 +139,60 @@ pub trait Store: Send {
     /// Deletes every event received before `before_ms`, delivered or not (retention when nothing
     /// forwards); returns how many.
     fn prune_received(&mut self, before_ms: i64) -> Result<u64, JournalError>;
+    /// Checks that the store still answers (and, for SQLite, that its write lock can be taken).
+    fn ping(&mut self) -> Result<(), JournalError>;
+}
+
+/// Why a journal could not be used when the server started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Retrying may mend it (the server is down, restarting, unreachable): serve, buffer, retry.
+    ForNow(JournalError),
+    /// It cannot work as configured (no such folder, not writable, wrong credentials, a
+    /// certificate that does not verify): refuse to start.
+    Never(JournalError),
+}
+
+/// Start-up's check of the journal at `url`: opens it (creating it or its table) once, on a thread
+/// of its own, waiting at most `timeout` (a server that accepts and never answers is "for now").
+pub fn probe(url: &JournalUrl, timeout: Duration) -> Result<(), Unavailable> {
+    let url = url.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("journal-probe".into())
+        .spawn(move || {
+            let result = match &url {
+                JournalUrl::Sqlite(path) => sqlite::probe(path),
+                JournalUrl::Postgres(target) => postgres::probe(target, timeout),
+            };
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        return Err(Unavailable::ForNow(JournalError::new(e)));
+    }
+    rx.recv_timeout(timeout + Duration::from_secs(1))
+        .unwrap_or_else(|_| {
+            Err(Unavailable::ForNow(JournalError::new(format!(
+                "no answer within {} s",
+                timeout.as_secs() + 1
+            ))))
+        })
 }
 
 /// Where the journal lives: `sqlite:///abs/path.db`, `sqlite://relative.db`, `postgres://...` or
-/// `postgresql://...`. `Display` and `Debug` hide any password.
+/// `postgresql://...` (completed from libpq's `PG*` variables, see [`postgres::Target`]). `Display`
+/// and `Debug` hide any password.
 #[derive(Clone, PartialEq, Eq)]
 pub enum JournalUrl {
     /// An embedded SQLite file.
     Sqlite(PathBuf),
-    /// A PostgreSQL connection URL, as given.
-    Postgres(String),
+    /// A PostgreSQL server.
+    Postgres(postgres::Target),
 }
 
-impl FromStr for JournalUrl {
-    type Err = String;
-
-    fn from_str(raw: &str) -> Result<Self, String> {
+impl JournalUrl {
+    /// Parses `raw`; a PostgreSQL URL is completed from `sources` (environment, password file).
+    pub fn with_sources(raw: &str, sources: &postgres::Sources<'_>) -> Result<JournalUrl, String> {
         if let Some(path) = raw.strip_prefix("sqlite://") {
             if path.is_empty() || path == "/" {
                 return Err("sqlite URL needs a file: sqlite:///abs/path.db".into());
@@ -161,17 +200,36 @@ impl FromStr for JournalUrl {
             if path.contains(['?', '#']) {
                 return Err("sqlite URL takes no ?options or #fragment".into());
             }
+            if sources.password.is_some() {
+                return Err("a password file is for a postgres journal only".into());
+            }
             return Ok(JournalUrl::Sqlite(PathBuf::from(path)));
         }
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-            if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err("postgres URL must not contain spaces".into());
-            }
-            // Validate now so a typo stops start-up instead of every write.
-            postgres::driver_config(raw).map_err(|e| e.0)?;
-            return Ok(JournalUrl::Postgres(raw.to_string()));
+            // Resolved now so a typo stops start-up instead of every write.
+            return postgres::Target::new(raw, sources)
+                .map(JournalUrl::Postgres)
+                .map_err(|e| e.0);
         }
         Err("use sqlite:///path/to/journal.db or postgres://user@host/db".into())
+    }
+
+    /// What the journal resolved to, for the start-up log line: the SQLite path, or the
+    /// PostgreSQL host, port, user, database and sslmode in effect (never the password).
+    pub fn describe(&self) -> String {
+        match self {
+            JournalUrl::Sqlite(path) => format!("sqlite {}", path.display()),
+            JournalUrl::Postgres(target) => format!("postgres {target}"),
+        }
+    }
+}
+
+impl FromStr for JournalUrl {
+    type Err = String;
+
+    /// The URL alone, without the environment (`serve` and `journal` complete it from there).
+    fn from_str(raw: &str) -> Result<Self, String> {
+        JournalUrl::with_sources(raw, &postgres::Sources::none())
     }
 }
 
@@ -179,7 +237,7 @@ impl fmt::Display for JournalUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JournalUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
-            JournalUrl::Postgres(url) => f.write_str(&redact_password(url)),
+            JournalUrl::Postgres(target) => f.write_str(&redact_password(target.url())),
         }
     }
 }
@@ -225,7 +283,7 @@ fn redact_password(url: &str) -> String {
 pub fn open(url: &JournalUrl) -> Result<Box<dyn Store>, JournalError> {
     Ok(match url {
         JournalUrl::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path)?),
-        JournalUrl::Postgres(url) => Box::new(postgres::PostgresStore::connect(url)?),
+        JournalUrl::Postgres(target) => Box::new(postgres::PostgresStore::connect(target)?),
     })
 }
 
@@ -263,6 +321,14 @@ mod tests {
             "postgresql://app:***@db:5432/journal?sslmode=disable"
         );
         assert!(!format!("{pg:?}").contains("s3cret"));
+        assert_eq!(
+            pg.describe(),
+            "postgres host=db port=5432 user=app dbname=journal sslmode=disable"
+        );
+        assert!(
+            "postgres://".parse::<JournalUrl>().is_err(),
+            "no user, no host"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
     params_from_json, params_to_json, Appended, Event, JournalError, NewEvent, Stats, Store,
+    Unavailable,
 };
 
 const SCHEMA: &str = "
@@ -73,6 +74,63 @@ impl SqliteStore {
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(SqliteStore { conn })
+    }
+}
+
+/// Start-up's check: the folder exists and the file can be opened and written (a write lock
+/// taken and given back). Only a lock held by another process for longer than the busy timeout is
+/// [`Unavailable::ForNow`]; anything else will not mend by itself.
+pub fn probe(path: &Path) -> Result<(), Unavailable> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(Unavailable::Never(JournalError::new(format!(
+            "sqlite {}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        ))));
+    }
+    // SQLite writes the database and its -wal and -shm files beside it: find out now, with a
+    // plain message, rather than from SQLite's "unable to open database file".
+    let trial = folder.join(format!(".twiml-failover-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&trial)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&trial);
+        }
+        Err(e) => {
+            return Err(Unavailable::Never(JournalError::new(format!(
+                "sqlite {}: cannot create files in {} ({e}); SQLite writes the database and its \
+                 -wal and -shm files there",
+                path.display(),
+                folder.display()
+            ))))
+        }
+    }
+    let never = |e: JournalError| Unavailable::Never(e);
+    let store = SqliteStore::open(path).map_err(never)?;
+    match store.conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK") {
+        Ok(()) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            Err(Unavailable::ForNow(JournalError::new(format!(
+                "sqlite {}: locked by another process",
+                path.display()
+            ))))
+        }
+        Err(e) => Err(never(JournalError::new(format!(
+            "sqlite {}: {e}",
+            path.display()
+        )))),
     }
 }
 
@@ -276,5 +334,12 @@ impl Store for SqliteStore {
             .execute("DELETE FROM events WHERE received_at_ms < ?1", [before_ms])
             .map_err(err)?;
         Ok(n as u64)
+    }
+
+    fn ping(&mut self) -> Result<(), JournalError> {
+        // The writer's next commit needs the write lock (and the -wal file): check exactly that.
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE; ROLLBACK")
+            .map_err(err)
     }
 }

@@ -50,6 +50,10 @@ pub struct Settings {
     pub forwarding: bool,
     /// How long events are kept (see `forwarding`).
     pub retention: Duration,
+    /// How often an idle writer checks that the store still answers (`journal_up`).
+    pub ping_every: Duration,
+    /// How often the journal's state is logged (`journal status`, for log-based alerts).
+    pub status_every: Duration,
 }
 
 impl Default for Settings {
@@ -64,6 +68,8 @@ impl Default for Settings {
             gather_yields: 4,
             forwarding: true,
             retention: Duration::from_secs(7 * 86_400),
+            ping_every: Duration::from_secs(5),
+            status_every: Duration::from_secs(30),
         }
     }
 }
@@ -202,6 +208,8 @@ impl Journal {
             retry_at: None,
             failures: 0,
             failed_attempts: 0,
+            up: metrics.snapshot().up,
+            ping_at: Instant::now() + settings.ping_every,
         };
         thread::Builder::new()
             .name("journal-writer".into())
@@ -212,6 +220,7 @@ impl Journal {
             every: settings.stats_every,
             forwarding: settings.forwarding,
             retention: settings.retention,
+            status_every: settings.status_every,
         };
         let (stop_stats, stopped) = mpsc::channel();
         thread::Builder::new()
@@ -230,6 +239,11 @@ impl Journal {
     /// Where the journal is (password hidden by `Display`).
     pub fn url(&self) -> &JournalUrl {
         &self.url
+    }
+
+    /// The journal's gauges now (`/readyz` shows whether the store answers).
+    pub fn health(&self) -> crate::metrics::JournalSnapshot {
+        self.metrics.snapshot()
     }
 
     /// Notified (`notify_one`, so a ping is never lost) after each commit of new events.
@@ -346,7 +360,11 @@ impl StoreThread {
             Some(store) => store,
             None => self.store.insert((self.open)()?),
         };
-        let outcome = store.append(batch);
+        // An empty batch is the idle writer's health check.
+        let outcome = match batch.is_empty() {
+            true => store.ping().map(|()| Vec::new()),
+            false => store.append(batch),
+        };
         if outcome.is_err() {
             // Reconnect next time: the connection may be what broke.
             self.store = None;
@@ -382,6 +400,10 @@ struct Writer {
     failures: u32,
     /// Writes failed since start (what a flush waits to see change).
     failed_attempts: u64,
+    /// What `journal_up` says; changes are logged once each.
+    up: bool,
+    /// When an idle writer next checks the store (an empty batch to the store thread).
+    ping_at: Instant,
 }
 
 /// What woke the writer; lives for one turn of the loop, so the size of a message is no cost.
@@ -423,6 +445,7 @@ impl Writer {
             self.gather(&rx, &mut flushes);
             self.answer(&mut flushes);
             self.start_if_due(&flushes);
+            self.ping_if_due();
             self.metrics.buffered(self.unwritten());
         }
     }
@@ -437,16 +460,49 @@ impl Writer {
         flying + self.events.len()
     }
 
-    /// When to look again without a message: the retry time (when events wait for one), or the
-    /// earliest drain deadline.
+    /// When to look again without a message: the retry time (when events wait for one), the
+    /// earliest drain deadline, or the next health check when idle.
     fn wake_at(&self, flushes: &Flushes) -> Option<Instant> {
-        let retry = self
-            .retry_at
-            .filter(|_| self.in_flight.is_none() && !self.events.is_empty());
+        let idle = self.in_flight.is_none() && self.events.is_empty();
+        let retry = self.retry_at.filter(|_| self.in_flight.is_none() && !idle);
         let drain = flushes.drains.iter().map(|(_, at, _)| *at).min();
-        match (retry, drain) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let ping = idle.then_some(self.ping_at);
+        [retry, drain, ping].into_iter().flatten().min()
+    }
+
+    /// Checks an idle store, so `journal_up` (and `/readyz`) tell the truth between webhooks: an
+    /// empty batch, which the store thread answers with a ping.
+    fn ping_if_due(&mut self) {
+        if self.in_flight.is_some() || !self.events.is_empty() || Instant::now() < self.ping_at {
+            return;
+        }
+        self.ping_at = Instant::now() + self.settings.ping_every;
+        let batch = Arc::new(Vec::new());
+        self.in_flight = Some(InFlight {
+            batch: batch.clone(),
+            acks: Vec::new(),
+            started: Instant::now(),
+            handed_over: false,
+        });
+        if self.jobs.try_send(batch).is_err() {
+            self.finished(Err(JournalError::new("journal store thread stopped")));
+        }
+    }
+
+    fn set_up(&mut self, up: bool, error: Option<&JournalError>) {
+        self.metrics.up(up);
+        if up == self.up {
+            return;
+        }
+        self.up = up;
+        match error {
+            None => tracing::info!(journal = %self.url, "journal store answers again"),
+            Some(e) => tracing::error!(
+                journal = %self.url,
+                error = %e,
+                "journal store does not answer; webhooks are still answered, their events held in \
+                 memory and retried"
+            ),
         }
     }
 
@@ -478,6 +534,8 @@ impl Writer {
                     self.metrics.dropped();
                     tracing::error!(
                         idempotency_key = event.idempotency_key.as_str(),
+                        // A number, so log-based alerts can sum it (deploy/aws, deploy/cloudrun).
+                        dropped = 1u64,
                         "journal retry buffer full; event dropped"
                     );
                     let _ = ack.send(Err(JournalError::new(
@@ -528,6 +586,15 @@ impl Writer {
         let Some(flight) = self.in_flight.take() else {
             return;
         };
+        // Any answer from the store counts as a check; a commit is as good as a ping.
+        self.ping_at = Instant::now() + self.settings.ping_every;
+        if flight.batch.is_empty() {
+            match &outcome {
+                Ok(_) => self.set_up(true, None),
+                Err(e) => self.set_up(false, Some(e)),
+            }
+            return;
+        }
         if flight.handed_over {
             if outcome.is_ok() {
                 tracing::info!(
@@ -543,6 +610,7 @@ impl Writer {
                 let n = flight.batch.len();
                 self.metrics
                     .commit(n, flight.started.elapsed().as_secs_f64());
+                self.set_up(true, None);
                 self.appended.notify_one();
                 for (ack, appended) in flight.acks.into_iter().zip(results) {
                     if let Some(ack) = ack {
@@ -573,6 +641,7 @@ impl Writer {
     }
 
     fn failed(&mut self, e: JournalError) {
+        self.set_up(false, Some(&e));
         if self.failing_since.is_none() {
             self.failing_since = Some(Instant::now());
         }
@@ -624,7 +693,11 @@ impl Writer {
         self.fail_waiters("process exiting; event handed over for the spill file");
         self.acks.clear();
         let mut events = Vec::with_capacity(self.unwritten());
-        if let Some(flight) = self.in_flight.as_mut().filter(|f| !f.handed_over) {
+        if let Some(flight) = self
+            .in_flight
+            .as_mut()
+            .filter(|f| !f.handed_over && !f.batch.is_empty())
+        {
             tracing::error!(
                 events = flight.batch.len(),
                 waited_ms = flight.started.elapsed().as_millis() as u64,
@@ -690,6 +763,7 @@ struct Maintenance {
     every: Duration,
     forwarding: bool,
     retention: Duration,
+    status_every: Duration,
 }
 
 impl Maintenance {
@@ -697,6 +771,7 @@ impl Maintenance {
         let mut store: Option<Box<dyn Store>> = None;
         // Pruning is due at once, then every tenth of the retention (1 min .. 1 h).
         let mut prune_at = Instant::now();
+        let mut status_at = Instant::now();
         loop {
             if store.is_none() {
                 store = (self.open)().ok();
@@ -707,10 +782,30 @@ impl Maintenance {
                     store = None;
                 }
             }
+            if Instant::now() >= status_at {
+                self.log_status();
+                status_at = Instant::now() + self.status_every;
+            }
             if let Err(mpsc::RecvTimeoutError::Disconnected) = stop.recv_timeout(self.every) {
                 return;
             }
         }
+    }
+
+    /// One line with the journal's gauges, named like the metrics, for platforms that alert on
+    /// logs instead of scraping `/metrics` (CloudWatch metric filters, Cloud Logging metrics).
+    fn log_status(&self) {
+        let now = self.metrics.snapshot();
+        let forwarding = self.forwarding.then_some(now);
+        tracing::info!(
+            journal_up = u8::from(now.up),
+            journal_buffered_events = now.buffered,
+            journal_dropped_total = now.dropped,
+            journal_backlog_events = forwarding.map(|n| n.backlog),
+            journal_oldest_undelivered_age_seconds =
+                forwarding.map(|n| n.oldest_undelivered_age_seconds),
+            "journal status"
+        );
     }
 
     fn tick(&self, store: &mut dyn Store, prune_at: &mut Instant) -> Result<(), JournalError> {
@@ -809,6 +904,12 @@ mod tests {
         fn prune_received(&mut self, _: i64) -> Result<u64, JournalError> {
             Ok(0)
         }
+        fn ping(&mut self) -> Result<(), JournalError> {
+            match self.0.lock().unwrap().down {
+                true => Err(JournalError::new("store down")),
+                false => Ok(()),
+            }
+        }
     }
 
     fn event(key: &str) -> NewEvent {
@@ -846,8 +947,31 @@ mod tests {
     fn quick() -> Settings {
         Settings {
             stats_every: Duration::from_millis(20),
+            ping_every: Duration::from_millis(20),
             ..Settings::default()
         }
+    }
+
+    #[tokio::test]
+    async fn an_idle_writer_finds_out_when_the_store_goes_and_comes_back() {
+        let fake: Arc<Mutex<Fake>> = Arc::default();
+        let (_journal, metrics) = start(&fake, quick());
+        let wait_for = |line: &'static str| {
+            let metrics = &metrics;
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while !metrics.encode().contains(line) {
+                    assert!(Instant::now() < deadline, "never: {line}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        wait_for("twiml_failover_journal_up 1").await;
+        // No webhook arrives: the idle check alone notices.
+        fake.lock().unwrap().down = true;
+        wait_for("twiml_failover_journal_up 0").await;
+        fake.lock().unwrap().down = false;
+        wait_for("twiml_failover_journal_up 1").await;
     }
 
     #[tokio::test]

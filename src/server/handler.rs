@@ -75,8 +75,7 @@ pub async fn handle(
         }
         Ok(()) => match &route {
             Route::Healthz => respond::text(StatusCode::OK, "ok\n"),
-            Route::Readyz if app.readiness().is_ready() => respond::text(StatusCode::OK, "ready\n"),
-            Route::Readyz => respond::text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            Route::Readyz => readyz(&app),
             Route::Metrics => respond::metrics(app.metrics().encode()),
             Route::NotFound => respond::error(StatusCode::NOT_FOUND),
             Route::MethodNotAllowed(allow) => respond::method_not_allowed(allow),
@@ -134,6 +133,30 @@ pub async fn handle(
         tried_keys = outcome.signature.as_ref().map(|s| s.keys.as_str()),
     );
     Ok(response)
+}
+
+/// `/readyz`: 200 while serving, 503 while starting or draining. A journal store that does not
+/// answer leaves it 200: every replica shares that store, so taking them all out of the load
+/// balancer would turn a journal outage into callers getting no answer at all; the body says so
+/// instead (and `journal_up` is 0), while events are held in memory and retried.
+fn readyz(app: &App) -> Reply {
+    let (status, mut body) = if app.readiness().is_ready() {
+        (StatusCode::OK, String::from("ready\n"))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, String::from("not ready\n"))
+    };
+    if let Some(journal) = app.journal() {
+        let health = journal.health();
+        if health.up {
+            body.push_str("journal: up\n");
+        } else {
+            body.push_str(&format!(
+                "journal: down; {} event(s) held in memory and retried\n",
+                health.buffered
+            ));
+        }
+    }
+    respond::text(status, body)
 }
 
 /// At most the first `max` characters of `value`.

@@ -40,8 +40,8 @@ pub fn upstream(answered: crate::upstream::Answered) -> Reply {
 }
 
 /// A short plain-text answer, e.g. `403 forbidden`.
-pub fn text(status: StatusCode, body: &'static str) -> Reply {
-    build(status, TEXT, Bytes::from_static(body.as_bytes()))
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
+    build(status, TEXT, body.into())
 }
 
 /// The fixed answer for each error status.

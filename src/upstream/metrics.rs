@@ -33,8 +33,12 @@ impl Default for UpstreamMetrics {
 }
 
 impl UpstreamMetrics {
-    /// Adds the series to `registry`.
+    /// Adds the series to `registry`, each outcome at 0 (so the degraded-ratio alert sees the
+    /// first failure as an increase).
     pub fn register(&self, registry: &mut Registry) {
+        for outcome in super::OUTCOMES {
+            let _ = self.requests.get_or_create(&OutcomeLabel { outcome });
+        }
         registry.register(
             "upstream_requests",
             "Webhooks in upstream mode, by where the answer came from: upstream, template (a local \

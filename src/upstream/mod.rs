@@ -224,6 +224,23 @@ pub enum Source {
     Degraded(Reason),
 }
 
+/// Every `outcome` label ([`Source::outcome`]): the metric's series exist from start-up.
+pub const OUTCOMES: [&str; 13] = [
+    "upstream",
+    "template",
+    "timeout",
+    "connect",
+    "broken",
+    "status_5xx",
+    "status_4xx",
+    "status_other",
+    "content_type",
+    "invalid_twiml",
+    "too_large",
+    "breaker_open",
+    "bulkhead_full",
+];
+
 impl Source {
     /// `upstream`, `template`, or the degradation reason: the metric's `outcome` label.
     pub fn outcome(self) -> &'static str {
@@ -462,6 +479,48 @@ fn reason(e: &net::Error) -> Reason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_outcome_has_its_series_from_start_up() {
+        let reasons = [
+            Reason::Timeout,
+            Reason::Connect,
+            Reason::Broken,
+            Reason::Status5xx,
+            Reason::Status4xx,
+            Reason::StatusOther,
+            Reason::ContentType,
+            Reason::InvalidTwiml,
+            Reason::TooLarge,
+            Reason::BreakerOpen,
+            Reason::BulkheadFull,
+        ];
+        // No wildcard: a new reason fails to compile here until it is listed above and in OUTCOMES.
+        for r in reasons {
+            match r {
+                Reason::Timeout
+                | Reason::Connect
+                | Reason::Broken
+                | Reason::Status5xx
+                | Reason::Status4xx
+                | Reason::StatusOther
+                | Reason::ContentType
+                | Reason::InvalidTwiml
+                | Reason::TooLarge
+                | Reason::BreakerOpen
+                | Reason::BulkheadFull => {}
+            }
+        }
+        let mut all: Vec<&str> = [Source::Upstream, Source::Template]
+            .into_iter()
+            .chain(reasons.map(Source::Degraded))
+            .map(Source::outcome)
+            .collect();
+        all.sort_unstable();
+        let mut listed = OUTCOMES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(all, listed);
+    }
 
     #[test]
     fn paths_and_local_paths() {

@@ -123,6 +123,26 @@ impl Serve {
         self.send(&request, Duration::from_secs(3))
     }
 
+    /// A `POST path` signed like Twilio signs it (for `http://ADDR/path`, the test token), the
+    /// connection closed after the answer; `None` when unanswered within 5 s.
+    pub fn post_signed(&self, path: &str, params: &[(&str, &str)]) -> Option<String> {
+        let url = format!("http://{}{path}", self.addr);
+        let sig = twiml_failover::signature::sign(
+            twiml_failover::signature::Algorithm::HmacSha1,
+            super::TOKEN.as_bytes(),
+            &url,
+            params,
+        );
+        let body = super::form(params);
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             X-Twilio-Signature: {sig}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        );
+        self.send(request.as_bytes(), Duration::from_secs(5))
+    }
+
     /// Sends `signal` (e.g. "TERM", "KILL") to the process.
     pub fn signal(&self, signal: &str) {
         let ok = Command::new("kill")
@@ -163,13 +183,14 @@ impl Drop for Serve {
     }
 }
 
-/// The address in the `listening listen=ADDR ...` start-up line.
+/// The address in the `listening listen=ADDR ...` start-up line (`"listen":"ADDR"` in JSON).
 fn listening_addr(log: &str) -> Option<SocketAddr> {
     log.lines()
         .filter(|l| l.contains("listening"))
         .find_map(|l| {
             l.split("listen=")
-                .nth(1)?
+                .nth(1)
+                .or_else(|| l.split("\"listen\":\"").nth(1))?
                 .split([' ', '"'])
                 .find(|s| !s.is_empty())?
                 .parse()
@@ -194,6 +215,11 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 impl Serve {
     /// `start` on the shipped templates and example config, plus `extra` flags.
     pub fn shipped(extra: &[&str]) -> Serve {
+        Serve::shipped_with(extra, &[])
+    }
+
+    /// `shipped` with `env` in its environment too.
+    pub fn shipped_with(extra: &[&str], env: &[(&str, &str)]) -> Serve {
         let templates = super::shipped_templates();
         let config = super::example_config();
         let mut args = vec![
@@ -203,6 +229,6 @@ impl Serve {
             config.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        Serve::start(&args, &[])
+        Serve::start(&args, env)
     }
 }

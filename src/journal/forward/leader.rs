@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use postgres::Client;
 
+use crate::journal::postgres::Target;
 use crate::journal::{JournalError, JournalUrl};
 
 /// The advisory lock key ("twiml-failover forwarder"); the journal's table set-up uses another.
@@ -14,7 +15,7 @@ const LOCK_KEY: i64 = 7_300_413;
 
 /// Whether this process may deliver; blocking (run it off the async workers).
 pub struct Leadership {
-    postgres: Option<String>,
+    postgres: Option<Target>,
     client: Option<Client>,
     held: bool,
 }
@@ -24,7 +25,7 @@ impl Leadership {
     pub fn new(url: &JournalUrl) -> Leadership {
         Leadership {
             postgres: match url {
-                JournalUrl::Postgres(url) => Some(url.clone()),
+                JournalUrl::Postgres(target) => Some(target.clone()),
                 JournalUrl::Sqlite(_) => None,
             },
             client: None,
@@ -34,7 +35,7 @@ impl Leadership {
 
     /// True while this process holds the forwarder lock (taking it when free).
     pub fn check(&mut self) -> Result<bool, JournalError> {
-        let Some(url) = &self.postgres else {
+        let Some(target) = &self.postgres else {
             return Ok(true);
         };
         let alive = self
@@ -44,7 +45,7 @@ impl Leadership {
         if !alive {
             // A lost session released the lock; whoever takes it next leads.
             self.held = false;
-            self.client = Some(crate::journal::postgres::open_client(url)?);
+            self.client = Some(target.client()?);
         }
         if !self.held {
             if let Some(client) = self.client.as_mut() {
