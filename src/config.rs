@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::backoff::Backoff;
 use crate::cli::ServeArgs;
-use crate::journal::forward::Settings as ForwardSettings;
+use crate::forward::Settings as ForwardSettings;
 use crate::journal::JournalUrl;
 use crate::keyring::{KeyRing, Secret};
 use crate::logging::LogFormat;

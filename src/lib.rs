@@ -26,6 +26,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod drill;
+pub mod forward;
 pub mod journal;
 pub mod keyring;
 pub mod logging;

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, StartupError};
-use crate::journal::forward::{Deliverer, Settings as ForwardSettings};
+use crate::forward::{Deliverer, Settings as ForwardSettings};
 use crate::journal::writer::{self, Journal};
 use crate::journal::{JournalUrl, Unavailable};
 use crate::metrics::Metrics;
@@ -375,7 +375,7 @@ pub const JOURNAL_EXIT_WAIT: Duration = Duration::from_secs(3);
 
 /// How long stopping the forwarder may take: its own grace for attempts in flight. Closing its
 /// store connections after that is cut short when the store hangs (the process exit closes them).
-const FORWARDER_STOP_WAIT: Duration = crate::journal::forward::STOP_GRACE;
+const FORWARDER_STOP_WAIT: Duration = crate::forward::STOP_GRACE;
 
 /// Gives events buffered during a journal outage one last chance, then spills what is left to
 /// `--journal-spill-dir`. Never ends clean with acknowledged events outside the journal.

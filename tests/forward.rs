@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use twiml_failover::backoff::Backoff;
-use twiml_failover::journal::forward::{Deliverer, Settings};
+use twiml_failover::forward::{Deliverer, Settings};
 use twiml_failover::journal::{self, JournalUrl, NewEvent, Store};
 use twiml_failover::keyring::{KeyRing, Secret};
 use twiml_failover::metrics::Metrics;

@@ -254,7 +254,7 @@ fn a_postgres_that_accepts_and_never_answers_at_exit_spills_within_the_bound() {
     // The forwarder waits on the same store: it must not hold the exit either.
     let mut server = serve_stuck(&url, &spill_dir, &["--forward-to", "http://127.0.0.1:9/x"]);
     acknowledge(&server, 10);
-    let took = stop_spilled(&mut server, twiml_failover::journal::forward::STOP_GRACE);
+    let took = stop_spilled(&mut server, twiml_failover::forward::STOP_GRACE);
     let expected: Vec<String> = (0..10).map(sid).collect();
     assert_eq!(spilled_conversations(&spill_dir), expected);
     eprintln!("silent PostgreSQL: exit 3 after {took:?} with 10 events spilled");

@@ -622,3 +622,18 @@ fn twilio_vocabulary_is_a_leaf_the_engines_share() {
         .collect();
     assert_eq!(importers, ["commands"]);
 }
+
+#[test]
+fn the_journal_is_storage() {
+    // The journal keeps events; delivering them over HTTP is `forward`'s, which sits above it.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = module_graph(&src);
+    let imports = graph.get("journal").cloned().unwrap_or_default();
+    for speaks_http in ["net", "breaker", "keyring", "signature", "forward"] {
+        assert!(
+            !imports.contains(speaks_http),
+            "journal imports {speaks_http}"
+        );
+    }
+    assert!(graph["forward"].contains("journal"));
+}

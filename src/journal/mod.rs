@@ -4,9 +4,9 @@
 //! [`Store`] is one synchronous connection to a journal (SQLite embedded, or PostgreSQL); [`writer`]
 //! group-commits the server's events through one of them; [`record`] builds an event from a verified
 //! request; [`spill`] keeps what the store did not take at exit; [`private_files`] keeps the files
-//! holding caller data `0600`.
+//! holding caller data `0600`. It is storage only: delivering the events is [`crate::forward`]'s,
+//! which reads them from here.
 
-pub mod forward;
 pub mod inspect;
 pub mod postgres;
 pub mod private_files;
