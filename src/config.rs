@@ -19,7 +19,8 @@ use crate::logging::LogFormat;
 use crate::operator_file;
 use crate::server::limits::Limits;
 use crate::server::tls::TlsFiles;
-use crate::templates::{Role, TemplateSettings};
+use crate::templates::TemplateSettings;
+use crate::twilio::Role;
 use crate::upstream::{Settings as UpstreamSettings, SignatureMode as UpstreamSignature};
 use crate::webhook::PublicUrl;
 

@@ -22,8 +22,9 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
-use twiml_failover::templates::{Role, TemplateSettings, Templates};
+use twiml_failover::templates::{TemplateSettings, Templates};
 use twiml_failover::twilio::xml;
+use twiml_failover::twilio::Role;
 use twiml_failover::webhook::Params;
 
 const TEMPLATES: usize = 300;

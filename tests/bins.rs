@@ -17,7 +17,8 @@ use common::shipped_templates;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
-use twiml_failover::templates::{Role, ServedBy, TemplateSettings, Templates};
+use twiml_failover::templates::{ServedBy, TemplateSettings, Templates};
+use twiml_failover::twilio::Role;
 use twiml_failover::webhook::Params;
 
 /// Markup and quotes a caller could send (no characters XML forbids: Bins would send those raw

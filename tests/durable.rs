@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use twiml_failover::journal::{spill, NewEvent};
 use twiml_failover::service::Exit;
+use twiml_failover::twilio::Role;
 
 /// A PostgreSQL URL where nothing listens: start-up serves around it, every write fails at once.
 const DOWN: &str = "postgres://twiml@127.0.0.1:9/journal?connect_timeout=1";
@@ -28,7 +29,7 @@ fn spill_import_threads() -> usize {
 fn spilled_event() -> NewEvent {
     NewEvent {
         received_at_ms: 1_764_547_200_000,
-        role: "primary".into(),
+        role: Role::Primary,
         method: "POST".into(),
         url: "https://example.com/sms".into(),
         path: "/sms".into(),

@@ -23,6 +23,7 @@ use twiml_failover::keyring::{KeyRing, Secret};
 use twiml_failover::metrics::Metrics;
 use twiml_failover::service::Exit;
 use twiml_failover::signature::{self, Algorithm};
+use twiml_failover::twilio::Role;
 
 use common::TOKEN;
 
@@ -194,7 +195,7 @@ fn sms(conversation: usize, seq: usize, account: &str) -> NewEvent {
     let key = format!("{sid}-{seq}");
     NewEvent {
         received_at_ms: journal::time::now_ms(),
-        role: "fallback".into(),
+        role: Role::Fallback,
         method: "POST".into(),
         url: "https://fallback.example.com/sms".into(),
         path: "/sms".into(),

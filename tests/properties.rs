@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use twiml_failover::signature::{sign, verify, Algorithm};
-use twiml_failover::templates::Role;
 use twiml_failover::templates::Templates;
 use twiml_failover::twilio::document;
+use twiml_failover::twilio::Role;
 use twiml_failover::webhook::{decode, parse_form, Params, UrlRules};
 
 fn hostile_string() -> impl Strategy<Value = String> {

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use twiml_failover::config::load_template_settings;
-use twiml_failover::templates::Role;
+use twiml_failover::twilio::Role;
 use twiml_failover::templates::Templates;
 use twiml_failover::twilio::document;
 use twiml_failover::webhook::Params;

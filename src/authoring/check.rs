@@ -5,7 +5,8 @@ use std::path::Path;
 
 use crate::templates::lint::size;
 use crate::templates::{load_set, merge_repeats, read_sources};
-use crate::templates::{Diagnostic, Role, TemplateSettings};
+use crate::templates::{Diagnostic, TemplateSettings};
+use crate::twilio::Role;
 
 /// Checks both roles' directories under `root`, as `twiml-failover check` does; a problem found in
 /// several places is one diagnostic ([`merge_repeats`]).

@@ -32,7 +32,8 @@ use serde::Deserialize;
 
 use super::preview::{self, Outcome, Request};
 use crate::templates::lint::links::{self, Target};
-use crate::templates::{Role, Templates};
+use crate::templates::Templates;
+use crate::twilio::Role;
 use crate::webhook::Params;
 
 /// One test file.

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use super::Failure;
 use crate::config;
-use crate::templates::{check_command, Role, TemplateSettings, Templates};
+use crate::templates::{check_command, TemplateSettings, Templates};
+use crate::twilio::Role;
 
 /// The template root and the config's template settings.
 pub struct TemplateInputs {

@@ -10,7 +10,8 @@ use super::{Failure, Outcome};
 use crate::authoring::suite;
 use crate::cli::TestArgs;
 use crate::operator_file;
-use crate::templates::{Role, Templates};
+use crate::templates::Templates;
+use crate::twilio::Role;
 
 /// Exit 0 when every case and flow passed, 1 when one failed or a test file is broken.
 pub fn run(args: TestArgs) -> Outcome {

@@ -441,7 +441,7 @@ impl Run {
                         let busy = in_flight.contains(&event.id);
                         if picked.len() < slots
                             && scan.consider(
-                                &event.event.conversation,
+                                &event.webhook.conversation,
                                 event.next_attempt_at_ms,
                                 busy,
                                 now,

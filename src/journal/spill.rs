@@ -168,11 +168,12 @@ impl Import {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::twilio::Role;
 
     fn event(key: &str) -> NewEvent {
         NewEvent {
             received_at_ms: 1_764_547_200_000,
-            role: "primary".into(),
+            role: Role::Primary,
             method: "POST".into(),
             url: "https://x/sms".into(),
             path: "/sms".into(),
@@ -202,7 +203,7 @@ mod tests {
         let mut store = open(&url).unwrap();
         let stored = store.list(None, 10).unwrap();
         assert_eq!(stored.len(), 2);
-        assert_eq!(stored[0].event, events[0]);
+        assert_eq!(stored[0].webhook, events[0]);
         assert_eq!(import(dir.path(), &url).unwrap(), 0);
     }
 

@@ -817,6 +817,7 @@ mod tests {
     use super::*;
     use crate::journal::{Event, Stats};
     use crate::metrics::Metrics;
+    use crate::twilio::Role;
 
     /// A store in memory that can be switched off.
     #[derive(Default)]
@@ -891,7 +892,7 @@ mod tests {
     fn event(key: &str) -> NewEvent {
         NewEvent {
             received_at_ms: 0,
-            role: "primary".into(),
+            role: Role::Primary,
             method: "POST".into(),
             url: "http://x/sms".into(),
             path: "/sms".into(),

@@ -15,7 +15,8 @@ use crate::journal::writer::Journal;
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
-use crate::templates::{Diagnostic, Role, TemplateSettings, Templates};
+use crate::templates::{Diagnostic, TemplateSettings, Templates};
+use crate::twilio::Role;
 use crate::upstream::Upstream;
 use crate::webhook::PublicUrl;
 

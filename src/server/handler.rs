@@ -294,7 +294,7 @@ async fn webhook(
     let pending = match (journal, url) {
         (Some(journal), Some(url)) => Some(journal.submit(record::new_event(Received {
             received_at_ms: now_ms(),
-            role: app.settings().role.as_str(),
+            role: app.settings().role,
             method: parts.method.as_str(),
             url: &url,
             path: parts.uri.path(),

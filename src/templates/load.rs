@@ -14,10 +14,10 @@ use super::context::{
 };
 use super::files::{dir_diagnostic, line_col, read_sources, Diagnostic, Source};
 use super::lint::{paths, proof, set::lint_set};
+use super::TemplateSettings;
 use super::{new_environment, Compiled, TemplateSet, FILTERS, RENDER_FUEL};
-use super::{Role, TemplateSettings};
 use crate::twilio::document::{self, did_you_mean};
-use crate::twilio::Channel;
+use crate::twilio::{Channel, Role};
 
 /// Loads the directory of one role and checks it; the set is returned only if nothing is wrong.
 pub fn load_set(

@@ -21,14 +21,14 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Value;
 use minijinja::{Environment, UndefinedBehavior};
 
-use crate::twilio::{document, xml};
+use crate::twilio::{document, xml, Role};
 use crate::webhook::Params;
 pub use context::{RenderContext, Vars};
 pub(crate) use files::{line_col, merge_repeats, read_sources};
 pub use files::{valid_name, Diagnostic, MAX_TEMPLATE_FILE_BYTES};
 pub(crate) use load::load_set;
 pub(crate) use settings::is_name;
-pub use settings::{Role, TemplateSettings};
+pub use settings::TemplateSettings;
 
 /// Instruction budget of one render; bounds loops in a template (normal templates use a few hundred).
 pub(crate) const RENDER_FUEL: u64 = 20_000;

@@ -1,5 +1,5 @@
-//! Twilio's vocabulary, shared by the request path, the template lint, upstream mode, the drill and
-//! `numbers`: the two channels, what a TwiML document must be ([`document`], [`xml`], [`schema`]),
+//! Twilio's vocabulary, shared by the request path, the template lint, upstream mode, the drill,
+//! `numbers` and the journal: the two channels, a number's two URLs ([`Role`]), what a TwiML document must be ([`document`], [`xml`], [`schema`]),
 //! the media types Twilio reads TwiML from ([`media`]) and its connection overrides
 //! ([`overrides`]). Pure, and a leaf: it imports nothing else of the crate, so the engines that
 //! speak Twilio share it without reaching into each other.
@@ -10,15 +10,18 @@
 //! - [`document`]: one document against the schema of a channel (the verdict).
 //! - [`media`]: what Twilio does with an answer's Content-Type.
 //! - [`overrides`]: `#ct= #rt= #tt= #rc= #rp=` in a webhook URL.
+//! - [`role`]: which of a number's two URLs a server answers.
 
 pub mod channel;
 pub mod document;
 pub mod media;
 pub mod overrides;
+pub mod role;
 pub mod schema;
 pub mod xml;
 
 pub use channel::Channel;
+pub use role::Role;
 
 /// Stands for a `{{ expression }}` in a template path: a private-use character, so it is text to
 /// an XML parser and never part of a name. [`document`] judges paths holding it, so it lives with
