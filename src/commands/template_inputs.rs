@@ -101,11 +101,10 @@ fn working_directory() -> String {
 
 /// `primary` or `fallback`, as `serve` spells them [default: primary].
 pub fn parse_role(raw: Option<&str>) -> Result<Role, Failure> {
-    match raw.unwrap_or("primary") {
-        "primary" => Ok(Role::Primary),
-        "fallback" => Ok(Role::Fallback),
-        other => Err(Failure::new(format!(
-            "role: {other:?} is not a role (primary or fallback)"
-        ))),
-    }
+    let name = raw.unwrap_or(Role::Primary.as_str());
+    Role::from_name(name).ok_or_else(|| {
+        Failure::new(format!(
+            "role: {name:?} is not a role (primary or fallback)"
+        ))
+    })
 }
