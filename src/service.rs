@@ -4,7 +4,7 @@
 //! writer threads): every start-up error happens here or when [`Service::start`] binds, never once
 //! requests are served. [`Running`] owns every task and thread started for serving and stops them in
 //! one order: lame duck -> drain (both in [`server::run`]) -> the durable side, started and stopped
-//! as one value ([`Durable`]: end the spill import, stop the forwarder and flush the journal,
+//! as one value (`Durable`: end the spill import, stop the forwarder and flush the journal,
 //! spilling what it did not take; side by side, each bounded in time whatever the store does) ->
 //! the exit status.
 

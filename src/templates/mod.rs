@@ -24,9 +24,9 @@ use minijinja::{Environment, UndefinedBehavior};
 use crate::twilio::{document, xml, Role};
 use crate::webhook::Params;
 pub use context::{RenderContext, Vars};
-pub(crate) use files::{line_col, merge_repeats, read_sources};
-pub use files::{valid_name, Diagnostic, MAX_TEMPLATE_FILE_BYTES};
-pub(crate) use load::load_set;
+pub(crate) use files::{line_col, read_sources};
+pub use files::{merge_repeats, valid_name, Diagnostic, MAX_TEMPLATE_FILE_BYTES};
+pub use load::load_set;
 pub(crate) use settings::is_name;
 pub use settings::TemplateSettings;
 
