@@ -207,27 +207,32 @@ mod tests {
         assert_eq!(import(dir.path(), &url).unwrap(), 0);
     }
 
-    #[test]
-    fn an_import_that_keeps_failing_stops_when_asked() {
+    /// One spill file in a new folder, its import started into the SQLite file `db` there (with
+    /// an hour between retries).
+    fn importing_into(db: &str) -> (tempfile::TempDir, Import) {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), &[event("SM1:sms")]).unwrap();
-        let url = JournalUrl::Sqlite(dir.path().join("no/such/dir/j.db"));
-        let import = Import::start(dir.path().into(), url, Duration::from_secs(3600)).unwrap();
+        let url = JournalUrl::Sqlite(dir.path().join(db));
+        let retry = Duration::from_secs(3600);
+        let import = Import::start(dir.path().into(), url, retry).unwrap();
+        (dir, import)
+    }
+
+    #[test]
+    fn an_import_that_keeps_failing_stops_when_asked() {
+        let (dir, import) = importing_into("no/such/dir/j.db");
         let asked = std::time::Instant::now();
         assert!(import.stop(Duration::from_secs(5)), "the thread ended");
         assert!(
             asked.elapsed() < Duration::from_secs(5),
-            "not the hour's retry wait"
+            "not the retry wait"
         );
         assert_eq!(pending(dir.path()).unwrap().len(), 1, "the file is kept");
     }
 
     #[test]
     fn an_import_that_succeeds_ends_by_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), &[event("SM1:sms")]).unwrap();
-        let url = JournalUrl::Sqlite(dir.path().join("j.db"));
-        let import = Import::start(dir.path().into(), url, Duration::from_secs(3600)).unwrap();
+        let (dir, import) = importing_into("j.db");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !pending(dir.path()).unwrap().is_empty() {
             assert!(std::time::Instant::now() < deadline, "never imported");
