@@ -3,9 +3,10 @@
 //! [`Service::load`] turns a [`Config`] into the shared state (templates, TLS pair, the journal's
 //! writer threads): every start-up error happens here or when [`Service::start`] binds, never once
 //! requests are served. [`Running`] owns every task and thread started for serving and stops them in
-//! one order: lame duck -> drain (both in [`server::run`]) -> stop the forwarder and flush the
-//! journal, spilling what it did not take (side by side, each bounded in time whatever the store
-//! does) -> the exit status.
+//! one order: lame duck -> drain (both in [`server::run`]) -> the durable side, started and stopped
+//! as one value (`Durable`: end the spill import, stop the forwarder and flush the journal,
+//! spilling what it did not take; side by side, each bounded in time whatever the store does) ->
+//! the exit status.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,11 +18,13 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, StartupError};
-use crate::journal::forward::{Deliverer, Settings as ForwardSettings};
+use crate::config::{Config, JournalConfig, StartupError};
+use crate::forward::{Deliverer, Settings as ForwardSettings};
+use crate::journal::spill;
 use crate::journal::writer::{self, Journal};
 use crate::journal::{JournalUrl, Unavailable};
-use crate::metrics::Metrics;
+use crate::keyring::KeyRing;
+use crate::metrics::{ForwardMetrics, Metrics};
 use crate::server::app::{App, Settings};
 use crate::server::tls::CertStore;
 use crate::templates::Templates;
@@ -57,8 +60,7 @@ pub struct Service {
     listen: SocketAddr,
     /// Folders whose changes trigger a reload; empty with `--watch false`.
     watch: Vec<PathBuf>,
-    spill_dir: Option<PathBuf>,
-    forward: Option<ForwardSettings>,
+    durable: Durable,
 }
 
 impl Service {
@@ -70,7 +72,7 @@ impl Service {
                 StartupError::Templates(format!(
                     "{} problem(s), as `{}` reports them:\n{}",
                     diagnostics.len(),
-                    crate::templates::check::command(
+                    crate::templates::check_command(
                         &config.templates,
                         config.config_file.as_deref()
                     ),
@@ -81,28 +83,13 @@ impl Service {
             Some(files) => Some(CertStore::load(files).map_err(StartupError::Tls)?),
             None => None,
         };
-        let mut metrics = Metrics::new(config.role.as_str());
-        let journal = match &config.journal {
-            Some(j) => {
-                metrics.enable_journal();
-                metrics.journal.up(check_journal(&j.url)?);
-                let settings = writer::Settings {
-                    timeout: j.timeout,
-                    forwarding: config.forward.is_some(),
-                    retention: j.retention,
-                    ..writer::Settings::default()
-                };
-                let started = Journal::start(j.url.clone(), settings, metrics.journal.clone());
-                Some(started.map_err(|e| StartupError::Invalid {
-                    setting: "journal",
-                    message: format!("cannot start the writer: {e}"),
-                })?)
-            }
-            None => None,
+        let watch = if config.watch {
+            watched_folders(&config)
+        } else {
+            Vec::new()
         };
-        if config.forward.is_some() {
-            metrics.enable_forward();
-        }
+        let mut metrics = Metrics::new(config.role.as_str());
+        let durable = Durable::load(config.journal, config.forward, &mut metrics)?;
         let upstream = match &config.upstream {
             Some(settings) => {
                 let upstream =
@@ -115,11 +102,6 @@ impl Service {
             }
             None => None,
         };
-        let watch = if config.watch {
-            watched_folders(&config)
-        } else {
-            Vec::new()
-        };
         let settings = Settings {
             role: config.role,
             public_url: config.public_url,
@@ -130,11 +112,17 @@ impl Service {
             template_settings: config.template_settings,
         };
         Ok(Service {
-            app: App::new(settings, templates, tls, journal, upstream, metrics),
+            app: App::new(
+                settings,
+                templates,
+                tls,
+                durable.writer.clone(),
+                upstream,
+                metrics,
+            ),
             listen: config.listen,
             watch,
-            spill_dir: config.journal.and_then(|j| j.spill_dir),
-            forward: config.forward,
+            durable,
         })
     }
 
@@ -186,30 +174,8 @@ impl Service {
                 self.watch,
             )));
         }
-        if let (Some(dir), Some(journal)) = (&self.spill_dir, app.journal()) {
-            let retry = Duration::from_secs(5);
-            journal::spill::import_in_background(dir.clone(), journal.url().clone(), retry)
-                .map_err(|e| StartupError::Invalid {
-                    setting: "journal-spill-dir",
-                    message: e.to_string(),
-                })?;
-        }
-        let deliverer = match (self.forward, app.journal()) {
-            (Some(forward), Some(journal)) => Some(
-                Deliverer::spawn(
-                    journal.url().clone(),
-                    forward,
-                    settings.keyring.clone(),
-                    app.metrics().forward.clone(),
-                    journal.appended(),
-                )
-                .map_err(|message| StartupError::Invalid {
-                    setting: "forward-to",
-                    message,
-                })?,
-            ),
-            _ => None,
-        };
+        let mut durable = self.durable;
+        durable.start(&settings.keyring, &app.metrics().forward)?;
         let (trigger, triggered) = oneshot::channel::<()>();
         let stop = async move {
             // A dropped trigger (the `Running` went away) also stops the server.
@@ -223,8 +189,7 @@ impl Service {
             app.clone(),
             stop,
             reloaders,
-            deliverer,
-            self.spill_dir,
+            durable,
         ));
         Ok(Running {
             addr,
@@ -331,41 +296,148 @@ async fn serve_then_stop(
     app: Arc<App>,
     stop: impl Future<Output = ()>,
     reloaders: Vec<JoinHandle<()>>,
-    deliverer: Option<Deliverer>,
-    spill_dir: Option<PathBuf>,
+    durable: Durable,
 ) -> Exit {
-    server::run(listener, app.clone(), stop).await;
+    server::run(listener, app, stop).await;
     for task in &reloaders {
         task.abort();
     }
-    // The forwarder only reads what is committed and the writer only appends: neither waits for
-    // the other, so a store that hangs costs the longer of the two bounds, not their sum.
-    let forwarder = async {
-        let Some(deliverer) = deliverer else { return };
-        if tokio::time::timeout(FORWARDER_STOP_WAIT, deliverer.stop())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "the forwarder did not stop in time (the journal store is not answering); \
-                 undelivered events stay in the journal for the next start"
-            );
-        }
-    };
-    let journal = async {
-        if app.journal().is_none() {
-            return Exit::Clean;
-        }
-        // Draining the writer waits on its thread: not on a runtime worker.
-        let app = app.clone();
-        let finish = tokio::task::spawn_blocking(move || match app.journal() {
-            Some(journal) => finish_journal(journal, spill_dir.as_deref()),
-            None => Exit::Clean,
-        });
-        finish.await.unwrap_or(Exit::EventsLost)
-    };
-    tokio::join!(forwarder, journal).1
+    durable.stop().await
 }
+
+/// What keeps acknowledged events beyond their request, started and stopped as one: the journal's
+/// writer (the request path submits to the same handle, through [`App`]), the spill folder with the
+/// import of what an earlier exit left there, and the forwarder.
+#[derive(Debug)]
+struct Durable {
+    writer: Option<Arc<Journal>>,
+    spill_dir: Option<PathBuf>,
+    /// The forwarder's settings until [`Durable::start`] spawns it.
+    forward: Option<ForwardSettings>,
+    import: Option<spill::Import>,
+    deliverer: Option<Deliverer>,
+}
+
+impl Durable {
+    /// Before serving: checks the journal and starts its writer; start-up errors name the setting.
+    fn load(
+        journal: Option<JournalConfig>,
+        forward: Option<ForwardSettings>,
+        metrics: &mut Metrics,
+    ) -> Result<Durable, StartupError> {
+        let (writer, spill_dir) = match journal {
+            Some(j) => {
+                metrics.enable_journal();
+                metrics.journal.up(check_journal(&j.url)?);
+                let settings = writer::Settings {
+                    timeout: j.timeout,
+                    forwarding: forward.is_some(),
+                    retention: j.retention,
+                    ..writer::Settings::default()
+                };
+                let started = Journal::start(j.url, settings, metrics.journal.clone());
+                let writer = started.map_err(|e| StartupError::Invalid {
+                    setting: "journal",
+                    message: format!("cannot start the writer: {e}"),
+                })?;
+                (Some(Arc::new(writer)), j.spill_dir)
+            }
+            None => (None, None),
+        };
+        if forward.is_some() {
+            metrics.enable_forward();
+        }
+        Ok(Durable {
+            writer,
+            spill_dir,
+            forward,
+            import: None,
+            deliverer: None,
+        })
+    }
+
+    /// Once serving: takes back what an earlier exit spilled, and starts the forwarder (inside the
+    /// runtime).
+    fn start(&mut self, keyring: &KeyRing, metrics: &ForwardMetrics) -> Result<(), StartupError> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        if let Some(dir) = &self.spill_dir {
+            let import = spill::Import::start(dir.clone(), writer.url().clone(), SPILL_RETRY)
+                .map_err(|e| StartupError::Invalid {
+                    setting: "journal-spill-dir",
+                    message: e.to_string(),
+                })?;
+            self.import = Some(import);
+        }
+        if let Some(forward) = self.forward.take() {
+            let deliverer = Deliverer::spawn(
+                writer.url().clone(),
+                forward,
+                keyring.clone(),
+                metrics.clone(),
+                writer.appended(),
+            )
+            .map_err(|message| StartupError::Invalid {
+                setting: "forward-to",
+                message,
+            })?;
+            self.deliverer = Some(deliverer);
+        }
+        Ok(())
+    }
+
+    /// After the drain: ends the spill import, stops the forwarder and gives the writer its last
+    /// write, spilling what it did not take. The three run side by side, each bounded in time
+    /// whatever the store does: the forwarder only reads what is committed, the writer only
+    /// appends, and the import only appends what earlier exits left, so none waits for another and
+    /// a store that hangs costs the longest bound, not their sum.
+    async fn stop(self) -> Exit {
+        let Durable {
+            writer,
+            spill_dir,
+            import,
+            deliverer,
+            ..
+        } = self;
+        let import = async {
+            let Some(import) = import else { return };
+            // Joining waits on its thread: not on a runtime worker.
+            let ended = tokio::task::spawn_blocking(move || import.stop(JOURNAL_EXIT_WAIT)).await;
+            if !matches!(ended, Ok(true)) {
+                tracing::warn!(
+                    "the spill import did not stop in time (the journal store is not answering); \
+                     its files stay for the next start"
+                );
+            }
+        };
+        let forwarder = async {
+            let Some(deliverer) = deliverer else { return };
+            if tokio::time::timeout(FORWARDER_STOP_WAIT, deliverer.stop())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the forwarder did not stop in time (the journal store is not answering); \
+                     undelivered events stay in the journal for the next start"
+                );
+            }
+        };
+        let journal = async {
+            let Some(writer) = writer else {
+                return Exit::Clean;
+            };
+            // Draining the writer waits on its thread: not on a runtime worker.
+            let finish =
+                tokio::task::spawn_blocking(move || finish_journal(&writer, spill_dir.as_deref()));
+            finish.await.unwrap_or(Exit::EventsLost)
+        };
+        tokio::join!(import, forwarder, journal).2
+    }
+}
+
+/// How often the spill import tries again while the journal does not take its files.
+const SPILL_RETRY: Duration = Duration::from_secs(5);
 
 /// How long the journal's last write may take at exit before what it holds goes to the spill
 /// folder: a store that answers commits in milliseconds; one that has not answered in this long
@@ -375,7 +447,7 @@ pub const JOURNAL_EXIT_WAIT: Duration = Duration::from_secs(3);
 
 /// How long stopping the forwarder may take: its own grace for attempts in flight. Closing its
 /// store connections after that is cut short when the store hangs (the process exit closes them).
-const FORWARDER_STOP_WAIT: Duration = crate::journal::forward::STOP_GRACE;
+const FORWARDER_STOP_WAIT: Duration = crate::forward::STOP_GRACE;
 
 /// Gives events buffered during a journal outage one last chance, then spills what is left to
 /// `--journal-spill-dir`. Never ends clean with acknowledged events outside the journal.

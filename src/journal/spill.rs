@@ -10,6 +10,7 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use super::{open, private_files, JournalError, JournalUrl, NewEvent};
@@ -106,36 +107,73 @@ pub fn import(dir: &Path, url: &JournalUrl) -> Result<usize, JournalError> {
     Ok(imported)
 }
 
-/// Imports `dir` on a thread of its own, retrying every `retry` until it succeeds, so a journal
-/// that is still down at start-up delays nothing and loses nothing.
-pub fn import_in_background(dir: PathBuf, url: JournalUrl, retry: Duration) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("journal-spill-import".into())
-        .spawn(move || {
-            // Here rather than in `prepare_dir`: the log is set up by now.
-            private_files::warn_if_shared(&dir);
-            private_files::tighten_all(&pending(&dir).unwrap_or_default());
-            loop {
-                match import(&dir, &url) {
-                    Ok(_) => return,
-                    Err(e) => {
-                        tracing::error!(dir = %dir.display(), error = %e, "cannot take spilled events back yet; retrying");
-                        std::thread::sleep(retry);
+/// The spill import on a thread of its own: every spill file taken back into the journal, retried
+/// every `retry` until it succeeds, so a journal that is still down at start-up delays nothing and
+/// loses nothing. Owned by whoever started it, and ended with [`Import::stop`].
+#[derive(Debug)]
+pub struct Import {
+    /// Sent (or dropped) to end the retries.
+    stop: mpsc::Sender<()>,
+    /// Disconnects when the thread has ended.
+    ended: mpsc::Receiver<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Import {
+    /// Starts importing `dir` into the journal at `url`.
+    pub fn start(dir: PathBuf, url: JournalUrl, retry: Duration) -> std::io::Result<Import> {
+        let (stop, stopped) = mpsc::channel();
+        let (ending, ended) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("journal-spill-import".into())
+            .spawn(move || {
+                let _ending = ending;
+                // Here rather than in `prepare_dir`: the log is set up by now.
+                private_files::warn_if_shared(&dir);
+                private_files::tighten_all(&pending(&dir).unwrap_or_default());
+                loop {
+                    match import(&dir, &url) {
+                        Ok(_) => return,
+                        Err(e) => {
+                            tracing::error!(dir = %dir.display(), error = %e, "cannot take spilled events back yet; retrying");
+                        }
+                    }
+                    if stopped.recv_timeout(retry) != Err(RecvTimeoutError::Timeout) {
+                        return;
                     }
                 }
-            }
+            })?;
+        Ok(Import {
+            stop,
+            ended,
+            thread,
         })
-        .map(|_| ())
+    }
+
+    /// Stops retrying and waits at most `wait` for an import in progress; returns whether the
+    /// thread ended. One still inside a store that does not answer is left to the process exit:
+    /// its files stay until a later start takes them (a file is removed only once committed).
+    pub fn stop(self, wait: Duration) -> bool {
+        let _ = self.stop.send(());
+        match self.ended.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => false,
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                let _ = self.thread.join();
+                true
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::twilio::Role;
 
     fn event(key: &str) -> NewEvent {
         NewEvent {
             received_at_ms: 1_764_547_200_000,
-            role: "primary".into(),
+            role: Role::Primary,
             method: "POST".into(),
             url: "https://x/sms".into(),
             path: "/sms".into(),
@@ -165,8 +203,42 @@ mod tests {
         let mut store = open(&url).unwrap();
         let stored = store.list(None, 10).unwrap();
         assert_eq!(stored.len(), 2);
-        assert_eq!(stored[0].event, events[0]);
+        assert_eq!(stored[0].webhook, events[0]);
         assert_eq!(import(dir.path(), &url).unwrap(), 0);
+    }
+
+    /// One spill file in a new folder, its import started into the SQLite file `db` there (with
+    /// an hour between retries).
+    fn importing_into(db: &str) -> (tempfile::TempDir, Import) {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &[event("SM1:sms")]).unwrap();
+        let url = JournalUrl::Sqlite(dir.path().join(db));
+        let retry = Duration::from_secs(3600);
+        let import = Import::start(dir.path().into(), url, retry).unwrap();
+        (dir, import)
+    }
+
+    #[test]
+    fn an_import_that_keeps_failing_stops_when_asked() {
+        let (dir, import) = importing_into("no/such/dir/j.db");
+        let asked = std::time::Instant::now();
+        assert!(import.stop(Duration::from_secs(5)), "the thread ended");
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "not the retry wait"
+        );
+        assert_eq!(pending(dir.path()).unwrap().len(), 1, "the file is kept");
+    }
+
+    #[test]
+    fn an_import_that_succeeds_ends_by_itself() {
+        let (dir, import) = importing_into("j.db");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !pending(dir.path()).unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never imported");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(import.stop(Duration::from_secs(5)));
     }
 
     #[test]
