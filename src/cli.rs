@@ -33,6 +33,9 @@ pub enum Command {
     Journal(JournalArgs),
     /// Audit, plan and apply the webhook wiring of every number of a Twilio account.
     Numbers(NumbersArgs),
+    /// Watch every selected number's wiring and failover path continuously: REST reads, probes as
+    /// Twilio would make them, certificates; metrics, a JSON status and alerts (docs/monitor.md).
+    Monitor(crate::monitor::MonitorArgs),
     /// Print what `serve` would answer to a webhook (TwiML on stdout, which template answered on
     /// stderr), without a server or a signature; exit 1 when serve would answer 404 or 503.
     Render(RenderArgs),

@@ -44,6 +44,7 @@ pub mod journal;
 pub mod keyring;
 pub mod logging;
 pub mod metrics;
+pub mod monitor;
 pub mod net;
 pub mod numbers;
 pub mod operator_file;

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Drill(args) => commands::drill::run(args),
         Command::Journal(args) => commands::journal::run(args),
         Command::Numbers(args) => commands::numbers::run(args),
+        Command::Monitor(args) => commands::monitor::run(args),
         Command::Render(args) => commands::render::run(args),
         Command::Test(args) => commands::test::run(args),
         Command::ImportBin(args) => commands::import_bin::run(args),

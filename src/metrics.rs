@@ -306,6 +306,19 @@ const STARTUP_REQUEST_SERIES: [(&str, u16); 6] = [
     ("status", 503),
 ];
 
+/// `twiml_failover_build_info{version, role}`: `primary`, `fallback` (`serve`) or `monitor`, so
+/// an alert can say which is absent.
+pub fn register_build_info(registry: &mut Registry, role: &str) {
+    registry.register(
+        "build",
+        "Build information",
+        Info::new(vec![
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ("role", role.to_string()),
+        ]),
+    );
+}
+
 impl Metrics {
     /// Registers all metrics; `role` goes into `twiml_failover_build_info`. Every series an alert
     /// or the docs name exists from here on (counters at 0), so `increase()` sees the first event.
@@ -367,14 +380,7 @@ impl Metrics {
             load_shed.clone(),
         );
         registry.register_collector(Box::new(LogLinesDropped));
-        registry.register(
-            "build",
-            "Build information",
-            Info::new(vec![
-                ("version", env!("CARGO_PKG_VERSION").to_string()),
-                ("role", role.to_string()),
-            ]),
-        );
+        register_build_info(&mut registry, role);
         for (route, status) in STARTUP_REQUEST_SERIES {
             let _ = requests.get_or_create(&RequestLabels { route, status });
             let _ = duration.get_or_create(&RouteLabel { route });

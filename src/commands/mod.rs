@@ -1,11 +1,12 @@
 //! One function per subcommand, each readable alone: `serve`, `check`, `sign`, `drill`, `journal`,
-//! `numbers`, and the template workflow's `render`, `test`, `import-bin`. Each returns how it ended: `Ok(status)` when it did its job (0, or 1 when what it
+//! `numbers`, `monitor`, and the template workflow's `render`, `test`, `import-bin`. Each returns how it ended: `Ok(status)` when it did its job (0, or 1 when what it
 //! checked has problems), `Err(Failure)` when it could not (the binary prints it, exit status 2).
 
 pub mod check;
 pub mod drill;
 pub mod import_bin;
 pub mod journal;
+pub mod monitor;
 pub mod numbers;
 pub mod render;
 pub mod serve;

@@ -241,7 +241,9 @@ fn sid(prefix: &str) -> String {
     format!("{prefix}{}", &hex::encode(digest)[..32])
 }
 
-fn params(channel: Channel, opts: &Options) -> Vec<(String, String)> {
+/// The parameters Twilio sends for an incoming call or message, with `opts`' caller, number,
+/// text and account, and fresh sids of Twilio's shape.
+pub fn params(channel: Channel, opts: &Options) -> Vec<(String, String)> {
     let mut p: Vec<(&str, String)> = vec![
         ("AccountSid", opts.account_sid.clone()),
         ("ApiVersion", "2010-04-01".into()),
@@ -470,7 +472,8 @@ async fn run_scenario(scenario: Scenario, urls: &Urls, opts: &Options) -> Scenar
     r
 }
 
-fn schema_problems(doc: &str, channel: Channel) -> Vec<String> {
+/// What makes `doc` invalid TwiML for `channel` (Twilio's 12200 class), `byte N: message` each.
+pub fn schema_problems(doc: &str, channel: Channel) -> Vec<String> {
     document::check(doc, Some(channel))
         .problems
         .into_iter()

@@ -50,6 +50,10 @@ pub struct Failure {
     pub code: u16,
     /// What happened, in words.
     pub detail: String,
+    /// The HTTP status of the answer judged a failure, when one came (a 403 from a server whose
+    /// token no longer matches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
 }
 
 impl Failure {
@@ -57,6 +61,7 @@ impl Failure {
         Failure {
             code,
             detail: detail.into(),
+            http_status: None,
         }
     }
 
@@ -74,6 +79,7 @@ impl Failure {
             11237 => "certificate invalid: no path to a trusted root",
             11750 => "TwiML response body too large",
             12100 => "document parse failure",
+            12200 => "schema validation warning",
             12300 => "invalid Content-Type",
             _ => "error",
         }
@@ -95,6 +101,10 @@ enum Retryable {
 pub struct Attempt {
     /// Milliseconds from the start of this attempt.
     pub elapsed_ms: u64,
+    /// Milliseconds from the start of this attempt to the answer's head (Twilio's read timeout is
+    /// on it), when one came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_byte_ms: Option<u64>,
     /// HTTP status, when an answer came.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
@@ -138,15 +148,23 @@ fn ms(d: Duration) -> u64 {
 /// Fetches TwiML like Twilio: attempts until one succeeds, the retry policy says stop, or the
 /// budget (`tt`, voice capped at 15 s) runs out.
 pub async fn fetch(req: &Request, overrides: &Overrides) -> Fetch {
+    fetch_with(req, overrides, &net::tls::default_config()).await
+}
+
+/// [`fetch`] with its own TLS settings (the monitor's, which keep the certificate presented).
+pub async fn fetch_with(req: &Request, overrides: &Overrides, tls: &rustls::ClientConfig) -> Fetch {
     let budget = overrides.budget(req.channel == Channel::Voice);
     // A connection per attempt, as Twilio makes them (`connection: close`, none kept idle).
-    let client = net::Client::new(net::Settings {
-        connect_timeout: overrides.connect_timeout,
-        read_timeout: Some(overrides.read_timeout),
-        request_timeout: budget,
-        max_body_bytes: MAX_DOCUMENT_BYTES,
-        max_idle_per_host: 0,
-    });
+    let client = net::Client::with_tls(
+        net::Settings {
+            connect_timeout: overrides.connect_timeout,
+            read_timeout: Some(overrides.read_timeout),
+            request_timeout: budget,
+            max_body_bytes: MAX_DOCUMENT_BYTES,
+            max_idle_per_host: 0,
+        },
+        tls,
+    );
     let start = Instant::now();
     let deadline = start + budget;
     let mut attempts = Vec::new();
@@ -154,12 +172,14 @@ pub async fn fetch(req: &Request, overrides: &Overrides) -> Fetch {
     loop {
         let attempt_start = Instant::now();
         let attempt = attempt(req, &client, overrides, budget);
-        last = match tokio::time::timeout_at(deadline.into(), attempt).await {
+        let first_byte;
+        (last, first_byte) = match tokio::time::timeout_at(deadline.into(), attempt).await {
             Ok(r) => r,
-            Err(_) => Err(out_of_time(overrides, budget)),
+            Err(_) => (Err(out_of_time(overrides, budget)), None),
         };
         attempts.push(Attempt {
             elapsed_ms: ms(attempt_start.elapsed()),
+            first_byte_ms: first_byte.map(ms),
             status: last.as_ref().ok().map(|a| a.status),
             failure: last.as_ref().err().map(|(f, _)| f.clone()),
         });
@@ -279,12 +299,13 @@ fn encode(req: &Request) -> (String, String, Option<String>) {
     }
 }
 
+/// One attempt, and how long its answer's head took when one came.
 async fn attempt(
     req: &Request,
     client: &net::Client,
     o: &Overrides,
     budget: Duration,
-) -> Result<Answer, (Failure, Retryable)> {
+) -> (Result<Answer, (Failure, Retryable)>, Option<Duration>) {
     let (path, sig, form) = encode(req);
     let header = HeaderName::from_static;
     let mut headers = vec![
@@ -315,9 +336,10 @@ async fn attempt(
         headers,
         body: form.map_or_else(Bytes::new, Bytes::from),
     };
-    let answer = match client.send(request).await {
+    let (answer, first_byte) = client.send_timed(request).await;
+    let answer = match answer {
         Ok(answer) => answer,
-        Err(e) => return Err(failure(e, req.channel, o, budget)),
+        Err(e) => return (Err(failure(e, req.channel, o, budget)), first_byte),
     };
     let content_type = answer
         .headers
@@ -327,12 +349,18 @@ async fn attempt(
         .header(SOURCE_HEADER)
         .map(|v| v.chars().take(64).collect());
     let status = answer.status;
-    classify(status, content_type.as_deref(), &answer.body, req.channel).map(|body| Answer {
-        status,
-        content_type,
-        source,
-        body,
-    })
+    let judged = classify(status, content_type.as_deref(), &answer.body, req.channel)
+        .map(|body| Answer {
+            status,
+            content_type,
+            source,
+            body,
+        })
+        .map_err(|(mut f, retry)| {
+            f.http_status = Some(status);
+            (f, retry)
+        });
+    (judged, first_byte)
 }
 
 /// The Twilio error code for an attempt that got no whole answer, and whether `rp` may retry it.
@@ -412,6 +440,12 @@ fn failure(
         },
     };
     (Failure::new(code, detail), retry)
+}
+
+/// The failure Twilio would report for an exchange that ended in `e`, without the retry class:
+/// for callers that make the exchange themselves (the monitor's reachability checks).
+pub fn failure_of(e: net::Error, channel: Channel, o: &Overrides) -> Failure {
+    failure(e, channel, o, o.budget(channel == Channel::Voice)).0
 }
 
 /// Decides, as Twilio would, whether an HTTP answer is TwiML to execute or a failure that sends

@@ -195,14 +195,23 @@ impl Client {
 
     /// Sends `req` and reads the whole answer, within the request timeout.
     pub async fn send(&self, req: Request) -> Result<Response, Error> {
-        let timeout = self.settings.request_timeout;
-        match tokio::time::timeout(timeout, self.exchange(req)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout(timeout)),
-        }
+        self.send_timed(req).await.0
     }
 
-    async fn exchange(&self, req: Request) -> Result<Response, Error> {
+    /// [`Client::send`], and how long the answer's head took to arrive from the start (connecting
+    /// included; `None` when no head came): Twilio's read timeout is on that first byte.
+    pub async fn send_timed(&self, req: Request) -> (Result<Response, Error>, Option<Duration>) {
+        let timeout = self.settings.request_timeout;
+        let mut head = None;
+        let result = match tokio::time::timeout(timeout, self.exchange(req, &mut head)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(timeout)),
+        };
+        (result, head)
+    }
+
+    async fn exchange(&self, req: Request, head: &mut Option<Duration>) -> Result<Response, Error> {
+        let started = std::time::Instant::now();
         let head_request = req.method == http::Method::HEAD;
         let mut builder = hyper::Request::builder()
             .method(req.method)
@@ -215,6 +224,7 @@ impl Client {
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let connection = capture_connection(&mut request);
         let answer = self.pool.request(request).await.map_err(head_error)?;
+        *head = Some(started.elapsed());
         let (parts, body) = answer.into_parts();
         let tap = parts.extensions.get::<connect::Tap>().cloned();
         let framing_error = |parts: http::response::Parts, why: String| {
@@ -261,6 +271,28 @@ impl Client {
             body,
         })
     }
+}
+
+/// Resolves the URL's host, connects and, for `https://`, completes the TLS handshake with `tls`,
+/// all within `timeout`, then closes the connection without sending anything: reachability and the
+/// certificate, where a request could make the server act. The same steps, and the same
+/// [`ConnectFailure`] kinds, as a request's connection. Returns how long it took.
+pub async fn handshake(
+    url: &str,
+    timeout: Duration,
+    tls: &rustls::ClientConfig,
+) -> Result<Duration, Error> {
+    use tower_service::Service;
+    let uri: http::Uri = url.parse().map_err(|e| Error::Invalid(format!("{e}")))?;
+    let started = std::time::Instant::now();
+    let mut connector = connect::Connector::new(tls, timeout, None, 0);
+    std::future::poll_fn(|cx| connector.poll_ready(cx))
+        .await
+        .map_err(Error::Connect)?;
+    let stream = connector.call(uri).await.map_err(Error::Connect)?;
+    let took = started.elapsed();
+    drop(stream);
+    Ok(took)
 }
 
 /// Keeps hyper_util's pool from handing out this request's connection again.

@@ -188,6 +188,40 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in declaration order.
+    pub const ALL: [Kind; 12] = [
+        Kind::NoPrimaryUrl,
+        Kind::PrimaryNotOnBase,
+        Kind::PrimaryMethod,
+        Kind::NoFallbackUrl,
+        Kind::FallbackSameHost,
+        Kind::FallbackNotOnBase,
+        Kind::FallbackMethod,
+        Kind::NoOverrides,
+        Kind::BadOverrides,
+        Kind::FallbackBudget,
+        Kind::StatusCallback,
+        Kind::DiffersFromWiring,
+    ];
+
+    /// Its name in JSON and in metric labels (`no_fallback_url`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::NoPrimaryUrl => "no_primary_url",
+            Kind::PrimaryNotOnBase => "primary_not_on_base",
+            Kind::PrimaryMethod => "primary_method",
+            Kind::NoFallbackUrl => "no_fallback_url",
+            Kind::FallbackSameHost => "fallback_same_host",
+            Kind::FallbackNotOnBase => "fallback_not_on_base",
+            Kind::FallbackMethod => "fallback_method",
+            Kind::NoOverrides => "no_overrides",
+            Kind::BadOverrides => "bad_overrides",
+            Kind::FallbackBudget => "fallback_budget",
+            Kind::StatusCallback => "status_callback",
+            Kind::DiffersFromWiring => "differs_from_wiring",
+        }
+    }
+
     /// How the summary counts numbers with this problem.
     fn summary(self) -> &'static str {
         match self {
@@ -371,7 +405,8 @@ impl NumberAudit {
     }
 }
 
-fn on_base(url: &str, base: &str) -> bool {
+/// True when `url` is `base` or below it (`base/…`, `base?…`).
+pub fn on_base(url: &str, base: &str) -> bool {
     url == base
         || url
             .strip_prefix(base)
@@ -587,16 +622,16 @@ pub fn summary(audits: &[NumberAudit]) -> String {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::numbers::model::{Application, Service};
 
-    pub(in crate::numbers) fn s(v: &str) -> Option<String> {
+    pub(crate) fn s(v: &str) -> Option<String> {
         Some(v.to_string())
     }
 
     /// A number wired as [`Wiring::example`] wants.
-    pub(in crate::numbers) fn good(sid: &str) -> Number {
+    pub(crate) fn good(sid: &str) -> Number {
         Number {
             sid: sid.into(),
             phone_number: "+15550001111".into(),
@@ -611,6 +646,13 @@ pub(super) mod tests {
             status_callback: s("https://voice.example.com/status"),
             status_callback_method: s("POST"),
             ..Number::default()
+        }
+    }
+
+    #[test]
+    fn each_kind_is_named_as_json_names_it() {
+        for kind in Kind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
         }
     }
 

@@ -3,6 +3,7 @@
 //! `Retry-After`, and errors worded from Twilio's error body. I/O, over [`crate::net`].
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -214,6 +215,65 @@ fn retry_after(v: Option<&str>) -> Duration {
         .map_or(Duration::from_secs(1), Duration::from_secs)
 }
 
+/// One page of a list: its items and the next page's URL (on the client's own base), if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items, in the API's order.
+    pub items: Vec<T>,
+    /// Where the next page is; `None` on the last.
+    pub next: Option<String>,
+}
+
+/// A list the account's wiring is read from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum List {
+    /// `IncomingPhoneNumbers.json`.
+    Numbers,
+    /// `Applications.json` (TwiML Apps).
+    Applications,
+    /// Messaging `Services`.
+    Services,
+    /// The numbers in one Messaging Service (`MG…`).
+    ServiceNumbers(String),
+}
+
+impl List {
+    /// The key of the JSON list holding the items.
+    pub fn key(&self) -> &'static str {
+        match self {
+            List::Numbers => "incoming_phone_numbers",
+            List::Applications => "applications",
+            List::Services => "services",
+            List::ServiceNumbers(_) => "phone_numbers",
+        }
+    }
+}
+
+/// Requests a client made, by how they ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Answered 2xx.
+    pub ok: u64,
+    /// Answered 429 (each one, retried or not).
+    pub throttled: u64,
+    /// No answer, or another status.
+    pub failed: u64,
+}
+
+impl Stats {
+    /// Every request sent.
+    pub fn total(&self) -> u64 {
+        self.ok + self.throttled + self.failed
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    ok: AtomicU64,
+    throttled: AtomicU64,
+    failed: AtomicU64,
+}
+
 /// The client; one per command run.
 #[derive(Debug)]
 pub struct Api {
@@ -227,6 +287,7 @@ pub struct Api {
     messaging_base: String,
     min_interval: Duration,
     last: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+    counts: Counts,
 }
 
 /// How the client is set up.
@@ -271,7 +332,17 @@ impl Api {
             messaging_base,
             min_interval: Duration::from_secs_f64(1.0 / setup.rate),
             last: tokio::sync::Mutex::new(None),
+            counts: Counts::default(),
         })
+    }
+
+    /// The requests made so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            ok: self.counts.ok.load(Ordering::Relaxed),
+            throttled: self.counts.throttled.load(Ordering::Relaxed),
+            failed: self.counts.failed.load(Ordering::Relaxed),
+        }
     }
 
     /// The credentials in use, for `--dry-run`.
@@ -338,10 +409,19 @@ impl Api {
                     body: body.clone(),
                 })
                 .await
-                .map_err(|e| ApiError::Network {
-                    what: what.clone(),
-                    cause: e.to_string(),
+                .map_err(|e| {
+                    self.counts.failed.fetch_add(1, Ordering::Relaxed);
+                    ApiError::Network {
+                        what: what.clone(),
+                        cause: e.to_string(),
+                    }
                 })?;
+            let counter = match answer.status {
+                200..=299 => &self.counts.ok,
+                429 => &self.counts.throttled,
+                _ => &self.counts.failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             let detail = || error_detail(&answer.body);
             match answer.status {
                 200..=299 => return Ok(answer.body),
@@ -414,42 +494,81 @@ impl Api {
         Ok(format!("{base}{path}"))
     }
 
-    /// Every item of a list: the 2010-04-01 API pages with `next_page_uri`, messaging v1 with
-    /// `meta.next_page_url`.
+    /// The URL of `list`'s first page, `page_size` items per page.
+    pub fn first_page(&self, list: &List, page_size: u32) -> String {
+        match list {
+            List::Numbers => format!(
+                "{}/2010-04-01/Accounts/{}/IncomingPhoneNumbers.json?PageSize={page_size}",
+                self.api_base, self.account
+            ),
+            List::Applications => format!(
+                "{}/2010-04-01/Accounts/{}/Applications.json?PageSize={page_size}",
+                self.api_base, self.account
+            ),
+            List::Services => format!("{}/v1/Services?PageSize={page_size}", self.messaging_base),
+            List::ServiceNumbers(mg) => format!(
+                "{}/v1/Services/{mg}/PhoneNumbers?PageSize={page_size}",
+                self.messaging_base
+            ),
+        }
+    }
+
+    /// One page of `list` at `url`: the 2010-04-01 API pages with `next_page_uri`, messaging v1
+    /// with `meta.next_page_url`.
+    pub async fn page<T: DeserializeOwned>(
+        &self,
+        list: &List,
+        url: &str,
+    ) -> Result<Page<T>, ApiError> {
+        let mut page: serde_json::Map<String, serde_json::Value> = self.get_json(url).await?;
+        let bad = |cause: String| ApiError::BadAnswer {
+            what: format!("GET {url}"),
+            cause,
+        };
+        let key = list.key();
+        let items = page
+            .remove(key)
+            .ok_or_else(|| bad(format!("no `{key}` list")))?;
+        let items = serde_json::from_value::<Vec<T>>(items).map_err(|e| bad(e.to_string()))?;
+        let next = page
+            .get("next_page_uri")
+            .or_else(|| page.get("meta").and_then(|m| m.get("next_page_url")))
+            .and_then(|v| v.as_str())
+            .filter(|n| !n.is_empty());
+        let base = match list {
+            List::Numbers | List::Applications => &self.api_base,
+            List::Services | List::ServiceNumbers(_) => &self.messaging_base,
+        };
+        let next = match next {
+            Some(n) => Some(self.next(base, n)?),
+            None => None,
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Every item of a list from `url` on; a list without end is refused.
     async fn list<T: DeserializeOwned>(
         &self,
-        base: &str,
-        path: &str,
-        key: &str,
+        list: &List,
+        url: String,
     ) -> Result<Vec<T>, ApiError> {
-        let mut url = format!("{base}{path}");
+        let mut url = url;
         let mut out = Vec::new();
         let mut pages = 0;
         loop {
-            let mut page: serde_json::Map<String, serde_json::Value> = self.get_json(&url).await?;
-            let bad = |cause: String| ApiError::BadAnswer {
-                what: format!("GET {url}"),
-                cause,
-            };
-            let items = page
-                .remove(key)
-                .ok_or_else(|| bad(format!("no `{key}` list")))?;
-            out.extend(serde_json::from_value::<Vec<T>>(items).map_err(|e| bad(e.to_string()))?);
-            let next = page
-                .get("next_page_uri")
-                .or_else(|| page.get("meta").and_then(|m| m.get("next_page_url")))
-                .and_then(|v| v.as_str());
-            let Some(next) = next.filter(|n| !n.is_empty()) else {
+            let page = self.page(list, &url).await?;
+            out.extend(page.items);
+            let Some(next) = page.next else {
                 return Ok(out);
             };
             // A page that points at itself, or a list without end, is refused rather than
             // followed for ever.
-            let next = self.next(base, next)?;
             pages += 1;
             if next == url || pages >= MAX_PAGES {
-                return Err(bad(format!(
-                    "pagination does not end (page {pages} points to {next})"
-                )));
+                return Err(ApiError::BadAnswer {
+                    what: format!("GET {url}"),
+                    cause: format!("pagination does not end (page {pages} points to {next})"),
+                });
             }
             url = next;
         }
@@ -458,44 +577,27 @@ impl Api {
     /// Reads the numbers (all, or the one `phone_number`), every TwiML App, every Messaging
     /// Service and the numbers in each.
     pub async fn fetch(&self, phone_number: Option<&str>) -> Result<Account, ApiError> {
-        let mut numbers_path = format!(
-            "/2010-04-01/Accounts/{}/IncomingPhoneNumbers.json?PageSize={PAGE_SIZE}",
-            self.account
-        );
+        let mut numbers_url = self.first_page(&List::Numbers, PAGE_SIZE);
         if let Some(p) = phone_number {
-            numbers_path.push('&');
-            numbers_path
+            numbers_url.push('&');
+            numbers_url
                 .push_str(&serde_urlencoded::to_string([("PhoneNumber", p)]).unwrap_or_default());
         }
-        let numbers: Vec<Number> = self
-            .list(&self.api_base, &numbers_path, "incoming_phone_numbers")
-            .await?;
+        let numbers: Vec<Number> = self.list(&List::Numbers, numbers_url).await?;
         let apps: Vec<Application> = self
             .list(
-                &self.api_base,
-                &format!(
-                    "/2010-04-01/Accounts/{}/Applications.json?PageSize={PAGE_SIZE}",
-                    self.account
-                ),
-                "applications",
+                &List::Applications,
+                self.first_page(&List::Applications, PAGE_SIZE),
             )
             .await?;
         let services: Vec<Service> = self
-            .list(
-                &self.messaging_base,
-                &format!("/v1/Services?PageSize={PAGE_SIZE}"),
-                "services",
-            )
+            .list(&List::Services, self.first_page(&List::Services, PAGE_SIZE))
             .await?;
         let mut service_of = BTreeMap::new();
         for s in &services {
-            let members: Vec<ServiceNumber> = self
-                .list(
-                    &self.messaging_base,
-                    &format!("/v1/Services/{}/PhoneNumbers?PageSize={PAGE_SIZE}", s.sid),
-                    "phone_numbers",
-                )
-                .await?;
+            let list = List::ServiceNumbers(s.sid.clone());
+            let members: Vec<ServiceNumber> =
+                self.list(&list, self.first_page(&list, PAGE_SIZE)).await?;
             for m in members {
                 service_of.insert(m.sid, s.sid.clone());
             }

@@ -45,6 +45,8 @@ struct Outcome {
     source: Option<Source>,
     /// The signature was checked and valid: the line is always written.
     verified: bool,
+    /// The monitor's probe ([`twilio::PROBE_PARAM`]): counted under its own route label.
+    probe: bool,
 }
 
 /// The fields a 403's log line adds, so an operator can see why a signature did not match.
@@ -98,8 +100,12 @@ pub async fn handle(
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    app.metrics()
-        .request(route.label(), status, elapsed.as_secs_f64());
+    let label = if outcome.probe {
+        "probe"
+    } else {
+        route.label()
+    };
+    app.metrics().request(label, status, elapsed.as_secs_f64());
     // Anyone can send requests that fail before the signature check; their lines are rate-limited
     // (and counted) so a stranger cannot fill the operator's logs. Every genuine request is logged.
     if !outcome.verified && !app.unverified_log().admit(status) {
@@ -120,6 +126,7 @@ pub async fn handle(
         call_sid = outcome.call_sid.as_deref(),
         message_sid = outcome.message_sid.as_deref(),
         fallback,
+        probe = outcome.probe.then_some(true),
         error_code = outcome.error_code.as_deref(),
         error_url = outcome.error_url.as_deref(),
         served_by = outcome.served_by.map(ServedBy::label),
@@ -238,6 +245,9 @@ async fn webhook(
     outcome.verified = true;
     outcome.call_sid = hook.param("CallSid").map(loggable);
     outcome.message_sid = hook.param("MessageSid").map(loggable);
+    if hook.param(twilio::PROBE_PARAM).is_some() {
+        return probe(app, route, hook, outcome);
+    }
     let journal = app.journal();
     let template = match route {
         Route::Template(name) => Some(name),
@@ -340,6 +350,23 @@ async fn webhook(
         outcome.journal = Some(written);
     }
     answer
+}
+
+/// The monitor's probe (docs/monitor.md): verified like any webhook and answered from the templates
+/// (so the answer is what a caller would get), but never journaled, never sent to the upstream app
+/// or forwarded, never counted as a fallback hit or as traffic.
+fn probe(app: &App, route: &Route, hook: Webhook, outcome: &mut Outcome) -> Reply {
+    outcome.probe = true;
+    let Route::Template(name) = route else {
+        return respond::no_content();
+    };
+    match hook.into_params() {
+        Ok(params) => render(app, name, Arc::new(params), false, outcome),
+        Err(e) => {
+            outcome.reason = Some(e.to_string());
+            respond::error(decode_status(&e))
+        }
+    }
 }
 
 /// What a refused signature was checked against (no key, token or expected signature).

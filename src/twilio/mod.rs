@@ -32,3 +32,9 @@ pub const EXPRESSION_MARK: char = '\u{E000}';
 /// `template`, `degraded; reason=...`): written by the request path, read by the drill. Twilio
 /// ignores it.
 pub const SOURCE_HEADER: &str = "x-twiml-failover-source";
+
+/// The form parameter that marks a request as `twiml-failover monitor`'s probe: sent inside the
+/// signed parameters, so only a holder of the auth token can produce it. A server that verified
+/// such a request answers it normally but never journals, forwards or counts it as traffic
+/// (docs/monitor.md, "Probes never pollute"). Not a name Twilio sends.
+pub const PROBE_PARAM: &str = "TwimlFailoverProbe";

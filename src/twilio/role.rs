@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which template set the server answers from, and what its journal and logs say it was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The number's primary URL: `primary/` templates, `fallback/` on run-time failure.
