@@ -126,8 +126,26 @@ impl Reads {
         due
     }
 
+    /// How long ago `list` was last read to its end, as a sort key: a list part-read comes
+    /// first, then one never read, then the one read longest ago.
+    fn staleness(&self, list: &List) -> (bool, i64) {
+        fn key<T>(c: Option<&Cached<T>>) -> (bool, i64) {
+            c.map_or((true, -1), |c| {
+                (c.cursor.is_none(), c.completed.map_or(-1, |r| r as i64))
+            })
+        }
+        match list {
+            List::Numbers => key(Some(&self.numbers)),
+            List::Applications => key(Some(&self.applications)),
+            List::Services => key(Some(&self.services)),
+            List::ServiceNumbers(mg) => key(self.members.get(mg)),
+        }
+    }
+
     /// One round: reads the lists [`Reads::due`] names, until the end or `budget` requests,
-    /// `page_size` items per page.
+    /// `page_size` items per page. The three top lists first (which Services exist and which
+    /// numbers name one decide which Services' numbers are due), each group stalest first, so a
+    /// budget too small for every list still reads each in turn.
     pub async fn round(
         &mut self,
         api: &Api,
@@ -142,17 +160,20 @@ impl Reads {
             limit: budget,
         };
         let mut stop = None;
-        // The top lists first: which Services exist, and which numbers name one, decide the rest.
-        for list in [List::Numbers, List::Applications, List::Services] {
+        let mut top = vec![List::Numbers, List::Applications, List::Services];
+        top.sort_by_key(|l| self.staleness(l));
+        for list in top {
             if let Err(s) = self.read(api, &list, round, &budget, page_size).await {
                 stop = Some(s);
                 break;
             }
         }
+        self.forget_unlisted_services();
+        self.mark_stale_members();
         if stop.is_none() {
-            self.forget_unlisted_services();
-            self.mark_stale_members();
-            for list in self.due(round, full_every).into_iter().skip(3) {
+            let mut members: Vec<List> = self.due(round, full_every).into_iter().skip(3).collect();
+            members.sort_by_key(|l| self.staleness(l));
+            for list in members {
                 if let Err(s) = self.read(api, &list, round, &budget, page_size).await {
                     stop = Some(s);
                     break;
