@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, StartupError};
 use crate::journal::forward::{Deliverer, Settings as ForwardSettings};
+use crate::journal::spill::Importer;
 use crate::journal::writer::{self, Journal};
 use crate::journal::{JournalUrl, Unavailable};
 use crate::metrics::Metrics;
@@ -186,14 +187,17 @@ impl Service {
                 self.watch,
             )));
         }
-        if let (Some(dir), Some(journal)) = (&self.spill_dir, app.journal()) {
-            let retry = Duration::from_secs(5);
-            journal::spill::import_in_background(dir.clone(), journal.url().clone(), retry)
-                .map_err(|e| StartupError::Invalid {
-                    setting: "journal-spill-dir",
-                    message: e.to_string(),
-                })?;
-        }
+        let importer = match (&self.spill_dir, app.journal()) {
+            (Some(dir), Some(journal)) => Some(
+                Importer::start(dir.clone(), journal.url().clone(), SPILL_SWEEP_EVERY).map_err(
+                    |e| StartupError::Invalid {
+                        setting: "journal-spill-dir",
+                        message: e.to_string(),
+                    },
+                )?,
+            ),
+            _ => None,
+        };
         let deliverer = match (self.forward, app.journal()) {
             (Some(forward), Some(journal)) => Some(
                 Deliverer::spawn(
@@ -224,6 +228,7 @@ impl Service {
             stop,
             reloaders,
             deliverer,
+            importer,
             self.spill_dir,
         ));
         Ok(Running {
@@ -332,6 +337,7 @@ async fn serve_then_stop(
     stop: impl Future<Output = ()>,
     reloaders: Vec<JoinHandle<()>>,
     deliverer: Option<Deliverer>,
+    importer: Option<Importer>,
     spill_dir: Option<PathBuf>,
 ) -> Exit {
     server::run(listener, app.clone(), stop).await;
@@ -358,9 +364,15 @@ async fn serve_then_stop(
         }
         // Draining the writer waits on its thread: not on a runtime worker.
         let app = app.clone();
-        let finish = tokio::task::spawn_blocking(move || match app.journal() {
-            Some(journal) => finish_journal(journal, spill_dir.as_deref()),
-            None => Exit::Clean,
+        let finish = tokio::task::spawn_blocking(move || {
+            // Before this server's own spill file can exist, so it is never claimed here.
+            if let Some(importer) = importer {
+                importer.stop(SPILL_SWEEP_STOP_WAIT);
+            }
+            match app.journal() {
+                Some(journal) => finish_journal(journal, spill_dir.as_deref()),
+                None => Exit::Clean,
+            }
         });
         finish.await.unwrap_or(Exit::EventsLost)
     };
@@ -372,6 +384,13 @@ async fn serve_then_stop(
 /// (a SQLite file another process keeps locked, a PostgreSQL server that accepts and never answers)
 /// is treated as down. Shorter than the forwarder's stop, which runs beside it.
 pub const JOURNAL_EXIT_WAIT: Duration = Duration::from_secs(3);
+
+/// How often the spill folder is swept for files to take back (other replicas' when it is shared).
+const SPILL_SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// How long the exit waits for the spill import to finish or hand back the file it holds (a batch
+/// commits in milliseconds; a store that hangs leaves the claim to be taken over elsewhere).
+const SPILL_SWEEP_STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// How long stopping the forwarder may take: its own grace for attempts in flight. Closing its
 /// store connections after that is cut short when the store hangs (the process exit closes them).
