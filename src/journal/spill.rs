@@ -549,7 +549,7 @@ mod tests {
         let mut sweeper = Sweeper::new(dir.path().to_owned());
         sweeper.stale_after = Duration::from_millis(300);
         assert_eq!(sweeper.sweep(&url, &|| false).unwrap(), Swept::default());
-        assert_eq!(pending(dir.path()).unwrap(), [claimed.clone()]);
+        assert_eq!(pending(dir.path()).unwrap(), std::slice::from_ref(&claimed));
         // Its heartbeat moves: still alive.
         std::thread::sleep(Duration::from_millis(200));
         touch(&claimed).unwrap();
