@@ -365,14 +365,19 @@ async fn serve_then_stop(
         // Draining the writer waits on its thread: not on a runtime worker.
         let app = app.clone();
         let finish = tokio::task::spawn_blocking(move || {
-            // Before this server's own spill file can exist, so it is never claimed here.
-            if let Some(importer) = importer {
-                importer.stop(SPILL_SWEEP_STOP_WAIT);
+            // Told before this server's own spill file can exist, so it never claims it; waited
+            // for after the spill, which nothing may delay.
+            if let Some(importer) = &importer {
+                importer.stop();
             }
-            match app.journal() {
+            let exit = match app.journal() {
                 Some(journal) => finish_journal(journal, spill_dir.as_deref()),
                 None => Exit::Clean,
+            };
+            if let Some(importer) = importer {
+                importer.finish(SPILL_SWEEP_STOP_WAIT);
             }
+            exit
         });
         finish.await.unwrap_or(Exit::EventsLost)
     };
@@ -388,8 +393,9 @@ pub const JOURNAL_EXIT_WAIT: Duration = Duration::from_secs(3);
 /// How often the spill folder is swept for files to take back (other replicas' when it is shared).
 const SPILL_SWEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// How long the exit waits for the spill import to finish or hand back the file it holds (a batch
-/// commits in milliseconds; a store that hangs leaves the claim to be taken over elsewhere).
+/// How long the exit waits, after its own spill, for the spill import to finish or hand back the
+/// file it holds (a batch commits in milliseconds; with a store that hangs the claim is taken over
+/// elsewhere). Beside the forwarder's longer stop, so it adds nothing to the exit's bound.
 const SPILL_SWEEP_STOP_WAIT: Duration = Duration::from_secs(1);
 
 /// How long stopping the forwarder may take: its own grace for attempts in flight. Closing its

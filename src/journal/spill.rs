@@ -423,11 +423,17 @@ impl Importer {
         Ok(Importer { stop, done })
     }
 
-    /// Stops sweeping, and waits at most `wait` for the file being imported to be finished or
-    /// handed back; whether the thread ended in time (if not, a store that hangs holds it, and its
-    /// claim is taken over by another importer once it goes quiet).
-    pub fn stop(self, wait: Duration) -> bool {
+    /// Tells the thread to stop: it claims no file after this (so a spill file written from now
+    /// on is left for the next importer), and hands back the file it holds at its next batch.
+    pub fn stop(&self) {
         self.stop.set();
+    }
+
+    /// Stops it and waits at most `wait` for the file being imported to be finished or handed
+    /// back; whether the thread ended in time (if not, a store that hangs holds it, and its claim
+    /// is taken over by another importer once it goes quiet).
+    pub fn finish(self, wait: Duration) -> bool {
+        self.stop();
         matches!(
             self.done.recv_timeout(wait),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
@@ -646,7 +652,7 @@ mod tests {
             assert!(Instant::now() < deadline, "never swept again");
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(importer.stop(Duration::from_secs(5)));
+        assert!(importer.finish(Duration::from_secs(5)));
         assert_eq!(stored(&url), ["SM9:sms"]);
     }
 }
