@@ -428,7 +428,7 @@ fn finish_journal(journal: &Journal, spill_dir: Option<&Path>) -> Exit {
             tracing::error!(
                 spilled = left.len(),
                 file = %path.display(),
-                "journal unavailable at exit; events written to the spill file, taken back at the next start"
+                "journal unavailable at exit; events written to the spill file, taken back by the next server to sweep the folder"
             );
             Exit::EventsSpilled
         }

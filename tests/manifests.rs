@@ -561,26 +561,11 @@ fn second_replica_takes_back(
         assert!(Instant::now() < deadline, "second replica never listened");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let url = format!("{}/sms", c.env["TWIML_FAILOVER_PUBLIC_URL"]);
     let events: Vec<NewEvent> = (1..=3)
         .map(|i| {
             let key = format!("spilled-by-a-replaced-replica-{i}");
-            NewEvent {
-                received_at_ms: now_ms,
-                role: c.env["TWIML_FAILOVER_ROLE"].clone(),
-                method: "POST".into(),
-                url: format!("{}/sms", c.env["TWIML_FAILOVER_PUBLIC_URL"]),
-                path: "/sms".into(),
-                params: vec![("MessageSid".into(), key.clone())],
-                error_code: None,
-                error_url: None,
-                idempotency_key: key.clone(),
-                conversation: key,
-                account_sid: None,
-            }
+            common::sms_event(&key, &c.env["TWIML_FAILOVER_ROLE"], &url)
         })
         .collect();
     let file = spill::write(shared, &events).unwrap();

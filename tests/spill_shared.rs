@@ -15,46 +15,11 @@ use twiml_failover::journal::{self, spill, JournalUrl, NewEvent};
 
 /// `serve` on `journal` with the shared spill folder, logging JSON lines.
 fn serve(journal: &str, spill_dir: &Path) -> Serve {
-    Serve::shipped(&[
-        "--journal",
-        journal,
-        "--journal-spill-dir",
-        spill_dir.to_str().unwrap(),
-        "--watch",
-        "false",
-        "--lame-duck",
-        "0",
-        // Callers are answered after 0.2 s whatever the store does.
-        "--journal-timeout",
-        "0.2",
-        "--log-format",
-        "json",
-    ])
+    Serve::spilling(journal, spill_dir, &["--log-format", "json"])
 }
 
 fn sid(i: usize) -> String {
     format!("SM{i:032}")
-}
-
-/// Sends signed webhooks with MessageSids numbered `range`; each must get 200.
-fn acknowledge(server: &Serve, range: std::ops::Range<usize>) {
-    for i in range {
-        let sid = sid(i);
-        let params = [
-            ("AccountSid", "AC00000000000000000000000000000001"),
-            ("MessageSid", sid.as_str()),
-            ("From", "+15005550006"),
-            ("To", "+15005550001"),
-            ("Body", "hi"),
-        ];
-        let answer = server.post_signed("/sms", &params);
-        assert!(
-            answer
-                .as_deref()
-                .is_some_and(|a| a.starts_with("HTTP/1.1 200")),
-            "{answer:?}"
-        );
-    }
 }
 
 /// The events' idempotency keys journaled at `url`, sorted (each once if no key repeats).
@@ -112,13 +77,13 @@ fn a_server_that_exits_during_an_outage_leaves_its_events_to_another_on_the_fold
     let url = format!("sqlite://{}", db.display());
     let mut leaving = serve(&url, &shared);
     let mut staying = serve(&url, &shared);
-    acknowledge(&leaving, 0..5);
-    acknowledge(&staying, 5..10);
+    leaving.acknowledge_sms(0..5);
+    staying.acknowledge_sms(5..10);
     // The outage: another process (this test) holds the journal's write lock.
     let lock = rusqlite::Connection::open(&db).unwrap();
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
-    acknowledge(&leaving, 10..40);
-    acknowledge(&staying, 40..50);
+    leaving.acknowledge_sms(10..40);
+    staying.acknowledge_sms(40..50);
     // Replaced (a rollout, a scale-in) while the journal is down: it spills into the shared folder.
     assert_eq!(leaving.terminate(), 3, "{}", leaving.log());
     let files = spill::pending(&shared).unwrap();
@@ -153,29 +118,12 @@ fn a_server_that_exits_during_an_outage_leaves_its_events_to_another_on_the_fold
 /// Writes `files` spill files of `per_file` events each (keys `F<f>-<e>`) into `dir`.
 fn fill(dir: &Path, files: usize, per_file: usize) -> Vec<String> {
     let mut keys = Vec::new();
-    // Now, so that no retention prunes them before they are counted.
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
     for f in 0..files {
         let events: Vec<NewEvent> = (0..per_file)
             .map(|e| {
                 let key = format!("F{f:04}-{e:03}");
                 keys.push(key.clone());
-                NewEvent {
-                    received_at_ms: now_ms,
-                    role: "fallback".into(),
-                    method: "POST".into(),
-                    url: "https://fallback.example.net/sms".into(),
-                    path: "/sms".into(),
-                    params: vec![("MessageSid".into(), key.clone())],
-                    error_code: None,
-                    error_url: None,
-                    idempotency_key: key.clone(),
-                    conversation: key,
-                    account_sid: None,
-                }
+                common::sms_event(&key, "fallback", "https://fallback.example.net/sms")
             })
             .collect();
         spill::write(dir, &events).unwrap();
