@@ -12,14 +12,15 @@ use serde::Deserialize;
 
 use crate::backoff::Backoff;
 use crate::cli::ServeArgs;
-use crate::journal::forward::Settings as ForwardSettings;
+use crate::forward::Settings as ForwardSettings;
 use crate::journal::JournalUrl;
 use crate::keyring::{KeyRing, Secret};
 use crate::logging::LogFormat;
 use crate::operator_file;
 use crate::server::limits::Limits;
 use crate::server::tls::TlsFiles;
-use crate::templates::{Role, TemplateSettings};
+use crate::templates::TemplateSettings;
+use crate::twilio::Role;
 use crate::upstream::{Settings as UpstreamSettings, SignatureMode as UpstreamSignature};
 use crate::webhook::PublicUrl;
 

@@ -7,24 +7,39 @@
 //! [`journal`] keeps what the caller sent → the answer comes from the enterprise's own app
 //! ([`upstream`], when configured) or from [`templates`] → [`server::respond`].
 //!
+//! Beside it: [`forward`] delivers what the journal keeps (the journal is storage and speaks no
+//! HTTP); [`twilio`] is Twilio's vocabulary that the request path, the template lint, upstream
+//! mode, the drill and `numbers` share (channels, roles, what a TwiML document must be, media
+//! types, connection overrides), and imports nothing of the crate.
+//!
 //! Around it: `main.rs` parses the command line ([`cli`]) and runs one function of [`commands`].
 //! [`config`] turns flags, environment and file into each module's own settings; [`service`] turns
 //! them into the shared state ([`server::app`]) and owns the lifecycle: start, lame duck, drain,
-//! stop the forwarder, flush. The other commands' engines are [`drill`] and [`numbers`].
+//! then the journal's writer, the spill import and the forwarder, started and stopped as one. The
+//! other commands' engines are [`drill`], [`numbers`] and [`authoring`] (`check`, `render`, `test`,
+//! `import-bin`), which `serve` does not run.
 //!
-//! One of each: [`net`] (the outgoing HTTP client), [`backoff`], [`breaker`], [`signals`],
-//! [`metrics`], [`operator_file`] (every file the operator names is read through it, bounded).
-//! `tests/structure.rs` checks that no modules import each other in a circle and that only
-//! `commands`, `config` and `service` see the command line and the settings.
+//! One of each: [`net`] (the outgoing HTTP client and its TLS settings), [`backoff`],
+//! [`breaker`], [`signals`], [`metrics`], [`operator_file`] (every file the operator names is read
+//! through it, bounded).
+//!
+//! `tests/structure.rs` reads the imports of every file and checks: no circle between top-level
+//! modules, nor between the files and sub-folders of any folder (its `mod.rs` is their parent);
+//! only `commands`, `config` and `service` see the command line and the settings; [`twilio`]
+//! imports nothing of the crate, and [`drill`], [`numbers`] and [`upstream`] import neither each
+//! other nor [`templates`]; only [`commands`] imports [`authoring`]; [`journal`] imports none of
+//! [`net`], [`breaker`], [`keyring`], [`signature`] and [`forward`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod authoring;
 pub mod backoff;
 pub mod breaker;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod drill;
+pub mod forward;
 pub mod journal;
 pub mod keyring;
 pub mod logging;
@@ -40,6 +55,7 @@ pub mod service;
 pub mod signals;
 pub mod signature;
 pub mod templates;
+pub mod twilio;
 pub mod upstream;
 pub mod verify;
 pub mod webhook;

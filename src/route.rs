@@ -10,7 +10,7 @@
 
 use http::Method;
 
-use crate::templates::check::valid_name;
+use crate::templates::valid_name;
 
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

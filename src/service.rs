@@ -3,9 +3,10 @@
 //! [`Service::load`] turns a [`Config`] into the shared state (templates, TLS pair, the journal's
 //! writer threads): every start-up error happens here or when [`Service::start`] binds, never once
 //! requests are served. [`Running`] owns every task and thread started for serving and stops them in
-//! one order: lame duck -> drain (both in [`server::run`]) -> stop the forwarder and flush the
-//! journal, spilling what it did not take (side by side, each bounded in time whatever the store
-//! does) -> the exit status.
+//! one order: lame duck -> drain (both in [`server::run`]) -> the durable side, started and stopped
+//! as one value (`Durable`: end the spill import, stop the forwarder and flush the journal,
+//! spilling what it did not take; side by side, each bounded in time whatever the store does) ->
+//! the exit status.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,12 +18,13 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, StartupError};
-use crate::journal::forward::{Deliverer, Settings as ForwardSettings};
-use crate::journal::spill::Importer;
+use crate::config::{Config, JournalConfig, StartupError};
+use crate::forward::{Deliverer, Settings as ForwardSettings};
+use crate::journal::spill;
 use crate::journal::writer::{self, Journal};
 use crate::journal::{JournalUrl, Unavailable};
-use crate::metrics::Metrics;
+use crate::keyring::KeyRing;
+use crate::metrics::{ForwardMetrics, Metrics};
 use crate::server::app::{App, Settings};
 use crate::server::tls::CertStore;
 use crate::templates::Templates;
@@ -58,8 +60,7 @@ pub struct Service {
     listen: SocketAddr,
     /// Folders whose changes trigger a reload; empty with `--watch false`.
     watch: Vec<PathBuf>,
-    spill_dir: Option<PathBuf>,
-    forward: Option<ForwardSettings>,
+    durable: Durable,
 }
 
 impl Service {
@@ -71,7 +72,7 @@ impl Service {
                 StartupError::Templates(format!(
                     "{} problem(s), as `{}` reports them:\n{}",
                     diagnostics.len(),
-                    crate::templates::check::command(
+                    crate::templates::check_command(
                         &config.templates,
                         config.config_file.as_deref()
                     ),
@@ -82,28 +83,13 @@ impl Service {
             Some(files) => Some(CertStore::load(files).map_err(StartupError::Tls)?),
             None => None,
         };
-        let mut metrics = Metrics::new(config.role.as_str());
-        let journal = match &config.journal {
-            Some(j) => {
-                metrics.enable_journal();
-                metrics.journal.up(check_journal(&j.url)?);
-                let settings = writer::Settings {
-                    timeout: j.timeout,
-                    forwarding: config.forward.is_some(),
-                    retention: j.retention,
-                    ..writer::Settings::default()
-                };
-                let started = Journal::start(j.url.clone(), settings, metrics.journal.clone());
-                Some(started.map_err(|e| StartupError::Invalid {
-                    setting: "journal",
-                    message: format!("cannot start the writer: {e}"),
-                })?)
-            }
-            None => None,
+        let watch = if config.watch {
+            watched_folders(&config)
+        } else {
+            Vec::new()
         };
-        if config.forward.is_some() {
-            metrics.enable_forward();
-        }
+        let mut metrics = Metrics::new(config.role.as_str());
+        let durable = Durable::load(config.journal, config.forward, &mut metrics)?;
         let upstream = match &config.upstream {
             Some(settings) => {
                 let upstream =
@@ -116,11 +102,6 @@ impl Service {
             }
             None => None,
         };
-        let watch = if config.watch {
-            watched_folders(&config)
-        } else {
-            Vec::new()
-        };
         let settings = Settings {
             role: config.role,
             public_url: config.public_url,
@@ -131,11 +112,17 @@ impl Service {
             template_settings: config.template_settings,
         };
         Ok(Service {
-            app: App::new(settings, templates, tls, journal, upstream, metrics),
+            app: App::new(
+                settings,
+                templates,
+                tls,
+                durable.writer.clone(),
+                upstream,
+                metrics,
+            ),
             listen: config.listen,
             watch,
-            spill_dir: config.journal.and_then(|j| j.spill_dir),
-            forward: config.forward,
+            durable,
         })
     }
 
@@ -187,33 +174,8 @@ impl Service {
                 self.watch,
             )));
         }
-        let importer = match (&self.spill_dir, app.journal()) {
-            (Some(dir), Some(journal)) => Some(
-                Importer::start(dir.clone(), journal.url().clone(), SPILL_SWEEP_EVERY).map_err(
-                    |e| StartupError::Invalid {
-                        setting: "journal-spill-dir",
-                        message: e.to_string(),
-                    },
-                )?,
-            ),
-            _ => None,
-        };
-        let deliverer = match (self.forward, app.journal()) {
-            (Some(forward), Some(journal)) => Some(
-                Deliverer::spawn(
-                    journal.url().clone(),
-                    forward,
-                    settings.keyring.clone(),
-                    app.metrics().forward.clone(),
-                    journal.appended(),
-                )
-                .map_err(|message| StartupError::Invalid {
-                    setting: "forward-to",
-                    message,
-                })?,
-            ),
-            _ => None,
-        };
+        let mut durable = self.durable;
+        durable.start(&settings.keyring, &app.metrics().forward)?;
         let (trigger, triggered) = oneshot::channel::<()>();
         let stop = async move {
             // A dropped trigger (the `Running` went away) also stops the server.
@@ -227,9 +189,7 @@ impl Service {
             app.clone(),
             stop,
             reloaders,
-            deliverer,
-            importer,
-            self.spill_dir,
+            durable,
         ));
         Ok(Running {
             addr,
@@ -336,53 +296,154 @@ async fn serve_then_stop(
     app: Arc<App>,
     stop: impl Future<Output = ()>,
     reloaders: Vec<JoinHandle<()>>,
-    deliverer: Option<Deliverer>,
-    importer: Option<Importer>,
-    spill_dir: Option<PathBuf>,
+    durable: Durable,
 ) -> Exit {
-    server::run(listener, app.clone(), stop).await;
+    server::run(listener, app, stop).await;
     for task in &reloaders {
         task.abort();
     }
-    // The forwarder only reads what is committed and the writer only appends: neither waits for
-    // the other, so a store that hangs costs the longer of the two bounds, not their sum.
-    let forwarder = async {
-        let Some(deliverer) = deliverer else { return };
-        if tokio::time::timeout(FORWARDER_STOP_WAIT, deliverer.stop())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "the forwarder did not stop in time (the journal store is not answering); \
-                 undelivered events stay in the journal for the next start"
-            );
-        }
-    };
-    let journal = async {
-        if app.journal().is_none() {
-            return Exit::Clean;
-        }
-        // Draining the writer waits on its thread: not on a runtime worker.
-        let app = app.clone();
-        let finish = tokio::task::spawn_blocking(move || {
-            // Told before this server's own spill file can exist, so it never claims it; waited
-            // for after the spill, which nothing may delay.
-            if let Some(importer) = &importer {
-                importer.stop();
-            }
-            let exit = match app.journal() {
-                Some(journal) => finish_journal(journal, spill_dir.as_deref()),
-                None => Exit::Clean,
-            };
-            if let Some(importer) = importer {
-                importer.finish(SPILL_SWEEP_STOP_WAIT);
-            }
-            exit
-        });
-        finish.await.unwrap_or(Exit::EventsLost)
-    };
-    tokio::join!(forwarder, journal).1
+    durable.stop().await
 }
+
+/// What keeps acknowledged events beyond their request, started and stopped as one: the journal's
+/// writer (the request path submits to the same handle, through [`App`]), the spill folder with the
+/// import of what an earlier exit left there, and the forwarder.
+#[derive(Debug)]
+struct Durable {
+    writer: Option<Arc<Journal>>,
+    spill_dir: Option<PathBuf>,
+    /// The forwarder's settings until [`Durable::start`] spawns it.
+    forward: Option<ForwardSettings>,
+    import: Option<spill::Import>,
+    deliverer: Option<Deliverer>,
+}
+
+impl Durable {
+    /// Before serving: checks the journal and starts its writer; start-up errors name the setting.
+    fn load(
+        journal: Option<JournalConfig>,
+        forward: Option<ForwardSettings>,
+        metrics: &mut Metrics,
+    ) -> Result<Durable, StartupError> {
+        let (writer, spill_dir) = match journal {
+            Some(j) => {
+                metrics.enable_journal();
+                metrics.journal.up(check_journal(&j.url)?);
+                let settings = writer::Settings {
+                    timeout: j.timeout,
+                    forwarding: forward.is_some(),
+                    retention: j.retention,
+                    ..writer::Settings::default()
+                };
+                let started = Journal::start(j.url, settings, metrics.journal.clone());
+                let writer = started.map_err(|e| StartupError::Invalid {
+                    setting: "journal",
+                    message: format!("cannot start the writer: {e}"),
+                })?;
+                (Some(Arc::new(writer)), j.spill_dir)
+            }
+            None => (None, None),
+        };
+        if forward.is_some() {
+            metrics.enable_forward();
+        }
+        Ok(Durable {
+            writer,
+            spill_dir,
+            forward,
+            import: None,
+            deliverer: None,
+        })
+    }
+
+    /// Once serving: sweeps the spill folder for what earlier exits (this replica's or, in a
+    /// shared folder, any other's) left there, and starts the forwarder (inside the runtime).
+    fn start(&mut self, keyring: &KeyRing, metrics: &ForwardMetrics) -> Result<(), StartupError> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        if let Some(dir) = &self.spill_dir {
+            let import = spill::Import::start(dir.clone(), writer.url().clone(), SPILL_SWEEP)
+                .map_err(|e| StartupError::Invalid {
+                    setting: "journal-spill-dir",
+                    message: e.to_string(),
+                })?;
+            self.import = Some(import);
+        }
+        if let Some(forward) = self.forward.take() {
+            let deliverer = Deliverer::spawn(
+                writer.url().clone(),
+                forward,
+                keyring.clone(),
+                metrics.clone(),
+                writer.appended(),
+            )
+            .map_err(|message| StartupError::Invalid {
+                setting: "forward-to",
+                message,
+            })?;
+            self.deliverer = Some(deliverer);
+        }
+        Ok(())
+    }
+
+    /// After the drain: ends the spill import, stops the forwarder and gives the writer its last
+    /// write, spilling what it did not take. The three run side by side, each bounded in time
+    /// whatever the store does: the forwarder only reads what is committed, the writer only
+    /// appends, and the import only appends what earlier exits left, so none waits for another and
+    /// a store that hangs costs the longest bound, not their sum.
+    async fn stop(self) -> Exit {
+        let Durable {
+            writer,
+            spill_dir,
+            import,
+            deliverer,
+            ..
+        } = self;
+        // Told before this server's own spill file can exist, so that the import never claims it:
+        // it is left to the other replicas on the folder, or the next start.
+        if let Some(import) = &import {
+            import.ask_to_stop();
+        }
+        let import = async {
+            let Some(import) = import else { return };
+            // Joining waits on its thread: not on a runtime worker.
+            let ended = tokio::task::spawn_blocking(move || import.stop(JOURNAL_EXIT_WAIT)).await;
+            if !matches!(ended, Ok(true)) {
+                tracing::warn!(
+                    "the spill import did not stop in time (the journal store is not answering); \
+                     the file it holds is taken over by the next importer once it goes quiet"
+                );
+            }
+        };
+        let forwarder = async {
+            let Some(deliverer) = deliverer else { return };
+            if tokio::time::timeout(FORWARDER_STOP_WAIT, deliverer.stop())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the forwarder did not stop in time (the journal store is not answering); \
+                     undelivered events stay in the journal for the next start"
+                );
+            }
+        };
+        let journal = async {
+            let Some(writer) = writer else {
+                return Exit::Clean;
+            };
+            // Draining the writer waits on its thread: not on a runtime worker.
+            let finish =
+                tokio::task::spawn_blocking(move || finish_journal(&writer, spill_dir.as_deref()));
+            finish.await.unwrap_or(Exit::EventsLost)
+        };
+        tokio::join!(import, forwarder, journal).2
+    }
+}
+
+/// How often the spill folder is swept for files to take back (other replicas' when it is shared),
+/// and so how soon a file is tried again while the journal does not take it.
+const SPILL_SWEEP: Duration = Duration::from_secs(5);
 
 /// How long the journal's last write may take at exit before what it holds goes to the spill
 /// folder: a store that answers commits in milliseconds; one that has not answered in this long
@@ -390,17 +451,9 @@ async fn serve_then_stop(
 /// is treated as down. Shorter than the forwarder's stop, which runs beside it.
 pub const JOURNAL_EXIT_WAIT: Duration = Duration::from_secs(3);
 
-/// How often the spill folder is swept for files to take back (other replicas' when it is shared).
-const SPILL_SWEEP_EVERY: Duration = Duration::from_secs(5);
-
-/// How long the exit waits, after its own spill, for the spill import to finish or hand back the
-/// file it holds (a batch commits in milliseconds; with a store that hangs the claim is taken over
-/// elsewhere). Beside the forwarder's longer stop, so it adds nothing to the exit's bound.
-const SPILL_SWEEP_STOP_WAIT: Duration = Duration::from_secs(1);
-
 /// How long stopping the forwarder may take: its own grace for attempts in flight. Closing its
 /// store connections after that is cut short when the store hangs (the process exit closes them).
-const FORWARDER_STOP_WAIT: Duration = crate::journal::forward::STOP_GRACE;
+const FORWARDER_STOP_WAIT: Duration = crate::forward::STOP_GRACE;
 
 /// Gives events buffered during a journal outage one last chance, then spills what is left to
 /// `--journal-spill-dir`. Never ends clean with acknowledged events outside the journal.

@@ -98,13 +98,6 @@ fn name_prefix(name: &str) -> u64 {
     u64::from_be_bytes(bytes)
 }
 
-/// The whole string Twilio signs for `url` and form `params` (empty for GET and JSON requests).
-pub fn string_to_sign<P: ParamList + ?Sized>(url: &str, params: &P) -> String {
-    let mut s = String::from(url);
-    s.push_str(&params_suffix(params));
-    s
-}
-
 /// Computes the base64 signature Twilio would send for `url` and `params`.
 pub fn sign<P: ParamList + ?Sized>(
     algorithm: Algorithm,
@@ -281,7 +274,7 @@ mod tests {
         ];
         let url = "https://example.com/myapp.php?foo=1&bar=2";
         assert_eq!(
-            string_to_sign(url, &params),
+            format!("{url}{}", params_suffix(&params)),
             "https://example.com/myapp.php?foo=1&bar=2CallSidCA1234567890ABCDECaller+14158675310Digits1234From+14158675310To+18005551212"
         );
         assert_eq!(

@@ -3,7 +3,7 @@
 //! caller sends, must be well-formed. Templates are loaded as a server loads them (lint, proof),
 //! answered through `Templates::answer` with hostile parameter values (`]]`, `--`, `<`, `&`,
 //! quotes, control characters, U+FFFE/U+FFFF, non-BMP, long), and each answer goes to
-//! `lint::xml::parse`; the batch goes to expat in one run.
+//! `twilio::xml::parse`; the batch goes to expat in one run.
 //!
 //! The shipped templates must all be proven; generated branchy ones (markup split across
 //! branches, expressions in text, attributes, comments, CDATA, processing instructions, namespace
@@ -22,8 +22,9 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
-use twiml_failover::templates::lint::xml;
-use twiml_failover::templates::{Role, TemplateSettings, Templates};
+use twiml_failover::templates::{TemplateSettings, Templates};
+use twiml_failover::twilio::xml;
+use twiml_failover::twilio::Role;
 use twiml_failover::webhook::Params;
 
 const TEMPLATES: usize = 300;

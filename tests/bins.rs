@@ -17,7 +17,8 @@ use common::shipped_templates;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
-use twiml_failover::templates::{Role, ServedBy, TemplateSettings, Templates};
+use twiml_failover::templates::{ServedBy, TemplateSettings, Templates};
+use twiml_failover::twilio::Role;
 use twiml_failover::webhook::Params;
 
 /// Markup and quotes a caller could send (no characters XML forbids: Bins would send those raw
@@ -573,7 +574,7 @@ fn generated_bins_render_as_pystache_and_chevron_do() {
     let mut too_branchy = 0;
     for _ in 0..CASES {
         let (bin, params) = strategy.new_tree(&mut runner).unwrap().current();
-        let imported = twiml_failover::templates::bin::import(&bin)
+        let imported = twiml_failover::authoring::bin::import(&bin)
             .unwrap_or_else(|e| panic!("import refused {bin:?}: {e:?}"));
         std::fs::write(dir.path().join("primary/bin.xml"), &imported.template).unwrap();
         let templates = match Templates::load(dir.path(), Role::Primary, &settings) {

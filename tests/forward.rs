@@ -17,12 +17,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use twiml_failover::backoff::Backoff;
-use twiml_failover::journal::forward::{Deliverer, Settings};
+use twiml_failover::forward::{Deliverer, Settings};
 use twiml_failover::journal::{self, JournalUrl, NewEvent, Store};
 use twiml_failover::keyring::{KeyRing, Secret};
 use twiml_failover::metrics::Metrics;
 use twiml_failover::service::Exit;
 use twiml_failover::signature::{self, Algorithm};
+use twiml_failover::twilio::Role;
 
 use common::TOKEN;
 
@@ -194,7 +195,7 @@ fn sms(conversation: usize, seq: usize, account: &str) -> NewEvent {
     let key = format!("{sid}-{seq}");
     NewEvent {
         received_at_ms: journal::time::now_ms(),
-        role: "fallback".into(),
+        role: Role::Fallback,
         method: "POST".into(),
         url: "https://fallback.example.com/sms".into(),
         path: "/sms".into(),

@@ -18,6 +18,7 @@ use common::{
 use twiml_failover::cli::ServeArgs;
 use twiml_failover::journal::{self, JournalUrl, Store};
 use twiml_failover::signature::{sign, Algorithm};
+use twiml_failover::twilio::Role;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -93,7 +94,7 @@ fn journaled_sids(store: &mut dyn Store) -> HashSet<String> {
         .unwrap()
         .into_iter()
         .filter_map(|e| {
-            e.event
+            e.webhook
                 .params
                 .iter()
                 .find(|(k, _)| k == "MessageSid")
@@ -279,9 +280,9 @@ async fn twilio_retries_are_journaled_once_and_everything_is_kept() {
     // The retries took no id: `journal list` shows 1, 2, 3, and `journal show 2` finds one.
     let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
     assert_eq!(ids, [1, 2, 3]);
-    let sms_event = &events[0].event;
+    let sms_event = &events[0].webhook;
     assert_eq!(sms_event.idempotency_key, "idem-1");
-    assert_eq!(sms_event.role, "fallback");
+    assert_eq!(sms_event.role, Role::Fallback);
     assert_eq!(sms_event.method, "POST");
     assert_eq!(sms_event.url, server.url("/sms"));
     assert_eq!(sms_event.error_code.as_deref(), Some("11205"));
@@ -295,7 +296,7 @@ async fn twilio_retries_are_journaled_once_and_everything_is_kept() {
         Some("AC00000000000000000000000000000001")
     );
     assert_eq!(sms_event.params.len(), 5);
-    let ringing = &events[1].event;
+    let ringing = &events[1].webhook;
     assert_eq!(ringing.path, "/status");
     assert!(
         ringing
@@ -309,7 +310,7 @@ async fn twilio_retries_are_journaled_once_and_everything_is_kept() {
         "query kept"
     );
     assert!(events[2]
-        .event
+        .webhook
         .idempotency_key
         .contains(":/status:completed:"));
     server.stop().await;
@@ -378,7 +379,7 @@ async fn journal_locked_still_answers_then_catches_up() {
                 .unwrap_or_default()
         });
         if let Some(e) = events.first() {
-            assert_eq!(e.event.conversation, "SM0000000000000000000000000000000c");
+            assert_eq!(e.webhook.conversation, "SM0000000000000000000000000000000c");
             break;
         }
         assert!(Instant::now() < deadline, "buffered event never written");
@@ -425,7 +426,7 @@ fn journal_commands_show_what_was_stored() {
     let now = twiml_failover::journal::time::now_ms();
     let event = |key: &str, at: i64| twiml_failover::journal::NewEvent {
         received_at_ms: at,
-        role: "fallback".into(),
+        role: Role::Fallback,
         method: "POST".into(),
         url: "https://f.example/sms".into(),
         path: "/sms".into(),
@@ -608,7 +609,7 @@ async fn postgres_down_still_answers_then_catches_up_in_order() {
         if events.len() == 3 {
             break events
                 .into_iter()
-                .map(|e| e.event.conversation)
+                .map(|e| e.webhook.conversation)
                 .collect::<Vec<_>>();
         }
         assert!(Instant::now() < deadline, "buffered events never written");

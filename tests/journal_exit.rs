@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::process::Serve;
 use twiml_failover::journal::{self, spill, JournalUrl};
+use twiml_failover::twilio::Role;
 
 /// A PostgreSQL URL where nothing listens: every write fails at once (connection refused).
 const DOWN: &str = "postgres://twiml@127.0.0.1:9/journal?connect_timeout=1";
@@ -67,7 +68,7 @@ fn store_down_at_exit_spills_and_the_next_start_takes_them_back() {
     assert_eq!(events.len(), 30, "each event once");
     assert!(events
         .iter()
-        .all(|e| e.event.path == "/sms" && e.event.role == "primary"));
+        .all(|e| e.webhook.path == "/sms" && e.webhook.role == Role::Primary));
     assert_eq!(next.terminate(), 0, "{}", next.log());
 }
 
@@ -162,7 +163,7 @@ fn journaled(url: &JournalUrl) -> Vec<String> {
         .list(None, 1000)
         .unwrap()
         .into_iter()
-        .map(|e| e.event.conversation)
+        .map(|e| e.webhook.conversation)
         .collect();
     sids.sort();
     sids
@@ -214,7 +215,7 @@ fn a_postgres_that_accepts_and_never_answers_at_exit_spills_within_the_bound() {
     // The forwarder waits on the same store: it must not hold the exit either.
     let mut server = Serve::spilling(&url, &spill_dir, &["--forward-to", "http://127.0.0.1:9/x"]);
     acknowledge(&server, 10);
-    let took = stop_spilled(&mut server, twiml_failover::journal::forward::STOP_GRACE);
+    let took = stop_spilled(&mut server, twiml_failover::forward::STOP_GRACE);
     let expected: Vec<String> = (0..10).map(sid).collect();
     assert_eq!(spilled_conversations(&spill_dir), expected);
     eprintln!("silent PostgreSQL: exit 3 after {took:?} with 10 events spilled");

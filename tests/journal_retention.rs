@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use common::process::Serve;
 use twiml_failover::journal::{self, JournalUrl, NewEvent};
+use twiml_failover::twilio::Role;
 
 fn event(key: &str, received_at_ms: i64) -> NewEvent {
     NewEvent {
         received_at_ms,
-        role: "primary".into(),
+        role: Role::Primary,
         method: "POST".into(),
         url: "https://x/sms".into(),
         path: "/sms".into(),
@@ -53,7 +54,7 @@ fn without_forwarding_old_events_are_pruned_and_no_backlog_is_shown() {
             .list(None, 10)
             .unwrap()
             .into_iter()
-            .map(|e| e.event.idempotency_key)
+            .map(|e| e.webhook.idempotency_key)
             .collect();
         if keys == ["recent"] {
             break;

@@ -5,11 +5,12 @@ mod common;
 
 use common::{fresh_postgres_db, postgres_url};
 use twiml_failover::journal::{self, Appended, JournalUrl, NewEvent, Store};
+use twiml_failover::twilio::Role;
 
 fn event(key: &str, conversation: &str, received_at_ms: i64) -> NewEvent {
     NewEvent {
         received_at_ms,
-        role: "fallback".into(),
+        role: Role::Fallback,
         method: "POST".into(),
         url: "https://fallback.example.net/sms?x=1".into(),
         path: "/sms".into(),
@@ -66,7 +67,7 @@ fn conformance(store: &mut dyn Store) {
 
     // What went in comes out, byte for byte.
     let got = store.get(id1).unwrap().expect("event 1 stored");
-    assert_eq!(got.event, batch[0]);
+    assert_eq!(got.webhook, batch[0]);
     assert_eq!(got.id, id1);
     assert_eq!(got.delivered_at_ms, None);
     assert_eq!(got.attempts, 0);

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use twiml_failover::journal::{spill, NewEvent};
 use twiml_failover::signature::{sign, Algorithm};
+use twiml_failover::twilio::Role;
 
 /// One deployment at a time: they all listen on the manifests' port.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -562,10 +563,11 @@ fn second_replica_takes_back(
         std::thread::sleep(Duration::from_millis(100));
     }
     let url = format!("{}/sms", c.env["TWIML_FAILOVER_PUBLIC_URL"]);
+    let role = Role::from_name(&c.env["TWIML_FAILOVER_ROLE"]).expect("a role");
     let events: Vec<NewEvent> = (1..=3)
         .map(|i| {
             let key = format!("spilled-by-a-replaced-replica-{i}");
-            common::sms_event(&key, &c.env["TWIML_FAILOVER_ROLE"], &url)
+            common::sms_event(&key, role, &url)
         })
         .collect();
     let file = spill::write(shared, &events).unwrap();

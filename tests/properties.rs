@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use twiml_failover::signature::{sign, verify, Algorithm};
-use twiml_failover::templates::Role;
-use twiml_failover::templates::{twiml, Templates};
+use twiml_failover::templates::Templates;
+use twiml_failover::twilio::document;
+use twiml_failover::twilio::Role;
 use twiml_failover::webhook::{decode, parse_form, Params, UrlRules};
 
 fn hostile_string() -> impl Strategy<Value = String> {
@@ -192,7 +193,7 @@ proptest! {
         ));
         // Answers are checked by the strict parser before they leave; hold the schema to them too.
         if let Ok(out) = set.render(path, &ctx) {
-            let problems = twiml::lint(&out, None).problems;
+            let problems = document::check(&out, None).problems;
             prop_assert!(problems.is_empty(), "{:?} in {}", problems, out);
         }
     }

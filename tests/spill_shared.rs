@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::process::Serve;
 use twiml_failover::journal::{self, spill, JournalUrl, NewEvent};
+use twiml_failover::twilio::Role;
 
 /// `serve` on `journal` with the shared spill folder, logging JSON lines.
 fn serve(journal: &str, spill_dir: &Path) -> Serve {
@@ -29,7 +30,7 @@ fn journaled(url: &JournalUrl) -> Vec<String> {
         .list(None, 100_000)
         .unwrap()
         .into_iter()
-        .map(|e| e.event.conversation)
+        .map(|e| e.webhook.conversation)
         .collect();
     keys.sort();
     keys
@@ -123,7 +124,7 @@ fn fill(dir: &Path, files: usize, per_file: usize) -> Vec<String> {
             .map(|e| {
                 let key = format!("F{f:04}-{e:03}");
                 keys.push(key.clone());
-                common::sms_event(&key, "fallback", "https://fallback.example.net/sms")
+                common::sms_event(&key, Role::Fallback, "https://fallback.example.net/sms")
             })
             .collect();
         spill::write(dir, &events).unwrap();

@@ -1,7 +1,8 @@
-//! The crate's shape, read from its source: knowledge between the top-level modules of `src/`
-//! flows one way. Reads every `src/**/*.rs` (tests included), collects each `crate::` path (and
-//! `super::` paths that climb to the crate root), builds the graph of top-level modules and fails
-//! on any import circle, printing it. `lib.rs` and `main.rs` only list and use the modules.
+//! The crate's shape, read from its source: knowledge flows one way, between the top-level modules
+//! of `src/` and between the files of each folder. Reads every `src/**/*.rs` (tests included),
+//! resolves each `crate::`, `super::`, `self::` and child-module path to the file that holds what
+//! it names, builds the graph of top-level modules and of each folder's entries, and fails on any
+//! import circle, printing it. `lib.rs` and `main.rs` only list and use the modules. Only `std`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -91,107 +92,306 @@ fn ident(s: &str) -> &str {
     &s[..end]
 }
 
-/// The top-level modules named right after a path that reaches the crate root: `a` in
-/// `crate::a::b` and both in `crate::{a::X, b}`.
-fn roots_after(rest: &str, into: &mut BTreeSet<String>) {
-    let rest = rest.trim_start();
-    if let Some(group) = rest.strip_prefix('{') {
+/// A module's path from the crate root: `src/a/b.rs` and `src/a/b/mod.rs` are `["a", "b"]`.
+type ModPath = Vec<String>;
+
+/// The paths a use-tree names, read from `s` (what follows `crate::`, `super::`, ...):
+/// `a::b::C` is `[a, b, C]`, `{a::X, b::{c, self}}` is `[a, X]`, `[b, c]`, `[b]`. Returns the paths
+/// and how many bytes it read.
+fn use_tree(s: &str) -> (Vec<ModPath>, usize) {
+    let trimmed = s.trim_start();
+    let skipped = s.len() - trimmed.len();
+    if let Some(group) = trimmed.strip_prefix('{') {
+        let mut paths = Vec::new();
+        let mut pos = 0;
+        loop {
+            let rest = &group[pos..];
+            let item = rest.trim_start();
+            pos += rest.len() - item.len();
+            match item.chars().next() {
+                None => break,
+                Some('}') => {
+                    pos += 1;
+                    break;
+                }
+                Some(',') => pos += 1,
+                Some(_) => {
+                    let (sub, used) = use_tree(item);
+                    paths.extend(sub);
+                    pos += used.max(1);
+                }
+            }
+        }
+        return (paths, skipped + 1 + pos);
+    }
+    let name = ident(trimmed);
+    if name.is_empty() || name == "self" {
+        return (vec![Vec::new()], skipped + name.len());
+    }
+    let after = &trimmed[name.len()..];
+    if let Some(rest) = after.strip_prefix("::") {
+        let (subs, used) = use_tree(rest);
+        let paths = subs
+            .into_iter()
+            .map(|sub| std::iter::once(name.to_string()).chain(sub).collect())
+            .collect();
+        return (paths, skipped + name.len() + 2 + used);
+    }
+    (vec![vec![name.to_string()]], skipped + name.len())
+}
+
+/// The inline modules (`mod tests { ... }`) of a file's code: their name and byte span.
+fn inline_modules(code: &str) -> Vec<(String, std::ops::Range<usize>)> {
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices("mod ") {
+        let before = code[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = &code[at + 4..];
+        let name = ident(rest.trim_start());
+        let after = rest.trim_start()[name.len()..].trim_start();
+        if name.is_empty() || !after.starts_with('{') {
+            continue;
+        }
+        let open = code.len() - after.len();
         let mut depth = 0;
-        let mut at_item_start = true;
-        let mut i = 0;
-        while i < group.len() {
-            let c = group[i..].chars().next().expect("in bounds");
+        let mut close = code.len();
+        for (i, c) in code[open..].char_indices() {
             match c {
                 '{' => depth += 1,
-                '}' if depth == 0 => break,
-                '}' => depth -= 1,
-                ',' if depth == 0 => at_item_start = true,
-                c if c.is_whitespace() => {}
-                _ if at_item_start => {
-                    let name = ident(&group[i..]);
-                    if !name.is_empty() && name != "self" {
-                        into.insert(name.to_string());
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = open + i;
+                        break;
                     }
-                    at_item_start = false;
                 }
                 _ => {}
             }
-            i += c.len_utf8();
         }
-    } else {
-        let name = ident(rest);
-        if !name.is_empty() && name != "self" {
-            into.insert(name.to_string());
-        }
+        found.push((name.to_string(), open..close));
     }
+    found
 }
 
-/// Every top-level module the file's code names.
-fn references(code: &str, depth: usize) -> BTreeSet<String> {
+/// Every module path the file's code names, resolved from the crate root: `crate::` paths,
+/// `super::` and `self::` paths from where they stand (inside an inline `mod tests` too), and, for
+/// a module with children, paths that start with a child's name. `children` lists each module's
+/// child modules.
+fn references(
+    code: &str,
+    module: &[String],
+    children: &BTreeMap<ModPath, BTreeSet<String>>,
+) -> BTreeSet<ModPath> {
+    let inline = inline_modules(code);
+    let scope_at = |at: usize| -> ModPath {
+        let mut scope = module.to_vec();
+        let mut spans: Vec<_> = inline.iter().filter(|(_, r)| r.contains(&at)).collect();
+        spans.sort_by_key(|(_, r)| r.start);
+        scope.extend(spans.into_iter().map(|(n, _)| n.clone()));
+        scope
+    };
     let mut found = BTreeSet::new();
-    for (at, _) in code.match_indices("crate::") {
-        let before = code[..at].chars().next_back();
-        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$') {
+    let mut i = 0;
+    while i < code.len() {
+        let rest = &code[i..];
+        let c = rest.chars().next().expect("in bounds");
+        let before = code[..i].chars().next_back();
+        let at_path_start = !before.is_some_and(|b| {
+            b.is_ascii_alphanumeric() || b == '_' || b == '$' || b == ':' || b == '.'
+        });
+        if !(at_path_start && (c.is_ascii_alphabetic() || c == '_')) {
+            i += c.len_utf8();
             continue;
         }
-        roots_after(&code[at + "crate::".len()..], &mut found);
-    }
-    // `super::` from a file `depth` directories below src/ reaches the root after `depth` climbs
-    // (a `mod.rs` counts as its directory).
-    if depth > 0 {
-        let climb = "super::".repeat(depth);
-        for (at, _) in code.match_indices(&climb) {
-            let before = code[..at].chars().next_back();
-            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+        let name = ident(rest);
+        let after = &rest[name.len()..];
+        if !after.starts_with("::") {
+            i += name.len();
+            continue;
+        }
+        let scope = scope_at(i);
+        let base: Option<ModPath> = match name {
+            "crate" => Some(Vec::new()),
+            "self" => Some(scope.clone()),
+            "super" => {
+                // `super::super::x`: each climb leaves one level.
+                let mut climbs = 0;
+                let mut tail = rest;
+                while let Some(t) = tail.strip_prefix("super::") {
+                    climbs += 1;
+                    tail = t;
+                }
+                let base = scope[..scope.len().saturating_sub(climbs)].to_vec();
+                let (paths, _) = use_tree(tail);
+                for path in paths {
+                    found.insert(base.iter().cloned().chain(path).collect());
+                }
+                i += rest.len() - tail.len();
                 continue;
             }
-            let rest = &code[at + climb.len()..];
-            if ident(rest) != "super" {
-                roots_after(rest, &mut found);
+            // A child module by its bare name; inside `mod tests`, also the file's own children,
+            // which `use super::*` brings into scope.
+            child => [scope.as_slice(), module]
+                .into_iter()
+                .find(|m| children.get(*m).is_some_and(|c| c.contains(child)))
+                .map(|m| m.iter().cloned().chain([child.to_string()]).collect()),
+        };
+        match base {
+            Some(base) => {
+                let (paths, used) = use_tree(&after[2..]);
+                for path in paths {
+                    found.insert(base.iter().cloned().chain(path).collect());
+                }
+                i += name.len() + 2 + used;
             }
+            None => i += name.len(),
         }
     }
     found
 }
 
-fn module_graph(src: &Path) -> Graph {
-    let mut files = Vec::new();
-    rust_files(src, &mut files);
-    let tops: BTreeSet<String> = files
-        .iter()
-        .filter_map(|f| {
-            let rel = f.strip_prefix(src).expect("under src/");
-            let first = rel.components().next()?.as_os_str().to_str()?;
-            Some(first.trim_end_matches(".rs").to_string())
+/// One file of `src/` as a module: its path from the crate root and its code without comments and
+/// strings.
+struct File {
+    module: ModPath,
+    code: String,
+}
+
+fn read_crate(src: &Path) -> Vec<File> {
+    let mut paths = Vec::new();
+    rust_files(src, &mut paths);
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let rel = path.strip_prefix(src).expect("under src/");
+            let mut module: ModPath = rel
+                .components()
+                .map(|c| c.as_os_str().to_str().expect("UTF-8 path").to_string())
+                .collect();
+            let last = module.pop().expect("a file name");
+            match last.as_str() {
+                // `main.rs` is the binary: it uses the library as an outside crate would.
+                "main.rs" if module.is_empty() => return None,
+                "lib.rs" if module.is_empty() => {}
+                "mod.rs" => {}
+                name => module.push(name.trim_end_matches(".rs").to_string()),
+            }
+            let source = std::fs::read_to_string(&path).expect("readable source");
+            Some(File {
+                module,
+                code: code_only(&source),
+            })
         })
-        .filter(|m| m != "lib" && m != "main")
-        .collect();
-    let mut graph = Graph::new();
-    for file in &files {
-        let rel = file.strip_prefix(src).expect("under src/");
-        let parts: Vec<&str> = rel
-            .components()
-            .map(|c| c.as_os_str().to_str().expect("UTF-8 path"))
-            .collect();
-        let top = parts[0].trim_end_matches(".rs").to_string();
-        if top == "lib" || top == "main" {
-            continue;
-        }
-        // Module depth below the crate root: src/a.rs and src/a/mod.rs are 1, src/a/b.rs is 2.
-        let depth = if parts.last() == Some(&"mod.rs") {
-            parts.len() - 1
-        } else {
-            parts.len()
-        };
-        let source = std::fs::read_to_string(file).expect("readable source");
-        let edges = graph.entry(top.clone()).or_default();
-        for target in references(&code_only(&source), depth) {
-            if target != top && tops.contains(&target) {
-                edges.insert(target);
+        .collect()
+}
+
+/// The names each file brings in with `use` (outside inline modules), and the path each stands
+/// for: `super::Item` that names a `use` of the parent is an import of where the item lives.
+fn imported_names(
+    files: &[File],
+    children: &BTreeMap<ModPath, BTreeSet<String>>,
+) -> BTreeMap<(ModPath, String), ModPath> {
+    let mut names = BTreeMap::new();
+    for file in files {
+        let inline = inline_modules(&file.code);
+        for (at, _) in file.code.match_indices("use ") {
+            let before = file.code[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                || inline.iter().any(|(_, r)| r.contains(&at))
+            {
+                continue;
+            }
+            let statement = &file.code[at..];
+            let statement = &statement[..statement.find(';').unwrap_or(statement.len())];
+            for path in references(statement, &file.module, children) {
+                if let Some(name) = path.last() {
+                    names.insert((file.module.clone(), name.clone()), path);
+                }
             }
         }
     }
+    names
+}
+
+/// Every import between two files: from the importing file's module to the module (file) that
+/// holds what it names. A name a module only brings in with `use` counts as its real home's.
+fn file_edges(files: &[File]) -> Vec<(ModPath, ModPath)> {
+    let modules: BTreeSet<&ModPath> = files.iter().map(|f| &f.module).collect();
+    let mut children: BTreeMap<ModPath, BTreeSet<String>> = BTreeMap::new();
+    for m in &modules {
+        if let Some((last, parent)) = m.split_last() {
+            children
+                .entry(parent.to_vec())
+                .or_default()
+                .insert(last.clone());
+        }
+    }
+    let imported = imported_names(files, &children);
+    // The longest prefix that is a file: `crate::a::b::Item` is in `a/b.rs` or `a.rs`.
+    let home = |path: &ModPath| -> Option<ModPath> {
+        let mut path = path.clone();
+        for _ in 0..8 {
+            let file = (0..=path.len())
+                .rev()
+                .map(|n| path[..n].to_vec())
+                .find(|p| modules.contains(p))?;
+            match path
+                .get(file.len())
+                .and_then(|item| imported.get(&(file.clone(), item.clone())))
+            {
+                Some(source) if *source != path => {
+                    path = source
+                        .iter()
+                        .chain(&path[file.len() + 1..])
+                        .cloned()
+                        .collect();
+                }
+                _ => return Some(file),
+            }
+        }
+        None
+    };
+    let mut edges = Vec::new();
+    for file in files {
+        for path in references(&file.code, &file.module, &children) {
+            if let Some(target) = home(&path).filter(|t| *t != file.module) {
+                edges.push((file.module.clone(), target));
+            }
+        }
+    }
+    edges
+}
+
+/// Name of the entry of `folder` that holds `module`: the file or sub-folder just below it; `None`
+/// outside the folder and for the folder's own `mod.rs` (`lib.rs` at the top), which is the
+/// entries' parent: it declares them and may use them, and they may use what it defines.
+fn entry_of(folder: &[String], module: &[String]) -> Option<String> {
+    module
+        .strip_prefix(folder)
+        .and_then(|below| below.first())
+        .cloned()
+}
+
+/// The graph between the entries of `folder` (`[]` is `src/` itself, whose entries are the
+/// top-level modules).
+fn folder_graph(edges: &[(ModPath, ModPath)], folder: &[String]) -> Graph {
+    let mut graph = Graph::new();
+    for (from, to) in edges {
+        let (Some(a), Some(b)) = (entry_of(folder, from), entry_of(folder, to)) else {
+            continue;
+        };
+        if a != b {
+            graph.entry(a).or_default().insert(b);
+        }
+    }
     graph
+}
+
+/// The graph between top-level modules.
+fn module_graph(src: &Path) -> Graph {
+    folder_graph(&file_edges(&read_crate(src)), &[])
 }
 
 /// Strongly connected components with more than one module (Tarjan).
@@ -253,13 +453,10 @@ fn circles(graph: &Graph) -> Vec<Vec<String>> {
     state.found
 }
 
-#[test]
-fn no_import_circle_between_top_level_modules() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let graph = module_graph(&src);
-    let found = circles(&graph);
+/// The circles of `graph`, each with its arrows, for a failure message.
+fn describe(graph: &Graph, found: &[Vec<String>]) -> String {
     let mut report = String::new();
-    for component in &found {
+    for component in found {
         report.push_str(&format!("circle: {}\n", component.join(", ")));
         for from in component {
             let inside: Vec<&str> = graph[from]
@@ -270,21 +467,81 @@ fn no_import_circle_between_top_level_modules() {
             report.push_str(&format!("  {from} -> {}\n", inside.join(", ")));
         }
     }
-    assert!(found.is_empty(), "import circles in src/:\n{report}");
+    report
+}
+
+#[test]
+fn no_import_circle_between_top_level_modules() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = module_graph(&src);
+    let found = circles(&graph);
+    assert!(
+        found.is_empty(),
+        "import circles in src/:\n{}",
+        describe(&graph, &found)
+    );
+}
+
+#[test]
+fn no_import_circle_between_files_of_a_folder() {
+    // Inside each folder too, between its files and sub-folders (its `mod.rs` is their parent, as
+    // `lib.rs` is the top-level modules'; what it only re-exports counts as its real home's).
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files = read_crate(&src);
+    let edges = file_edges(&files);
+    let folders: BTreeSet<ModPath> = files
+        .iter()
+        .filter_map(|f| f.module.split_last().map(|(_, parent)| parent.to_vec()))
+        .filter(|parent| !parent.is_empty())
+        .collect();
+    assert!(folders.len() >= 10, "the folders were found: {folders:?}");
+    let mut report = String::new();
+    for folder in folders {
+        let graph = folder_graph(&edges, &folder);
+        let found = circles(&graph);
+        if !found.is_empty() {
+            report.push_str(&format!("in src/{}/:\n", folder.join("/")));
+            report.push_str(&describe(&graph, &found));
+        }
+    }
+    assert!(report.is_empty(), "import circles between files:\n{report}");
 }
 
 #[test]
 fn the_reader_sees_what_it_should() {
-    // The reader itself, on the forms the crate uses: a path, a group, a climb to the root, and
-    // the places a path must not count (comments, strings).
+    // The reader itself, on the forms the crate uses: a path, a group (nested, with `self`), a
+    // climb, a child by its bare name, a `mod tests` whose `super` is its own file, and the places
+    // a path must not count (comments, strings).
     let code = code_only(
-        "use crate::a::X;\nuse crate::{b::Y, c};\n// crate::d\nlet s = \"crate::e\";\n\
-         fn f() -> super::super::g::Z { crate::h::z() }\nlet r = r#\"crate::i\"#;",
+        "use crate::a::X;\nuse crate::{b::Y, c::{self, d::Z}};\n// crate::d\n\
+         let s = \"crate::e\";\nfn f() -> super::g::Z { crate::h::z() }\n\
+         let r = r#\"crate::i\"#;\nuse kid::W;\nuse other::V;\n\
+         mod tests {\n    use super::*;\n    use super::super::j;\n}\n",
     );
-    let at_depth_1: Vec<String> = references(&code, 1).into_iter().collect();
-    assert_eq!(at_depth_1, ["a", "b", "c", "h"]);
-    let at_depth_2: Vec<String> = references(&code, 2).into_iter().collect();
-    assert_eq!(at_depth_2, ["a", "b", "c", "g", "h"]);
+    let mut children = BTreeMap::new();
+    children.insert(
+        vec!["m".to_string(), "f".to_string()],
+        BTreeSet::from(["kid".to_string()]),
+    );
+    let module = ["m".to_string(), "f".to_string()];
+    let found: Vec<String> = references(&code, &module, &children)
+        .into_iter()
+        .map(|p| p.join("::"))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "a::X",
+            "b::Y",
+            "c",
+            "c::d::Z",
+            "h::z",
+            "m::f",
+            "m::f::kid::W",
+            "m::g::Z",
+            "m::j"
+        ]
+    );
 
     let mut graph = Graph::new();
     graph.entry("x".into()).or_default().insert("y".into());
@@ -292,6 +549,38 @@ fn the_reader_sees_what_it_should() {
     graph.entry("z".into()).or_default().insert("x".into());
     graph.entry("w".into()).or_default().insert("x".into());
     assert_eq!(circles(&graph), [vec!["x", "y", "z"]]);
+
+    // Files become entries of a folder: a file below a sub-folder counts as that sub-folder, and
+    // the folder's own `mod.rs` is none of them.
+    let p = |parts: &[&str]| -> ModPath { parts.iter().map(|s| s.to_string()).collect() };
+    let mut edges = vec![
+        (p(&["s", "a"]), p(&["s", "t", "b"])),
+        (p(&["s", "t", "b"]), p(&["s"])),
+        (p(&["s"]), p(&["s", "a"])),
+    ];
+    let graph = folder_graph(&edges, &p(&["s"]));
+    assert_eq!(circles(&graph), Vec::<Vec<String>>::new());
+    assert_eq!(graph.len(), 1, "only a -> t: {graph:?}");
+    edges.push((p(&["s", "t", "c"]), p(&["s", "a"])));
+    assert_eq!(circles(&folder_graph(&edges, &p(&["s"]))), [vec!["a", "t"]]);
+    assert!(circles(&folder_graph(&edges, &[])).is_empty());
+
+    // A name `mod.rs` only brings in with `use` leads to the file that defines it.
+    let file = |module: &[&str], code: &str| File {
+        module: p(module),
+        code: code_only(code),
+    };
+    let files = [
+        file(&["s"], "mod a;\nmod b;\nuse b::Item;\nfn f() { a::g() }"),
+        file(&["s", "a"], "use super::Item;\npub fn g() {}"),
+        file(&["s", "b"], "pub struct Item;"),
+    ];
+    let edges = file_edges(&files);
+    assert!(
+        edges.contains(&(p(&["s", "a"]), p(&["s", "b"]))),
+        "{edges:?}"
+    );
+    assert!(edges.contains(&(p(&["s"]), p(&["s", "a"]))), "{edges:?}");
 }
 
 #[test]
@@ -310,4 +599,41 @@ fn only_the_edges_read_the_command_line_and_the_settings() {
     };
     assert_eq!(importers("cli"), ["commands", "config"]);
     assert_eq!(importers("config"), ["commands", "service"]);
+}
+
+#[test]
+fn twilio_vocabulary_is_a_leaf_the_engines_share() {
+    // Twilio's vocabulary imports nothing of the crate, and the engines that speak Twilio (the
+    // drill, `numbers`, upstream mode) take it from there rather than from each other or from the
+    // runtime templates; the authoring tools stay off what `serve` runs.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = module_graph(&src);
+    let imports = |from: &str| graph.get(from).cloned().unwrap_or_default();
+    assert!(imports("twilio").is_empty(), "{:?}", imports("twilio"));
+    for engine in ["drill", "numbers", "upstream"] {
+        for other in ["drill", "numbers", "upstream", "templates", "authoring"] {
+            assert!(!imports(engine).contains(other), "{engine} imports {other}");
+        }
+    }
+    let importers: Vec<&str> = graph
+        .iter()
+        .filter(|(_, to)| to.contains("authoring"))
+        .map(|(from, _)| from.as_str())
+        .collect();
+    assert_eq!(importers, ["commands"]);
+}
+
+#[test]
+fn the_journal_is_storage() {
+    // The journal keeps events; delivering them over HTTP is `forward`'s, which sits above it.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = module_graph(&src);
+    let imports = graph.get("journal").cloned().unwrap_or_default();
+    for speaks_http in ["net", "breaker", "keyring", "signature", "forward"] {
+        assert!(
+            !imports.contains(speaks_http),
+            "journal imports {speaks_http}"
+        );
+    }
+    assert!(graph["forward"].contains("journal"));
 }

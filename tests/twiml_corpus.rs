@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
-use twiml_failover::templates::check::check_all;
+use twiml_failover::authoring::check::check_all;
 use twiml_failover::templates::TemplateSettings;
 
 #[derive(Debug, Deserialize)]

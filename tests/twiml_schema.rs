@@ -1,4 +1,4 @@
-//! The generated TwiML schema (`src/templates/schema.json`) and verdict corpus
+//! The generated TwiML schema (`src/twilio/schema.json`) and verdict corpus
 //! (`tests/corpus/twiml/cases.jsonl`) hold to the format the lint engine reads (see
 //! `tests/oracle/twiml/README.md`), and every place where twilio-python and twilio-node disagree is
 //! decided in the table below, the way `tests/sdk_vectors.rs` does for the signature vectors.
@@ -63,7 +63,7 @@ struct Case {
 }
 
 fn schema() -> Schema {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/templates/schema.json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/twilio/schema.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

@@ -6,7 +6,7 @@
 //!
 //! Names: roxmltree follows XML 1.0's fifth edition name characters, expat the older tables; the
 //! generator keeps to ASCII and Latin letters in names (U+FEFF only as a byte order mark), and
-//! `templates::lint::xml` refuses names beyond U+FFFF as expat does.
+//! `twilio::xml` refuses names beyond U+FFFF as expat does.
 //!
 //! Python is found via `PYTHON`, then `tests/oracle/.venv/bin/python`, then `python3`; without it
 //! the test fails unless `TWIML_FAILOVER_SKIP_ORACLE` is set (then it says it skipped).
@@ -17,7 +17,7 @@ mod expat;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
-use twiml_failover::templates::lint::xml;
+use twiml_failover::twilio::xml;
 
 const CASES: usize = 6000;
 

@@ -6,8 +6,9 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use twiml_failover::config::load_template_settings;
-use twiml_failover::templates::Role;
-use twiml_failover::templates::{twiml, Templates};
+use twiml_failover::twilio::Role;
+use twiml_failover::templates::Templates;
+use twiml_failover::twilio::document;
 use twiml_failover::webhook::Params;
 
 fn sets() -> &'static [Templates; 2] {
@@ -34,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
     let params = Arc::new(params);
     for set in sets() {
         if let Ok(answer) = set.answer(path, params.clone()) {
-            assert!(twiml::lint(&answer.twiml, None).problems.is_empty(), "{}", answer.twiml);
+            assert!(document::check(&answer.twiml, None).problems.is_empty(), "{}", answer.twiml);
         }
     }
 });

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use super::template_inputs::TemplateInputs;
 use super::Outcome;
+use crate::authoring::check::{check_all, warnings_all};
 use crate::cli::CheckArgs;
-use crate::templates::check::{check_all, warnings_all};
 
 /// Prints every problem (one per line, a problem found in several places once) to stdout and a
 /// summary to stderr.

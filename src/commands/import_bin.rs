@@ -1,13 +1,13 @@
-//! `import-bin FILE`: converts a TwiML Bin into a template of this project (see `templates::bin`),
+//! `import-bin FILE`: converts a TwiML Bin into a template of this project (see `authoring::bin`),
 //! printed on stdout; what cannot be translated is listed as `FILE:line:col: message`, exit 1. Not
 //! pure: reads the file and prints.
 
 use std::process::ExitCode;
 
 use super::{print, Failure, Outcome};
+use crate::authoring::bin;
 use crate::cli::ImportBinArgs;
 use crate::operator_file;
-use crate::templates::bin;
 
 /// The largest Bin read. Twilio answers at most 64 kB of TwiML, so no real Bin comes near it; it is
 /// larger than a template file's cap so that a hostile Bin (100,000 nested sections) meets the

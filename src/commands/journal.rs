@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::{current_thread_runtime, print, Failure, Outcome};
 use crate::cli::{JournalArgs, JournalCommand, JournalFormat, ReplayArgs, ReplayProgress};
 use crate::config;
-use crate::journal::forward::client::Client;
-use crate::journal::forward::replay::Replay;
+use crate::forward::client::Client;
+use crate::forward::replay::Replay;
 use crate::journal::{self, inspect, time, JournalUrl, Store};
 
 /// Runs one `journal` subcommand against `--journal` (or the config file's `[journal] url`).

@@ -1,7 +1,7 @@
 //! `render PATH`: what `serve` would answer, without a server or a signature. The body goes to
 //! stdout byte for byte as `serve` sends it, for every status (the TwiML, or `not found` and
 //! `service unavailable` as `serve` words them); the status and which template answered go to
-//! stderr. Not pure (reads files, prints); the answer comes from `templates::preview`, as the
+//! stderr. Not pure (reads files, prints); the answer comes from `authoring::preview`, as the
 //! server's does.
 
 use std::process::ExitCode;
@@ -10,10 +10,10 @@ use http::StatusCode;
 
 use super::template_inputs::{parse_role, TemplateInputs};
 use super::{print, Failure, Outcome};
+use crate::authoring::preview::{self, Request};
 use crate::cli::RenderArgs;
 use crate::operator_file;
 use crate::server::respond;
-use crate::templates::preview::{self, Request};
 use crate::webhook::{parse_form, Params};
 
 /// Exit 0 when `serve` would answer 200, 1 on its 404 or 503.

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use super::Failure;
 use crate::config;
-use crate::templates::{check, Role, TemplateSettings, Templates};
+use crate::templates::{check_command, TemplateSettings, Templates};
+use crate::twilio::Role;
 
 /// The template root and the config's template settings.
 pub struct TemplateInputs {
@@ -70,7 +71,7 @@ impl TemplateInputs {
                 "the {} templates do not load ({} problem(s)); see them with `{}`:\n{}",
                 role.as_str(),
                 diagnostics.len(),
-                check::command(&self.root, self.config.as_deref()),
+                check_command(&self.root, self.config.as_deref()),
                 lines.join("\n")
             ))
         })
@@ -100,11 +101,10 @@ fn working_directory() -> String {
 
 /// `primary` or `fallback`, as `serve` spells them [default: primary].
 pub fn parse_role(raw: Option<&str>) -> Result<Role, Failure> {
-    match raw.unwrap_or("primary") {
-        "primary" => Ok(Role::Primary),
-        "fallback" => Ok(Role::Fallback),
-        other => Err(Failure::new(format!(
-            "role: {other:?} is not a role (primary or fallback)"
-        ))),
-    }
+    let name = raw.unwrap_or(Role::Primary.as_str());
+    Role::from_name(name).ok_or_else(|| {
+        Failure::new(format!(
+            "role: {name:?} is not a role (primary or fallback)"
+        ))
+    })
 }

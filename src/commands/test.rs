@@ -1,4 +1,4 @@
-//! `test`: runs the template tests in `<templates>/tests/*.toml` (format in `templates::suite`)
+//! `test`: runs the template tests in `<templates>/tests/*.toml` (format in `authoring::suite`)
 //! against the templates as `serve` loads them; prints `ok`/`FAIL` per case and flow with what
 //! differs, exit 1 when any failed. Not pure: reads the files and prints.
 
@@ -7,9 +7,11 @@ use std::process::ExitCode;
 
 use super::template_inputs::TemplateInputs;
 use super::{Failure, Outcome};
+use crate::authoring::suite;
 use crate::cli::TestArgs;
 use crate::operator_file;
-use crate::templates::{suite, Role, Templates};
+use crate::templates::Templates;
+use crate::twilio::Role;
 
 /// Exit 0 when every case and flow passed, 1 when one failed or a test file is broken.
 pub fn run(args: TestArgs) -> Outcome {

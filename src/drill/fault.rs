@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn bad_xml_really_is_bad() {
-        assert!(!crate::templates::twiml::lint(BAD_XML, None)
+        assert!(!crate::twilio::document::check(BAD_XML, None)
             .problems
             .is_empty());
     }

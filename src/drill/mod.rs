@@ -1,12 +1,11 @@
 //! The failover drill: plays Twilio against a number's primary and fallback URLs (incoming call,
 //! incoming SMS, one step of a menu) and reports who answered, why, how fast, and with what TwiML.
 //!
-//! [`run`] drives the scenarios; [`twilio`] fetches like Twilio (over [`crate::net`]),
-//! [`overrides`] the URL fragment settings ([`crate::net::url`] resolves relative links), [`fault`]
+//! [`run`] drives the scenarios; [`twilio`] fetches like Twilio (over [`crate::net`], with the URL
+//! fragment's [`crate::twilio::overrides`]; [`crate::net::url`] resolves relative links), [`fault`]
 //! the simulated failing primary, [`report`] the text and JSON output.
 
 pub mod fault;
-pub mod overrides;
 pub mod report;
 pub mod twilio;
 
@@ -17,7 +16,9 @@ use quick_xml::events::Event;
 use serde::Serialize;
 
 use crate::net::url::{self, Target};
-use crate::templates::twiml::{self, Channel};
+use crate::twilio::document;
+use crate::twilio::overrides;
+use crate::twilio::Channel;
 pub use fault::Fault;
 pub use report::{Report, ScenarioReport, Side, Verdict};
 use twilio::{Fetch, Method, Request};
@@ -470,7 +471,7 @@ async fn run_scenario(scenario: Scenario, urls: &Urls, opts: &Options) -> Scenar
 }
 
 fn schema_problems(doc: &str, channel: Channel) -> Vec<String> {
-    twiml::lint(doc, Some(channel))
+    document::check(doc, Some(channel))
         .problems
         .into_iter()
         .map(|p| format!("byte {}: {}", p.offset, p.message))

@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::fault::Fault;
-use super::overrides::VOICE_HARD_CAP;
 use super::twilio::{Failure, Fetch, Method};
 use super::Scenario;
-use crate::templates::twiml::Channel;
+use crate::twilio::overrides::VOICE_HARD_CAP;
+use crate::twilio::Channel;
 
 /// Which URL produced the TwiML.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

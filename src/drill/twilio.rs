@@ -10,10 +10,12 @@ use http::header::{ACCEPT, CONNECTION, CONTENT_TYPE, HOST, USER_AGENT};
 use http::HeaderName;
 use serde::Serialize;
 
-use super::overrides::Overrides;
 use crate::net::{self, url::Target, BodyFailure, ConnectKind};
 use crate::signature::{self, Algorithm};
-use crate::templates::twiml::{self, Channel, MAX_DOCUMENT_BYTES};
+use crate::twilio::document::{self, MAX_DOCUMENT_BYTES};
+use crate::twilio::media::Media;
+use crate::twilio::overrides::Overrides;
+use crate::twilio::{Channel, SOURCE_HEADER};
 
 /// How a request is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -322,7 +324,7 @@ async fn attempt(
         .get("content-type")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let source = answer
-        .header(crate::upstream::SOURCE_HEADER)
+        .header(SOURCE_HEADER)
         .map(|v| v.chars().take(64).collect());
     let status = answer.status;
     classify(status, content_type.as_deref(), &answer.body, req.channel).map(|body| Answer {
@@ -476,7 +478,7 @@ fn classify_head(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let Some(media) = twiml::media(&essence) else {
+    let Some(media) = Media::of(&essence) else {
         let why = if essence.starts_with("audio/") && channel == Channel::Voice {
             "an audio answer (Twilio plays it and hangs up; no TwiML)"
         } else {
@@ -487,7 +489,7 @@ fn classify_head(
             Retryable::No,
         ));
     };
-    Ok(media == twiml::Media::Xml)
+    Ok(media == Media::Xml)
 }
 
 fn too_large() -> (Failure, Retryable) {
@@ -507,7 +509,7 @@ fn classify_body(xml: bool, body: &[u8], channel: Channel) -> Result<String, (Fa
         ));
     };
     // Structure only: well-formed, declaration first, one <Response> root.
-    if let Some(p) = twiml::lint(text, None).problems.first() {
+    if let Some(p) = document::check(text, None).problems.first() {
         let detail = if xml {
             format!("TwiML does not parse: {} (byte {})", p.message, p.offset)
         } else {
@@ -599,7 +601,7 @@ mod tests {
 
     #[test]
     fn each_stage_of_a_failed_exchange_gets_its_twilio_code() {
-        let o = super::super::overrides::parse(None).0;
+        let o = crate::twilio::overrides::parse(None).0;
         let budget = o.budget(true);
         let code = |e: net::Error| {
             let (f, why) = failure(e, Channel::Voice, &o, budget);

@@ -98,12 +98,12 @@ pub fn list_text(events: &[Event]) -> String {
         out.push_str(&format!(
             "{:>8}  {:<24}  {:<8}  {:<6} {:<20}  {:<13}  {}\n",
             e.id,
-            rfc3339(e.event.received_at_ms),
-            e.event.role,
-            e.event.method,
-            one_line(&e.event.path, 20),
+            rfc3339(e.webhook.received_at_ms),
+            e.webhook.role.as_str(),
+            e.webhook.method,
+            one_line(&e.webhook.path, 20),
             state(e),
-            one_line(&e.event.idempotency_key, 60),
+            one_line(&e.webhook.idempotency_key, 60),
         ));
     }
     out
@@ -117,25 +117,25 @@ pub fn list_json(events: &[Event]) -> String {
 /// One event as a JSON object (without a newline).
 pub fn event_json(e: &Event) -> String {
     let params: Vec<[&str; 2]> = e
-        .event
+        .webhook
         .params
         .iter()
         .map(|(k, v)| [k.as_str(), v.as_str()])
         .collect();
     json!({
         "id": e.id,
-        "received_at": rfc3339(e.event.received_at_ms),
-        "received_at_ms": e.event.received_at_ms,
-        "role": e.event.role,
-        "method": e.event.method,
-        "url": e.event.url,
-        "path": e.event.path,
+        "received_at": rfc3339(e.webhook.received_at_ms),
+        "received_at_ms": e.webhook.received_at_ms,
+        "role": e.webhook.role,
+        "method": e.webhook.method,
+        "url": e.webhook.url,
+        "path": e.webhook.path,
         "params": params,
-        "error_code": e.event.error_code,
-        "error_url": e.event.error_url,
-        "idempotency_key": e.event.idempotency_key,
-        "conversation": e.event.conversation,
-        "account_sid": e.event.account_sid,
+        "error_code": e.webhook.error_code,
+        "error_url": e.webhook.error_url,
+        "idempotency_key": e.webhook.idempotency_key,
+        "conversation": e.webhook.conversation,
+        "account_sid": e.webhook.account_sid,
         "delivered_at": e.delivered_at_ms.map(rfc3339),
         "attempts": e.attempts,
         "state": state(e),
@@ -154,22 +154,22 @@ pub fn show_text(e: &Event) -> String {
          error code       {}\nerror url        {}\nstate            {}\ndelivered        {}\n\
          attempts         {}\nnext attempt     {}\nlast error       {}\nparams:\n",
         e.id,
-        rfc3339(e.event.received_at_ms),
-        e.event.role,
-        e.event.method,
-        one_line(&e.event.url, 500),
-        one_line(&e.event.idempotency_key, 500),
-        one_line(&e.event.conversation, 500),
-        opt(&e.event.account_sid),
-        opt(&e.event.error_code),
-        opt(&e.event.error_url),
+        rfc3339(e.webhook.received_at_ms),
+        e.webhook.role.as_str(),
+        e.webhook.method,
+        one_line(&e.webhook.url, 500),
+        one_line(&e.webhook.idempotency_key, 500),
+        one_line(&e.webhook.conversation, 500),
+        opt(&e.webhook.account_sid),
+        opt(&e.webhook.error_code),
+        opt(&e.webhook.error_url),
         state(e),
         e.delivered_at_ms.map_or("-".into(), rfc3339),
         e.attempts,
         next_attempt(e).map_or("-".into(), rfc3339),
         opt(&e.last_error),
     );
-    for (k, v) in &e.event.params {
+    for (k, v) in &e.webhook.params {
         // Debug quoting shows newlines and quotes in caller text unambiguously.
         out.push_str(&format!("  {k:?} = {v:?}\n"));
     }
@@ -180,13 +180,14 @@ pub fn show_text(e: &Event) -> String {
 mod tests {
     use super::*;
     use crate::journal::NewEvent;
+    use crate::twilio::Role;
 
     fn sample() -> Event {
         Event {
             id: 42,
-            event: NewEvent {
+            webhook: NewEvent {
                 received_at_ms: 1_795_624_330_000,
-                role: "fallback".into(),
+                role: Role::Fallback,
                 method: "POST".into(),
                 url: "https://f.example/sms".into(),
                 path: "/sms".into(),

@@ -4,9 +4,9 @@
 //! [`Store`] is one synchronous connection to a journal (SQLite embedded, or PostgreSQL); [`writer`]
 //! group-commits the server's events through one of them; [`record`] builds an event from a verified
 //! request; [`spill`] keeps what the store did not take at exit; [`private_files`] keeps the files
-//! holding caller data `0600`.
+//! holding caller data `0600`. It is storage only: delivering the events is [`crate::forward`]'s,
+//! which reads them from here.
 
-pub mod forward;
 pub mod inspect;
 pub mod postgres;
 pub mod private_files;
@@ -23,13 +23,15 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::twilio::Role;
+
 /// A webhook as accepted (after signature verification), before it has an id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewEvent {
     /// When it arrived, unix epoch milliseconds.
     pub received_at_ms: i64,
-    /// `primary` or `fallback`: which role answered it.
-    pub role: String,
+    /// Which role answered it.
+    pub role: Role,
     /// `POST` or `GET`.
     pub method: String,
     /// The URL Twilio signed (no fragment).
@@ -50,14 +52,20 @@ pub struct NewEvent {
     pub account_sid: Option<String>,
 }
 
+/// The role a stored row names; a row this server did not write may name none.
+fn stored_role(text: &str) -> Result<Role, JournalError> {
+    Role::from_name(text)
+        .ok_or_else(|| JournalError::new(format!("unknown role {text:?} in a row")))
+}
+
 /// A journaled event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
     /// The store's id: increasing, never reused.
     pub id: i64,
-    /// What was received.
+    /// The webhook as it was received.
     #[serde(flatten)]
-    pub event: NewEvent,
+    pub webhook: NewEvent,
     /// When the forwarder delivered it, if it has.
     pub delivered_at_ms: Option<i64>,
     /// Failed delivery attempts so far.

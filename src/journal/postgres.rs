@@ -17,8 +17,8 @@ use postgres::{Client, NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
-    params_from_json, params_to_json, Appended, Event, JournalError, NewEvent, Stats, Store,
-    Unavailable,
+    params_from_json, params_to_json, stored_role, Appended, Event, JournalError, NewEvent, Stats,
+    Store, Unavailable,
 };
 
 const TABLE: &str = "twiml_failover_events";
@@ -603,9 +603,9 @@ fn event_from_row(row: &Row) -> Result<Event, JournalError> {
     let attempts: i32 = row.try_get(13).map_err(get)?;
     Ok(Event {
         id: row.try_get(0).map_err(get)?,
-        event: NewEvent {
+        webhook: NewEvent {
             received_at_ms: row.try_get(1).map_err(get)?,
-            role: row.try_get(2).map_err(get)?,
+            role: stored_role(row.try_get(2).map_err(get)?)?,
             method: row.try_get(3).map_err(get)?,
             url: row.try_get(4).map_err(get)?,
             path: row.try_get(5).map_err(get)?,

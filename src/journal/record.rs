@@ -4,6 +4,7 @@
 use sha2::{Digest, Sha256};
 
 use super::NewEvent;
+use crate::twilio::Role;
 use crate::webhook::Params;
 
 /// The header Twilio sets to the same value on every retry of one webhook.
@@ -15,7 +16,7 @@ pub struct Received<'a> {
     /// Arrival time, unix ms.
     pub received_at_ms: i64,
     /// The answering role.
-    pub role: &'a str,
+    pub role: Role,
     /// The request method.
     pub method: &'a str,
     /// The URL Twilio signed.
@@ -92,7 +93,7 @@ pub fn new_event(r: Received<'_>) -> NewEvent {
         .map_or_else(|| idempotency_key.clone(), str::to_string);
     NewEvent {
         received_at_ms: r.received_at_ms,
-        role: r.role.to_string(),
+        role: r.role,
         method: r.method.to_string(),
         url: r.url.to_string(),
         path: r.path.to_string(),
@@ -181,7 +182,7 @@ mod tests {
         ]);
         let e = new_event(Received {
             received_at_ms: 5,
-            role: "fallback",
+            role: Role::Fallback,
             method: "POST",
             url: "https://f/voice?q=1",
             path: "/voice",
@@ -204,7 +205,7 @@ mod tests {
             idempotency_token: Some("tok"),
             ..Received {
                 received_at_ms: 0,
-                role: "primary",
+                role: Role::Primary,
                 method: "GET",
                 url: "u",
                 path: "/x",

@@ -382,27 +382,30 @@ impl StopFlag {
     }
 }
 
-/// Sweeps a spill folder on a thread of its own for as long as the server runs: at start-up, then
-/// every `every`, so files other replicas leave in a shared folder are taken back while this one
-/// serves, and a journal that is down delays nothing and loses nothing.
-pub struct Importer {
+/// The spill import: sweeps a spill folder on a thread of its own for as long as the server runs,
+/// at start-up and then every `every`, so files other replicas leave in a shared folder are taken
+/// back while this one serves, and a journal that is down delays nothing and loses nothing. Owned
+/// by whoever started it, and ended with [`Import::stop`].
+pub struct Import {
     stop: Arc<StopFlag>,
-    done: std::sync::mpsc::Receiver<()>,
+    /// Disconnects when the thread has ended.
+    ended: std::sync::mpsc::Receiver<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for Importer {
+impl std::fmt::Debug for Import {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Importer")
+        f.write_str("Import")
     }
 }
 
-impl Importer {
+impl Import {
     /// Starts sweeping `dir` into the journal at `url`.
-    pub fn start(dir: PathBuf, url: JournalUrl, every: Duration) -> std::io::Result<Importer> {
+    pub fn start(dir: PathBuf, url: JournalUrl, every: Duration) -> std::io::Result<Import> {
         let stop = Arc::new(StopFlag::default());
         let flag = stop.clone();
-        let (finished, done) = std::sync::mpsc::channel::<()>();
-        std::thread::Builder::new()
+        let (finished, ended) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
             .name("journal-spill-import".into())
             .spawn(move || {
                 // Dropped when the thread ends, which `stop` waits for.
@@ -420,28 +423,38 @@ impl Importer {
                     }
                 }
             })?;
-        Ok(Importer { stop, done })
+        Ok(Import {
+            stop,
+            ended,
+            thread: Some(thread),
+        })
     }
 
-    /// Tells the thread to stop: it claims no file after this (so a spill file written from now
-    /// on is left for the next importer), and hands back the file it holds at its next batch.
-    pub fn stop(&self) {
+    /// Tells the thread to stop without waiting: it claims no file after this (so a spill file
+    /// written from now on is left to the next importer), and hands back the file it holds at its
+    /// next batch.
+    pub fn ask_to_stop(&self) {
         self.stop.set();
     }
 
     /// Stops it and waits at most `wait` for the file being imported to be finished or handed
-    /// back; whether the thread ended in time (if not, a store that hangs holds it, and its claim
-    /// is taken over by another importer once it goes quiet).
-    pub fn finish(self, wait: Duration) -> bool {
-        self.stop();
-        matches!(
-            self.done.recv_timeout(wait),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
-        )
+    /// back; whether the thread ended in time (if not, it is inside a store that does not answer,
+    /// and its claim is taken over by another importer once it goes quiet).
+    pub fn stop(mut self, wait: Duration) -> bool {
+        self.ask_to_stop();
+        match self.ended.recv_timeout(wait) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                if let Some(thread) = self.thread.take() {
+                    let _ = thread.join();
+                }
+                true
+            }
+        }
     }
 }
 
-impl Drop for Importer {
+impl Drop for Import {
     fn drop(&mut self) {
         self.stop.set();
     }
@@ -450,11 +463,12 @@ impl Drop for Importer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::twilio::Role;
 
     fn event(key: &str) -> NewEvent {
         NewEvent {
             received_at_ms: 1_764_547_200_000,
-            role: "primary".into(),
+            role: Role::Primary,
             method: "POST".into(),
             url: "https://x/sms".into(),
             path: "/sms".into(),
@@ -473,7 +487,7 @@ mod tests {
             .list(None, 10_000)
             .unwrap()
             .into_iter()
-            .map(|e| e.event.idempotency_key)
+            .map(|e| e.webhook.idempotency_key)
             .collect()
     }
 
@@ -502,7 +516,7 @@ mod tests {
         let mut store = open(&url).unwrap();
         let stored = store.list(None, 10).unwrap();
         assert_eq!(stored.len(), 2);
-        assert_eq!(stored[0].event, events[0]);
+        assert_eq!(stored[0].webhook, events[0]);
         assert_eq!(import(dir.path(), &url).unwrap(), Swept::default());
     }
 
@@ -638,7 +652,7 @@ mod tests {
     fn the_importer_sweeps_again_and_stops_when_told() {
         let dir = tempfile::tempdir().unwrap();
         let url = JournalUrl::Sqlite(dir.path().join("j.db"));
-        let importer = Importer::start(
+        let import = Import::start(
             dir.path().to_owned(),
             url.clone(),
             Duration::from_millis(50),
@@ -652,7 +666,22 @@ mod tests {
             assert!(Instant::now() < deadline, "never swept again");
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(importer.finish(Duration::from_secs(5)));
+        assert!(import.stop(Duration::from_secs(5)));
         assert_eq!(stored(&url), ["SM9:sms"]);
+    }
+
+    #[test]
+    fn an_import_that_keeps_failing_stops_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &[event("SM1:sms")]).unwrap();
+        let url = JournalUrl::Sqlite(dir.path().join("no/such/dir/j.db"));
+        let import = Import::start(dir.path().into(), url, Duration::from_secs(3600)).unwrap();
+        let asked = Instant::now();
+        assert!(import.stop(Duration::from_secs(5)), "the thread ended");
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "not the sweep wait"
+        );
+        assert_eq!(pending(dir.path()).unwrap().len(), 1, "the file is kept");
     }
 }

@@ -6,11 +6,12 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{
-    params_from_json, params_to_json, Appended, Event, JournalError, NewEvent, Stats, Store,
-    Unavailable,
+    params_from_json, params_to_json, stored_role, Appended, Event, JournalError, NewEvent, Stats,
+    Store, Unavailable,
 };
 
 const SCHEMA: &str = "
@@ -140,9 +141,14 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<(Event, String)> {
     Ok((
         Event {
             id: row.get(0)?,
-            event: NewEvent {
+            webhook: NewEvent {
                 received_at_ms: row.get(1)?,
-                role: row.get(2)?,
+                role: {
+                    let role: String = row.get(2)?;
+                    stored_role(&role).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(2, Type::Text, e.into())
+                    })?
+                },
                 method: row.get(3)?,
                 url: row.get(4)?,
                 path: row.get(5)?,
@@ -165,7 +171,7 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<(Event, String)> {
 fn finish(rows: Vec<(Event, String)>) -> Result<Vec<Event>, JournalError> {
     rows.into_iter()
         .map(|(mut event, params)| {
-            event.event.params = params_from_json(&params)?;
+            event.webhook.params = params_from_json(&params)?;
             Ok(event)
         })
         .collect()
@@ -224,7 +230,7 @@ impl Store for SqliteStore {
                         params![
                             e.idempotency_key,
                             e.received_at_ms,
-                            e.role,
+                            e.role.as_str(),
                             e.method,
                             e.url,
                             e.path,

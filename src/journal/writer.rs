@@ -100,6 +100,14 @@ impl Written {
             Written::Overloaded => "overloaded",
         }
     }
+
+    /// The event's id, when it is in the journal.
+    pub fn id(&self) -> Option<i64> {
+        match self {
+            Written::New(id) | Written::Duplicate(id) => Some(*id),
+            Written::Failed(_) | Written::Timeout | Written::Overloaded => None,
+        }
+    }
 }
 
 type Ack = oneshot::Sender<Result<Appended, JournalError>>;
@@ -107,12 +115,10 @@ type Ack = oneshot::Sender<Result<Appended, JournalError>>;
 /// What the store thread answers for one batch.
 type Outcome = Result<Vec<Appended>, JournalError>;
 
-// Flushes are rare; boxing the common variant would cost an allocation per webhook.
+// Drains are rare; boxing the common variant would cost an allocation per webhook.
 #[allow(clippy::large_enum_variant)]
 enum Message {
     Write(NewEvent, Ack),
-    /// Try the buffer once more now, then report how many events are still unwritten.
-    Flush(mpsc::Sender<usize>),
     /// Try the buffer once more now, then hand over the events still unwritten (at exit), at the
     /// latest at the deadline, even with a batch still in the store's hands.
     Drain(Instant, mpsc::Sender<Vec<NewEvent>>),
@@ -275,18 +281,6 @@ impl Journal {
         written
     }
 
-    /// Asks the writer to write what it holds, waiting at most `wait`; returns how many events
-    /// are still unwritten (lost if the process exits now).
-    pub fn flush(&self, wait: Duration) -> usize {
-        let (tx, rx) = mpsc::channel();
-        let deadline = Instant::now() + wait;
-        if self.tx.send_deadline(Message::Flush(tx), deadline).is_err() {
-            return usize::MAX;
-        }
-        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or(usize::MAX)
-    }
-
     /// At exit: has the writer try once more to write what it holds, then takes the events it
     /// could not write out of it (to spill them to disk). Returns within `wait` (and a moment) even
     /// when the store does not answer: the events of the batch it is stuck on are handed over too.
@@ -302,19 +296,17 @@ impl Journal {
     }
 }
 
-/// Callers waiting for the writer's next attempt, each with the count of failed attempts when it
-/// asked: it is answered once everything is written or an attempt has failed since.
+/// Callers waiting for the writer's next attempt to take the events it could not write, each with
+/// the count of failed attempts when it asked and a deadline: it is answered once everything is
+/// written, an attempt has failed since, or the deadline has come.
 #[derive(Default)]
-struct Flushes {
-    /// Want the count of events still unwritten.
-    counts: Vec<(u64, mpsc::Sender<usize>)>,
-    /// Want the unwritten events themselves, by a deadline.
-    drains: Vec<(u64, Instant, mpsc::Sender<Vec<NewEvent>>)>,
+struct Drains {
+    waiting: Vec<(u64, Instant, mpsc::Sender<Vec<NewEvent>>)>,
 }
 
-impl Flushes {
+impl Drains {
     fn is_empty(&self) -> bool {
-        self.counts.is_empty() && self.drains.is_empty()
+        self.waiting.is_empty()
     }
 }
 
@@ -390,7 +382,7 @@ struct Writer {
     retry_at: Option<Instant>,
     /// Writes failed in a row.
     failures: u32,
-    /// Writes failed since start (what a flush waits to see change).
+    /// Writes failed since start (what a drain waits to see change).
     failed_attempts: u64,
     /// What `journal_up` says; changes are logged once each.
     up: bool,
@@ -408,9 +400,9 @@ enum Woke {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Message>) {
-        let mut flushes = Flushes::default();
+        let mut drains = Drains::default();
         loop {
-            let woke = match self.wake_at(&flushes) {
+            let woke = match self.wake_at(&drains) {
                 Some(at) => channel::select! {
                     recv(rx) -> m => Woke::Message(m),
                     recv(self.done) -> d => Woke::Done(d),
@@ -422,7 +414,7 @@ impl Writer {
                 },
             };
             match woke {
-                Woke::Message(Ok(m)) => self.take(m, &mut flushes),
+                Woke::Message(Ok(m)) => self.take(m, &mut drains),
                 Woke::Message(Err(_)) => return self.last_attempt(),
                 Woke::Done(Ok(outcome)) => self.finished(outcome),
                 Woke::Done(Err(_)) => {
@@ -434,9 +426,9 @@ impl Writer {
                 Woke::Timeout => {}
             }
             // Everything that queued while we waited joins the next batch.
-            self.gather(&rx, &mut flushes);
-            self.answer(&mut flushes);
-            self.start_if_due(&flushes);
+            self.gather(&rx, &mut drains);
+            self.answer(&mut drains);
+            self.start_if_due(&drains);
             self.ping_if_due();
             self.metrics.buffered(self.unwritten());
         }
@@ -454,10 +446,10 @@ impl Writer {
 
     /// When to look again without a message: the retry time (when events wait for one), the
     /// earliest drain deadline, or the next health check when idle.
-    fn wake_at(&self, flushes: &Flushes) -> Option<Instant> {
+    fn wake_at(&self, drains: &Drains) -> Option<Instant> {
         let idle = self.in_flight.is_none() && self.events.is_empty();
         let retry = self.retry_at.filter(|_| self.in_flight.is_none() && !idle);
-        let drain = flushes.drains.iter().map(|(_, at, _)| *at).min();
+        let drain = drains.waiting.iter().map(|(_, at, _)| *at).min();
         let ping = idle.then_some(self.ping_at);
         [retry, drain, ping].into_iter().flatten().min()
     }
@@ -501,7 +493,7 @@ impl Writer {
     /// Takes what is queued. When a batch is about to go to the store and is still small, yields a
     /// few times first: request handlers sharing the CPU get to submit theirs, so one commit covers
     /// them. (While a commit is in flight, whatever comes waits for it anyway.)
-    fn gather(&mut self, rx: &Receiver<Message>, flushes: &mut Flushes) {
+    fn gather(&mut self, rx: &Receiver<Message>, drains: &mut Drains) {
         let mut yields = 0;
         let most_yields = match self.in_flight {
             None => self.settings.gather_yields,
@@ -509,7 +501,7 @@ impl Writer {
         };
         while self.events.len() < self.settings.max_batch {
             match rx.try_recv() {
-                Ok(m) => self.take(m, flushes),
+                Ok(m) => self.take(m, drains),
                 Err(TryRecvError::Empty) if yields < most_yields => {
                     yields += 1;
                     thread::yield_now();
@@ -519,7 +511,7 @@ impl Writer {
         }
     }
 
-    fn take(&mut self, message: Message, flushes: &mut Flushes) {
+    fn take(&mut self, message: Message, drains: &mut Drains) {
         match message {
             Message::Write(event, ack) => {
                 if self.unwritten() >= self.settings.max_buffered {
@@ -538,9 +530,8 @@ impl Writer {
                     self.acks.push_back(Some(ack));
                 }
             }
-            Message::Flush(reply) => flushes.counts.push((self.failed_attempts, reply)),
             Message::Drain(deadline, reply) => {
-                flushes.drains.push((self.failed_attempts, deadline, reply));
+                drains.waiting.push((self.failed_attempts, deadline, reply));
             }
         }
     }
@@ -548,12 +539,12 @@ impl Writer {
     /// Gives the store thread the oldest events (one batch) when nothing is in its hands and a
     /// retry is due or someone waits for an attempt; otherwise, while backing off, answers new
     /// callers at once instead of making them wait.
-    fn start_if_due(&mut self, flushes: &Flushes) {
+    fn start_if_due(&mut self, drains: &Drains) {
         if self.in_flight.is_some() || self.events.is_empty() {
             return;
         }
         let due = self.retry_at.is_none_or(|at| Instant::now() >= at);
-        if !due && flushes.is_empty() {
+        if !due && drains.is_empty() {
             self.fail_waiters("journal unavailable; event kept in memory for retry");
             return;
         }
@@ -651,26 +642,19 @@ impl Writer {
         self.fail_waiters(&e.0);
     }
 
-    /// Answers the flushes and drains whose attempt is over: everything written, or an attempt
-    /// failed since they asked; a drain also at its deadline, whatever the store is doing.
-    fn answer(&mut self, flushes: &mut Flushes) {
+    /// Answers the drains whose attempt is over: everything written, or an attempt failed since
+    /// they asked, or their deadline, whatever the store is doing.
+    fn answer(&mut self, drains: &mut Drains) {
         // A batch already handed over no longer counts as in flight.
         let settled = |since: u64, this: &Writer| {
             this.in_flight.as_ref().is_none_or(|f| f.handed_over)
                 && (this.events.is_empty() || this.failed_attempts > since)
         };
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut flushes.counts)
-            .into_iter()
-            .partition(|(since, _)| settled(*since, self));
-        flushes.counts = waiting;
-        for (_, reply) in done {
-            let _ = reply.send(self.unwritten());
-        }
         let now = Instant::now();
-        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut flushes.drains)
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut drains.waiting)
             .into_iter()
             .partition(|(since, deadline, _)| settled(*since, self) || now >= *deadline);
-        flushes.drains = waiting;
+        drains.waiting = waiting;
         if done.is_empty() {
             return;
         }
@@ -732,7 +716,7 @@ impl Writer {
                     break;
                 }
                 self.retry_at = None;
-                self.start_if_due(&Flushes::default());
+                self.start_if_due(&Drains::default());
                 continue;
             }
             match self.done.recv_deadline(deadline) {
@@ -833,6 +817,7 @@ mod tests {
     use super::*;
     use crate::journal::{Event, Stats};
     use crate::metrics::Metrics;
+    use crate::twilio::Role;
 
     /// A store in memory that can be switched off.
     #[derive(Default)]
@@ -907,7 +892,7 @@ mod tests {
     fn event(key: &str) -> NewEvent {
         NewEvent {
             received_at_ms: 0,
-            role: "primary".into(),
+            role: Role::Primary,
             method: "POST".into(),
             url: "http://x/sms".into(),
             path: "/sms".into(),
@@ -987,7 +972,7 @@ mod tests {
                 Written::New(3)
             ]
         );
-        assert_eq!(journal.flush(Duration::from_secs(5)), 0);
+        assert_eq!(journal.drain(Duration::from_secs(5)), Some(Vec::new()));
         let text = metrics.encode();
         assert!(
             text.contains("journal_writes_total{result=\"new\"} 3"),
@@ -1021,7 +1006,7 @@ mod tests {
             journal.wait(fourth).await,
             Written::New(4) | Written::Failed(_)
         ));
-        assert_eq!(journal.flush(Duration::from_secs(5)), 0);
+        assert_eq!(journal.drain(Duration::from_secs(5)), Some(Vec::new()));
         assert!(metrics
             .encode()
             .contains("twiml_failover_journal_buffered_events 0"));
@@ -1107,7 +1092,7 @@ mod tests {
         assert_eq!(fake.lock().unwrap().keys, ["1"]);
         assert_eq!(journal.drain(Duration::from_secs(1)), Some(Vec::new()));
         let _ = journal.wait(journal.submit(event("4"))).await;
-        assert_eq!(journal.flush(Duration::from_secs(5)), 0);
+        assert_eq!(journal.drain(Duration::from_secs(5)), Some(Vec::new()));
         assert_eq!(fake.lock().unwrap().keys, ["1", "4"]);
     }
 
@@ -1129,7 +1114,7 @@ mod tests {
             "{text}"
         );
         fake.lock().unwrap().down = false;
-        assert_eq!(journal.flush(Duration::from_secs(5)), 0);
+        assert_eq!(journal.drain(Duration::from_secs(5)), Some(Vec::new()));
         assert_eq!(fake.lock().unwrap().keys, ["1", "2"]);
     }
 }

@@ -10,7 +10,6 @@
 //! closed it) is sent again on another connection: hyper_util's pool does that by itself. A
 //! connection whose answer was ambiguously framed is never used again.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,29 +20,10 @@ use hyper_util::rt::TokioExecutor;
 
 mod connect;
 pub mod framing;
+pub mod tls;
 pub mod url;
 
 pub use connect::{ConnectFailure, ConnectKind};
-
-/// The client TLS settings (ring, web PKI roots), built once and shared by every client.
-pub fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
-}
 
 /// Limits of one client.
 #[derive(Debug, Clone, Copy)]
@@ -191,7 +171,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client with these limits, trusting the web PKI roots.
     pub fn new(settings: Settings) -> Client {
-        Client::with_tls(settings, &tls_config())
+        Client::with_tls(settings, &tls::default_config())
     }
 
     /// A client with these limits and its own TLS settings (a private CA, a client certificate).

@@ -376,4 +376,55 @@ mod tests {
             .iter()
             .all(|f| !f.name.starts_with("Sms")));
     }
+
+    #[test]
+    fn audit_is_ok_exactly_when_plan_leaves_a_number_alone() {
+        use crate::numbers::audit::audit;
+        use crate::numbers::audit::tests::{good, s};
+        let w = Wiring::example();
+        let values = |field: u32| -> Vec<Option<String>> {
+            let mut v = vec![None, s("POST"), s("GET"), s("post")];
+            if field < 3 {
+                v = vec![
+                    None,
+                    s("https://voice.example.com/voice#ct=1000&rt=4000&tt=6000&rc=1&rp=ct"),
+                    s("https://voice.example.com/voice#ct=2000"),
+                    s("https://voice.example.com/voice"),
+                    s("https://fallback.example.net/voice"),
+                    s("https://voice.example.com/status"),
+                ];
+            }
+            v
+        };
+        // Each voice setting in turn through values right, wrong and missing, the rest as wired.
+        let fields = [
+            "url",
+            "fallback",
+            "status",
+            "method",
+            "fallback_method",
+            "status_method",
+        ];
+        for (i, field) in fields.iter().enumerate() {
+            for value in values(i as u32) {
+                let mut n = good("PN1");
+                let slot = match *field {
+                    "url" => &mut n.voice_url,
+                    "fallback" => &mut n.voice_fallback_url,
+                    "status" => &mut n.status_callback,
+                    "method" => &mut n.voice_method,
+                    "fallback_method" => &mut n.voice_fallback_method,
+                    _ => &mut n.status_callback_method,
+                };
+                *slot = value.clone();
+                let account = Account {
+                    numbers: vec![n],
+                    ..Account::default()
+                };
+                let ok = audit(&account, &w, |_| true)[0].ok();
+                let unchanged = plan(&account, &w, &Selection::default()).changes.is_empty();
+                assert_eq!(ok, unchanged, "{field} = {value:?}");
+            }
+        }
+    }
 }

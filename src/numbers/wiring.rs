@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::drill::overrides::{self, Overrides};
 use crate::net::url::Target;
+use crate::twilio::overrides::{self, Overrides};
 
 /// The overrides written when the file names none: at most 6 s on a dead or hung primary, so
 /// the fallback keeps 9 s of the 15 s voice limit. `ct=1000`: a healthy connect takes well under

@@ -15,7 +15,8 @@ use crate::journal::writer::Journal;
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
-use crate::templates::{Diagnostic, Role, TemplateSettings, Templates};
+use crate::templates::{Diagnostic, TemplateSettings, Templates};
+use crate::twilio::Role;
 use crate::upstream::Upstream;
 use crate::webhook::PublicUrl;
 
@@ -53,7 +54,7 @@ pub struct App {
     /// How many lines unverified requests may cause.
     unverified_log: UnverifiedLog,
     tls: Option<Arc<CertStore>>,
-    journal: Option<Journal>,
+    journal: Option<Arc<Journal>>,
     upstream: Option<Upstream>,
     /// Held while a reload runs, so two triggers never load at once.
     reloading: std::sync::Mutex<()>,
@@ -66,7 +67,7 @@ impl App {
         settings: Settings,
         templates: Templates,
         tls: Option<Arc<CertStore>>,
-        journal: Option<Journal>,
+        journal: Option<Arc<Journal>>,
         upstream: Option<Upstream>,
         metrics: Metrics,
     ) -> Arc<App> {
@@ -134,7 +135,7 @@ impl App {
 
     /// The webhook journal's writer, when `--journal` is set.
     pub fn journal(&self) -> Option<&Journal> {
-        self.journal.as_ref()
+        self.journal.as_deref()
     }
 
     /// The enterprise's own TwiML app, in upstream mode.

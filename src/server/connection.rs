@@ -19,7 +19,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_rustls::TlsAcceptor;
 
 use super::app::App;
-use super::handler;
+use super::handler::{self, Peer};
 use super::slots::{Held, Slot, Slots};
 
 /// What every connection shares.
@@ -88,10 +88,6 @@ async fn serve(stream: TcpStream, settings: Arc<Settings>, held: Held) {
     }
     drop(held);
 }
-
-/// The address a request came from, as seen by the listener (a request extension).
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub std::net::IpAddr);
 
 /// The request handler, marking the slot busy while each request is handled.
 fn service(

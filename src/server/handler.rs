@@ -11,7 +11,6 @@ use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
 use super::app::App;
-use super::connection::Peer;
 use super::limits::{self, BodyError, BodyRules};
 use super::respond::{self, Reply};
 use crate::journal::record::{self, Received};
@@ -19,11 +18,16 @@ use crate::journal::time::now_ms;
 use crate::journal::writer::Written;
 use crate::readiness::Phase;
 use crate::route::{route, Route};
-use crate::templates::preview::served_by_label;
-use crate::templates::AnswerError;
-use crate::upstream::{self, request, Source};
+use crate::templates::{AnswerError, ServedBy};
+use crate::twilio::{self, Channel};
+use crate::upstream::{request, Source};
 use crate::verify::{attempted, authenticate};
 use crate::webhook::{decode, single_header, DecodeError, Params, Payload, UrlRules, Webhook};
+
+/// The address a request came from, as seen by the listener: a request extension the connection
+/// adds, so that the upstream request can name it in `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::IpAddr);
 
 /// What the request log line says beyond method, path and status.
 #[derive(Debug, Default)]
@@ -32,10 +36,9 @@ struct Outcome {
     message_sid: Option<String>,
     error_code: Option<String>,
     error_url: Option<String>,
-    served_by: Option<&'static str>,
+    served_by: Option<ServedBy>,
     reason: Option<String>,
-    journal: Option<&'static str>,
-    journal_id: Option<i64>,
+    journal: Option<Written>,
     /// On a refused signature: where the signed URL came from, and what was tried.
     signature: Option<SignatureLog>,
     /// In upstream mode: where the answer came from.
@@ -91,7 +94,7 @@ pub async fn handle(
     if let Some(source) = outcome.source {
         response
             .headers_mut()
-            .insert(upstream::SOURCE_HEADER, source.header());
+            .insert(twilio::SOURCE_HEADER, source.header());
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
@@ -119,12 +122,12 @@ pub async fn handle(
         fallback,
         error_code = outcome.error_code.as_deref(),
         error_url = outcome.error_url.as_deref(),
-        served_by = outcome.served_by,
+        served_by = outcome.served_by.map(ServedBy::label),
         source = outcome.source.map(Source::kind),
         upstream_outcome = outcome.source.map(Source::outcome),
         reason = outcome.reason.as_deref(),
-        journal = outcome.journal,
-        journal_id = outcome.journal_id,
+        journal = outcome.journal.as_ref().map(Written::label),
+        journal_id = outcome.journal.as_ref().and_then(Written::id),
         signed_url_from = outcome.signature.as_ref().map(|s| s.url_from),
         tried_urls = outcome.signature.as_ref().map(|s| s.tried.as_str()),
         tried_keys = outcome.signature.as_ref().map(|s| s.keys.as_str()),
@@ -291,7 +294,7 @@ async fn webhook(
     let pending = match (journal, url) {
         (Some(journal), Some(url)) => Some(journal.submit(record::new_event(Received {
             received_at_ms: now_ms(),
-            role: app.settings().role.as_str(),
+            role: app.settings().role,
             method: parts.method.as_str(),
             url: &url,
             path: parts.uri.path(),
@@ -303,7 +306,7 @@ async fn webhook(
     let answer = match (template, upstream) {
         (name, Some((upstream, req))) => {
             let deadline = started + upstream.settings().budget;
-            let channel = upstream::channel(params.get("CallSid"), params.get("MessageSid"));
+            let channel = Channel::of_webhook(params.get("CallSid"), params.get("MessageSid"));
             let result = upstream.call(req, channel, name.is_none(), deadline).await;
             outcome.source = Some(match &result {
                 Ok(_) => Source::Upstream,
@@ -327,14 +330,14 @@ async fn webhook(
     };
     if let (Some(journal), Some(pending)) = (journal, pending) {
         let written = journal.wait(pending).await;
-        outcome.journal = Some(written.label());
-        match written {
-            Written::New(id) | Written::Duplicate(id) => outcome.journal_id = Some(id),
+        match &written {
+            Written::New(_) | Written::Duplicate(_) => {}
             // The caller comes first: answer anyway, and say why on the log line.
-            Written::Failed(e) => outcome.reason = Some(format!("journal: {}", loggable(&e))),
+            Written::Failed(e) => outcome.reason = Some(format!("journal: {}", loggable(e))),
             Written::Timeout => outcome.reason = Some("journal: commit timed out".into()),
             Written::Overloaded => outcome.reason = Some("journal: writer queue full".into()),
         }
+        outcome.journal = Some(written);
     }
     answer
 }
@@ -384,7 +387,7 @@ fn render(
     };
     match answer {
         Ok(answer) => {
-            outcome.served_by = Some(served_by_label(&answer.served_by));
+            outcome.served_by = Some(answer.served_by);
             if let Some(first) = answer.degraded_from {
                 app.metrics().degraded_answer();
                 tracing::warn!(

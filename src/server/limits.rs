@@ -228,8 +228,9 @@ impl BodyBudget {
         })
     }
 
-    /// Reads in progress and the bytes they reserve (for tests and metrics).
-    pub fn usage(&self) -> (usize, usize) {
+    /// Reads in progress and the bytes they reserve.
+    #[cfg(test)]
+    fn usage(&self) -> (usize, usize) {
         let reads = self.lock();
         (reads.open.len(), reads.bytes)
     }

@@ -8,7 +8,6 @@ use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::CertificateDer;
 use tokio_rustls::TlsAcceptor;
 
 use crate::operator_file;
@@ -65,11 +64,6 @@ impl CertStore {
         let pair = read_pair(&self.files, &self.provider)?;
         self.current.store(Arc::new(pair));
         Ok(())
-    }
-
-    /// The DER of the certificate currently served (leaf first).
-    pub fn current_chain(&self) -> Vec<CertificateDer<'static>> {
-        self.current.load().cert.clone()
     }
 
     /// An acceptor whose handshakes always use the current certificate.

@@ -1,13 +1,8 @@
 //! XML escaping of template values: markup characters become entities, and characters XML 1.0
 //! forbids even as entities (most control characters) become U+FFFD, so output stays well-formed.
 
-/// Appends `value` to `out`, escaped for XML text and for single- or double-quoted attributes.
-pub fn escape_into(out: &mut String, value: &str) {
-    // Writing to a String cannot fail.
-    let _ = escape_to(out, value);
-}
-
-/// Writes `value` to `out`, escaped as [`escape_into`] does, in runs rather than per character.
+/// Writes `value` to `out`, escaped for XML text and for single- or double-quoted attributes, in
+/// runs rather than per character.
 pub fn escape_to(out: &mut impl std::fmt::Write, value: &str) -> std::fmt::Result {
     // Everything replaced is ASCII, or U+FFFE/U+FFFF (bytes EF BF BE/BF): a byte scan finds it all
     // without decoding characters, and every position it stops at is a character boundary.
@@ -40,22 +35,24 @@ pub fn escape_to(out: &mut impl std::fmt::Write, value: &str) -> std::fmt::Resul
     out.write_str(&value[last..])
 }
 
-/// Returns `value` escaped for XML (see [`escape_into`]).
+/// Returns `value` escaped for XML (see [`escape_to`]).
 pub fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
-    escape_into(&mut out, value);
+    // Writing to a String cannot fail.
+    let _ = escape_to(&mut out, value);
     out
-}
-
-/// True for characters that may not appear in an XML 1.0 document at all, escaped or not.
-pub fn forbidden_in_xml(c: char) -> bool {
-    matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// True for characters that may not appear in an XML 1.0 document at all, escaped or not: the
+    /// per-character reading the byte scan is held to.
+    fn forbidden_in_xml(c: char) -> bool {
+        matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
+    }
 
     #[test]
     fn escapes_markup_and_quotes() {

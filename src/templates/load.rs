@@ -13,10 +13,11 @@ use super::context::{
     messaging_samples, voice_samples, RenderContext, TWILIO_PARAMS, TWILIO_PARAM_PREFIXES,
 };
 use super::files::{dir_diagnostic, line_col, read_sources, Diagnostic, Source};
-use super::lint::document::did_you_mean;
-use super::lint::{paths, proof, set::lint_set, Channel};
-use super::{new_environment, twiml, Compiled, TemplateSet, FILTERS, RENDER_FUEL};
-use super::{Role, TemplateSettings};
+use super::lint::{paths, proof, set::lint_set};
+use super::TemplateSettings;
+use super::{new_environment, Compiled, TemplateSet, FILTERS, RENDER_FUEL};
+use crate::twilio::document::{self, did_you_mean};
+use crate::twilio::{Channel, Role};
 
 /// Loads the directory of one role and checks it; the set is returned only if nothing is wrong.
 pub fn load_set(
@@ -278,7 +279,7 @@ fn render_samples(
         let rendered = rendered.trim_start();
         // Structure was judged on every path; here what values do to it: well-formedness only
         // (an empty `{{ Digits }}` in a `<say-as>` is the parameter's absence, not a template bug).
-        if let Some(p) = twiml::lint(rendered, None).problems.into_iter().next() {
+        if let Some(p) = document::check(rendered, None).problems.into_iter().next() {
             let (line, col) = line_col(rendered, p.offset);
             diagnostics.push(source.diagnostic(
                 0,

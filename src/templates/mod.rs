@@ -1,20 +1,17 @@
 //! TwiML templates: load a role's directory, lint it whole, and render answers with every value escaped.
+//! This is what `serve` runs; the commands that help write templates (`check`, `render`, `test`,
+//! `import-bin`) are [`crate::authoring`]'s.
 //!
 //! Templates use MiniJinja syntax (`{{ From }}`, `{% if Digits == "1" %}`), which matches TwiML Bins
 //! for variables. A set is only ever built complete and checked: a server swaps whole [`Templates`]
 //! values, so a request never sees half a set and a bad set never replaces a good one.
 
-pub mod bin;
-pub mod check;
 pub mod context;
 pub mod escape;
 mod files;
 pub mod lint;
 mod load;
-pub mod preview;
 mod settings;
-pub mod suite;
-pub mod twiml;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,11 +21,14 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Value;
 use minijinja::{Environment, UndefinedBehavior};
 
+use crate::twilio::{document, xml, Role};
 use crate::webhook::Params;
-pub use check::Diagnostic;
 pub use context::{RenderContext, Vars};
-pub use files::MAX_TEMPLATE_FILE_BYTES;
-pub use settings::{Role, TemplateSettings};
+pub(crate) use files::{line_col, read_sources};
+pub use files::{merge_repeats, valid_name, Diagnostic, MAX_TEMPLATE_FILE_BYTES};
+pub use load::load_set;
+pub(crate) use settings::is_name;
+pub use settings::TemplateSettings;
 
 /// Instruction budget of one render; bounds loops in a template (normal templates use a few hundred).
 pub(crate) const RENDER_FUEL: u64 = 20_000;
@@ -237,7 +237,7 @@ impl TemplateSet {
             Some(i) => out[i..].to_string(),
             None => out,
         };
-        if out.len() > twiml::MAX_DOCUMENT_BYTES {
+        if out.len() > document::MAX_DOCUMENT_BYTES {
             return Err(RenderError::TooLarge(out.len()));
         }
         // An answer of a proven template is well-formed whatever its values (`lint::proof`); any
@@ -246,7 +246,7 @@ impl TemplateSet {
         if compiled.proven {
             return Ok(out);
         }
-        if let Err(e) = lint::xml::parse(&out) {
+        if let Err(e) = xml::parse(&out) {
             return Err(RenderError::NotWellFormed(e.message));
         }
         Ok(out)
@@ -254,7 +254,7 @@ impl TemplateSet {
 }
 
 /// Which template produced an answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServedBy {
     /// The primary set, as asked.
     Primary,
@@ -262,6 +262,27 @@ pub enum ServedBy {
     Fallback,
     /// The fallback set's channel default (`voice` or `sms`) for a path it has no template for.
     FallbackDefault(&'static str),
+}
+
+impl ServedBy {
+    /// The label the request log line and `render` give the template that answered.
+    pub fn label(self) -> &'static str {
+        match self {
+            ServedBy::Primary => "primary",
+            ServedBy::Fallback => "fallback",
+            ServedBy::FallbackDefault(default) => default,
+        }
+    }
+}
+
+/// The `check` command line that judges the templates under `root` with the config file `config`:
+/// a load that fails names it, so the operator can see the same problems again without a server.
+pub fn check_command(root: &Path, config: Option<&Path>) -> String {
+    let mut command = format!("twiml-failover check --templates {}", root.display());
+    if let Some(file) = config {
+        command.push_str(&format!(" --config {}", file.display()));
+    }
+    command
 }
 
 /// A rendered answer and where it came from.
@@ -328,7 +349,7 @@ impl Templates {
                 fallback,
                 vars: Arc::new(settings.vars.clone()),
             }),
-            _ => Err(check::merge_repeats(problems)),
+            _ => Err(merge_repeats(problems)),
         }
     }
 

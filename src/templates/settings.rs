@@ -1,26 +1,7 @@
-//! What a template set is for (the server's [`Role`]) and what its templates may use besides
-//! Twilio's parameters ([`TemplateSettings`]). Pure.
+//! What templates may use besides Twilio's parameters ([`TemplateSettings`]). Pure. Which set a
+//! server answers from is its [`crate::twilio::Role`].
 
 use std::collections::BTreeMap;
-
-/// Which template set the server answers from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The number's primary URL: `primary/` templates, `fallback/` on run-time failure.
-    Primary,
-    /// The "Primary Handler Fails" URL: the degraded `fallback/` set only.
-    Fallback,
-}
-
-impl Role {
-    /// The role's name, also the template subdirectory.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Fallback => "fallback",
-        }
-    }
-}
 
 /// What templates may use besides Twilio's parameters.
 #[derive(Debug, Clone, Default)]

@@ -12,7 +12,6 @@
 
 pub mod metrics;
 pub mod request;
-pub mod tls;
 pub mod verdict;
 
 use std::path::PathBuf;
@@ -24,7 +23,8 @@ use wildmatch::WildMatch;
 
 use crate::breaker::{Breaker, State};
 use crate::net;
-use crate::templates::twiml::{Channel, MAX_DOCUMENT_BYTES};
+use crate::twilio::document::MAX_DOCUMENT_BYTES;
+use crate::twilio::Channel;
 
 pub use metrics::UpstreamMetrics;
 pub use verdict::Answered;
@@ -241,9 +241,6 @@ pub const OUTCOMES: [&str; 13] = [
     "bulkhead_full",
 ];
 
-/// The response header naming the answer's [`Source`] (for the drill and operators).
-pub const SOURCE_HEADER: &str = "x-twiml-failover-source";
-
 impl Source {
     /// `upstream`, `template`, or the degradation reason: the metric's `outcome` label.
     pub fn outcome(self) -> &'static str {
@@ -295,7 +292,14 @@ pub struct Upstream {
 impl Upstream {
     /// Builds the client (reading the TLS files) for validated settings.
     pub fn new(settings: Settings) -> Result<Upstream, String> {
-        let tls = tls::client_config(&settings.tls)?;
+        let tls = net::tls::client_config(
+            settings.tls.ca_file.as_deref(),
+            settings
+                .tls
+                .client_cert
+                .as_ref()
+                .map(|(cert, key)| (cert.as_path(), key.as_path())),
+        )?;
         let client = net::Client::with_tls(
             net::Settings {
                 connect_timeout: settings.connect_timeout,
@@ -469,16 +473,6 @@ fn reason(e: &net::Error) -> Reason {
         | net::Error::NotHttp(_)
         | net::Error::Io(_)
         | net::Error::Body(_) => Reason::Broken,
-    }
-}
-
-/// The channel a webhook's answer is judged for: voice with a `CallSid`, messaging with a
-/// `MessageSid`, unknown (well-formedness and the `<Response>` root only) otherwise.
-pub fn channel(call_sid: Option<&str>, message_sid: Option<&str>) -> Option<Channel> {
-    match (call_sid, message_sid) {
-        (Some(_), _) => Some(Channel::Voice),
-        (None, Some(_)) => Some(Channel::Messaging),
-        (None, None) => None,
     }
 }
 

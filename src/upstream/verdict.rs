@@ -10,7 +10,9 @@ use http::HeaderValue;
 
 use super::Reason;
 use crate::net;
-use crate::templates::twiml::{self, Channel, Media, MAX_DOCUMENT_BYTES};
+use crate::twilio::document::{self, MAX_DOCUMENT_BYTES};
+use crate::twilio::media::Media;
+use crate::twilio::Channel;
 
 /// An upstream answer Twilio can use.
 #[derive(Debug, Clone)]
@@ -67,7 +69,7 @@ pub fn judge(response: net::Response, channel: Option<Channel>) -> Result<Answer
         .header("content-type")
         .and_then(|v| v.parse().ok())
         .ok_or(Reason::ContentType)?;
-    let media = twiml::media(&content_type.essence_str().to_ascii_lowercase());
+    let media = Media::of(&content_type.essence_str().to_ascii_lowercase());
     // Twilio executes a call's text/plain answer when it is TwiML (else it reads it out and hangs
     // up); a message's is texted back as it is, so relabelling it XML would change what happens.
     let as_twiml = match media {
@@ -96,7 +98,7 @@ pub fn judge(response: net::Response, channel: Option<Channel>) -> Result<Answer
     let Ok(doc) = std::str::from_utf8(&response.body) else {
         return Err(unusable);
     };
-    if !twiml::lint(doc, channel).problems.is_empty() {
+    if !document::check(doc, channel).problems.is_empty() {
         return Err(unusable);
     }
     Ok(Answered::from(response))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate what the pinned Twilio SDKs produce: tests/vectors/sdk_signatures.json (signature
-# vectors), src/templates/schema.json (the TwiML schema) and tests/corpus/twiml/cases.jsonl (the
+# vectors), src/twilio/schema.json (the TwiML schema) and tests/corpus/twiml/cases.jsonl (the
 # TwiML verdict corpus; see twiml/README.md).
 #
 #   tests/oracle/generate.sh           install the SDKs (if needed) and rewrite all three
@@ -31,7 +31,7 @@ bash "$here/setup.sh"
   fi
 )
 
-schema="$here/../../src/templates/schema.json"
+schema="$here/../../src/twilio/schema.json"
 corpus="$here/../corpus/twiml/cases.jsonl"
 if [[ $check -eq 1 ]]; then
   tmp="$(mktemp -d)"

@@ -1,7 +1,7 @@
 //! Where a link in a template leads: a relative URL resolved against the template's own URL the way
 //! Twilio resolves it, down to the name of a template in the same set. Pure.
 
-use super::EXPRESSION_MARK;
+use crate::twilio::EXPRESSION_MARK;
 
 /// Where a link leads, as far as the check can tell.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 //! (values are XML-escaped when rendered, so a mark stands for text). Whatever the scanner cannot
 //! judge (macros, includes, block `set`, markup-producing filters) is an error, never a silent pass.
 
-use super::EXPRESSION_MARK;
+use crate::twilio::EXPRESSION_MARK;
 
 /// More paths than this and the template is reported instead of judged.
 pub const MAX_PATHS: usize = 64;
@@ -280,7 +280,7 @@ fn repeats_harmlessly(source: &str, body: &[Piece]) -> bool {
             let inner = path.doc.trim();
             let elements = inner.starts_with('<')
                 && inner.ends_with('>')
-                && super::xml::parse(&format!("<x>{inner}</x>")).is_ok();
+                && crate::twilio::xml::parse(&format!("<x>{inner}</x>")).is_ok();
             let text =
                 inner.contains(EXPRESSION_MARK) && !inner.contains(['<', '>', ']', '"', '\'', '&']);
             inner.is_empty() || elements || text

@@ -20,7 +20,7 @@
 //! Loops, `set`, `with`, `do` and `{% raw %}` are refused: their renders are not the listed paths.
 
 use super::paths;
-use super::{xml, EXPRESSION_MARK};
+use crate::twilio::{xml, EXPRESSION_MARK};
 
 /// Why a template is not proven; its answers keep the strict parse.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,12 +8,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::document::{self, Link};
 use super::links::{self, Target};
 use super::paths::{self, Path};
-use super::schema::SCHEMA;
-use super::{Channel, EXPRESSION_MARK};
 use crate::templates::files::line_col;
+use crate::twilio::document::{self, Link};
+use crate::twilio::schema::SCHEMA;
+use crate::twilio::{Channel, EXPRESSION_MARK};
 
 /// One problem, in a template's source.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

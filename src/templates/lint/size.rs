@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use super::document::MAX_DOCUMENT_BYTES;
 use super::paths::{self, Unjudgeable};
 use crate::templates::context::TWILIO_PARAMS;
+use crate::twilio::document::MAX_DOCUMENT_BYTES;
 
 /// The longest value Twilio documents for a request parameter: a message `Body`, "up to 1,600
 /// characters" (https://www.twilio.com/docs/messaging/api/message-resource, `Body`). No other

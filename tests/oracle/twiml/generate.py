@@ -1,4 +1,4 @@
-"""Regenerates src/templates/schema.json and tests/corpus/twiml/cases.jsonl from the pinned SDKs.
+"""Regenerates src/twilio/schema.json and tests/corpus/twiml/cases.jsonl from the pinned SDKs.
 
 Run by tests/oracle/generate.sh with tests/oracle/.venv's python (twilio-python installed) and with
 node_modules holding twilio-node and typescript. Deterministic: sorted keys, no clock, no randomness

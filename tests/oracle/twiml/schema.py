@@ -1,4 +1,4 @@
-"""Builds src/templates/schema.json from what the two SDKs build plus overlay.json (run by generate.py).
+"""Builds src/twilio/schema.json from what the two SDKs build plus overlay.json (run by generate.py).
 
 Pure: takes the two SDK descriptions (sdk_python.py, sdk_node.mjs) and the overlay, returns the schema
 and the list of places where the SDKs disagree. How a disagreement is decided (see README.md):

@@ -22,10 +22,10 @@ use tokio::task::JoinSet;
 
 use self::client::{Client, SendError};
 use self::schedule::Scan;
-use super::time::now_ms;
-use super::{Event, JournalError, JournalUrl, Store};
 use crate::backoff::Backoff;
 use crate::breaker::{self, Breaker};
+use crate::journal::time::now_ms;
+use crate::journal::{self, Event, JournalError, JournalUrl, Store};
 use crate::keyring::KeyRing;
 use crate::metrics::ForwardMetrics;
 
@@ -145,7 +145,7 @@ impl Shared {
             let conn = &mut *conn;
             let store = match (&mut conn.store, &conn.url) {
                 (Some(store), _) => store,
-                (store @ None, Some(url)) => store.insert(super::open(url)?),
+                (store @ None, Some(url)) => store.insert(journal::open(url)?),
                 (None, None) => return Err(JournalError::new("journal connection lost")),
             };
             let result = f(store.as_mut());
@@ -191,7 +191,7 @@ impl Deliverer {
             JournalUrl::Sqlite(_) => 1,
         };
         let mut prune_every =
-            tokio::time::interval(super::writer::prune_interval(settings.retention));
+            tokio::time::interval(journal::writer::prune_interval(settings.retention));
         prune_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let breaker = Breaker::new(settings.breaker_threshold, settings.breaker_cooldown);
         let run = Run {
@@ -441,7 +441,7 @@ impl Run {
                         let busy = in_flight.contains(&event.id);
                         if picked.len() < slots
                             && scan.consider(
-                                &event.event.conversation,
+                                &event.webhook.conversation,
                                 event.next_attempt_at_ms,
                                 busy,
                                 now,

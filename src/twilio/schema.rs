@@ -1,6 +1,6 @@
 //! The TwiML schema: which elements each channel allows, where they nest, their attributes and the
 //! types of their values. Pure: `schema.json` (generated from Twilio's SDK builders, see
-//! `tests/oracle/twiml/generate.sh`) is embedded at build time and read once.
+//! `tests/oracle/generate.sh`) is embedded at build time and read once.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -97,7 +97,7 @@ pub enum ValueType {
 
 /// The schema compiled into the binary.
 pub static SCHEMA: LazyLock<Schema> = LazyLock::new(|| {
-    serde_json::from_str(include_str!("../schema.json")).expect("schema.json is valid (tested)")
+    serde_json::from_str(include_str!("schema.json")).expect("schema.json is valid (tested)")
 });
 
 impl Schema {

@@ -30,9 +30,10 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
-use super::lint::links::{self, Target};
 use super::preview::{self, Outcome, Request};
-use super::{Role, Templates};
+use crate::templates::lint::links::{self, Target};
+use crate::templates::Templates;
+use crate::twilio::Role;
 use crate::webhook::Params;
 
 /// One test file.

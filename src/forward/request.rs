@@ -36,7 +36,7 @@ pub struct Forward {
 
 /// Builds the forwarded request for `event`, signed for `url` with the event's account token.
 pub fn build(event: &Event, url: &str, keyring: &KeyRing) -> Result<Forward, KeyError> {
-    let e = &event.event;
+    let e = &event.webhook;
     let (_, keys) = keyring.keys_for(None, e.account_sid.as_deref())?;
     let token = keys.first().ok_or(KeyError::NoToken)?;
     let signature = signature::sign(Algorithm::HmacSha1, token, url, &e.params);
@@ -47,7 +47,7 @@ pub fn build(event: &Event, url: &str, keyring: &KeyRing) -> Result<Forward, Key
             (SIGNATURE, signature),
             (IDEMPOTENCY_KEY, header_safe(&e.idempotency_key)),
             (RECEIVED_AT, rfc3339(e.received_at_ms)),
-            (ROLE, header_safe(&e.role)),
+            (ROLE, e.role.as_str().to_string()),
             (EVENT_ID, event.id.to_string()),
             (PATH, header_safe(&e.path)),
         ],
@@ -64,15 +64,16 @@ mod tests {
     use super::*;
     use crate::journal::NewEvent;
     use crate::keyring::Secret;
+    use crate::twilio::Role;
 
     const URL: &str = "https://crm.internal.example/twilio/sms?src=failover";
 
     fn event(account: Option<&str>) -> Event {
         Event {
             id: 42,
-            event: NewEvent {
+            webhook: NewEvent {
                 received_at_ms: 1_764_088_330_123,
-                role: "fallback".into(),
+                role: Role::Fallback,
                 method: "POST".into(),
                 url: "https://sms.example.com/sms".into(),
                 path: "/sms".into(),
@@ -114,7 +115,7 @@ mod tests {
             Algorithm::HmacSha1,
             &[token.as_bytes()],
             url,
-            &e.event.params,
+            &e.webhook.params,
             sig,
         )
     }
@@ -127,7 +128,7 @@ mod tests {
     fn body_keeps_every_parameter_in_order() {
         let f = build(&event(None), URL, &ring()).unwrap();
         let decoded: Vec<(String, String)> = serde_urlencoded::from_str(&f.body).unwrap();
-        assert_eq!(decoded, event(None).event.params);
+        assert_eq!(decoded, event(None).webhook.params);
     }
 
     #[test]
@@ -136,7 +137,7 @@ mod tests {
         let f = build(&e, URL, &ring()).unwrap();
         let sig = header(&f, SIGNATURE);
         assert!(valid("primary-token", URL, &e, sig));
-        assert!(!valid("primary-token", &e.event.url, &e, sig));
+        assert!(!valid("primary-token", &e.webhook.url, &e, sig));
         assert!(!valid("secondary-token", URL, &e, sig));
     }
 

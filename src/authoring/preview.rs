@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 
-use super::check::valid_name;
-use super::lint::links::{self, Target};
-use super::{AnswerError, RenderError, ServedBy, Templates};
+use crate::templates::lint::links::{self, Target};
+use crate::templates::{valid_name, AnswerError, RenderError, Templates};
 use crate::webhook::{parse_form, Params};
 
 /// One webhook to answer: a template name and the parameters it sees.
@@ -92,21 +91,12 @@ impl Outcome {
     }
 }
 
-/// The label the request log line gives the template that answered.
-pub fn served_by_label(served_by: &ServedBy) -> &'static str {
-    match served_by {
-        ServedBy::Primary => "primary",
-        ServedBy::Fallback => "fallback",
-        ServedBy::FallbackDefault(default) => default,
-    }
-}
-
 /// Answers `request` from `templates`, as the request handler does.
 pub fn answer(templates: &Templates, request: &Request) -> Outcome {
     match templates.answer(&request.name, Arc::new(request.params.clone())) {
         Ok(answer) => Outcome {
             status: 200,
-            served_by: Some(served_by_label(&answer.served_by)),
+            served_by: Some(answer.served_by.label()),
             twiml: Some(answer.twiml),
             error: answer.degraded_from,
         },

@@ -109,7 +109,7 @@ impl Pager {
             let page = self.store.run(move |s| s.list(since, limit)).await?;
             let full = page.len() >= limit;
             self.finished = !full;
-            let Some(last_ms) = page.last().map(|e| e.event.received_at_ms) else {
+            let Some(last_ms) = page.last().map(|e| e.webhook.received_at_ms) else {
                 return Ok(None);
             };
             let fresh: Vec<Event> = page
@@ -128,7 +128,7 @@ impl Pager {
             self.done_at_boundary.extend(
                 fresh
                     .iter()
-                    .filter(|e| e.event.received_at_ms == last_ms)
+                    .filter(|e| e.webhook.received_at_ms == last_ms)
                     .map(|e| e.id),
             );
             return Ok(Some(fresh));

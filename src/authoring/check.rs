@@ -3,21 +3,10 @@
 
 use std::path::Path;
 
-use super::files::read_sources;
-pub use super::files::{merge_repeats, valid_name, Diagnostic};
-use super::lint::size;
-pub use super::load::load_set;
-use super::{Role, TemplateSettings};
-
-/// The `check` command line that judges the templates under `root` with the config file `config`,
-/// for error messages that suggest it.
-pub fn command(root: &Path, config: Option<&Path>) -> String {
-    let mut command = format!("twiml-failover check --templates {}", root.display());
-    if let Some(file) = config {
-        command.push_str(&format!(" --config {}", file.display()));
-    }
-    command
-}
+use crate::templates::lint::size;
+use crate::templates::{load_set, merge_repeats, read_sources};
+use crate::templates::{Diagnostic, TemplateSettings};
+use crate::twilio::Role;
 
 /// Checks both roles' directories under `root`, as `twiml-failover check` does; a problem found in
 /// several places is one diagnostic ([`merge_repeats`]).
@@ -32,7 +21,7 @@ pub fn check_all(root: &Path, settings: &TemplateSettings) -> Vec<Diagnostic> {
 }
 
 /// What `check` warns about in both roles' directories under `root` without refusing the set:
-/// loops that can write more than Twilio's 64 kB ([`super::lint::size`]).
+/// loops that can write more than Twilio's 64 kB ([`size`]).
 pub fn warnings_all(root: &Path, settings: &TemplateSettings) -> Vec<Diagnostic> {
     let mut all = Vec::new();
     for role in [Role::Primary, Role::Fallback] {
@@ -60,7 +49,7 @@ mod tests {
         files: &[(&str, &str)],
         role: Role,
         vars: &[(&str, &str)],
-    ) -> Result<super::super::TemplateSet, Vec<String>> {
+    ) -> Result<crate::templates::TemplateSet, Vec<String>> {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in files {
             let path = dir.path().join(name);

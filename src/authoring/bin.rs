@@ -27,9 +27,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::context::TWILIO_PARAMS;
-use super::files::line_col;
-use super::settings::is_name;
+use crate::templates::context::TWILIO_PARAMS;
+use crate::templates::{is_name, line_col};
 
 /// Why a Bin cannot be translated, at a place in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
