@@ -156,6 +156,10 @@ cp deploy/kubernetes/monitoring/prometheusrule.test.yaml "$work/rules/"
 "$promtool" check rules "$work/rules/rules.generated.yaml"
 (cd "$work/rules" && "$promtool" test rules prometheusrule.test.yaml)
 
+step "grafana: deploy/grafana/twiml-failover.json (shape; every query parsed by promtool)"
+python deploy/checks.py grafana deploy/grafana/twiml-failover.json "$work/dashboard.rules.yaml"
+"$promtool" check rules "$work/dashboard.rules.yaml"
+
 step "aws: cfn-lint deploy/aws/fallback.yaml (errors, warnings and informational checks)"
 cfn-lint --include-checks I -- deploy/aws/fallback.yaml
 echo "ok"

@@ -7,6 +7,8 @@
   checks.py cloudrun-monitoring FOLDER       Cloud Run's log-based metrics and alert policies
   checks.py cloudformation TEMPLATE.yaml     the AWS fallback stack (needs cfn-lint installed)
   checks.py rule-spec PROMETHEUSRULE.yaml OUT  writes the PrometheusRule's spec as a rule file
+  checks.py grafana DASHBOARD.json OUT       checks the dashboard's shape; writes its queries as
+                                             recording rules, for `promtool check rules`
   checks.py shipped KIND PATH                what a deployment runs (kubernetes OVERLAY_DIR, aws
                                              TEMPLATE, cloudrun SERVICE): command, environment,
                                              volumes, user, probes, as JSON for tests/manifests.rs
@@ -638,6 +640,37 @@ def rule_spec(path, out):
     print(f"  ok: prometheus: spec written to {out}")
 
 
+def grafana(path, out):
+    import json
+    with open(path, encoding="utf-8") as f:
+        dash = json.load(f)
+    check(dash.get("uid") and dash.get("title") and isinstance(dash.get("panels"), list),
+          "grafana: a dashboard with a uid, a title and panels")
+    ids = [p.get("id") for p in dash["panels"]]
+    check(len(ids) == len(set(ids)) and None not in ids, "grafana: every panel has its own id")
+    variables = {v["name"] for v in dash.get("templating", {}).get("list", [])}
+    rules, unplaced, elsewhere, unknown = [], [], [], []
+    for p in dash["panels"]:
+        if p.get("type") == "row":
+            continue
+        if not {"x", "y", "w", "h"} <= set(p.get("gridPos", {})):
+            unplaced.append(p.get("title"))
+        if p.get("datasource", {}).get("uid") != "${datasource}" or "datasource" not in variables:
+            elsewhere.append(p.get("title"))
+        for t in p.get("targets", []):
+            # Grafana's own variables, as Prometheus would receive them.
+            expr = t["expr"].replace("$__rate_interval", "5m").replace("$__range", "1h")
+            if "$" in expr:
+                unknown.append(t["expr"])
+            rules.append({"record": f"dashboard:panel{p['id']}:{t['refId']}", "expr": expr})
+    check(not unplaced, f"grafana: every panel placed on the grid {unplaced}")
+    check(not elsewhere, f"grafana: every panel reads the chosen Prometheus (${{datasource}}) {elsewhere}")
+    check(not unknown, f"grafana: no variable Grafana does not define {unknown}")
+    with open(out, "w", encoding="utf-8") as f:
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, f, sort_keys=False)
+    print(f"  ok: grafana: {len(rules)} queries written to {out}")
+
+
 # ---------------------------------------------------------------------------------------------
 # `shipped`: what a deployment runs, as tests/manifests.rs needs it to run the binary the same way.
 
@@ -846,6 +879,8 @@ def main(argv):
             cloudformation(argv[1])
         elif len(argv) == 3 and argv[0] == "rule-spec":
             rule_spec(argv[1], argv[2])
+        elif len(argv) == 3 and argv[0] == "grafana":
+            grafana(argv[1], argv[2])
         else:
             print(__doc__, file=sys.stderr)
             return 64

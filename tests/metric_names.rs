@@ -1,8 +1,10 @@
-//! No alert is silently dead: every metric an alert rule or the docs name is exported by `/metrics`
-//! from start-up (with the settings that enable its feature), and every log field the AWS metric
-//! filters and the Cloud Run log-based metrics read is in the JSON lines the binary writes. Against
-//! the real binary: the Kubernetes PrometheusRule, deploy/aws/fallback.yaml's metric filters and
-//! alarms, deploy/cloudrun/monitoring, README.md, deploy/README.md and docs/*.md.
+//! No alert is silently dead: every metric an alert rule, the Grafana dashboard or the docs name is
+//! exported by `serve`'s `/metrics` from start-up (with the settings that enable its feature;
+//! `monitor`'s own metrics are held to a running monitor by tests/monitor.rs), and every log field
+//! the AWS metric filters and the Cloud Run log-based metrics read is in the JSON lines the binary
+//! writes. Against the real binary: the Kubernetes PrometheusRule, deploy/grafana, deploy/aws/
+//! fallback.yaml's metric filters and alarms, deploy/cloudrun/monitoring, README.md,
+//! deploy/README.md and docs/*.md.
 
 mod common;
 
@@ -15,25 +17,6 @@ use common::process::Serve;
 fn repo(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
         .unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// Every `twiml_failover_<name>` in `text`.
-fn metric_names(text: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("twiml_failover_") {
-        let tail = &rest[at..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
-            .unwrap_or(tail.len());
-        let name = tail[..end].trim_end_matches('_');
-        // "the twiml_failover_ prefix" in prose names no metric.
-        if name != "twiml_failover" {
-            names.insert(name.to_string());
-        }
-        rest = &tail[end..];
-    }
-    names
 }
 
 /// Every JSON log field a filter reads: `$.name` (CloudWatch) or `jsonPayload.name` (Cloud Logging).
@@ -135,23 +118,11 @@ fn every_metric_the_rules_and_docs_name_is_exported_from_start_up() {
     // Before any traffic: what an alert or a dashboard sees right after a deploy.
     let metrics = exported(&server.get("/metrics").unwrap());
     let skip = not_metrics();
-    let mut named = BTreeSet::new();
-    for file in [
-        "deploy/kubernetes/monitoring/prometheusrule.yaml",
-        "deploy/README.md",
-        "README.md",
-    ] {
-        named.extend(metric_names(&repo(file)).into_iter().map(|n| (n, file)));
-    }
-    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "md") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let file: &'static str =
-                Box::leak(format!("docs/{}", path.file_name().unwrap().to_str().unwrap()).into());
-            named.extend(metric_names(&text).into_iter().map(|n| (n, file)));
-        }
-    }
+    // The monitor's own metrics: tests/monitor.rs, against a monitor that has made a round.
+    let named: BTreeSet<(String, &str)> = common::named_metrics()
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("twiml_failover_monitor_"))
+        .collect();
     assert!(named.len() > 20, "found too few names: {named:?}");
     let missing: Vec<String> = named
         .iter()

@@ -976,3 +976,46 @@ fn expired_and_soon_expiring_certificates_are_problems_with_their_expiry() {
     monitor.round_after(s["round"].as_u64().unwrap() + 1);
     assert_eq!(monitor.said("certificate state changed").len(), certs.len());
 }
+
+/// The sample names of an OpenMetrics exposition.
+fn exported(metrics: &str) -> std::collections::BTreeSet<String> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_monitor_metric_the_rules_dashboard_and_docs_name_is_exported() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    let primary = serve("127.0.0.1", dir.path(), &[], &ca);
+    let fallback = serve("127.0.0.2", dir.path(), &[], &ca);
+    let (fake, wiring) = wired_account(1, &primary.base(), &fallback.base(), dir.path());
+    let monitor = Monitor::start(&fake, &wiring, &ca.probe_ca_flag());
+    monitor.round_after(0);
+    let m = monitor.metrics();
+    assert!(
+        m.contains("twiml_failover_build_info{") && m.contains("role=\"monitor\""),
+        "{m}"
+    );
+    let metrics = exported(&m);
+    let named: Vec<(String, &str)> = common::named_metrics()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("twiml_failover_monitor_"))
+        .collect();
+    assert!(named.len() >= 15, "found too few names: {named:?}");
+    let missing: Vec<String> = named
+        .iter()
+        .filter(|(name, _)| {
+            !metrics.contains(name.as_str()) && !metrics.contains(&format!("{name}_bucket"))
+        })
+        .map(|(name, file)| format!("{name} (named in {file})"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "named but not exported by the monitor:\n{}\n\nexported:\n{metrics:#?}",
+        missing.join("\n")
+    );
+}

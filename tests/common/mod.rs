@@ -442,3 +442,53 @@ pub fn oracle_python() -> Option<String> {
     }
     Some(python)
 }
+
+/// Every `twiml_failover_<name>` in `text`.
+pub fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("twiml_failover_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = tail[..end].trim_end_matches('_');
+        // "the twiml_failover_ prefix" in prose names no metric.
+        if name != "twiml_failover" {
+            names.insert(name.to_string());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// Every metric name the alert rules, the Grafana dashboard, the READMEs and docs/*.md name, with
+/// the file naming it.
+pub fn named_metrics() -> std::collections::BTreeSet<(String, &'static str)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<String> = [
+        "deploy/kubernetes/monitoring/prometheusrule.yaml",
+        "deploy/grafana/twiml-failover.json",
+        "deploy/README.md",
+        "README.md",
+    ]
+    .map(String::from)
+    .into();
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(format!(
+                "docs/{}",
+                path.file_name().unwrap().to_str().unwrap()
+            ));
+        }
+    }
+    let mut named = std::collections::BTreeSet::new();
+    for file in files {
+        let text =
+            std::fs::read_to_string(root.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let file: &'static str = Box::leak(file.into_boxed_str());
+        named.extend(metric_names(&text).into_iter().map(|n| (n, file)));
+    }
+    named
+}
