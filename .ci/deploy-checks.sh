@@ -149,6 +149,14 @@ for overlay in primary fallback primary-cnpg primary-shared-spill; do
   python deploy/checks.py kubernetes "$role" "$work/$overlay.yaml"
 done
 
+step "kubernetes: render deploy/kubernetes/monitor, validate strictly (k8s ${k8s_versions[*]}), check consistency"
+"$kubectl" kustomize deploy/kubernetes/monitor >"$work/monitor.yaml"
+for v in "${k8s_versions[@]}"; do
+  kubernetes-validate --strict --quiet --no-warn -k "$v" "$work/monitor.yaml"
+  echo "ok: schema of Kubernetes $v (strict)"
+done
+python deploy/checks.py monitor "$work/monitor.yaml"
+
 step "prometheus: deploy/kubernetes/monitoring/prometheusrule.yaml (promtool check + unit tests)"
 mkdir -p "$work/rules"
 python deploy/checks.py rule-spec deploy/kubernetes/monitoring/prometheusrule.yaml "$work/rules/rules.generated.yaml"

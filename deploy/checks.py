@@ -7,6 +7,7 @@
   checks.py cloudrun-monitoring FOLDER       Cloud Run's log-based metrics and alert policies
   checks.py cloudformation TEMPLATE.yaml     the AWS fallback stack (needs cfn-lint installed)
   checks.py rule-spec PROMETHEUSRULE.yaml OUT  writes the PrometheusRule's spec as a rule file
+  checks.py monitor RENDERED.yaml            deploy/kubernetes/monitor's `kubectl kustomize` output
   checks.py grafana DASHBOARD.json OUT       checks the dashboard's shape; writes its queries as
                                              recording rules, for `promtool check rules`
   checks.py shipped KIND PATH                what a deployment runs (kubernetes OVERLAY_DIR, aws
@@ -640,6 +641,43 @@ def rule_spec(path, out):
     print(f"  ok: prometheus: spec written to {out}")
 
 
+def monitor_kubernetes(path):
+    with open(path, encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    kinds = sorted(d["kind"] for d in docs)
+    check(kinds == ["Deployment", "Namespace", "NetworkPolicy", "ServiceAccount"],
+          "monitor: a Namespace, a ServiceAccount, a Deployment, a NetworkPolicy")
+    check("Secret" not in kinds and "ConfigMap" not in kinds,
+          "monitor: no Secret or wiring ConfigMap in the manifests (created from the operator's files)")
+    ns = next(d for d in docs if d["kind"] == "Namespace")
+    check(ns["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce") == "restricted",
+          "monitor: namespace enforces Pod Security 'restricted'")
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    check(deploy["spec"].get("replicas") == 1 and deploy["spec"]["strategy"]["type"] == "Recreate",
+          "monitor: exactly one pod, never two during a rollout (double reads and probes)")
+    spec = deploy["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    check(c.get("args") == ["monitor"], "monitor: runs `twiml-failover monitor`")
+    listen = env_value(c, "TWIML_FAILOVER_MONITOR_LISTEN") or ""
+    port = int(listen.rsplit(":", 1)[-1]) if ":" in listen else None
+    check(listen.startswith("0.0.0.0:") and any(p.get("containerPort") == port for p in c.get("ports", [])),
+          f"monitor: listens on 0.0.0.0 at the container port ({listen})")
+    env = env_of(c)
+    check(all(n in env for n in ("TWILIO_ACCOUNT_SID", "TWILIO_API_KEY", "TWILIO_API_SECRET")),
+          "monitor: REST credentials from the Secret (an API key)")
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    for var in ("TWIML_FAILOVER_NUMBERS_WIRING", "TWIML_FAILOVER_AUTH_TOKEN_FILE"):
+        value = env_value(c, var) or ""
+        check(any(value.startswith(m + "/") for m in mounts), f"monitor: {var} {value!r} is on a mounted volume")
+    check(c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["readinessProbe"]["httpGet"]["path"] == "/readyz",
+          "monitor: liveness /healthz, readiness /readyz")
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")["spec"]
+    ingress_ports = {p["port"] for rule in policy["ingress"] for p in rule.get("ports", [])}
+    check(ingress_ports == {port}, f"monitor: the NetworkPolicy admits only the metrics port {port}")
+    egress_ports = {p["port"] for rule in policy["egress"] for p in rule.get("ports", [])}
+    check(egress_ports == {53, 443}, "monitor: egress to DNS and HTTPS only")
+
+
 def grafana(path, out):
     import json
     with open(path, encoding="utf-8") as f:
@@ -879,6 +917,8 @@ def main(argv):
             cloudformation(argv[1])
         elif len(argv) == 3 and argv[0] == "rule-spec":
             rule_spec(argv[1], argv[2])
+        elif len(argv) == 2 and argv[0] == "monitor":
+            monitor_kubernetes(argv[1])
         elif len(argv) == 3 and argv[0] == "grafana":
             grafana(argv[1], argv[2])
         else:
