@@ -173,6 +173,10 @@ cfn-lint --include-checks I -- deploy/aws/fallback.yaml
 echo "ok"
 python deploy/checks.py cloudformation deploy/aws/fallback.yaml
 
+step "aws: cfn-lint deploy/aws/monitor.yaml"
+cfn-lint --include-checks I -- deploy/aws/monitor.yaml
+echo "ok"
+
 step "container: hadolint deploy/container/Containerfile"
 hadolint deploy/container/Containerfile
 echo "ok"
@@ -182,6 +186,11 @@ python deploy/checks.py cloudrun deploy/cloudrun/service.yaml "$work/cloudrun-po
 kubernetes-validate --strict --quiet "$work/cloudrun-pod.yaml"
 echo "ok: containers valid as Kubernetes core/v1 Container"
 python deploy/checks.py cloudrun-monitoring deploy/cloudrun/monitoring
+
+step "cloud run: deploy/cloudrun/monitor.yaml (Knative fields; containers as core/v1 strictly)"
+python deploy/checks.py cloudrun-monitor deploy/cloudrun/monitor.yaml "$work/cloudrun-monitor-pod.yaml"
+kubernetes-validate --strict --quiet "$work/cloudrun-monitor-pod.yaml"
+echo "ok: containers valid as Kubernetes core/v1 Container"
 
 step "twilio: tests/twilio_oai/schemas.json matches the OpenAPI description in ../shared/specs/twilio-oai"
 python3 tests/twilio_oai/extract.py --check

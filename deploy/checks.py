@@ -8,6 +8,8 @@
   checks.py cloudformation TEMPLATE.yaml     the AWS fallback stack (needs cfn-lint installed)
   checks.py rule-spec PROMETHEUSRULE.yaml OUT  writes the PrometheusRule's spec as a rule file
   checks.py monitor RENDERED.yaml            deploy/kubernetes/monitor's `kubectl kustomize` output
+  checks.py cloudrun-monitor SERVICE.yaml POD.yaml  the monitor's Knative service; its containers
+                                             as a Pod for kubernetes-validate
   checks.py grafana DASHBOARD.json OUT       checks the dashboard's shape; writes its queries as
                                              recording rules, for `promtool check rules`
   checks.py shipped KIND PATH                what a deployment runs (kubernetes OVERLAY_DIR, aws
@@ -415,6 +417,42 @@ def cloudrun(path, pod_out):
     with open(pod_out, "w", encoding="utf-8") as f:
         yaml.safe_dump(pod, f, sort_keys=False)
     print(f"  ok: cloudrun: containers written to {pod_out} for schema validation")
+
+
+def cloudrun_monitor(path, pod_out):
+    with open(path, encoding="utf-8") as f:
+        svc = yaml.safe_load(f)
+    check(svc.get("apiVersion") == "serving.knative.dev/v1" and svc.get("kind") == "Service",
+          "cloudrun monitor: Knative Serving v1 Service")
+    template = svc["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    check(annotations.get("autoscaling.knative.dev/minScale") == "1"
+          and annotations.get("autoscaling.knative.dev/maxScale") == "1",
+          "cloudrun monitor: exactly one instance")
+    check(annotations.get("run.googleapis.com/cpu-throttling") == "false",
+          "cloudrun monitor: CPU between requests (the rounds run in the background)")
+    check(svc["metadata"]["annotations"].get("run.googleapis.com/ingress") == "internal",
+          "cloudrun monitor: not reachable from the internet")
+    spec = template["spec"]
+    (c,) = spec["containers"]
+    check(c.get("args") == ["monitor"], "cloudrun monitor: runs `twiml-failover monitor`")
+    port = [p.get("containerPort") for p in c.get("ports", [])]
+    check(port == [9090] and env_value(c, "TWIML_FAILOVER_MONITOR_LISTEN") == "0.0.0.0:9090",
+          "cloudrun monitor: listens on 0.0.0.0 at the container port 9090")
+    env = env_of(c)
+    check(all(n in env for n in ("TWILIO_ACCOUNT_SID", "TWILIO_API_KEY", "TWILIO_API_SECRET")),
+          "cloudrun monitor: REST credentials from Secret Manager (an API key)")
+    mounts = [m["mountPath"] for m in c.get("volumeMounts", [])]
+    token = env_value(c, "TWIML_FAILOVER_AUTH_TOKEN_FILE") or ""
+    check(any(token.startswith(m + "/") for m in mounts), "cloudrun monitor: the auth token file is mounted")
+    check(env_value(c, "TWIML_FAILOVER_NUMBERS_WIRING") == "/etc/twiml-failover/wiring.toml",
+          "cloudrun monitor: the image's wiring file")
+    check(http_path(c.get("livenessProbe")) == "/healthz", "cloudrun monitor: liveness probe on /healthz")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "cloudrun-monitor-check"},
+           "spec": {"containers": spec["containers"], "serviceAccountName": "cloudrun"}}
+    with open(pod_out, "w", encoding="utf-8") as f:
+        yaml.safe_dump(pod, f, sort_keys=False)
+    print(f"  ok: cloudrun monitor: containers written to {pod_out} for schema validation")
 
 
 def spill_checks_cloudrun(template, c):
@@ -917,6 +955,8 @@ def main(argv):
             cloudformation(argv[1])
         elif len(argv) == 3 and argv[0] == "rule-spec":
             rule_spec(argv[1], argv[2])
+        elif len(argv) == 3 and argv[0] == "cloudrun-monitor":
+            cloudrun_monitor(argv[1], argv[2])
         elif len(argv) == 2 and argv[0] == "monitor":
             monitor_kubernetes(argv[1])
         elif len(argv) == 3 and argv[0] == "grafana":
