@@ -729,6 +729,46 @@ fn a_fallback_that_goes_down_fails_two_rounds_and_is_said_once() {
     assert_eq!(went_down[0]["now"], "failing");
     assert_eq!(went_down[0]["error_code"], 11205);
     assert_probes_apart(&primary, 2.0);
+    assert_aws_filters_read_what_is_logged(&monitor);
+}
+
+/// deploy/aws/monitor.yaml's metric filters read fields the monitor's JSON lines carry, and match
+/// messages it writes.
+fn assert_aws_filters_read_what_is_logged(monitor: &Monitor) {
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/aws/monitor.yaml"),
+    )
+    .unwrap();
+    let logged: std::collections::BTreeSet<String> = lines(&monitor.log())
+        .iter()
+        .filter_map(|l| l.as_object())
+        .flat_map(|o| o.keys().cloned())
+        .collect();
+    let source =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/monitor/mod.rs"))
+            .unwrap();
+    let mut read = 0;
+    for pattern in template
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("FilterPattern: "))
+    {
+        for (at, _) in pattern.match_indices("$.") {
+            let field: String = pattern[at + 2..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(logged.contains(&field), "{field} never logged: {logged:?}");
+            read += 1;
+        }
+        if let Some((_, rest)) = pattern.split_once("$.message = \"") {
+            let message = rest.split('"').next().unwrap();
+            assert!(
+                source.contains(&format!("\"{message}\"")),
+                "the monitor never logs {message:?}"
+            );
+        }
+    }
+    assert!(read >= 8, "{read} fields read");
 }
 
 #[test]
