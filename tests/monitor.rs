@@ -1059,3 +1059,101 @@ fn every_monitor_metric_the_rules_dashboard_and_docs_name_is_exported() {
         missing.join("\n")
     );
 }
+
+/// The benchmark of benches/monitor.sh (ignored in the suite): one `monitor --once` round over a
+/// fake account of MONITOR_NUMBERS numbers (10,000) and 20 Messaging Services of 50 numbers each,
+/// every number wired to one primary and one fallback on loopback (TLS, answering TwiML). Prints
+/// the API requests made, the wall time and the process's peak resident memory (VmHWM, sampled
+/// every 5 ms until it exits).
+#[test]
+#[ignore = "a benchmark: bash benches/monitor.sh"]
+fn bench_one_round_over_a_large_account() {
+    let count: usize = std::env::var("MONITOR_NUMBERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    let far = time::OffsetDateTime::now_utc() + time::Duration::days(90);
+    let primary = format!("https://{}", tls_server(&ca, "127.0.0.1", far, EMPTY_TWIML));
+    let fallback = format!("https://{}", tls_server(&ca, "127.0.0.2", far, EMPTY_TWIML));
+    let wiring = dir.path().join("wiring.toml");
+    std::fs::write(
+        &wiring,
+        format!("primary_base = \"{primary}\"\nfallback_base = \"{fallback}\"\n"),
+    )
+    .unwrap();
+    let overrides = "#ct=1000&rt=4000&tt=6000&rc=1&rp=ct";
+    let mut state = State {
+        token: Some(common::TOKEN.to_string()),
+        ..State::default()
+    };
+    for i in 1..=count {
+        let mut n = number(i, &format!("+1555{i:07}"), &format!("line {i}"));
+        n["voice_url"] = json!(format!("{primary}/voice{overrides}"));
+        n["sms_url"] = json!(format!("{primary}/sms{overrides}"));
+        n["voice_fallback_url"] = json!(format!("{fallback}/voice"));
+        n["sms_fallback_url"] = json!(format!("{fallback}/sms"));
+        n["status_callback"] = json!(format!("{primary}/status"));
+        state.numbers.push(n);
+    }
+    for s in 1..=20usize {
+        let mut svc = service(s, &format!("service {s}"), true);
+        svc["inbound_request_url"] = json!(format!("{primary}/sms{overrides}"));
+        svc["fallback_url"] = json!(format!("{fallback}/sms"));
+        let members: Vec<String> = (0..50).map(|k| sid("PN", (s - 1) * 50 + k + 1)).collect();
+        for pn in &members {
+            let n = state.numbers.iter_mut().find(|n| n["sid"] == *pn).unwrap();
+            n["sms_application_sid"] = json!(sid("MG", s));
+        }
+        state.services.push(svc);
+        state.members.insert(sid("MG", s), members);
+    }
+    let fake = Fake::start(state);
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
+        .args(["monitor", "--once", "--log-format", "json"])
+        .args(ca.probe_ca_flag())
+        .env_clear()
+        .env("TWIML_FAILOVER_NUMBERS_WIRING", &wiring)
+        .env("TWIML_FAILOVER_TWILIO_API_BASE", fake.base())
+        .env("TWILIO_ACCOUNT_SID", ACCOUNT)
+        .env("TWILIO_AUTH_TOKEN", common::TOKEN)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join("status.json")).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            if let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            {
+                peak_kib = peak_kib.max(kib);
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "no exit");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let wall = started.elapsed();
+    let status: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("status.json")).unwrap())
+            .unwrap();
+    assert_eq!(exit.code(), Some(0), "{}", status["summary"]);
+    assert_eq!(status["numbers"].as_array().unwrap().len(), count);
+    let requests = fake.with(|s| s.requests.len());
+    println!(
+        "monitor round: {count} numbers, 20 Messaging Services: {requests} API requests, {} URLs probed, \
+         wall {:.2} s, peak RSS {:.1} MiB",
+        status["urls"].as_array().unwrap().len(),
+        wall.as_secs_f64(),
+        peak_kib as f64 / 1024.0
+    );
+}
