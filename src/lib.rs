@@ -16,8 +16,9 @@
 //! [`config`] turns flags, environment and file into each module's own settings; [`service`] turns
 //! them into the shared state ([`server::app`]) and owns the lifecycle: start, lame duck, drain,
 //! then the journal's writer, the spill import and the forwarder, started and stopped as one. The
-//! other commands' engines are [`drill`], [`numbers`] and [`authoring`] (`check`, `render`, `test`,
-//! `import-bin`), which `serve` does not run.
+//! other commands' engines are [`drill`], [`numbers`], [`monitor`] (rounds of the account's wiring
+//! and probes of every URL Twilio would call, from `numbers`' reads and audit and the drill's
+//! fetch) and [`authoring`] (`check`, `render`, `test`, `import-bin`), which `serve` does not run.
 //!
 //! One of each: [`net`] (the outgoing HTTP client and its TLS settings), [`backoff`],
 //! [`breaker`], [`signals`], [`metrics`], [`operator_file`] (every file the operator names is read

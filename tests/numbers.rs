@@ -56,39 +56,6 @@ fn run(fake: &Fake, args: &[&str]) -> Out {
     run_with(fake, args, &[])
 }
 
-/// Every answer the fake sent is valid against the spec schema it claims, and every update form
-/// only names fields of the spec's request body.
-fn assert_spec_conform(fake: &Fake) {
-    let text = include_str!("twilio_oai/schemas.json");
-    let root: Value = serde_json::from_str(text).unwrap();
-    let validator = |name: &str| {
-        let schema = json!({"$defs": root["$defs"], "$ref": format!("#/$defs/{name}")});
-        jsonschema::validator_for(&schema).unwrap()
-    };
-    let mut cache: BTreeMap<String, jsonschema::Validator> = BTreeMap::new();
-    let (sent, requests) = fake.with(|s| (s.sent.clone(), s.requests.clone()));
-    assert!(!sent.is_empty());
-    for (name, body) in &sent {
-        let v = cache.entry(name.clone()).or_insert_with(|| validator(name));
-        let errors: Vec<String> = v.iter_errors(body).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "{name}: {errors:?}\n{body}");
-    }
-    for r in requests.iter().filter(|r| r.method == "POST") {
-        let name = if r.path.contains("/IncomingPhoneNumbers/") {
-            "incoming_phone_number_update"
-        } else if r.path.contains("/Applications/") {
-            "application_update"
-        } else {
-            "service_update"
-        };
-        let form: serde_json::Map<String, Value> =
-            r.form.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-        let v = cache.entry(name.into()).or_insert_with(|| validator(name));
-        let body = Value::Object(form);
-        assert!(v.is_valid(&body), "{name}: {body}");
-    }
-}
-
 fn wired(mut n: Value) -> Value {
     n["voice_url"] = json!(VOICE);
     n["voice_method"] = json!("POST");
@@ -223,7 +190,7 @@ fn two_hundred_fifty_numbers_over_pages_audit_plan_apply_and_apply_again() {
     let audit = run(&fake, &["audit"]);
     assert_eq!(audit.code, 0, "{}", audit.stdout);
     assert!(audit.stdout.ends_with("250 numbers: 250 ok\n"));
-    assert_spec_conform(&fake);
+    fake.assert_spec_conform();
 }
 
 /// Numbers whose channels are handled elsewhere: a Messaging Service with and without
@@ -380,7 +347,7 @@ fn services_apps_and_trunks_decide_who_is_judged_and_changed() {
     assert_eq!(run(&fake, &["apply", "--yes"]).code, 0);
     assert_eq!(posts(&fake), 3, "apply twice changed something");
     assert_eq!(run(&fake, &["audit"]).code, 0);
-    assert_spec_conform(&fake);
+    fake.assert_spec_conform();
 }
 
 #[test]
@@ -427,7 +394,7 @@ fn overrides_that_differ_from_the_wiring_file_fail_the_audit_that_plan_rewrites(
     let audit = run(&fake, &["audit"]);
     assert_eq!(audit.code, 0, "{}", audit.stdout);
     assert!(audit.stdout.ends_with("2 numbers: 2 ok\n"));
-    assert_spec_conform(&fake);
+    fake.assert_spec_conform();
 }
 
 #[test]
@@ -452,7 +419,7 @@ fn a_shared_service_is_left_alone_when_it_serves_unselected_numbers() {
         "{}",
         unknown.stderr
     );
-    assert_spec_conform(&fake);
+    fake.assert_spec_conform();
 }
 
 #[test]
@@ -485,7 +452,7 @@ fn a_429_storm_is_waited_out_then_given_up() {
         "{}",
         storm.stderr
     );
-    assert_spec_conform(&fake);
+    fake.assert_spec_conform();
 }
 
 #[test]
@@ -513,7 +480,7 @@ fn a_500_mid_apply_is_reported_and_the_rest_still_applied() {
     let updates = fake.updates();
     assert_eq!(updates.len(), 4);
     assert!(updates[3].0.ends_with(&format!("{}.json", sid("PN", 2))));
-    assert_spec_conform(&fake);
+    fake.assert_spec_conform();
 }
 
 #[test]
@@ -546,7 +513,7 @@ fn a_number_deleted_between_plan_and_apply_fails_alone() {
         .contains(&format!("updated number +15550000003 ({})", sid("PN", 3))));
     assert_eq!(run(&fake, &["apply", "--yes"]).code, 0);
     assert_eq!(posts(&fake), 3, "nothing left to change after the deletion");
-    assert_spec_conform(&fake);
+    fake.assert_spec_conform();
 }
 
 #[test]
@@ -579,7 +546,7 @@ fn wrong_credentials_are_named_and_change_nothing() {
     assert_eq!(none.code, 2);
     assert!(none.stderr.contains("no credentials"), "{}", none.stderr);
     assert_eq!(posts(&fake), 0);
-    assert_spec_conform(&fake);
+    fake.assert_spec_conform();
 }
 
 #[test]
@@ -620,7 +587,7 @@ fn an_unreachable_api_and_a_restricted_key_are_named() {
     assert!(down.stderr.contains(&format!(
         "GET {base}/2010-04-01/Accounts/{ACCOUNT}/IncomingPhoneNumbers.json?PageSize=100: cannot reach the API: cannot connect"
     )), "{}", down.stderr);
-    assert_spec_conform(&fake);
+    fake.assert_spec_conform();
 }
 
 #[test]
@@ -654,7 +621,7 @@ fn dry_run_prints_redacted_requests_and_apply_asks_first() {
         "{}",
         elsewhere.stderr
     );
-    assert_spec_conform(&fake);
+    fake.assert_spec_conform();
 }
 
 /// `drill --number NUMBER --format json` against the fake, signing with the test servers' token.
@@ -721,6 +688,6 @@ async fn drill_number_rehearses_the_wiring_twilio_has() {
         .contains(&format!("number: +15559999999 is not in account {ACCOUNT}")));
     primary.stop().await;
     fallback.stop().await;
-    assert_spec_conform(&fake);
+    fake.assert_spec_conform();
     tokio::task::block_in_place(|| drop(fake));
 }

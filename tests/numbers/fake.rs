@@ -497,4 +497,37 @@ impl Fake {
                 .collect()
         })
     }
+
+    /// Every answer the fake sent is valid against the spec schema it claims, and every update form
+    /// only names fields of the spec's request body.
+    pub fn assert_spec_conform(&self) {
+        let text = include_str!("../twilio_oai/schemas.json");
+        let root: Value = serde_json::from_str(text).unwrap();
+        let validator = |name: &str| {
+            let schema = json!({"$defs": root["$defs"], "$ref": format!("#/$defs/{name}")});
+            jsonschema::validator_for(&schema).unwrap()
+        };
+        let mut cache: BTreeMap<String, jsonschema::Validator> = BTreeMap::new();
+        let (sent, requests) = self.with(|s| (s.sent.clone(), s.requests.clone()));
+        assert!(!sent.is_empty());
+        for (name, body) in &sent {
+            let v = cache.entry(name.clone()).or_insert_with(|| validator(name));
+            let errors: Vec<String> = v.iter_errors(body).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{name}: {errors:?}\n{body}");
+        }
+        for r in requests.iter().filter(|r| r.method == "POST") {
+            let name = if r.path.contains("/IncomingPhoneNumbers/") {
+                "incoming_phone_number_update"
+            } else if r.path.contains("/Applications/") {
+                "application_update"
+            } else {
+                "service_update"
+            };
+            let form: serde_json::Map<String, Value> =
+                r.form.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            let v = cache.entry(name.into()).or_insert_with(|| validator(name));
+            let body = Value::Object(form);
+            assert!(v.is_valid(&body), "{name}: {body}");
+        }
+    }
 }
