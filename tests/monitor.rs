@@ -36,7 +36,7 @@ impl Monitor {
     fn start(fake: &Fake, wiring: &Path, extra: &[&str]) -> Monitor {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("monitor.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
             .arg("monitor")
             .args([
                 "--listen",
@@ -61,23 +61,26 @@ impl Monitor {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(listen) = lines(&text)
+        let mut text = String::new();
+        while Instant::now() < deadline {
+            text = std::fs::read_to_string(&log).unwrap_or_default();
+            let listen = lines(&text)
                 .into_iter()
                 .find(|l| l["message"] == "monitor started")
-                .and_then(|l| l["listen"].as_str().map(str::to_string))
-            {
+                .and_then(|l| l["listen"].as_str().and_then(|a| a.parse().ok()));
+            if let Some(addr) = listen {
                 return Monitor {
                     child,
-                    addr: listen.parse().unwrap(),
+                    addr,
                     log,
                     _dir: dir,
                 };
             }
-            assert!(Instant::now() < deadline, "monitor did not start:\n{text}");
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("monitor did not start:\n{text}");
     }
 
     fn log(&self) -> String {
