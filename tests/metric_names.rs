@@ -35,11 +35,7 @@ fn log_fields(text: &str, prefix: &str) -> BTreeSet<String> {
 /// The sample names of an HTTP answer holding an OpenMetrics exposition.
 fn exported(answer: &str) -> BTreeSet<String> {
     let (_, metrics) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
-        .collect()
+    common::exported(metrics)
 }
 
 /// Names in prose that are not metrics: the journal's table, and the Cloud Run log-based metrics
@@ -124,15 +120,10 @@ fn every_metric_the_rules_and_docs_name_is_exported_from_start_up() {
         .filter(|(name, _)| !name.starts_with("twiml_failover_monitor_"))
         .collect();
     assert!(named.len() > 20, "found too few names: {named:?}");
-    let missing: Vec<String> = named
-        .iter()
-        .filter(|(name, _)| !skip.contains(name))
-        // A histogram is named by its base name and exported as _bucket, _sum and _count.
-        .filter(|(name, _)| {
-            !metrics.contains(name.as_str()) && !metrics.contains(&format!("{name}_bucket"))
-        })
-        .map(|(name, file)| format!("{name} (named in {file})"))
-        .collect();
+    let missing = common::not_exported(
+        named.iter().filter(|(name, _)| !skip.contains(name)),
+        &metrics,
+    );
     assert!(
         missing.is_empty(),
         "named but not exported at start-up:\n{}\n\nexported:\n{metrics:#?}",

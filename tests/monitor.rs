@@ -251,9 +251,9 @@ impl Ca {
 }
 
 /// `GET path` over TLS trusting only `ca`; the whole answer.
-fn https_get(addr: SocketAddr, ca: &Ca, path: &str) -> String {
+fn https_get(addr: SocketAddr, ca: &CertificateDer<'static>, path: &str) -> String {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.der.clone()).unwrap();
+    roots.add(ca.clone()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -322,18 +322,18 @@ const EMPTY_TWIML: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-
                            Connection: close\r\n\r\n<Response></Response>";
 
 /// A running `serve` over TLS and the CA that signed its certificate.
-struct Tls<'a> {
+struct Tls {
     serve: Serve,
-    ca: &'a Ca,
+    ca: CertificateDer<'static>,
 }
 
-impl Tls<'_> {
+impl Tls {
     fn base(&self) -> String {
         format!("https://{}", self.serve.addr)
     }
 
     fn metrics(&self) -> String {
-        let answer = https_get(self.serve.addr, self.ca, "/metrics");
+        let answer = https_get(self.serve.addr, &self.ca, "/metrics");
         answer.split_once("\r\n\r\n").unwrap().1.to_string()
     }
 
@@ -344,7 +344,7 @@ impl Tls<'_> {
 
 /// `serve` on the shipped templates at `host` over TLS (a leaf from `ca`, 90 days), with a
 /// SQLite journal in `dir` and JSON logs.
-fn serve<'a>(host: &str, dir: &Path, env: &[(&str, &str)], ca: &'a Ca) -> Tls<'a> {
+fn serve(host: &str, dir: &Path, env: &[(&str, &str)], ca: &Ca) -> Tls {
     let listen = format!("{host}:0");
     let journal = format!("sqlite://{}", dir.join(format!("{host}.db")).display());
     let (cert, key) = ca.leaf(
@@ -374,7 +374,10 @@ fn serve<'a>(host: &str, dir: &Path, env: &[(&str, &str)], ca: &'a Ca) -> Tls<'a
         ],
         env,
     );
-    Tls { serve, ca }
+    Tls {
+        serve,
+        ca: ca.der.clone(),
+    }
 }
 
 /// The probes never entered the server's journal, were never counted as fallback traffic, and
@@ -429,6 +432,33 @@ fn wired_account(n: usize, primary: &str, fallback: &str, dir: &Path) -> (Fake, 
     (fake, wiring)
 }
 
+/// The usual scene: a primary `serve` on 127.0.0.1 and a fallback on 127.0.0.2 (with
+/// `fallback_env`), over TLS from `ca`, and an account of `n` numbers wired to them.
+struct Scene {
+    primary: Tls,
+    fallback: Tls,
+    fake: Fake,
+    wiring: PathBuf,
+    ca: Ca,
+    _dir: tempfile::TempDir,
+}
+
+fn scene(n: usize, fallback_env: &[(&str, &str)]) -> Scene {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path());
+    let primary = serve("127.0.0.1", dir.path(), &[], &ca);
+    let fallback = serve("127.0.0.2", dir.path(), fallback_env, &ca);
+    let (fake, wiring) = wired_account(n, &primary.base(), &fallback.base(), dir.path());
+    Scene {
+        primary,
+        fallback,
+        fake,
+        wiring,
+        ca,
+        _dir: dir,
+    }
+}
+
 fn apply(fake: &Fake, wiring: &Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
         .args(["numbers", "apply", "--yes"])
@@ -467,11 +497,14 @@ fn kinds(channel: &Value) -> Vec<String> {
 
 #[test]
 fn a_healthy_account_passes_then_a_console_edit_alerts_once_and_apply_clears_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path());
-    let primary = serve("127.0.0.1", dir.path(), &[], &ca);
-    let fallback = serve("127.0.0.2", dir.path(), &[], &ca);
-    let (fake, wiring) = wired_account(2, &primary.base(), &fallback.base(), dir.path());
+    let Scene {
+        primary,
+        fallback,
+        fake,
+        wiring,
+        ca,
+        _dir,
+    } = scene(2, &[]);
     let monitor = Monitor::start(&fake, &wiring, &ca.probe_ca_flag());
 
     let s = monitor.round_after(0);
@@ -613,17 +646,18 @@ fn fallback_probe_failing(s: &Value) -> bool {
 
 #[test]
 fn a_fallback_with_another_token_is_named_by_its_403() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path());
-    let primary = serve("127.0.0.1", dir.path(), &[], &ca);
     // The fallback's token was rotated on one side only.
-    let fallback = serve(
-        "127.0.0.2",
-        dir.path(),
+    let Scene {
+        primary,
+        fallback,
+        fake,
+        wiring,
+        ca,
+        _dir,
+    } = scene(
+        1,
         &[("TWILIO_AUTH_TOKEN", "another-token-not-the-account-s")],
-        &ca,
     );
-    let (fake, wiring) = wired_account(1, &primary.base(), &fallback.base(), dir.path());
     let monitor = Monitor::start(&fake, &wiring, &ca.probe_ca_flag());
     let s = monitor.until("fallback failing", fallback_probe_failing);
     assert_eq!(s["ok"], false);
@@ -707,11 +741,14 @@ fn a_fallback_that_answers_what_twilio_cannot_execute_fails_with_12100() {
 
 #[test]
 fn a_fallback_that_goes_down_fails_two_rounds_and_is_said_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path());
-    let primary = serve("127.0.0.1", dir.path(), &[], &ca);
-    let mut fallback = serve("127.0.0.2", dir.path(), &[], &ca);
-    let (fake, wiring) = wired_account(1, &primary.base(), &fallback.base(), dir.path());
+    let Scene {
+        primary,
+        mut fallback,
+        fake,
+        wiring,
+        ca,
+        _dir,
+    } = scene(1, &[]);
     let monitor = Monitor::start(&fake, &wiring, &ca.probe_ca_flag());
     let s = monitor.round_after(0);
     assert_eq!(s["ok"], true, "{s:#}");
@@ -790,11 +827,14 @@ fn assert_aws_filters_read_what_is_logged(monitor: &Monitor) {
 
 #[test]
 fn a_messaging_service_added_over_a_number_takes_its_sms() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path());
-    let primary = serve("127.0.0.1", dir.path(), &[], &ca);
-    let fallback = serve("127.0.0.2", dir.path(), &[], &ca);
-    let (fake, wiring) = wired_account(2, &primary.base(), &fallback.base(), dir.path());
+    let Scene {
+        primary,
+        fallback: _fallback,
+        fake,
+        wiring,
+        ca,
+        _dir,
+    } = scene(2, &[]);
     let monitor = Monitor::start(&fake, &wiring, &ca.probe_ca_flag());
     assert_eq!(monitor.round_after(0)["ok"], true);
 
@@ -844,11 +884,14 @@ fn a_messaging_service_added_over_a_number_takes_its_sms() {
 
 #[test]
 fn api_429s_are_waited_out_and_a_refused_round_is_said_once_then_recovered() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path());
-    let primary = serve("127.0.0.1", dir.path(), &[], &ca);
-    let fallback = serve("127.0.0.2", dir.path(), &[], &ca);
-    let (fake, wiring) = wired_account(1, &primary.base(), &fallback.base(), dir.path());
+    let Scene {
+        primary: _primary,
+        fallback: _fallback,
+        fake,
+        wiring,
+        ca,
+        _dir,
+    } = scene(1, &[]);
     // Two 429s first, each asking for a second: waited out within the round.
     fake.with(|st| {
         st.requests.clear();
@@ -1037,22 +1080,16 @@ fn expired_and_soon_expiring_certificates_are_problems_with_their_expiry() {
     assert_eq!(monitor.said("certificate state changed").len(), certs.len());
 }
 
-/// The sample names of an OpenMetrics exposition.
-fn exported(metrics: &str) -> std::collections::BTreeSet<String> {
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn every_monitor_metric_the_rules_dashboard_and_docs_name_is_exported() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path());
-    let primary = serve("127.0.0.1", dir.path(), &[], &ca);
-    let fallback = serve("127.0.0.2", dir.path(), &[], &ca);
-    let (fake, wiring) = wired_account(1, &primary.base(), &fallback.base(), dir.path());
+    let Scene {
+        primary: _primary,
+        fallback: _fallback,
+        fake,
+        wiring,
+        ca,
+        _dir,
+    } = scene(1, &[]);
     let monitor = Monitor::start(&fake, &wiring, &ca.probe_ca_flag());
     monitor.round_after(0);
     let m = monitor.metrics();
@@ -1060,19 +1097,13 @@ fn every_monitor_metric_the_rules_dashboard_and_docs_name_is_exported() {
         m.contains("twiml_failover_build_info{") && m.contains("role=\"monitor\""),
         "{m}"
     );
-    let metrics = exported(&m);
+    let metrics = common::exported(&m);
     let named: Vec<(String, &str)> = common::named_metrics()
         .into_iter()
         .filter(|(name, _)| name.starts_with("twiml_failover_monitor_"))
         .collect();
     assert!(named.len() >= 15, "found too few names: {named:?}");
-    let missing: Vec<String> = named
-        .iter()
-        .filter(|(name, _)| {
-            !metrics.contains(name.as_str()) && !metrics.contains(&format!("{name}_bucket"))
-        })
-        .map(|(name, file)| format!("{name} (named in {file})"))
-        .collect();
+    let missing = common::not_exported(&named, &metrics);
     assert!(
         missing.is_empty(),
         "named but not exported by the monitor:\n{}\n\nexported:\n{metrics:#?}",

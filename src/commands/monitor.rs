@@ -5,11 +5,10 @@
 
 use std::process::ExitCode;
 
+use super::numbers::wiring_and_api;
 use super::{print, Failure, Outcome};
 use crate::config::process_env;
 use crate::monitor::{http, Monitor, MonitorArgs, Setup};
-use crate::numbers::rest::{Api, Credentials, Setup as ApiSetup};
-use crate::numbers::wiring::Wiring;
 use crate::{logging, net, operator_file, signals};
 
 /// Runs the monitor.
@@ -17,19 +16,7 @@ pub fn run(args: MonitorArgs) -> Outcome {
     if let Some(problem) = args.problem() {
         return Err(Failure::new(problem));
     }
-    let path = args.wiring.as_deref().ok_or_else(|| {
-        Failure::new(
-            "wiring: no file; pass --wiring FILE or set TWIML_FAILOVER_NUMBERS_WIRING \
-             (deploy/twilio/wiring.toml is an example)",
-        )
-    })?;
-    let wiring = Wiring::load(path).map_err(Failure::new)?;
-    let api = Api::new(ApiSetup {
-        credentials: Credentials::from_env(process_env).map_err(Failure::new)?,
-        api_base: args.api_base.clone(),
-        rate: args.rate,
-    })
-    .map_err(Failure::new)?;
+    let (wiring, api) = wiring_and_api(args.wiring.as_deref(), args.api_base.clone(), args.rate)?;
     let token = match &args.auth_token_file {
         Some(path) => {
             let text = operator_file::read_text(path, operator_file::MAX_SECRET_BYTES)

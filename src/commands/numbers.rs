@@ -17,9 +17,14 @@ use crate::numbers::report;
 use crate::numbers::rest::{Api, Credentials, Setup};
 use crate::numbers::wiring::Wiring;
 
-/// Runs the subcommand.
-pub fn run(args: NumbersArgs) -> Outcome {
-    let path = args.wiring.as_deref().ok_or_else(|| {
+/// The intended wiring and the REST client with the environment's credentials, as `numbers` and
+/// `monitor` both start.
+pub(super) fn wiring_and_api(
+    wiring: Option<&std::path::Path>,
+    api_base: Option<String>,
+    rate: f64,
+) -> Result<(Wiring, Api), Failure> {
+    let path = wiring.ok_or_else(|| {
         Failure::new(
             "wiring: no file; pass --wiring FILE or set TWIML_FAILOVER_NUMBERS_WIRING \
              (deploy/twilio/wiring.toml is an example)",
@@ -28,10 +33,16 @@ pub fn run(args: NumbersArgs) -> Outcome {
     let wiring = Wiring::load(path).map_err(Failure::new)?;
     let api = Api::new(Setup {
         credentials: Credentials::from_env(process_env).map_err(Failure::new)?,
-        api_base: args.api_base.clone(),
-        rate: args.rate,
+        api_base,
+        rate,
     })
     .map_err(Failure::new)?;
+    Ok((wiring, api))
+}
+
+/// Runs the subcommand.
+pub fn run(args: NumbersArgs) -> Outcome {
+    let (wiring, api) = wiring_and_api(args.wiring.as_deref(), args.api_base.clone(), args.rate)?;
     let json = args.format == NumbersFormat::Json;
     let runtime = current_thread_runtime()?;
     let all_well = match &args.command {

@@ -492,3 +492,27 @@ pub fn named_metrics() -> std::collections::BTreeSet<(String, &'static str)> {
     }
     named
 }
+
+/// The sample names of an OpenMetrics exposition (the body of `GET /metrics`).
+pub fn exported(metrics: &str) -> std::collections::BTreeSet<String> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .collect()
+}
+
+/// Each of `named` (name, the file naming it) that `exported` lacks, as `name (named in file)`. A
+/// histogram is named by its base name and exported as _bucket, _sum and _count.
+pub fn not_exported<'a>(
+    named: impl IntoIterator<Item = &'a (String, &'static str)>,
+    exported: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
+    named
+        .into_iter()
+        .filter(|(name, _)| {
+            !exported.contains(name.as_str()) && !exported.contains(&format!("{name}_bucket"))
+        })
+        .map(|(name, file)| format!("{name} (named in {file})"))
+        .collect()
+}
