@@ -14,6 +14,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -285,6 +286,16 @@ fn tls_server(
     not_after: time::OffsetDateTime,
     answer: &'static str,
 ) -> SocketAddr {
+    counting_tls_server(ca, host, not_after, answer).0
+}
+
+/// [`tls_server`], and how many requests reached it (bytes read after the handshake).
+fn counting_tls_server(
+    ca: &Ca,
+    host: &str,
+    not_after: time::OffsetDateTime,
+    answer: &'static str,
+) -> (SocketAddr, Arc<AtomicUsize>) {
     let (cert_pem, key_pem) = ca.leaf(host, not_after);
     let chain = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
@@ -299,6 +310,8 @@ fn tls_server(
     let config = Arc::new(config);
     let listener = std::net::TcpListener::bind(format!("{host}:0")).unwrap();
     let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().take(500) {
             let Ok(mut tcp) = stream else { continue };
@@ -308,14 +321,15 @@ fn tls_server(
             };
             let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
             let mut buf = [0u8; 8192];
-            if tls.read(&mut buf).is_ok() {
+            if tls.read(&mut buf).is_ok_and(|n| n > 0) {
+                counted.fetch_add(1, Ordering::SeqCst);
                 let _ = tls.write_all(answer.as_bytes());
             }
             conn.send_close_notify();
             let _ = conn.complete_io(&mut tcp);
         }
     });
-    addr
+    (addr, requests)
 }
 
 const EMPTY_TWIML: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 21\r\n\
@@ -838,11 +852,15 @@ fn a_messaging_service_added_over_a_number_takes_its_sms() {
     let monitor = Monitor::start(&fake, &wiring, &ca.probe_ca_flag());
     assert_eq!(monitor.round_after(0)["ok"], true);
 
-    // Someone adds number 2 to a new Service with its own inbound URL and no fallback.
+    // Someone adds number 2 to a new Service whose inbound URL is another app (a CRM, on
+    // 127.0.0.3), with no fallback.
+    let far = time::OffsetDateTime::now_utc() + time::Duration::days(90);
+    let (crm, crm_requests) = counting_tls_server(&ca, "127.0.0.3", far, EMPTY_TWIML);
+    let crm_url = format!("https://{crm}/inbound");
     let mg = sid("MG", 1);
     fake.with(|st| {
         let mut svc = service(1, "marketing", false);
-        svc["inbound_request_url"] = json!("https://crm.example.org/inbound");
+        svc["inbound_request_url"] = json!(crm_url);
         st.services.push(svc);
         // Membership shows in the Service's PhoneNumbers list only: the number's
         // sms_application_sid is an AP… sid in Twilio's OpenAPI description.
@@ -868,16 +886,27 @@ fn a_messaging_service_added_over_a_number_takes_its_sms() {
         Some(1.0),
         "{m}"
     );
-    // Another app's URL (the CRM) is named but not sent a synthetic SMS unless opted in; here
-    // it is not on loopback, so it is not reachable either: the check stays reachability.
-    if let Some(crm) = s["urls"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["url"] == "https://crm.example.org/inbound")
-    {
-        assert_eq!(crm["check"], "reachability", "{crm:#}");
-    }
+    // Another app's URL (the CRM) gets the reachability and certificate checks only: a
+    // synthetic SMS could make it act.
+    let u = url_status(&s, &crm_url);
+    assert_eq!(u["check"], "reachability", "{u:#}");
+    assert_eq!(u["ok"], true, "{u:#}");
+    assert_eq!(u["certificate"]["valid"], true, "{u:#}");
+    assert_eq!(
+        crm_requests.load(Ordering::SeqCst),
+        0,
+        "no request reached the CRM"
+    );
+    // Unless the operator opts in with its prefix.
+    let prefix = format!("https://{crm}/");
+    let opted = Monitor::start(
+        &fake,
+        &wiring,
+        &[&ca.probe_ca_flag()[..], &["--signed-probe", &prefix]].concat(),
+    );
+    let s = opted.round_after(0);
+    assert_eq!(url_status(&s, &crm_url)["check"], "webhook", "{s:#}");
+    assert!(crm_requests.load(Ordering::SeqCst) >= 1);
     assert_probes_apart(&primary, 2.0);
     fake.assert_spec_conform();
 }
