@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use super::template_inputs::no_config_file;
 use super::{Failure, Outcome};
-use crate::cli::ServeArgs;
-use crate::config::{self, Config, StartupError};
+use crate::config::{self, Config, ServeArgs, StartupError};
 use crate::service::Service;
 use crate::{logging, signals};
 
