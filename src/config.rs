@@ -2,9 +2,11 @@
 //! become each module's own settings, validated once at start-up.
 //!
 //! A setting is one field of [`ServeArgs`] or of one of its sections: the field's type is the
-//! setting's, its name the flag (`upstream_budget`: `--upstream-budget`), its doc comment the help,
-//! and the section's table plus the field (or its `rename`) the config file key
-//! (`[upstream] budget`). Two faces follow from those and are written into the command at run time
+//! setting's, its doc comment the help, the section's table plus the field's name the config file
+//! key (`[upstream] budget`), and the field's name (or its `long`, in a section whose flags carry
+//! the table's prefix) the flag (`--upstream-budget`). Where two sections share a key
+//! (`timeout`, `url`, `breaker_cooldown`), the field takes the flag's name and a serde `rename`
+//! instead, as clap needs one id per argument. Two faces follow from those and are written into the command at run time
 //! ([`faces`]), so nothing hand-typed can drift: the environment twin is `TWIML_FAILOVER_` and the
 //! flag, and the `[default: …]` of the help is [`ServeArgs::defaults`], read from the owners' own
 //! defaults (`Limits::default()`, `upstream::Settings::new`, `forward::Settings::new`).
@@ -138,7 +140,7 @@ pub struct JournalConfig {
 /// the sections are flattened into flags and nested as the file's tables. Every field is optional so
 /// that the layers can be merged; a typo in the file is an error.
 #[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 #[merge(strategy = merge::option::overwrite_none)]
 #[command(mut_args = faces())]
 pub struct ServeArgs {
@@ -186,47 +188,38 @@ pub struct ServeArgs {
     pub watch: Option<bool>,
     /// `[limits]`: the server's resource bounds.
     #[command(flatten)]
-    #[serde(default)]
     #[merge(strategy = Merge::merge)]
     pub limits: LimitsSection,
     /// `[tls]`: HTTPS.
     #[command(flatten)]
-    #[serde(default)]
     #[merge(strategy = Merge::merge)]
     pub tls: TlsSection,
     /// `[journal]`: the webhook journal.
     #[command(flatten)]
-    #[serde(default)]
     #[merge(strategy = Merge::merge)]
     pub journal: JournalSection,
     /// `[forward]`: store and forward.
     #[command(flatten)]
-    #[serde(default)]
     #[merge(strategy = Merge::merge)]
     pub forward: ForwardSection,
     /// `[upstream]`: upstream mode.
     #[command(flatten)]
-    #[serde(default)]
     #[merge(strategy = Merge::merge)]
     pub upstream: UpstreamSection,
     /// `[vars]`: values every template can use (config file only).
     #[arg(skip)]
-    #[serde(default)]
     #[merge(strategy = file_only)]
     pub vars: BTreeMap<String, String>,
     /// Custom query parameters templates may use (config file only).
     #[arg(skip)]
-    #[serde(default)]
     #[merge(strategy = file_only)]
     pub extra_params: Vec<String>,
     /// `[accounts.AC…]`: subaccount tokens, each from a file or an environment variable.
     #[arg(skip)]
-    #[serde(default)]
     #[merge(strategy = file_only)]
     pub accounts: BTreeMap<String, SecretRef>,
     /// `[shared_keys.ID]`: shared signing keys, each from a file or an environment variable.
     #[arg(skip)]
-    #[serde(default)]
     #[merge(strategy = file_only)]
     pub shared_keys: BTreeMap<String, SecretRef>,
 }
@@ -286,13 +279,11 @@ pub struct LimitsSection {
 #[merge(strategy = merge::option::overwrite_none)]
 pub struct TlsSection {
     /// PEM certificate chain; with --tls-key, serve HTTPS.
-    #[arg(long, value_name = "FILE")]
-    #[serde(rename(deserialize = "cert"))]
-    pub tls_cert: Option<PathBuf>,
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
-    #[arg(long, value_name = "FILE")]
-    #[serde(rename(deserialize = "key"))]
-    pub tls_key: Option<PathBuf>,
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub key: Option<PathBuf>,
 }
 
 /// `[journal]`: the webhook journal ([`JournalConfig`]).
@@ -301,30 +292,25 @@ pub struct TlsSection {
 #[merge(strategy = merge::option::overwrite_none)]
 pub struct JournalSection {
     /// Journal every verified webhook before answering: sqlite:///path.db or postgres://... .
-    #[arg(long, value_name = "URL")]
-    #[serde(rename(deserialize = "url"))]
-    pub journal: Option<String>,
+    #[arg(long = "journal", value_name = "URL")]
+    pub url: Option<String>,
     /// Seconds a request waits for its journal commit before answering anyway.
-    #[arg(long, value_name = "SECONDS")]
-    #[serde(rename(deserialize = "timeout"))]
-    pub journal_timeout: Option<f64>,
+    #[arg(long = "journal-timeout", value_name = "SECONDS")]
+    pub timeout: Option<f64>,
     /// Events older than this are pruned, e.g. 7d, 12h: delivered ones with --forward-to, all of
     /// them without.
-    #[arg(long, value_name = "DURATION")]
-    #[serde(rename(deserialize = "retention"))]
-    pub journal_retention: Option<String>,
+    #[arg(long = "journal-retention", value_name = "DURATION")]
+    pub retention: Option<String>,
     /// Folder where events the journal could not take are written at exit, and taken back into
     /// the journal at the next start (a local disk, not the journal's; created 0700 if missing);
     /// without it they are lost.
-    #[arg(long, value_name = "DIR")]
-    #[serde(rename(deserialize = "spill_dir"))]
-    pub journal_spill_dir: Option<PathBuf>,
+    #[arg(long = "journal-spill-dir", value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
     /// File holding the PostgreSQL journal's password, read once at start-up (instead of a
     /// password in the URL, PGPASSWORD or PGPASSFILE; the URL's other parts may come from
     /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGSSLROOTCERT).
-    #[arg(long, value_name = "PATH")]
-    #[serde(rename(deserialize = "password_file"))]
-    pub journal_password_file: Option<PathBuf>,
+    #[arg(long = "journal-password-file", value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
 }
 
 /// `[forward]`: store and forward ([`ForwardSettings`]).
@@ -333,25 +319,21 @@ pub struct JournalSection {
 #[merge(strategy = merge::option::overwrite_none)]
 pub struct ForwardSection {
     /// Internal URL each journaled event is POSTed to, signed like Twilio would (needs --journal).
-    #[arg(long, value_name = "URL")]
-    #[serde(rename(deserialize = "to"))]
-    pub forward_to: Option<String>,
+    #[arg(long = "forward-to", value_name = "URL")]
+    pub to: Option<String>,
     /// Forwarded requests in flight at most.
-    #[arg(long, value_name = "N")]
-    #[serde(rename(deserialize = "concurrency"))]
-    pub forward_concurrency: Option<usize>,
+    #[arg(long = "forward-concurrency", value_name = "N")]
+    pub concurrency: Option<usize>,
     /// Seconds one forward attempt may take, connecting included.
     #[arg(long, value_name = "SECONDS")]
     #[serde(rename(deserialize = "timeout"))]
     pub forward_timeout: Option<f64>,
     /// Longest wait in seconds before retrying one event (backoff with full jitter).
-    #[arg(long, value_name = "SECONDS")]
-    #[serde(rename(deserialize = "max_backoff"))]
-    pub forward_max_backoff: Option<f64>,
+    #[arg(long = "forward-max-backoff", value_name = "SECONDS")]
+    pub max_backoff: Option<f64>,
     /// Seconds the circuit breaker holds requests back once failures in a row opened it.
-    #[arg(long, value_name = "SECONDS")]
-    #[serde(rename(deserialize = "breaker_cooldown"))]
-    pub forward_breaker_cooldown: Option<f64>,
+    #[arg(long = "forward-breaker-cooldown", value_name = "SECONDS")]
+    pub breaker_cooldown: Option<f64>,
 }
 
 /// `[upstream]`: upstream mode ([`UpstreamSettings`]), primary only.
@@ -365,53 +347,42 @@ pub struct UpstreamSection {
     #[serde(rename(deserialize = "url"))]
     pub upstream: Option<String>,
     /// Comma-separated path patterns (`*` matches anything) sent upstream.
-    #[arg(long, value_name = "PATTERNS")]
-    #[serde(rename(deserialize = "paths"))]
-    pub upstream_paths: Option<Patterns>,
+    #[arg(long = "upstream-paths", value_name = "PATTERNS")]
+    pub paths: Option<Patterns>,
     /// Comma-separated path patterns always answered from templates.
-    #[arg(long, value_name = "PATTERNS")]
-    #[serde(rename(deserialize = "local_paths"))]
-    pub upstream_local_paths: Option<Patterns>,
+    #[arg(long = "upstream-local-paths", value_name = "PATTERNS")]
+    pub local_paths: Option<Patterns>,
     /// Seconds from a webhook's arrival to the upstream's complete answer; at most 14.
-    #[arg(long, value_name = "SECONDS")]
-    #[serde(rename(deserialize = "budget"))]
-    pub upstream_budget: Option<f64>,
+    #[arg(long = "upstream-budget", value_name = "SECONDS")]
+    pub budget: Option<f64>,
     /// Seconds to connect to the upstream.
-    #[arg(long, value_name = "SECONDS")]
-    #[serde(rename(deserialize = "connect_timeout"))]
-    pub upstream_connect_timeout: Option<f64>,
+    #[arg(long = "upstream-connect-timeout", value_name = "SECONDS")]
+    pub connect_timeout: Option<f64>,
     /// Requests to the upstream in flight at most; beyond, answered locally at once.
-    #[arg(long, value_name = "N")]
-    #[serde(rename(deserialize = "max_in_flight"))]
-    pub upstream_max_in_flight: Option<usize>,
+    #[arg(long = "upstream-max-in-flight", value_name = "N")]
+    pub max_in_flight: Option<usize>,
     /// `resign` (X-Twilio-Signature for the upstream URL) or `pass` (Twilio's, unchanged).
-    #[arg(long, value_name = "MODE")]
-    #[serde(rename(deserialize = "signature"))]
-    pub upstream_signature: Option<String>,
+    #[arg(long = "upstream-signature", value_name = "MODE")]
+    pub signature: Option<String>,
     /// PEM CA certificates trusted for the upstream instead of the web PKI roots.
-    #[arg(long, value_name = "FILE")]
-    #[serde(rename(deserialize = "ca_file"))]
-    pub upstream_ca_file: Option<PathBuf>,
+    #[arg(long = "upstream-ca-file", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// PEM client certificate chain presented to the upstream (mTLS); with --upstream-client-key.
-    #[arg(long, value_name = "FILE")]
-    #[serde(rename(deserialize = "client_cert"))]
-    pub upstream_client_cert: Option<PathBuf>,
+    #[arg(long = "upstream-client-cert", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
     /// PEM private key for --upstream-client-cert.
-    #[arg(long, value_name = "FILE")]
-    #[serde(rename(deserialize = "client_key"))]
-    pub upstream_client_key: Option<PathBuf>,
+    #[arg(long = "upstream-client-key", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
     /// Failures in a row (timeout, connect, 5xx) that open the upstream breaker.
-    #[arg(long, value_name = "N")]
-    #[serde(rename(deserialize = "breaker_failures"))]
-    pub upstream_breaker_failures: Option<u32>,
+    #[arg(long = "upstream-breaker-failures", value_name = "N")]
+    pub breaker_failures: Option<u32>,
     /// Seconds an open breaker answers locally before one probe.
     #[arg(long, value_name = "SECONDS")]
     #[serde(rename(deserialize = "breaker_cooldown"))]
     pub upstream_breaker_cooldown: Option<f64>,
     /// Also open the breaker when this share (0-1] of the last 20 results failed.
-    #[arg(long, value_name = "RATIO")]
-    #[serde(rename(deserialize = "breaker_ratio"))]
-    pub upstream_breaker_ratio: Option<f64>,
+    #[arg(long = "upstream-breaker-ratio", value_name = "RATIO")]
+    pub breaker_ratio: Option<f64>,
 }
 
 /// Path patterns: comma-separated in a flag or its variable (blanks around a comma dropped), a
@@ -526,25 +497,25 @@ impl ServeArgs {
                 max_h2_streams: Some(limits.max_h2_streams),
             },
             journal: JournalSection {
-                journal_timeout: Some(1.0),
-                journal_retention: Some("7d".into()),
+                timeout: Some(1.0),
+                retention: Some("7d".into()),
                 ..JournalSection::default()
             },
             forward: ForwardSection {
-                forward_concurrency: Some(forward.concurrency),
+                concurrency: Some(forward.concurrency),
                 forward_timeout: secs(forward.timeout),
-                forward_max_backoff: secs(forward.backoff.cap),
-                forward_breaker_cooldown: secs(forward.breaker_cooldown),
+                max_backoff: secs(forward.backoff.cap),
+                breaker_cooldown: secs(forward.breaker_cooldown),
                 ..ForwardSection::default()
             },
             upstream: UpstreamSection {
-                upstream_paths: Some(Patterns(upstream.paths)),
-                upstream_local_paths: Some(Patterns(upstream.local_paths)),
-                upstream_budget: secs(upstream.budget),
-                upstream_connect_timeout: secs(upstream.connect_timeout),
-                upstream_max_in_flight: Some(upstream.max_in_flight),
-                upstream_signature: signature.map(String::from),
-                upstream_breaker_failures: Some(upstream.breaker_failures),
+                paths: Some(Patterns(upstream.paths)),
+                local_paths: Some(Patterns(upstream.local_paths)),
+                budget: secs(upstream.budget),
+                connect_timeout: secs(upstream.connect_timeout),
+                max_in_flight: Some(upstream.max_in_flight),
+                signature: signature.map(String::from),
+                breaker_failures: Some(upstream.breaker_failures),
                 upstream_breaker_cooldown: secs(upstream.breaker_cooldown),
                 ..UpstreamSection::default()
             },
@@ -576,8 +547,8 @@ impl ServeArgs {
             ..self.limits.settle()?
         };
         let tls = pair(
-            self.tls.tls_cert,
-            self.tls.tls_key,
+            self.tls.cert,
+            self.tls.key,
             ("tls-key", "--tls-cert needs --tls-key"),
             ("tls-cert", "--tls-key needs --tls-cert"),
         )?;
@@ -693,29 +664,29 @@ impl LimitsSection {
 impl JournalSection {
     /// `None` without `--journal`, which the spill folder and the password file need.
     fn settle(self, env: EnvLookup<'_>) -> Result<Option<JournalConfig>, StartupError> {
-        let retention = retention(given("journal-retention", self.journal_retention)?)?;
-        let Some(raw) = self.journal else {
-            if self.journal_spill_dir.is_some() {
+        let retention = retention(given("journal-retention", self.retention)?)?;
+        let Some(raw) = self.url else {
+            if self.spill_dir.is_some() {
                 let message = "needs --journal: it holds journal events";
                 return Err(invalid("journal-spill-dir", message));
             }
-            if self.journal_password_file.is_some() {
+            if self.password_file.is_some() {
                 let message = "needs --journal: it is the journal's password";
                 return Err(invalid("journal-password-file", message));
             }
             return Ok(None);
         };
-        if let Some(dir) = &self.journal_spill_dir {
+        if let Some(dir) = &self.spill_dir {
             crate::journal::spill::prepare_dir(dir).map_err(|e| {
                 let message = format!("{} is not a writable directory: {e}", dir.display());
                 invalid("journal-spill-dir", message)
             })?;
         }
         Ok(Some(JournalConfig {
-            url: journal_url(&raw, self.journal_password_file.as_deref(), env)?,
-            timeout: seconds("journal-timeout", self.journal_timeout)?,
+            url: journal_url(&raw, self.password_file.as_deref(), env)?,
+            timeout: seconds("journal-timeout", self.timeout)?,
             retention,
-            spill_dir: self.journal_spill_dir,
+            spill_dir: self.spill_dir,
         }))
     }
 }
@@ -726,7 +697,7 @@ impl ForwardSection {
         self,
         journal: Option<&JournalConfig>,
     ) -> Result<Option<ForwardSettings>, StartupError> {
-        let Some(url) = self.forward_to else {
+        let Some(url) = self.to else {
             return Ok(None);
         };
         let url = forward_url(&url).map_err(|m| invalid("forward-to", m))?;
@@ -735,16 +706,16 @@ impl ForwardSection {
             return Err(invalid("forward-to", message));
         };
         let defaults = ForwardSettings::new(url);
-        let cap = seconds("forward-max-backoff", self.forward_max_backoff)?;
+        let cap = seconds("forward-max-backoff", self.max_backoff)?;
         Ok(Some(ForwardSettings {
-            concurrency: positive("forward-concurrency", self.forward_concurrency)?,
+            concurrency: positive("forward-concurrency", self.concurrency)?,
             timeout: seconds("forward-timeout", self.forward_timeout)?,
             // The first retry's ceiling never exceeds the cap.
             backoff: Backoff {
                 base: defaults.backoff.base.min(cap),
                 cap,
             },
-            breaker_cooldown: seconds("forward-breaker-cooldown", self.forward_breaker_cooldown)?,
+            breaker_cooldown: seconds("forward-breaker-cooldown", self.breaker_cooldown)?,
             retention: journal.retention,
             ..defaults
         }))
@@ -763,24 +734,24 @@ impl UpstreamSection {
             return Err(invalid("upstream", message));
         }
         let mut s = UpstreamSettings::new(forward_url(&url).map_err(|m| invalid("upstream", m))?);
-        s.paths = given("upstream-paths", self.upstream_paths)?.0;
-        s.local_paths = given("upstream-local-paths", self.upstream_local_paths)?.0;
-        s.budget = seconds("upstream-budget", self.upstream_budget)?;
-        s.connect_timeout = seconds("upstream-connect-timeout", self.upstream_connect_timeout)?;
-        s.max_in_flight = positive("upstream-max-in-flight", self.upstream_max_in_flight)?;
-        let signature = given("upstream-signature", self.upstream_signature)?;
+        s.paths = given("upstream-paths", self.paths)?.0;
+        s.local_paths = given("upstream-local-paths", self.local_paths)?.0;
+        s.budget = seconds("upstream-budget", self.budget)?;
+        s.connect_timeout = seconds("upstream-connect-timeout", self.connect_timeout)?;
+        s.max_in_flight = positive("upstream-max-in-flight", self.max_in_flight)?;
+        let signature = given("upstream-signature", self.signature)?;
         s.signature =
             SignatureMode::parse(&signature).map_err(|m| invalid("upstream-signature", m))?;
-        s.tls.ca_file = self.upstream_ca_file;
+        s.tls.ca_file = self.ca_file;
         s.tls.client_cert = pair(
-            self.upstream_client_cert,
-            self.upstream_client_key,
+            self.client_cert,
+            self.client_key,
             ("upstream-client-key", "--upstream-client-cert needs it"),
             ("upstream-client-cert", "--upstream-client-key needs it"),
         )?;
-        s.breaker_failures = positive("upstream-breaker-failures", self.upstream_breaker_failures)?;
+        s.breaker_failures = positive("upstream-breaker-failures", self.breaker_failures)?;
         s.breaker_cooldown = seconds("upstream-breaker-cooldown", self.upstream_breaker_cooldown)?;
-        s.breaker_ratio = self.upstream_breaker_ratio;
+        s.breaker_ratio = self.breaker_ratio;
         match s.problem() {
             Some((setting, message)) => Err(invalid(setting, message)),
             None => Ok(Some(s)),
@@ -1023,14 +994,14 @@ pub fn load_replay_settings(
     env: EnvLookup<'_>,
 ) -> Result<(KeyRing, Option<String>), StartupError> {
     let file = read_file(path)?;
-    Ok((file.keyring(env)?, file.forward.forward_to))
+    Ok((file.keyring(env)?, file.forward.to))
 }
 
 /// Reads only the `[journal] url` and `password_file` of a config file (for the `journal`
 /// commands).
 pub fn load_journal_url(path: &Path) -> Result<(Option<String>, Option<PathBuf>), StartupError> {
     let journal = read_file(Some(path))?.journal;
-    Ok((journal.journal, journal.journal_password_file))
+    Ok((journal.url, journal.password_file))
 }
 
 /// Reads only the template-related part of a config file (for `check`, `render` and `test`).

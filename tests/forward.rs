@@ -421,12 +421,12 @@ async fn outage(url: JournalUrl) {
 /// The server's config: fallback role, a SQLite journal, forwarding to `to` with quick retries.
 fn server_config(journal: &str, to: &str) -> twiml_failover::config::Config {
     let mut a = common::args("fallback");
-    a.journal.journal = Some(journal.into());
+    a.journal.url = Some(journal.into());
     a.forward = twiml_failover::config::ForwardSection {
-        forward_to: Some(to.into()),
-        forward_concurrency: Some(4),
-        forward_max_backoff: Some(0.2),
-        forward_breaker_cooldown: Some(0.15),
+        to: Some(to.into()),
+        concurrency: Some(4),
+        max_backoff: Some(0.2),
+        breaker_cooldown: Some(0.15),
         ..Default::default()
     };
     common::config(&a)

@@ -210,7 +210,7 @@ async fn sigkill_mid_stream_loses_no_acknowledged_webhook_postgres() {
 
 fn with_journal(role: &str, url: &str) -> ServeArgs {
     let mut args = args(role);
-    args.journal.journal = Some(url.to_string());
+    args.journal.url = Some(url.to_string());
     args
 }
 
