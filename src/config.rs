@@ -36,9 +36,10 @@ use serde::{Deserialize, Serialize};
 use crate::backoff::Backoff;
 use crate::forward::Settings as ForwardSettings;
 use crate::journal::JournalUrl;
-use crate::keyring::{KeyRing, Secret};
+use crate::keyring::KeyRing;
 use crate::logging::LogFormat;
 use crate::operator_file;
+use crate::secrets::{self, EnvLookup, KeySources, SecretRef, Unusable};
 use crate::server::limits::Limits;
 use crate::server::tls::TlsFiles;
 use crate::templates::TemplateSettings;
@@ -85,6 +86,12 @@ fn invalid(setting: &'static str, message: impl Into<String>) -> StartupError {
     StartupError::Invalid {
         setting,
         message: message.into(),
+    }
+}
+
+impl From<Unusable> for StartupError {
+    fn from(Unusable { setting, message }: Unusable) -> StartupError {
+        StartupError::Invalid { setting, message }
     }
 }
 
@@ -399,29 +406,11 @@ impl FromStr for Patterns {
     }
 }
 
-/// Where a secret lives: a file or an environment variable, never the config file itself.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretRef {
-    file: Option<PathBuf>,
-    env: Option<String>,
-    secondary_file: Option<PathBuf>,
-    secondary_env: Option<String>,
-}
-
 /// A table only the config file sets: the file's, as flags never hold one.
 fn file_only<T: Default + PartialEq>(left: &mut T, right: T) {
     if *left == T::default() {
         *left = right;
     }
-}
-
-/// Reads environment variables; a trait object so tests need not touch the process environment.
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-/// The real process environment.
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
 }
 
 /// The config file `serve` and `check` read when `--config` is not given, if it exists in the
@@ -576,60 +565,15 @@ impl ServeArgs {
         })
     }
 
-    /// The signing secrets: the auth token (and the one rotating in) from a file or the
-    /// environment, subaccount tokens and shared keys from the file's tables.
+    /// The signing secrets, from the files and variables the settings name ([`KeySources`]).
     fn keyring(&self, env: EnvLookup<'_>) -> Result<KeyRing, StartupError> {
-        let token = |setting, file: &Option<PathBuf>, variable| match file {
-            Some(path) => read_secret_file(setting, path).map(Some),
-            None => Ok(env_secret(env, variable)),
+        let sources = KeySources {
+            auth_token_file: self.auth_token_file.as_deref(),
+            secondary_auth_token_file: self.secondary_auth_token_file.as_deref(),
+            accounts: &self.accounts,
+            shared_keys: &self.shared_keys,
         };
-        let primary = token(
-            "auth-token-file",
-            &self.auth_token_file,
-            "TWILIO_AUTH_TOKEN",
-        )?;
-        let Some(primary) = primary else {
-            return Err(invalid(
-                "TWILIO_AUTH_TOKEN",
-                "no auth token: set TWILIO_AUTH_TOKEN or --auth-token-file (auth_token_file in the config)",
-            ));
-        };
-        let secondary = token(
-            "secondary-auth-token-file",
-            &self.secondary_auth_token_file,
-            "TWILIO_SECONDARY_AUTH_TOKEN",
-        )?;
-        let mut accounts = HashMap::new();
-        for (sid, reference) in &self.accounts {
-            let is_sid = sid.len() == 34 && sid.chars().all(|c| c.is_ascii_alphanumeric());
-            if !(sid.starts_with("AC") && is_sid) {
-                let message = format!("{sid:?} is not an AccountSid (AC + 32 characters)");
-                return Err(invalid("accounts", message));
-            }
-            let first = reference.resolve("accounts", sid, env)?;
-            let second = resolve_secret(
-                "accounts",
-                reference.secondary_file.as_deref(),
-                reference.secondary_env.as_deref(),
-                env,
-            )?;
-            accounts.insert(sid.clone(), std::iter::once(first).chain(second).collect());
-        }
-        let mut shared_keys = HashMap::new();
-        for (id, reference) in &self.shared_keys {
-            if reference.secondary_file.is_some() || reference.secondary_env.is_some() {
-                let message =
-                    format!("{id}: a shared key has one secret; add a second key id to rotate");
-                return Err(invalid("shared_keys", message));
-            }
-            shared_keys.insert(id.clone(), reference.resolve("shared_keys", id, env)?);
-        }
-        Ok(KeyRing {
-            primary: Some(primary),
-            secondary,
-            accounts,
-            shared_keys,
-        })
+        Ok(sources.keyring(env)?)
     }
 }
 
@@ -756,19 +700,6 @@ impl UpstreamSection {
             Some((setting, message)) => Err(invalid(setting, message)),
             None => Ok(Some(s)),
         }
-    }
-}
-
-impl SecretRef {
-    /// The secret this names (`what` says whose, in the error when it names none).
-    fn resolve(
-        &self,
-        setting: &'static str,
-        what: &str,
-        env: EnvLookup<'_>,
-    ) -> Result<Secret, StartupError> {
-        resolve_secret(setting, self.file.as_deref(), self.env.as_deref(), env)?
-            .ok_or_else(|| invalid(setting, format!("{what}: set file or env")))
     }
 }
 
@@ -922,36 +853,6 @@ fn retention(raw: String) -> Result<Duration, StartupError> {
     }
 }
 
-fn read_secret_file(setting: &'static str, path: &Path) -> Result<Secret, StartupError> {
-    let text = operator_file::read_text(path, operator_file::MAX_SECRET_BYTES)
-        .map_err(|e| invalid(setting, format!("cannot read {e}")))?;
-    let secret = Secret::new(&text);
-    if secret.is_empty() {
-        return Err(invalid(setting, format!("{} is empty", path.display())));
-    }
-    Ok(secret)
-}
-
-fn env_secret(env: EnvLookup<'_>, name: &str) -> Option<Secret> {
-    env(name).map(|v| Secret::new(&v)).filter(|s| !s.is_empty())
-}
-
-fn resolve_secret(
-    setting: &'static str,
-    file: Option<&Path>,
-    env_name: Option<&str>,
-    env: EnvLookup<'_>,
-) -> Result<Option<Secret>, StartupError> {
-    match (file, env_name) {
-        (Some(_), Some(_)) => Err(invalid(setting, "give file or env, not both")),
-        (Some(path), None) => read_secret_file(setting, path).map(Some),
-        (None, Some(name)) => env_secret(env, name)
-            .map(Some)
-            .ok_or_else(|| invalid(setting, format!("environment variable {name} is not set"))),
-        (None, None) => Ok(None),
-    }
-}
-
 /// A journal URL completed as libpq would complete it: what a PostgreSQL URL leaves out from the
 /// `PG*` variables in `env`, the password from `password_file` (read now, once) when given.
 pub fn journal_url(
@@ -960,7 +861,7 @@ pub fn journal_url(
     env: EnvLookup<'_>,
 ) -> Result<JournalUrl, StartupError> {
     let password = password_file
-        .map(|path| read_secret_file("journal-password-file", path))
+        .map(|path| secrets::read_file("journal-password-file", path))
         .transpose()?
         .map(|secret| String::from_utf8_lossy(secret.expose()).into_owned());
     let sources = crate::journal::postgres::Sources { env, password };
@@ -1414,6 +1315,18 @@ mod tests {
         assert!(message(load(&["--config", &cfg])).contains("unknown field"));
         let cfg = write(&dir, "u.toml", "[upstream]\nupstream_budget = 2\n");
         assert!(message(load(&["--config", &cfg])).contains("unknown field `upstream_budget`"));
+        // A secret itself is no key, anywhere: only a file or a variable that holds it.
+        for secret in ["auth_token = \"x\"\n", "[journal]\npassword = \"x\"\n"] {
+            let cfg = write(&dir, "s.toml", secret);
+            assert!(message(load(&["--config", &cfg])).contains("unknown field"));
+        }
+        let sid = format!("AC{}", "0".repeat(32));
+        let cfg = write(
+            &dir,
+            "t.toml",
+            &format!("[accounts.{sid}]\ntoken = \"x\"\n"),
+        );
+        assert!(message(load(&["--config", &cfg])).contains("unknown field `token`"));
         let cfg = write(&dir, "d.toml", "[accounts.ACshort]\nenv = \"SUB_TOKEN\"\n");
         assert!(message(load(&["--config", &cfg])).starts_with("accounts:"));
         let cfg = write(&dir, "e.toml", "[vars]\n\"bad name\" = \"x\"\n");
