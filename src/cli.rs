@@ -5,9 +5,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, Args, Parser, Subcommand};
 
-use crate::config::ServeArgs;
+use crate::config::{ServeArgs, DEFAULT_CONFIG_FILE, DEFAULT_TEMPLATES};
+use crate::twilio::Role;
 
 /// One binary that answers Twilio webhooks as the primary handler or as its fallback.
 #[derive(Debug, Parser)]
@@ -48,21 +49,19 @@ pub enum Command {
 /// Flags of `check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Template directory holding primary/ and fallback/ [default: twiml-templates].
-    #[arg(long, env = "TWIML_FAILOVER_TEMPLATES", value_name = "DIR")]
-    pub templates: Option<PathBuf>,
-    /// TOML config file (for [vars] and extra_params).
-    #[arg(long, env = "TWIML_FAILOVER_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// `--templates` and `--config`.
+    #[command(flatten)]
+    pub inputs: TemplateFlags,
 }
 
 /// Flags of `render`.
 #[derive(Debug, Args)]
+#[command(mut_arg("role", |arg| shown_default(arg, Role::Primary.as_str())))]
 pub struct RenderArgs {
     /// The webhook path, as Twilio would request it: `/voice`, `/menu?lang=en`.
     #[arg(value_name = "PATH")]
     pub path: String,
-    /// Which role answers: primary or fallback [default: primary].
+    /// Which role answers: primary or fallback.
     #[arg(long, env = "TWIML_FAILOVER_ROLE", value_name = "ROLE")]
     pub role: Option<String>,
     /// A request parameter as NAME=VALUE (repeat the flag, or a name, for several).
@@ -71,23 +70,40 @@ pub struct RenderArgs {
     /// A file holding a form-encoded request body (`From=%2B1555...&Digits=1`), sent before --param.
     #[arg(long, value_name = "FILE")]
     pub params_file: Option<PathBuf>,
-    /// Template directory holding primary/ and fallback/ [default: twiml-templates].
-    #[arg(long, env = "TWIML_FAILOVER_TEMPLATES", value_name = "DIR")]
-    pub templates: Option<PathBuf>,
-    /// TOML config file (for [vars] and extra_params) [default: ./twiml-failover.toml if present].
-    #[arg(long, env = "TWIML_FAILOVER_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// `--templates` and `--config`.
+    #[command(flatten)]
+    pub inputs: TemplateFlags,
 }
 
 /// Flags of `test`.
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Template directory holding primary/, fallback/ and tests/ [default: twiml-templates].
+    /// `--templates` and `--config`.
+    #[command(flatten)]
+    pub inputs: TemplateFlags,
+}
+
+/// The settings `check`, `render` and `test` share with `serve`: the template folder (here only
+/// from the flag or its variable) and the config file (for `[vars]` and `extra_params`); the
+/// defaults their help shows are the ones the commands use.
+#[derive(Debug, Args)]
+#[command(
+    mut_arg("templates", |arg| shown_default(arg, DEFAULT_TEMPLATES)),
+    mut_arg("config", |arg| shown_default(arg, format!("./{DEFAULT_CONFIG_FILE} if present")))
+)]
+pub struct TemplateFlags {
+    /// Template directory holding primary/ and fallback/ (and tests/, for `test`).
     #[arg(long, env = "TWIML_FAILOVER_TEMPLATES", value_name = "DIR")]
     pub templates: Option<PathBuf>,
-    /// TOML config file (for [vars] and extra_params) [default: ./twiml-failover.toml if present].
+    /// TOML config file (for [vars] and extra_params).
     #[arg(long, env = "TWIML_FAILOVER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// `arg`'s help with the default written after it, from the value the command uses.
+fn shown_default(arg: Arg, default: impl std::fmt::Display) -> Arg {
+    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+    arg.help(format!("{help} [default: {default}]"))
 }
 
 /// Flags of `import-bin`.
@@ -441,4 +457,44 @@ pub struct ApplyNumbersArgs {
     /// Print the HTTP requests (credentials redacted) and send none.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn check_render_and_test_show_the_defaults_they_use() {
+        let cli = Cli::command();
+        let config_file = format!("./{DEFAULT_CONFIG_FILE} if present");
+        let shown = [
+            ("templates", DEFAULT_TEMPLATES),
+            ("config", config_file.as_str()),
+        ];
+        for name in ["check", "render", "test"] {
+            let command = cli.find_subcommand(name).unwrap();
+            let render_role = [("role", Role::Primary.as_str())];
+            let extra = if name == "render" {
+                &render_role[..]
+            } else {
+                &[]
+            };
+            for (id, default) in shown.iter().chain(extra) {
+                let arg = command.get_arguments().find(|a| a.get_id() == *id);
+                let help = arg.and_then(Arg::get_help).map(ToString::to_string);
+                let help = help.unwrap_or_default();
+                assert!(
+                    help.ends_with(&format!("[default: {default}]")),
+                    "{name} --{id}: {help}"
+                );
+                assert_eq!(
+                    help.matches("[default:").count(),
+                    1,
+                    "{name} --{id}: {help}"
+                );
+            }
+        }
+    }
 }

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use super::Failure;
-use crate::config;
+use crate::config::{self, DEFAULT_TEMPLATES};
 use crate::templates::{check_command, TemplateSettings, Templates};
 use crate::twilio::Role;
 
@@ -77,9 +77,6 @@ impl TemplateInputs {
         })
     }
 }
-
-/// The template folder read when `--templates` is not given, relative to the working directory.
-const DEFAULT_TEMPLATES: &str = "twiml-templates";
 
 /// What a command says when it was given no config file and found none: where it looked, and how
 /// to give one (templates that name `[vars]` fail without it).
