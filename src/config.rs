@@ -525,7 +525,10 @@ impl ServeArgs {
             self.log_format.as_deref(),
             LOG_FORMATS,
         )?;
-        let templates = template_dir(given("templates", self.templates.clone())?)?;
+        // The merged default is no given folder: the message says where it looked.
+        let named = (self.templates.clone()).filter(|t| t != Path::new(DEFAULT_TEMPLATES));
+        let also = "TWIML_FAILOVER_TEMPLATES or `templates` in the config";
+        let templates = template_dir(named, also)?;
         let public_url = (self.public_url.as_deref())
             .map(|raw| PublicUrl::parse(raw).map_err(|m| invalid("public-url", m)))
             .transpose()?;
@@ -817,29 +820,34 @@ fn pair<T>(
     }
 }
 
-/// `--templates`: a readable directory; the message says where it looked when none was given.
-fn template_dir(templates: PathBuf) -> Result<PathBuf, StartupError> {
+/// The template folder: `given` (by `--templates` or, as `also` names them, its other sources),
+/// else `twiml-templates` in the working directory; the message says where it looked.
+pub fn template_dir(given: Option<PathBuf>, also: &str) -> Result<PathBuf, StartupError> {
+    let templates = given.clone().unwrap_or_else(|| DEFAULT_TEMPLATES.into());
     if templates.is_dir() {
         return Ok(templates);
     }
-    let message = if templates != Path::new(DEFAULT_TEMPLATES) {
-        format!(
-            "{} is not a readable directory (from --templates, TWIML_FAILOVER_TEMPLATES or \
-             `templates` in the config); point it at the folder holding primary/ and fallback/",
-            templates.display()
-        )
-    } else {
-        format!(
-            "no --templates given, and no twiml-templates/ folder in {}: start serve where \
-             twiml-templates/ is, or give the folder holding primary/ and fallback/ with \
-             --templates DIR (TWIML_FAILOVER_TEMPLATES, `templates` in the config)",
-            std::env::current_dir().map_or_else(
-                |_| "the working directory".into(),
-                |d| d.display().to_string()
-            )
-        )
+    let fix = "the folder holding primary/ and fallback/";
+    let message = match given {
+        Some(path) => format!(
+            "{} is not a readable directory (from --templates, {also}); point it at {fix}",
+            path.display()
+        ),
+        None => format!(
+            "no --templates given, and no {DEFAULT_TEMPLATES}/ folder in {}: run this where \
+             {DEFAULT_TEMPLATES}/ is, or give {fix} with --templates DIR ({also})",
+            working_directory()
+        ),
     };
     Err(invalid("templates", message))
+}
+
+/// The working directory, for messages that say where a file was looked for.
+pub fn working_directory() -> String {
+    std::env::current_dir().map_or_else(
+        |_| "the working directory".into(),
+        |d| d.display().to_string(),
+    )
 }
 
 fn retention(raw: String) -> Result<Duration, StartupError> {
