@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use super::numbers::wiring_and_api;
 use super::{print, Failure, Outcome};
-use crate::config::process_env;
 use crate::monitor::{http, Monitor, MonitorArgs, Setup};
-use crate::{logging, net, operator_file, signals};
+use crate::secrets::{self, process_env};
+use crate::{logging, net, signals};
 
 /// Runs the monitor.
 pub fn run(args: MonitorArgs) -> Outcome {
@@ -18,18 +18,11 @@ pub fn run(args: MonitorArgs) -> Outcome {
     }
     let (wiring, api) = wiring_and_api(args.wiring.as_deref(), args.api_base.clone(), args.rate)?;
     let token = match &args.auth_token_file {
+        // Read as `serve` reads its token file: bounded, the trailing newline dropped, not empty.
         Some(path) => {
-            let text = operator_file::read_text(path, operator_file::MAX_SECRET_BYTES)
-                .map_err(|e| Failure::new(format!("auth-token-file: cannot read {e}")))?;
-            // As `serve` reads it: the trailing newline files and `echo` leave is not the token's.
-            let token = text.trim_end_matches(['\r', '\n']);
-            if token.is_empty() {
-                return Err(Failure::new(format!(
-                    "auth-token-file: {} is empty",
-                    path.display()
-                )));
-            }
-            Some(token.to_string())
+            let secret = secrets::read_file("auth-token-file", path)
+                .map_err(|e| Failure::new(format!("{}: {}", e.setting, e.message)))?;
+            Some(String::from_utf8_lossy(secret.expose()).into_owned())
         }
         None => process_env("TWILIO_AUTH_TOKEN").filter(|t| !t.is_empty()),
     };
