@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::journal_args::{JournalArgs, JournalCommand, JournalFormat, ReplayArgs, ReplayProgress};
 use super::{current_thread_runtime, print, Failure, Outcome};
-use crate::cli::{JournalArgs, JournalCommand, JournalFormat, ReplayArgs, ReplayProgress};
 use crate::config;
 use crate::forward::client::Client;
 use crate::forward::replay::Replay;

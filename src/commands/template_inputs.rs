@@ -5,10 +5,35 @@
 
 use std::path::PathBuf;
 
+use clap::{Arg, Args};
+
 use super::Failure;
-use crate::config;
+use crate::config::{self, DEFAULT_CONFIG_FILE, DEFAULT_TEMPLATES};
 use crate::templates::{check_command, TemplateSettings, Templates};
 use crate::twilio::Role;
+
+/// The settings `check`, `render` and `test` share with `serve`: the template folder (here only
+/// from the flag or its variable) and the config file (for `[vars]` and `extra_params`); the
+/// defaults their help shows are the ones the commands use.
+#[derive(Debug, Args)]
+#[command(
+    mut_arg("templates", |arg| shown_default(arg, DEFAULT_TEMPLATES)),
+    mut_arg("config", |arg| shown_default(arg, format!("./{DEFAULT_CONFIG_FILE} if present")))
+)]
+pub struct TemplateFlags {
+    /// Template directory holding primary/ and fallback/ (and tests/, for `test`).
+    #[arg(long, env = "TWIML_FAILOVER_TEMPLATES", value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// TOML config file (for [vars] and extra_params).
+    #[arg(long, env = "TWIML_FAILOVER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `arg`'s help with the default written after it, from the value the command uses.
+pub fn shown_default(arg: Arg, default: impl std::fmt::Display) -> Arg {
+    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+    arg.help(format!("{help} [default: {default}]"))
+}
 
 /// The template root and the config's template settings.
 pub struct TemplateInputs {
@@ -61,7 +86,7 @@ pub fn no_config_file() -> String {
     format!(
         "no config file: none given, and no ./{} in {}; going on without [vars] and extra_params \
          (give one with --config FILE or TWIML_FAILOVER_CONFIG=FILE)",
-        config::DEFAULT_CONFIG_FILE,
+        DEFAULT_CONFIG_FILE,
         config::working_directory()
     )
 }
