@@ -1,8 +1,13 @@
-//! The `journal` command's flags and subcommands. Pure.
+//! The `journal` command's flags and subcommands, and what it reads of the config file (not pure:
+//! that read).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+
+use crate::config::{read_file, StartupError};
+use crate::keyring::KeyRing;
+use crate::secrets::EnvLookup;
 
 /// Flags of `journal`.
 #[derive(Debug, Args)]
@@ -111,4 +116,21 @@ pub enum ReplayProgress {
     Auto,
     /// Never.
     Never,
+}
+
+/// What `journal replay` needs from the config file and environment: the signing keys (auth
+/// token from `auth_token_file` or `TWILIO_AUTH_TOKEN`, subaccounts from `[accounts]`) and the
+/// configured forward target.
+pub fn load_replay_settings(
+    path: Option<&Path>,
+    env: EnvLookup<'_>,
+) -> Result<(KeyRing, Option<String>), StartupError> {
+    let file = read_file(path)?;
+    Ok((file.keyring(env)?, file.forward.to))
+}
+
+/// Reads only the `[journal] url` and `password_file` of a config file.
+pub fn load_journal_url(path: &Path) -> Result<(Option<String>, Option<PathBuf>), StartupError> {
+    let journal = read_file(Some(path))?.journal;
+    Ok((journal.url, journal.password_file))
 }

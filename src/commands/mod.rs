@@ -12,7 +12,7 @@ pub mod numbers_args;
 pub mod render;
 pub mod serve;
 pub mod sign;
-mod template_inputs;
+pub mod template_inputs;
 pub mod test;
 
 use std::fmt;

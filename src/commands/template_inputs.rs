@@ -3,12 +3,12 @@
 //! and the role. Not pure: reads the config file and says on stderr which one it read, or that it
 //! found none.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Arg, Args};
 
 use super::Failure;
-use crate::config::{self, DEFAULT_CONFIG_FILE, DEFAULT_TEMPLATES};
+use crate::config::{self, StartupError, DEFAULT_CONFIG_FILE, DEFAULT_TEMPLATES};
 use crate::templates::{check_command, TemplateSettings, Templates};
 use crate::twilio::Role;
 
@@ -35,6 +35,12 @@ pub fn shown_default(arg: Arg, default: impl std::fmt::Display) -> Arg {
     arg.help(format!("{help} [default: {default}]"))
 }
 
+/// Reads only the template-related part of a config file: `[vars]` and `extra_params`.
+pub fn load_template_settings(path: Option<&Path>) -> Result<TemplateSettings, StartupError> {
+    let file = config::read_file(path)?;
+    config::template_settings(file.vars, file.extra_params)
+}
+
 /// The template root and the config's template settings.
 pub struct TemplateInputs {
     /// Folder holding `primary/`, `fallback/` (and `tests/`).
@@ -55,7 +61,7 @@ impl TemplateInputs {
             None if !given => eprintln!("{}", no_config_file()),
             None => {}
         }
-        let settings = config::load_template_settings(config.as_deref())?;
+        let settings = load_template_settings(config.as_deref())?;
         let root = config::template_dir(templates, "TWIML_FAILOVER_TEMPLATES")?;
         Ok(TemplateInputs {
             root,
