@@ -10,7 +10,7 @@
 //! closed it) is sent again on another connection: hyper_util's pool does that by itself. A
 //! connection whose answer was ambiguously framed is never used again.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -195,10 +195,18 @@ impl Client {
 
     /// Sends `req` and reads the whole answer, within the request timeout.
     pub async fn send(&self, req: Request) -> Result<Response, Error> {
-        let timeout = self.settings.request_timeout;
-        match tokio::time::timeout(timeout, self.exchange(req)).await {
+        let deadline = Instant::now() + self.settings.request_timeout;
+        self.send_until(req, deadline).await
+    }
+
+    /// Sends `req` and reads the whole answer by `deadline` (instead of the request timeout): for
+    /// a caller whose time started before this call, as upstream mode's budget does.
+    pub async fn send_until(&self, req: Request, deadline: Instant) -> Result<Response, Error> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let deadline = tokio::time::Instant::from_std(deadline);
+        match tokio::time::timeout_at(deadline, self.exchange(req)).await {
             Ok(result) => result,
-            Err(_) => Err(Error::Timeout(timeout)),
+            Err(_) => Err(Error::Timeout(left)),
         }
     }
 

@@ -1,33 +1,35 @@
-//! One request, top to bottom: route → limits → read body (bounded budget) → permit → decode → verify signature → render →
-//! respond, then the metrics and one log line (for a request that failed before its signature was
-//! verified, only within `unverified_log`'s rate). Never returns an error to hyper (that would drop the
-//! connection without an answer).
+//! One request as named stages, top to bottom: accept (route, the head's bounds) → limits (the body
+//! within its budget, then a permit) → decode → verify → journal (the event handed to the writer)
+//! → answer (from upstream, or from templates) → respond (the journal's word, the metrics and one
+//! log line; for a request that failed before its signature was verified, the line only within
+//! `unverified_log`'s rate). A stage continues with what the next one needs or refuses with a
+//! status ([`Refused`]). Never returns an error to hyper (that would drop the connection without
+//! an answer).
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use http::{Request, StatusCode};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Method, Request, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::app::App;
 use super::limits::{self, BodyError, BodyRules};
 use super::respond::{self, Reply};
 use crate::journal::record::{self, Received};
 use crate::journal::time::now_ms;
-use crate::journal::writer::Written;
+use crate::journal::writer::{Pending, Written};
 use crate::readiness::Phase;
 use crate::route::{route, Route};
 use crate::templates::{AnswerError, ServedBy};
 use crate::twilio::{self, Channel};
-use crate::upstream::{request, Source};
-use crate::verify::{attempted, authenticate};
+use crate::upstream::{request, Prepared, Source};
+use crate::verify::{attempted, authenticate, Signer};
 use crate::webhook::{decode, single_header, DecodeError, Params, Payload, UrlRules, Webhook};
-
-/// The address a request came from, as seen by the listener: a request extension the connection
-/// adds, so that the upstream request can name it in `X-Forwarded-For`.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub std::net::IpAddr);
 
 /// What the request log line says beyond method, path and status.
 #[derive(Debug, Default)]
@@ -55,20 +57,55 @@ struct SignatureLog {
     keys: String,
 }
 
-/// Answers one request.
+/// Why a stage stopped the request: the status the caller gets, and the log line's reason.
+#[derive(Debug)]
+struct Refused {
+    status: StatusCode,
+    reason: String,
+}
+
+impl Refused {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Refused {
+        Refused {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    /// The answer: the fixed error body, or an empty 204 for a status callback.
+    fn reply(&self) -> Reply {
+        match self.status {
+            StatusCode::NO_CONTENT => respond::no_content(),
+            status => respond::error(status),
+        }
+    }
+}
+
+/// What the respond stage needs of the request after the request itself is gone.
+struct Head {
+    method: Method,
+    version: Version,
+    /// A cheap clone (shared bytes), so the log line can show the path.
+    uri: Uri,
+    started: Instant,
+}
+
+/// Answers one request from `peer` that reached the `scheme` listener: accept, then respond.
 pub async fn handle(
     app: Arc<App>,
     scheme: &'static str,
+    peer: Option<IpAddr>,
     req: Request<Incoming>,
 ) -> Result<Reply, Infallible> {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let version = req.version();
-    // A cheap clone (shared bytes) so the log line can borrow the path after `req` is consumed.
-    let uri = req.uri().clone();
-    let route = route(&method, uri.path());
+    let head = Head {
+        method: req.method().clone(),
+        version: req.version(),
+        uri: req.uri().clone(),
+        started: Instant::now(),
+    };
+    let route = route(&head.method, head.uri.path());
     let mut outcome = Outcome::default();
-    let mut response = match limits::check_head(&req) {
+    let response = match limits::check_head(&req) {
         Err(status) => {
             outcome.reason = Some("request head too large".into());
             respond::error(status)
@@ -80,12 +117,18 @@ pub async fn handle(
             Route::NotFound => respond::error(StatusCode::NOT_FOUND),
             Route::MethodNotAllowed(allow) => respond::method_not_allowed(allow),
             Route::Status | Route::Template(_) => {
-                webhook(&app, scheme, req, &route, started, &mut outcome).await
+                let kind = Kind::of(&route);
+                webhook(&app, scheme, peer, req, kind, head.started, &mut outcome).await
             }
         },
     };
+    Ok(respond(&app, &head, &route, response, &outcome))
+}
+
+/// The respond stage: the headers every answer gets, the request metrics and the log line.
+fn respond(app: &App, head: &Head, route: &Route, mut response: Reply, outcome: &Outcome) -> Reply {
     // While draining, tell HTTP/1 clients to reconnect (to the next instance) after this answer.
-    if app.readiness().phase() == Phase::Draining && version < http::Version::HTTP_2 {
+    if app.readiness().phase() == Phase::Draining && head.version < Version::HTTP_2 {
         response.headers_mut().insert(
             http::header::CONNECTION,
             http::HeaderValue::from_static("close"),
@@ -97,29 +140,32 @@ pub async fn handle(
             .insert(twilio::SOURCE_HEADER, source.header());
     }
     let status = response.status().as_u16();
-    let elapsed = started.elapsed();
+    let elapsed = head.started.elapsed();
     app.metrics()
         .request(route.label(), status, elapsed.as_secs_f64());
     // Anyone can send requests that fail before the signature check; their lines are rate-limited
     // (and counted) so a stranger cannot fill the operator's logs. Every genuine request is logged.
-    if !outcome.verified && !app.unverified_log().admit(status) {
-        return Ok(response);
+    if outcome.verified || app.unverified_log().admit(status) {
+        log_line(app, head, status, elapsed, outcome);
     }
-    let fallback = outcome.error_code.is_some();
-    let path = first_chars(uri.path(), 200);
+    response
+}
+
+/// The one line each request leaves in the log.
+fn log_line(app: &App, head: &Head, status: u16, elapsed: Duration, outcome: &Outcome) {
     tracing::info!(
         target: "twiml_failover::request",
         // A method is one token (hyper refuses space, `"` and `=` in it), so it shows bare; the
         // path is a string, which the text format quotes and escapes: it cannot pass for another
         // field or line.
-        method = %method,
-        path,
+        method = %head.method,
+        path = first_chars(head.uri.path(), 200),
         status,
         latency_us = elapsed.as_micros() as u64,
         role = app.settings().role.as_str(),
         call_sid = outcome.call_sid.as_deref(),
         message_sid = outcome.message_sid.as_deref(),
-        fallback,
+        fallback = outcome.error_code.is_some(),
         error_code = outcome.error_code.as_deref(),
         error_url = outcome.error_url.as_deref(),
         served_by = outcome.served_by.map(ServedBy::label),
@@ -132,7 +178,6 @@ pub async fn handle(
         tried_urls = outcome.signature.as_ref().map(|s| s.tried.as_str()),
         tried_keys = outcome.signature.as_ref().map(|s| s.keys.as_str()),
     );
-    Ok(response)
 }
 
 /// `/readyz`: 200 while serving, 503 while starting or draining. A journal store that does not
@@ -179,167 +224,135 @@ fn loggable(value: &str) -> String {
         .collect()
 }
 
+/// Which kind of webhook a route asks for: one a template answers (by this name), or a status
+/// callback.
+#[derive(Debug, Clone, Copy)]
+enum Kind<'r> {
+    Template(&'r str),
+    Callback,
+}
+
+impl<'r> Kind<'r> {
+    fn of(route: &'r Route) -> Kind<'r> {
+        match route {
+            Route::Template(name) => Kind::Template(name),
+            _ => Kind::Callback,
+        }
+    }
+
+    fn template(self) -> Option<&'r str> {
+        match self {
+            Kind::Template(name) => Some(name),
+            Kind::Callback => None,
+        }
+    }
+}
+
+/// The webhook's stages, from the body to the answer; a refusal becomes its error answer.
 async fn webhook(
     app: &App,
     scheme: &'static str,
+    peer: Option<IpAddr>,
     req: Request<Incoming>,
-    route: &Route,
+    kind: Kind<'_>,
     started: Instant,
-    outcome: &mut Outcome,
+    log: &mut Outcome,
 ) -> Reply {
-    let limits = &app.settings().limits;
     let (parts, body) = req.into_parts();
+    let answered = async {
+        let body = read_body(app, body).await?;
+        let _permit = admit(app)?;
+        let hook = decode_request(app, scheme, &parts, body.clone())?;
+        let signer = verify(app, &parts, &hook, log)?;
+        let upstream = prepare_upstream(app, &parts, peer, &hook, body, signer, kind);
+        if kind.template().is_none() && app.journal().is_none() && upstream.is_none() {
+            return Ok(respond::no_content());
+        }
+        alert(app, kind, &hook, log);
+        let (url, params) = parameters(hook, kind)?;
+        tracing::debug!(params = ?params, "webhook parameters");
+        // Handed to the journal writer before answering, so the commit and the answer overlap.
+        let pending = journal(app, &parts, &url, &params);
+        let answer = answer(app, kind, upstream, params, started, log).await;
+        record(app, pending, log).await;
+        Ok::<_, Refused>(answer)
+    };
+    answered.await.unwrap_or_else(|refused| {
+        let reply = refused.reply();
+        log.reason = Some(refused.reason);
+        reply
+    })
+}
+
+/// Limits, first half: the whole body, within its size, time, rate and the shared budget.
+async fn read_body(app: &App, body: Incoming) -> Result<Bytes, Refused> {
+    let limits = &app.settings().limits;
     let rules = BodyRules {
         max: limits.max_body_bytes,
         timeout: limits.request_timeout,
         min_rate: limits.min_body_rate,
         grace: limits.body_grace,
     };
-    let body = match limits::read_body(body, app.bodies(), rules).await {
-        Ok(body) => body,
-        Err(e) => {
-            outcome.reason = Some(format!("body: {e:?}"));
-            return respond::error(match e {
+    limits::read_body(body, app.bodies(), rules)
+        .await
+        .map_err(|e| {
+            let status = match e {
                 BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 BodyError::TimedOut | BodyError::TooSlow => StatusCode::REQUEST_TIMEOUT,
                 BodyError::Broken => StatusCode::BAD_REQUEST,
-            });
-        }
-    };
-    // The permit for the work after the body: nothing a slow client does holds one.
-    let Some(_permit) = limits::admit(app.concurrency()) else {
+            };
+            Refused::new(status, format!("body: {e:?}"))
+        })
+}
+
+/// Limits, second half: the permit for the work after the body, so nothing a slow client does
+/// holds one.
+fn admit(app: &App) -> Result<OwnedSemaphorePermit, Refused> {
+    limits::admit(app.concurrency()).ok_or_else(|| {
         app.metrics().load_shed();
-        outcome.reason = Some("concurrency limit reached".into());
-        return respond::error(StatusCode::SERVICE_UNAVAILABLE);
-    };
+        Refused::new(StatusCode::SERVICE_UNAVAILABLE, "concurrency limit reached")
+    })
+}
+
+/// Decode: the URL Twilio signed and the parameters, not yet trusted.
+fn decode_request(
+    app: &App,
+    scheme: &'static str,
+    parts: &Parts,
+    body: Bytes,
+) -> Result<Webhook, Refused> {
     let rules = UrlRules {
         public_url: app.settings().public_url.as_ref(),
         scheme,
         trust_forwarded: app.settings().trust_forwarded_headers,
     };
-    // The upstream gets the body as Twilio sent it (a cheap clone: shared bytes).
-    let raw_body = body.clone();
-    let hook = match decode(rules, &parts.method, &parts.uri, &parts.headers, body) {
-        Ok(hook) => hook,
-        Err(e) => {
-            outcome.reason = Some(e.to_string());
-            return respond::error(decode_status(&e));
+    decode(rules, &parts.method, &parts.uri, &parts.headers, body)
+        .map_err(|e| Refused::new(decode_status(&e), e.to_string()))
+}
+
+/// Verify: the signature, by one of the keyring's keys; from here on the line is always written.
+fn verify<'a>(
+    app: &'a App,
+    parts: &Parts,
+    hook: &Webhook,
+    log: &mut Outcome,
+) -> Result<Signer<'a>, Refused> {
+    match authenticate(&app.settings().keyring, &parts.headers, hook) {
+        Ok(signer) => {
+            log.verified = true;
+            log.call_sid = hook.param("CallSid").map(loggable);
+            log.message_sid = hook.param("MessageSid").map(loggable);
+            Ok(signer)
         }
-    };
-    let signer = match authenticate(&app.settings().keyring, &parts.headers, &hook) {
-        Ok(signer) => signer,
         Err(e) => {
             app.metrics().signature_failure(e.label());
-            outcome.reason = Some(loggable(&e.to_string()));
-            outcome.signature = signature_log(app, &parts.headers, &hook);
-            return respond::error(StatusCode::FORBIDDEN);
+            log.signature = signature_log(app, &parts.headers, hook);
+            Err(Refused::new(
+                StatusCode::FORBIDDEN,
+                loggable(&e.to_string()),
+            ))
         }
-    };
-    outcome.verified = true;
-    outcome.call_sid = hook.param("CallSid").map(loggable);
-    outcome.message_sid = hook.param("MessageSid").map(loggable);
-    let journal = app.journal();
-    let template = match route {
-        Route::Template(name) => Some(name),
-        _ => None,
-    };
-    // Upstream mode: only what is verified goes on, built before the parameters are taken.
-    let upstream = app.upstream().and_then(|u| {
-        if !u.settings().goes_upstream(parts.uri.path()) {
-            return None;
-        }
-        let form = match &hook.payload {
-            Payload::Form(params) => Some(params),
-            Payload::Query | Payload::Json(_) => None,
-        };
-        let incoming = request::Incoming {
-            method: &parts.method,
-            path_and_query: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-            headers: &parts.headers,
-            body: raw_body.clone(),
-            signed_url: &hook.url,
-            form,
-            peer: parts.extensions.get::<Peer>().map(|p| p.0),
-        };
-        let settings = u.settings();
-        Some((
-            u,
-            request::build(&settings.url, settings.signature, signer, &incoming),
-        ))
-    });
-    if template.is_none() && journal.is_none() && upstream.is_none() {
-        return respond::no_content();
     }
-    // Twilio adds ErrorCode and ErrorUrl only when it calls the fallback URL: that is an alert.
-    if let (Some(_), Some(code), Some(url)) =
-        (template, hook.param("ErrorCode"), hook.param("ErrorUrl"))
-    {
-        app.metrics().fallback_request(code);
-        outcome.error_code = Some(loggable(code));
-        outcome.error_url = Some(loggable(url));
-    }
-    let url = journal.map(|_| hook.url.clone());
-    let params = match hook.into_params() {
-        Ok(params) => params,
-        Err(e) => {
-            outcome.reason = Some(e.to_string());
-            return match template {
-                Some(_) => respond::error(decode_status(&e)),
-                None => respond::no_content(),
-            };
-        }
-    };
-    tracing::debug!(params = ?params, "webhook parameters");
-    // Handed to the journal writer before rendering, so the commit and the render overlap.
-    let pending = match (journal, url) {
-        (Some(journal), Some(url)) => Some(journal.submit(record::new_event(Received {
-            received_at_ms: now_ms(),
-            role: app.settings().role,
-            method: parts.method.as_str(),
-            url: &url,
-            path: parts.uri.path(),
-            params: &params,
-            idempotency_token: idempotency_token(&parts.headers),
-        }))),
-        _ => None,
-    };
-    let answer = match (template, upstream) {
-        (name, Some((upstream, req))) => {
-            let deadline = started + upstream.settings().budget;
-            let channel = Channel::of_webhook(params.get("CallSid"), params.get("MessageSid"));
-            let result = upstream.call(req, channel, name.is_none(), deadline).await;
-            outcome.source = Some(match &result {
-                Ok(_) => Source::Upstream,
-                Err(reason) => Source::Degraded(*reason),
-            });
-            match (name, result) {
-                (Some(_), Ok(answered)) => respond::upstream(answered),
-                (Some(name), Err(_)) => render(app, name, Arc::new(params), true, outcome),
-                // The app's answer to a status callback is irrelevant to Twilio.
-                (None, _) => respond::no_content(),
-            }
-        }
-        (Some(name), None) => {
-            if let Some(upstream) = app.upstream() {
-                upstream.metrics().outcome(Source::Template.outcome());
-                outcome.source = Some(Source::Template);
-            }
-            render(app, name, Arc::new(params), false, outcome)
-        }
-        (None, None) => respond::no_content(),
-    };
-    if let (Some(journal), Some(pending)) = (journal, pending) {
-        let written = journal.wait(pending).await;
-        match &written {
-            Written::New(_) | Written::Duplicate(_) => {}
-            // The caller comes first: answer anyway, and say why on the log line.
-            Written::Failed(e) => outcome.reason = Some(format!("journal: {}", loggable(e))),
-            Written::Timeout => outcome.reason = Some("journal: commit timed out".into()),
-            Written::Overloaded => outcome.reason = Some("journal: writer queue full".into()),
-        }
-        outcome.journal = Some(written);
-    }
-    answer
 }
 
 /// What a refused signature was checked against (no key, token or expected signature).
@@ -365,9 +378,105 @@ fn signature_log(app: &App, headers: &http::HeaderMap, hook: &Webhook) -> Option
     })
 }
 
-/// Twilio's retry-stable token, when sent exactly once as text.
-fn idempotency_token(headers: &http::HeaderMap) -> Option<&str> {
-    single_header(headers, record::IDEMPOTENCY_HEADER)
+/// Upstream mode: the upstream's copy of what was verified, built before the parameters are
+/// taken; `None` without upstream mode or for a path answered locally.
+fn prepare_upstream(
+    app: &App,
+    parts: &Parts,
+    peer: Option<IpAddr>,
+    hook: &Webhook,
+    body: Bytes,
+    signer: Signer<'_>,
+    kind: Kind<'_>,
+) -> Option<Prepared> {
+    let upstream = app.upstream()?;
+    let form = match &hook.payload {
+        Payload::Form(params) => Some(params),
+        Payload::Query | Payload::Json(_) => None,
+    };
+    let incoming = request::Incoming {
+        method: &parts.method,
+        path_and_query: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+        headers: &parts.headers,
+        body,
+        signed_url: &hook.url,
+        form,
+        peer,
+    };
+    upstream.prepare(&incoming, signer, kind.template().is_none())
+}
+
+/// Twilio adds ErrorCode and ErrorUrl only when it calls the fallback URL: that is an alert.
+fn alert(app: &App, kind: Kind<'_>, hook: &Webhook, log: &mut Outcome) {
+    if let (Some(_), Some(code), Some(url)) = (
+        kind.template(),
+        hook.param("ErrorCode"),
+        hook.param("ErrorUrl"),
+    ) {
+        app.metrics().fallback_request(code);
+        log.error_code = Some(loggable(code));
+        log.error_url = Some(loggable(url));
+    }
+}
+
+/// The signed URL and everything a template may see; a status callback whose JSON body cannot be
+/// read still gets its 204.
+fn parameters(mut hook: Webhook, kind: Kind<'_>) -> Result<(String, Params), Refused> {
+    let url = std::mem::take(&mut hook.url);
+    match hook.into_params() {
+        Ok(params) => Ok((url, params)),
+        Err(e) => {
+            let status = match kind {
+                Kind::Template(_) => decode_status(&e),
+                Kind::Callback => StatusCode::NO_CONTENT,
+            };
+            Err(Refused::new(status, e.to_string()))
+        }
+    }
+}
+
+/// Journal: the event handed to the writer, when there is a journal.
+fn journal(app: &App, parts: &Parts, url: &str, params: &Params) -> Option<Pending> {
+    let journal = app.journal()?;
+    Some(journal.submit(record::new_event(Received {
+        received_at_ms: now_ms(),
+        role: app.settings().role,
+        method: parts.method.as_str(),
+        url,
+        path: parts.uri.path(),
+        params,
+        // Twilio's retry-stable token, when sent exactly once as text.
+        idempotency_token: single_header(&parts.headers, record::IDEMPOTENCY_HEADER),
+    })))
+}
+
+/// Answer: from the upstream when the webhook went there and its answer is usable, else from the
+/// templates; a status callback gets 204 whatever the upstream said.
+async fn answer(
+    app: &App,
+    kind: Kind<'_>,
+    upstream: Option<Prepared>,
+    params: Params,
+    started: Instant,
+    log: &mut Outcome,
+) -> Reply {
+    let params = Arc::new(params);
+    let (Some(prepared), Some(u)) = (upstream, app.upstream()) else {
+        let Kind::Template(name) = kind else {
+            return respond::no_content();
+        };
+        log.source = app.upstream().map(|u| u.local());
+        return render(app, name, params, false, log);
+    };
+    let channel = Channel::of_webhook(params.get("CallSid"), params.get("MessageSid"));
+    let result = u.answer(prepared, channel, started).await;
+    log.source = Some(Source::of(&result));
+    match (kind, result) {
+        (Kind::Template(_), Ok(answered)) => respond::upstream(answered),
+        (Kind::Template(name), Err(_)) => render(app, name, params, true, log),
+        // The app's answer to a status callback is irrelevant to Twilio.
+        (Kind::Callback, _) => respond::no_content(),
+    }
 }
 
 /// Renders `name`; `upstream_failed` takes the local rules of upstream mode (a path the primary
@@ -377,7 +486,7 @@ fn render(
     name: &str,
     params: Arc<Params>,
     upstream_failed: bool,
-    outcome: &mut Outcome,
+    log: &mut Outcome,
 ) -> Reply {
     let templates = app.templates();
     let answer = if upstream_failed {
@@ -387,7 +496,7 @@ fn render(
     };
     match answer {
         Ok(answer) => {
-            outcome.served_by = Some(answer.served_by);
+            log.served_by = Some(answer.served_by);
             if let Some(first) = answer.degraded_from {
                 app.metrics().degraded_answer();
                 tracing::warn!(
@@ -399,7 +508,7 @@ fn render(
             respond::twiml(answer.twiml)
         }
         Err(AnswerError::NotFound) => {
-            outcome.reason = Some("no template".into());
+            log.reason = Some("no template".into());
             respond::error(StatusCode::NOT_FOUND)
         }
         Err(AnswerError::Failed(e)) => {
@@ -407,10 +516,26 @@ fn render(
             // the error may quote a value from the request.
             let reason = e.to_string();
             tracing::error!(template = name, error = reason, "no template could answer");
-            outcome.reason = Some(reason);
+            log.reason = Some(reason);
             respond::error(StatusCode::SERVICE_UNAVAILABLE)
         }
     }
+}
+
+/// Respond, first half: what the journal said, on the log line. The caller comes first: it is
+/// answered whatever the journal said.
+async fn record(app: &App, pending: Option<Pending>, log: &mut Outcome) {
+    let (Some(journal), Some(pending)) = (app.journal(), pending) else {
+        return;
+    };
+    let written = journal.wait(pending).await;
+    match &written {
+        Written::New(_) | Written::Duplicate(_) => {}
+        Written::Failed(e) => log.reason = Some(format!("journal: {}", loggable(e))),
+        Written::Timeout => log.reason = Some("journal: commit timed out".into()),
+        Written::Overloaded => log.reason = Some("journal: writer queue full".into()),
+    }
+    log.journal = Some(written);
 }
 
 fn decode_status(e: &DecodeError) -> StatusCode {
