@@ -195,18 +195,20 @@ impl Client {
 
     /// Sends `req` and reads the whole answer, within the request timeout.
     pub async fn send(&self, req: Request) -> Result<Response, Error> {
-        let deadline = Instant::now() + self.settings.request_timeout;
-        self.send_until(req, deadline).await
+        self.within(req, self.settings.request_timeout).await
     }
 
     /// Sends `req` and reads the whole answer by `deadline` (instead of the request timeout): for
     /// a caller whose time started before this call, as upstream mode's budget does.
     pub async fn send_until(&self, req: Request, deadline: Instant) -> Result<Response, Error> {
         let left = deadline.saturating_duration_since(Instant::now());
-        let deadline = tokio::time::Instant::from_std(deadline);
-        match tokio::time::timeout_at(deadline, self.exchange(req)).await {
+        self.within(req, left).await
+    }
+
+    async fn within(&self, req: Request, time: Duration) -> Result<Response, Error> {
+        match tokio::time::timeout(time, self.exchange(req)).await {
             Ok(result) => result,
-            Err(_) => Err(Error::Timeout(left)),
+            Err(_) => Err(Error::Timeout(time)),
         }
     }
 
