@@ -132,11 +132,13 @@ echo "ok (${#yaml_files[@]} files)"
 step "kustomize copy of the templates is current (deploy/kubernetes/sync-templates.sh --check)"
 deploy/kubernetes/sync-templates.sh --check
 
+# primary-shared-spill is the primary with the spill folder on a ReadWriteMany claim every pod
+# mounts (components/shared-spill).
 # primary-cnpg is the primary with the in-cluster database (components/cloudnative-pg). Its
 # CloudNativePG `Cluster` has no schema kubernetes-validate knows (a CRD): checks.py checks the
 # fields the component relies on; every other object is validated strictly.
-for overlay in primary fallback primary-cnpg; do
-  role=${overlay%-cnpg}
+for overlay in primary fallback primary-cnpg primary-shared-spill; do
+  role=${overlay%%-*}
   step "kubernetes: render overlays/$overlay, validate strictly (k8s ${k8s_versions[*]}), check consistency"
   "$kubectl" kustomize "deploy/kubernetes/overlays/$overlay" >"$work/$overlay.yaml"
   echo "rendered $(grep -c '^kind:' "$work/$overlay.yaml") objects"

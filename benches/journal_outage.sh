@@ -10,6 +10,10 @@
 #   SPILL=1 bash benches/journal_outage.sh   # SIGTERM the server at the end of the outage (it
 #       spills what it holds to --journal-spill-dir), then start the database and a new server on the
 #       same folder: reports the exit status, the spill file and how long taking it back took
+#   SPILL=1 SHARED=1 bash benches/journal_outage.sh   # a second server runs on the same spill folder
+#       (a folder every replica mounts: EFS, a ReadWriteMany volume, an NFS share) from the start;
+#       the first is SIGTERMed at the end of the outage and spills, and the second, which keeps
+#       running, takes the file back once the database is up again: no new server is started
 # Starts its own throwaway PostgreSQL (.ci/postgres.sh) on loopback; runs as root or the user
 # owning that server. Numbers in deploy/README.md ("What survives what") come from it.
 set -euo pipefail
@@ -39,10 +43,10 @@ sig=$("$bin" sign --url "http://127.0.0.1:$port/sms" MessageSid=SM00000000000000
   From=+15550100001 To=+15550199999 "Body=outage test" AccountSid=AC00000000000000000000000000000001)
 
 python3 - "$port" "$sig" "$rate" "$before" "$outage" "$after" "$server" "$pgbin" "$opts" "${SPILL:-0}" \
-  "$bin" "${serve_args[@]}" <<'EOF'
-import http.client, json, os, signal, subprocess, sys, threading, time, urllib.parse
-port, sig, rate, before, outage, after, pid, pgbin, opts, spill, *command = sys.argv[1:]
-spill = spill == "1"
+  "${SHARED:-0}" "$bin" "${serve_args[@]}" <<'EOF'
+import http.client, json, os, signal, socket, subprocess, sys, threading, time, urllib.parse
+port, sig, rate, before, outage, after, pid, pgbin, opts, spill, shared, *command = sys.argv[1:]
+spill, shared = spill == "1", shared == "1"
 rate, before, outage, after = int(rate), int(before), int(outage), int(after)
 data = os.environ["TWIML_FAILOVER_PG_DATA"]
 body = urllib.parse.urlencode([("MessageSid", "SM00000000000000000000000000000001"),
@@ -65,6 +69,19 @@ def rss_kib():
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
+other = None
+if shared:
+    # The second replica on the same spill folder, on a port of its own.
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); other_port = str(s.getsockname()[1]); s.close()
+    other_command = [a if a != f"127.0.0.1:{port}" else f"127.0.0.1:{other_port}" for a in command]
+    other = subprocess.Popen(other_command, stderr=open(f"{data}/serve-other.log", "w"))
+    import atexit
+    atexit.register(lambda: other.poll() is None and other.terminate())
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", int(other_port)), timeout=1).close(); break
+        except OSError:
+            time.sleep(0.1)
 sent = ok = 0; statuses = {}; stop = False
 def load():
     global sent, ok, stop
@@ -111,7 +128,11 @@ if spill:
 as_db(f"{pgbin}/pg_ctl", "-D", f"{data}/data", "-w", "-l", f"{data}/log", "-o", opts, "start")
 if spill:
     back_at = time.monotonic()
-    new = subprocess.Popen(command, stderr=open(f"{data}/serve2.log", "w"))
+    if shared:
+        # No new server: the one still running takes the file back.
+        new, port = other, other_port
+    else:
+        new = subprocess.Popen(command, stderr=open(f"{data}/serve2.log", "w"))
     pid = str(new.pid)
     while True:
         try:
@@ -121,6 +142,7 @@ if spill:
     while any(f.startswith("spill-") for f in os.listdir(f"{data}/spill")):
         time.sleep(0.05)
     spilled["taken_back_s_after_db_back"] = round(time.monotonic() - back_at, 2)
+    spilled["taken_back_by"] = "the other server, running since before the outage" if shared else "a new server"
 back_at = time.monotonic(); drained = up_again = None
 while time.monotonic() - back_at < after:
     m = scrape()

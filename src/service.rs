@@ -356,14 +356,14 @@ impl Durable {
         })
     }
 
-    /// Once serving: takes back what an earlier exit spilled, and starts the forwarder (inside the
-    /// runtime).
+    /// Once serving: sweeps the spill folder for what earlier exits (this replica's or, in a
+    /// shared folder, any other's) left there, and starts the forwarder (inside the runtime).
     fn start(&mut self, keyring: &KeyRing, metrics: &ForwardMetrics) -> Result<(), StartupError> {
         let Some(writer) = &self.writer else {
             return Ok(());
         };
         if let Some(dir) = &self.spill_dir {
-            let import = spill::Import::start(dir.clone(), writer.url().clone(), SPILL_RETRY)
+            let import = spill::Import::start(dir.clone(), writer.url().clone(), SPILL_SWEEP)
                 .map_err(|e| StartupError::Invalid {
                     setting: "journal-spill-dir",
                     message: e.to_string(),
@@ -400,6 +400,11 @@ impl Durable {
             deliverer,
             ..
         } = self;
+        // Told before this server's own spill file can exist, so that the import never claims it:
+        // it is left to the other replicas on the folder, or the next start.
+        if let Some(import) = &import {
+            import.ask_to_stop();
+        }
         let import = async {
             let Some(import) = import else { return };
             // Joining waits on its thread: not on a runtime worker.
@@ -407,7 +412,7 @@ impl Durable {
             if !matches!(ended, Ok(true)) {
                 tracing::warn!(
                     "the spill import did not stop in time (the journal store is not answering); \
-                     its files stay for the next start"
+                     the file it holds is taken over by the next importer once it goes quiet"
                 );
             }
         };
@@ -436,8 +441,9 @@ impl Durable {
     }
 }
 
-/// How often the spill import tries again while the journal does not take its files.
-const SPILL_RETRY: Duration = Duration::from_secs(5);
+/// How often the spill folder is swept for files to take back (other replicas' when it is shared),
+/// and so how soon a file is tried again while the journal does not take it.
+const SPILL_SWEEP: Duration = Duration::from_secs(5);
 
 /// How long the journal's last write may take at exit before what it holds goes to the spill
 /// folder: a store that answers commits in milliseconds; one that has not answered in this long
@@ -475,7 +481,7 @@ fn finish_journal(journal: &Journal, spill_dir: Option<&Path>) -> Exit {
             tracing::error!(
                 spilled = left.len(),
                 file = %path.display(),
-                "journal unavailable at exit; events written to the spill file, taken back at the next start"
+                "journal unavailable at exit; events written to the spill file, taken back by the next server to sweep the folder"
             );
             Exit::EventsSpilled
         }

@@ -26,28 +26,7 @@ fn serve_with(journal: &str, spill_dir: Option<&std::path::Path>) -> Serve {
 
 /// Sends `n` signed webhooks, each with its own MessageSid, and checks each got 200.
 fn acknowledge(server: &Serve, n: usize) {
-    acknowledge_range(server, 0..n);
-}
-
-/// Sends signed webhooks with MessageSids numbered `range`, and checks each got 200.
-fn acknowledge_range(server: &Serve, range: std::ops::Range<usize>) {
-    for i in range {
-        let sid = format!("SM{i:032}");
-        let params = [
-            ("AccountSid", "AC00000000000000000000000000000001"),
-            ("MessageSid", sid.as_str()),
-            ("From", "+15005550006"),
-            ("To", "+15005550001"),
-            ("Body", "hi"),
-        ];
-        let answer = server.post_signed("/sms", &params);
-        assert!(
-            answer
-                .as_deref()
-                .is_some_and(|a| a.starts_with("HTTP/1.1 200")),
-            "{answer:?}"
-        );
-    }
+    server.acknowledge_sms(0..n);
 }
 
 #[test]
@@ -93,7 +72,7 @@ fn store_down_at_exit_spills_and_the_next_start_takes_them_back() {
     assert_eq!(next.terminate(), 0, "{}", next.log());
 }
 
-/// The MessageSid `acknowledge_range` sends as number `i`.
+/// The MessageSid `acknowledge_sms` sends as number `i`.
 fn sid(i: usize) -> String {
     format!("SM{i:032}")
 }
@@ -190,25 +169,6 @@ fn journaled(url: &JournalUrl) -> Vec<String> {
     sids
 }
 
-/// Starts `serve` on `journal` with the spill folder and the other flags these tests share.
-fn serve_stuck(journal: &str, spill_dir: &std::path::Path, extra: &[&str]) -> Serve {
-    let mut args = vec![
-        "--journal",
-        journal,
-        "--journal-spill-dir",
-        spill_dir.to_str().unwrap(),
-        "--watch",
-        "false",
-        "--lame-duck",
-        "0",
-        // Callers are answered after 0.2 s whatever the store does.
-        "--journal-timeout",
-        "0.2",
-    ];
-    args.extend_from_slice(extra);
-    Serve::shipped(&args)
-}
-
 /// Restarts on `url` with the spill folder and waits until the spill is taken back.
 fn take_back(url: &str, spill_dir: &std::path::Path) {
     let mut next = serve_with(url, Some(spill_dir));
@@ -230,12 +190,12 @@ fn a_sqlite_journal_locked_by_another_process_at_exit_spills_within_the_bound() 
     let db = dir.path().join("journal.db");
     let spill_dir = dir.path().join("spill");
     let url = format!("sqlite://{}", db.display());
-    let mut server = serve_stuck(&url, &spill_dir, &[]);
-    acknowledge_range(&server, 0..5);
+    let mut server = Serve::spilling(&url, &spill_dir, &[]);
+    server.acknowledge_sms(0..5);
     // Another process (this test) takes the write lock and keeps it.
     let lock = rusqlite::Connection::open(&db).unwrap();
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
-    acknowledge_range(&server, 5..15);
+    server.acknowledge_sms(5..15);
     let took = stop_spilled(&mut server, twiml_failover::service::JOURNAL_EXIT_WAIT);
     let expected: Vec<String> = (5..15).map(sid).collect();
     assert_eq!(spilled_conversations(&spill_dir), expected);
@@ -253,7 +213,7 @@ fn a_postgres_that_accepts_and_never_answers_at_exit_spills_within_the_bound() {
     let dir = tempfile::tempdir().unwrap();
     let spill_dir = dir.path().join("spill");
     // The forwarder waits on the same store: it must not hold the exit either.
-    let mut server = serve_stuck(&url, &spill_dir, &["--forward-to", "http://127.0.0.1:9/x"]);
+    let mut server = Serve::spilling(&url, &spill_dir, &["--forward-to", "http://127.0.0.1:9/x"]);
     acknowledge(&server, 10);
     let took = stop_spilled(&mut server, twiml_failover::forward::STOP_GRACE);
     let expected: Vec<String> = (0..10).map(sid).collect();
@@ -274,11 +234,11 @@ fn a_postgres_that_stops_answering_mid_stream_loses_and_doubles_nothing() {
     let proxied = direct.replacen(authority, &proxy.addr.to_string(), 1);
     let dir = tempfile::tempdir().unwrap();
     let spill_dir = dir.path().join("spill");
-    let mut server = serve_stuck(&proxied, &spill_dir, &[]);
-    acknowledge_range(&server, 0..5);
+    let mut server = Serve::spilling(&proxied, &spill_dir, &[]);
+    server.acknowledge_sms(0..5);
     // As if the server were SIGSTOPped: connections stay open, nothing is answered.
     proxy.freeze();
-    acknowledge_range(&server, 5..15);
+    server.acknowledge_sms(5..15);
     stop_spilled(&mut server, twiml_failover::service::JOURNAL_EXIT_WAIT);
     let spilled = spilled_conversations(&spill_dir);
     let expected: Vec<String> = (5..15).map(sid).collect();

@@ -6,10 +6,13 @@
 //! address RDS would create, the public URL parameter, and the forward target (a local one). The
 //! binary then runs in a root file system built like the image (the binary, templates, config,
 //! and each manifest volume at its mount path: ConfigMaps and Secrets as files, the Cloud SQL
-//! connection as the server's unix-socket folder), remounted read-only with only the manifest's
-//! writable volumes writable, as the image's user with no capabilities (`chroot` + `setpriv` in a
-//! mount namespace). Signed webhooks must be answered, journaled in PostgreSQL and forwarded; the
-//! probes and the scrape path must answer; SIGTERM must end it with status 0.
+//! connection as the server's unix-socket folder, a volume every replica shares (EFS, a
+//! ReadWriteMany claim, an NFS share) as one host folder), remounted read-only with only the
+//! manifest's writable volumes writable, as the image's user with no capabilities (`chroot` +
+//! `setpriv` in a mount namespace). Signed webhooks must be answered, journaled in PostgreSQL and
+//! forwarded; the probes and the scrape path must answer; where the spill folder is shared, a
+//! second replica runs on the same folder and a spill file left there is taken back once; SIGTERM
+//! must end each with status 0.
 //!
 //! Needs root (mount namespace, chroot, setpriv), kubectl with kustomize v5, Python with PyYAML and
 //! cfn-lint, and PostgreSQL; it listens on the manifests' own port 8080. `bash .ci/smoke.sh` runs it
@@ -26,7 +29,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use twiml_failover::journal::{spill, NewEvent};
 use twiml_failover::signature::{sign, Algorithm};
+use twiml_failover::twilio::Role;
 
 /// One deployment at a time: they all listen on the manifests' port.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -212,7 +217,9 @@ struct Container {
     _staging: tempfile::TempDir,
 }
 
-fn container(spec: &Value, pg: &Postgres, target: &Target) -> Container {
+/// `shared`: the host folder a manifest's shared volume (EFS, a ReadWriteMany claim, an NFS share)
+/// stands for, the same for every container built with it.
+fn container(spec: &Value, pg: &Postgres, target: &Target, shared: &Path) -> Container {
     let image = &spec["image"];
     let staging = tempfile::tempdir().unwrap();
     let stage = staging.path().join("stage");
@@ -319,6 +326,20 @@ fn container(spec: &Value, pg: &Postgres, target: &Target) -> Container {
                 );
                 writable.push(path.to_string());
             }
+            "shared" => {
+                // One folder for every replica, owned by the image's user (as the access point or
+                // the share's chown makes it): the same host folder bound into each container.
+                std::fs::create_dir_all(put(path)).unwrap();
+                mounts += &format!(
+                    "/usr/bin/chown {}:{} {shared}; /usr/bin/chmod 0700 {shared}\n\
+                     /usr/bin/mount --bind {shared} \"$R\"{}\n",
+                    user.0,
+                    user.1,
+                    q(path),
+                    shared = q(shared.to_str().unwrap()),
+                );
+                writable.push(path.to_string());
+            }
             "cloudsql" => {
                 // The Cloud SQL connection's socket, named for PostgreSQL's default port as Cloud
                 // Run names it: the test server's own socket, bound there (connecting to a socket
@@ -338,7 +359,7 @@ fn container(spec: &Value, pg: &Postgres, target: &Target) -> Container {
         }
         assert!(
             writable.contains(&path.to_string()),
-            "{path}: writable but not scratch"
+            "{path}: writable but not scratch or shared"
         );
     }
     // What a distroless image has besides: the user, the dynamic loader and C library the debug
@@ -486,15 +507,9 @@ fn status_of(pid: u32) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn run(kind: &str, path: &str) {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let spec = shipped(kind, path);
-    let pg = Postgres::fresh();
-    let target = Target::start();
-    let c = container(&spec, &pg, &target);
-    let log_dir = tempfile::tempdir().unwrap();
-    let log = log_dir.path().join("serve.log");
-    let mut child = Killed(
+/// Runs the container's script in a mount namespace of its own, its log in `log`.
+fn start(c: &Container, log: &Path) -> Killed {
+    Killed(
         Command::new("/usr/bin/unshare")
             .args([
                 "--mount",
@@ -508,10 +523,111 @@ fn run(kind: &str, path: &str) {
             .envs(&c.env)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .expect("unshare runs"),
-    );
+    )
+}
+
+/// A manifest whose spill folder is shared by every replica: a second replica of the same
+/// container on the same folder (both on the manifests' port, a reuseport group), and a spill file
+/// left there as a replica replaced during an outage leaves it: one of the two takes it back into
+/// the journal, once.
+fn second_replica_takes_back(
+    spec: &Value,
+    pg: &Postgres,
+    target: &Target,
+    shared: &Path,
+    first_log: &Path,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let mut c = container(spec, pg, target, shared);
+    // Each replica has a network of its own where it runs; here both share the test's, so the
+    // second takes the next port (the only setting not as shipped).
+    let listen = c
+        .env
+        .get_mut("TWIML_FAILOVER_LISTEN")
+        .expect("listen is set");
+    *listen = listen.replace(":8080", ":8081");
+    let mut second = start(&c, &log);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !read(&log).contains("listening") {
+        assert!(
+            second.0.try_wait().unwrap().is_none(),
+            "second replica exited:\n{}",
+            read(&log)
+        );
+        assert!(Instant::now() < deadline, "second replica never listened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = format!("{}/sms", c.env["TWIML_FAILOVER_PUBLIC_URL"]);
+    let role = Role::from_name(&c.env["TWIML_FAILOVER_ROLE"]).expect("a role");
+    let events: Vec<NewEvent> = (1..=3)
+        .map(|i| {
+            let key = format!("spilled-by-a-replaced-replica-{i}");
+            common::sms_event(&key, role, &url)
+        })
+        .collect();
+    let file = spill::write(shared, &events).unwrap();
+    // Written as the replicas' user would have written it.
+    std::os::unix::fs::chown(&file, Some(c.user.0), Some(c.user.1)).unwrap();
+    let mut journal = pg.journal();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let taken: i64 = journal
+            .query_one(
+                "SELECT count(*) FROM twiml_failover_events WHERE idempotency_key LIKE 'spilled-by-%'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        let lines = [read(first_log), read(&log)]
+            .iter()
+            .map(|l| {
+                l.matches("spilled events taken back into the journal")
+                    .count()
+            })
+            .sum::<usize>();
+        if taken == 3 && lines == 1 && spill::pending(shared).unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spill file not taken back once: {taken} journaled, {lines} lines:\n{}\n---\n{}",
+            read(first_log),
+            read(&log)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Command::new("kill")
+        .args(["-TERM", &second.0.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{}", read(&log));
+    eprintln!("a spill file left in the shared folder was taken back by one of two replicas, once");
+}
+
+fn run(kind: &str, path: &str) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let spec = shipped(kind, path);
+    let pg = Postgres::fresh();
+    let target = Target::start();
+    let log_dir = tempfile::tempdir().unwrap();
+    let shared = log_dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let c = container(&spec, &pg, &target, &shared);
+    let log = log_dir.path().join("serve.log");
+    let mut child = start(&c, &log);
     let child = &mut child.0;
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let port = spec["port"].as_u64().unwrap() as u16;
@@ -668,6 +784,15 @@ fn run(kind: &str, path: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    let shares = spec["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["kind"] == "shared");
+    if shares {
+        second_replica_takes_back(&spec, &pg, &target, &shared, &log);
+    }
+
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -704,6 +829,15 @@ fn kubernetes_fallback_as_shipped() {
 #[ignore = "needs root, kubectl, Python with PyYAML and cfn-lint, PostgreSQL: bash .ci/smoke.sh"]
 fn kubernetes_primary_with_cloudnative_pg_as_shipped() {
     run("kubernetes", "deploy/kubernetes/overlays/primary-cnpg");
+}
+
+#[test]
+#[ignore = "needs root, kubectl, Python with PyYAML and cfn-lint, PostgreSQL: bash .ci/smoke.sh"]
+fn kubernetes_primary_with_a_shared_spill_folder_as_shipped() {
+    run(
+        "kubernetes",
+        "deploy/kubernetes/overlays/primary-shared-spill",
+    );
 }
 
 #[test]

@@ -25,8 +25,12 @@ pub fn create_new(path: &Path) -> io::Result<File> {
         .create_new(true)
         .mode(FILE_MODE)
         .open(path)?;
-    // The mode given to open(2) passes through the umask; this one does not.
-    file.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    // The mode given to open(2) passes through the umask; this one does not. The umask only takes
+    // bits away, so the file is private either way: a network file system that refuses chmod (an
+    // SMB share, a bucket through FUSE) must not cost the events this file is about to keep.
+    if let Err(e) = file.set_permissions(Permissions::from_mode(FILE_MODE)) {
+        tracing::warn!(file = %path.display(), error = %e, "cannot set the mode of a new journal file to 0600; it keeps the mode it was created with");
+    }
     Ok(file)
 }
 
@@ -43,7 +47,11 @@ pub fn ensure_dir(dir: &Path) -> io::Result<()> {
                 .recursive(true)
                 .mode(DIR_MODE)
                 .create(dir)?;
-            std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE))
+            // As for files: mkdir's mode already passed the umask, which only takes bits away.
+            if let Err(e) = std::fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot set the mode of a new journal folder to 0700");
+            }
+            Ok(())
         }
         Err(e) => Err(e),
     }

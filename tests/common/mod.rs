@@ -37,6 +37,32 @@ pub fn run_bin_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, Stri
     )
 }
 
+/// An accepted SMS webhook as the journal keeps it (and a spill file holds it), received now, whose
+/// idempotency key, conversation and MessageSid are `key`.
+pub fn sms_event(
+    key: &str,
+    role: twiml_failover::twilio::Role,
+    url: &str,
+) -> twiml_failover::journal::NewEvent {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    twiml_failover::journal::NewEvent {
+        received_at_ms: now_ms,
+        role,
+        method: "POST".into(),
+        url: url.into(),
+        path: "/sms".into(),
+        params: vec![("MessageSid".into(), key.into())],
+        error_code: None,
+        error_url: None,
+        idempotency_key: key.into(),
+        conversation: key.into(),
+        account_sid: None,
+    }
+}
+
 /// The fake primary auth token every test signs with.
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 /// A fake secondary token.

@@ -143,6 +143,28 @@ impl Serve {
         self.send(request.as_bytes(), Duration::from_secs(5))
     }
 
+    /// Sends signed SMS webhooks whose MessageSids are `SM` and the number, 32 digits, for each
+    /// number in `range`, and checks each got 200.
+    pub fn acknowledge_sms(&self, range: std::ops::Range<usize>) {
+        for i in range {
+            let sid = format!("SM{i:032}");
+            let params = [
+                ("AccountSid", "AC00000000000000000000000000000001"),
+                ("MessageSid", sid.as_str()),
+                ("From", "+15005550006"),
+                ("To", "+15005550001"),
+                ("Body", "hi"),
+            ];
+            let answer = self.post_signed("/sms", &params);
+            assert!(
+                answer
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with("HTTP/1.1 200")),
+                "{answer:?}"
+            );
+        }
+    }
+
     /// Sends `signal` (e.g. "TERM", "KILL") to the process.
     pub fn signal(&self, signal: &str) {
         let ok = Command::new("kill")
@@ -216,6 +238,25 @@ impl Serve {
     /// `start` on the shipped templates and example config, plus `extra` flags.
     pub fn shipped(extra: &[&str]) -> Serve {
         Serve::shipped_with(extra, &[])
+    }
+
+    /// `shipped` with a journal at `journal`, its spill folder `spill_dir`, callers answered after
+    /// 0.2 s whatever the store does, no lame duck, plus `extra` flags.
+    pub fn spilling(journal: &str, spill_dir: &std::path::Path, extra: &[&str]) -> Serve {
+        let mut args = vec![
+            "--journal",
+            journal,
+            "--journal-spill-dir",
+            spill_dir.to_str().unwrap(),
+            "--watch",
+            "false",
+            "--lame-duck",
+            "0",
+            "--journal-timeout",
+            "0.2",
+        ];
+        args.extend_from_slice(extra);
+        Serve::shipped(&args)
     }
 
     /// `shipped` with `env` in its environment too.
