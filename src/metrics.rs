@@ -306,6 +306,19 @@ const STARTUP_REQUEST_SERIES: [(&str, u16); 6] = [
     ("status", 503),
 ];
 
+/// The series about the process rather than its requests: the build and dropped log lines.
+fn register_process(registry: &mut Registry, role: &str) {
+    registry.register_collector(Box::new(LogLinesDropped));
+    registry.register(
+        "build",
+        "Build information",
+        Info::new(vec![
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ("role", role.to_string()),
+        ]),
+    );
+}
+
 impl Metrics {
     /// Registers all metrics; `role` goes into `twiml_failover_build_info`. Every series an alert
     /// or the docs name exists from here on (counters at 0), so `increase()` sees the first event.
@@ -366,32 +379,8 @@ impl Metrics {
             "Requests answered 503 at once because the concurrency limit was reached",
             load_shed.clone(),
         );
-        registry.register_collector(Box::new(LogLinesDropped));
-        registry.register(
-            "build",
-            "Build information",
-            Info::new(vec![
-                ("version", env!("CARGO_PKG_VERSION").to_string()),
-                ("role", role.to_string()),
-            ]),
-        );
-        for (route, status) in STARTUP_REQUEST_SERIES {
-            let _ = requests.get_or_create(&RequestLabels { route, status });
-            let _ = duration.get_or_create(&RouteLabel { route });
-        }
-        for reason in crate::verify::REASONS {
-            let _ = signature_failures.get_or_create(&ReasonLabel { reason });
-        }
-        for code in FALLBACK_ERROR_CODES {
-            let _ = fallback_requests.get_or_create(&ErrorCodeLabel {
-                error_code: code.to_string(),
-            });
-        }
-        for result in ["ok", "error"] {
-            let _ = template_reloads.get_or_create(&ResultLabel { result });
-            let _ = certificate_reloads.get_or_create(&ResultLabel { result });
-        }
-        Metrics {
+        register_process(&mut registry, role);
+        let metrics = Metrics {
             journal: JournalMetrics::default(),
             forward: ForwardMetrics::default(),
             registry,
@@ -404,6 +393,34 @@ impl Metrics {
             template_watch,
             certificate_reloads,
             load_shed,
+        };
+        metrics.create_startup_series();
+        metrics
+    }
+
+    /// The labelled series an alert or the docs name, at 0 before their first event.
+    fn create_startup_series(&self) {
+        for (route, status) in STARTUP_REQUEST_SERIES {
+            let _ = self
+                .requests
+                .get_or_create(&RequestLabels { route, status });
+            let _ = self.duration.get_or_create(&RouteLabel { route });
+        }
+        for reason in crate::verify::REASONS {
+            let _ = self
+                .signature_failures
+                .get_or_create(&ReasonLabel { reason });
+        }
+        for code in FALLBACK_ERROR_CODES {
+            let _ = self.fallback_requests.get_or_create(&ErrorCodeLabel {
+                error_code: code.to_string(),
+            });
+        }
+        for result in ["ok", "error"] {
+            let _ = self.template_reloads.get_or_create(&ResultLabel { result });
+            let _ = self
+                .certificate_reloads
+                .get_or_create(&ResultLabel { result });
         }
     }
 

@@ -60,12 +60,13 @@ impl AuthError {
 
 /// The signature settings header, when sent once; more than once is refused.
 fn settings(headers: &HeaderMap) -> Result<Option<SignatureSettings<'_>>, AuthError> {
-    match headers.get_all(SETTINGS_HEADER).iter().count() {
-        0 => Ok(None),
-        1 => Ok(Some(SignatureSettings::parse(
-            single_header(headers, SETTINGS_HEADER).ok_or(KeyError::MissingKey)?,
+    let mut values = headers.get_all(SETTINGS_HEADER).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => Ok(Some(SignatureSettings::parse(
+            value.to_str().map_err(|_| KeyError::MissingKey)?,
         ))),
-        _ => Err(KeyError::MissingKey.into()),
+        (Some(_), Some(_)) => Err(KeyError::MissingKey.into()),
     }
 }
 
@@ -97,7 +98,7 @@ pub fn authenticate<'k>(
     let matched = signature::matching_key(algorithm, &candidates, &hook.url, params, signature);
     let signer = matched.map(|i| Signer {
         algorithm,
-        key: candidates[i],
+        key: candidates[i].expose(),
     });
     if let Payload::Json(body) = &hook.payload {
         let hash = hook

@@ -18,6 +18,7 @@ use crate::numbers::rest::{Api, Credentials, Setup};
 use crate::numbers::wiring::Wiring;
 
 /// Runs the subcommand.
+// Long on purpose: the subcommand's steps (read, fetch, plan, apply) and their exit codes in one place.
 pub fn run(args: NumbersArgs) -> Outcome {
     let path = args.wiring.as_deref().ok_or_else(|| {
         Failure::new(

@@ -165,7 +165,8 @@ fn log_line(app: &App, head: &Head, status: u16, elapsed: Duration, outcome: &Ou
         role = app.settings().role.as_str(),
         call_sid = outcome.call_sid.as_deref(),
         message_sid = outcome.message_sid.as_deref(),
-        fallback = outcome.error_code.is_some(),
+        // Only on a fallback hit: absent says "not one" as well, for less work per line.
+        fallback = outcome.error_code.is_some().then_some(true),
         error_code = outcome.error_code.as_deref(),
         error_url = outcome.error_url.as_deref(),
         served_by = outcome.served_by.map(ServedBy::label),
@@ -469,7 +470,9 @@ async fn answer(
         return render(app, name, params, false, log);
     };
     let channel = Channel::of_webhook(params.get("CallSid"), params.get("MessageSid"));
-    let result = u.answer(prepared, channel, started).await;
+    // Boxed: the upstream call's state is large, and held inline it would be copied with every
+    // move of every request's future, upstream mode or not.
+    let result = Box::pin(u.answer(prepared, channel, started)).await;
     log.source = Some(Source::of(&result));
     match (kind, result) {
         (Kind::Template(_), Ok(answered)) => respond::upstream(answered),
