@@ -1,7 +1,7 @@
 //! Authenticating a decoded webhook: picks the keys, checks `X-Twilio-Signature`, and for JSON bodies
 //! the `bodySHA256` hash. Pure. Every failure is a 403 whose reason goes to the log, never the body.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use crate::keyring::{KeyError, KeyRing, SignatureSettings};
 use crate::signature;
@@ -11,6 +11,9 @@ use crate::webhook::{single_header, Params, Payload, Webhook};
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 /// The header naming a shared key and algorithm.
 pub const SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";
+// As header names, so a lookup does not parse the name again.
+static SIGNATURE: HeaderName = HeaderName::from_static(SIGNATURE_HEADER);
+static SETTINGS: HeaderName = HeaderName::from_static(SETTINGS_HEADER);
 
 /// Why a request is not accepted as genuine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,7 +63,7 @@ impl AuthError {
 
 /// The signature settings header, when sent once; more than once is refused.
 fn settings(headers: &HeaderMap) -> Result<Option<SignatureSettings<'_>>, AuthError> {
-    let mut values = headers.get_all(SETTINGS_HEADER).iter();
+    let mut values = headers.get_all(&SETTINGS).iter();
     match (values.next(), values.next()) {
         (None, _) => Ok(None),
         (Some(value), None) => Ok(Some(SignatureSettings::parse(
@@ -86,7 +89,7 @@ pub fn authenticate<'k>(
     headers: &HeaderMap,
     hook: &Webhook,
 ) -> Result<Signer<'k>, AuthError> {
-    let signature = single_header(headers, SIGNATURE_HEADER).ok_or(AuthError::MissingSignature)?;
+    let signature = single_header(headers, &SIGNATURE).ok_or(AuthError::MissingSignature)?;
     let settings = settings(headers)?;
     let (algorithm, candidates) = keys.keys_for(settings.as_ref(), hook.param("AccountSid"))?;
     // GET and JSON requests sign the URL alone; an empty `Params` does not allocate.

@@ -1,7 +1,7 @@
 //! Decoding a webhook request: the URL Twilio signed, and the parameters from the query, a form body
 //! or a JSON body. Pure: works on the request's parts and the already-read body bytes.
 
-use http::header::{CONTENT_TYPE, HOST};
+use http::header::{AsHeaderName, CONTENT_TYPE, HOST};
 use http::{HeaderMap, Method, Uri};
 
 /// The validated public base URL, without a trailing slash, query or fragment.
@@ -209,8 +209,7 @@ pub fn signed_url(
         Some(h) => h,
         None => match uri.authority() {
             Some(a) => a.as_str(),
-            None => single_header(headers, HOST.as_str())
-                .ok_or(DecodeError::Malformed("missing Host"))?,
+            None => single_header(headers, HOST).ok_or(DecodeError::Malformed("missing Host"))?,
         },
     };
     let host_ok = !host.is_empty()
@@ -225,7 +224,7 @@ pub fn signed_url(
 }
 
 /// The value of a header that must appear at most once; `None` when absent, repeated or not text.
-pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn single_header<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Option<&str> {
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
     if values.next().is_some() {
@@ -240,6 +239,10 @@ pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 /// are skipped), the first `=` separates name from value, `+` is a space, `%XX` a byte, and a `%`
 /// not followed by two hex digits stays literal.
 pub fn parse_form(raw: &[u8]) -> Result<Params, DecodeError> {
+    if raw.is_empty() {
+        // Most webhooks have no query string: nothing to allocate.
+        return Ok(Params::new());
+    }
     // Everything is decoded into one buffer with an ASCII byte after each part, so one UTF-8 check
     // covers every name and value: no multi-byte sequence can span two parts.
     let pairs = memchr::memchr_iter(b'&', raw).count() + 1;
@@ -324,10 +327,7 @@ pub fn decode(
     let query = parse_form(uri.query().unwrap_or("").as_bytes())?;
     let content_type = match headers.get_all(CONTENT_TYPE).iter().count() {
         0 => None,
-        1 => Some(
-            single_header(headers, CONTENT_TYPE.as_str())
-                .ok_or(DecodeError::UnsupportedMediaType)?,
-        ),
+        1 => Some(single_header(headers, CONTENT_TYPE).ok_or(DecodeError::UnsupportedMediaType)?),
         _ => return Err(DecodeError::Malformed("repeated Content-Type")),
     };
     let media_type = content_type.map(|ct| ct.split(';').next().unwrap_or("").trim());

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Method, Request, StatusCode, Uri, Version};
+use http::{Request, StatusCode, Version};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -81,15 +81,6 @@ impl Refused {
     }
 }
 
-/// What the respond stage needs of the request after the request itself is gone.
-struct Head {
-    method: Method,
-    version: Version,
-    /// A cheap clone (shared bytes), so the log line can show the path.
-    uri: Uri,
-    started: Instant,
-}
-
 /// Answers one request from `peer` that reached the `scheme` listener: accept, then respond.
 pub async fn handle(
     app: Arc<App>,
@@ -97,15 +88,12 @@ pub async fn handle(
     peer: Option<IpAddr>,
     req: Request<Incoming>,
 ) -> Result<Reply, Infallible> {
-    let head = Head {
-        method: req.method().clone(),
-        version: req.version(),
-        uri: req.uri().clone(),
-        started: Instant::now(),
-    };
+    let started = Instant::now();
+    // The head stays here for the log line; the stages borrow it.
+    let (head, body) = req.into_parts();
     let route = route(&head.method, head.uri.path());
     let mut outcome = Outcome::default();
-    let response = match limits::check_head(&req) {
+    let mut response = match limits::check_head(&head) {
         Err(status) => {
             outcome.reason = Some("request head too large".into());
             respond::error(status)
@@ -118,15 +106,38 @@ pub async fn handle(
             Route::MethodNotAllowed(allow) => respond::method_not_allowed(allow),
             Route::Status | Route::Template(_) => {
                 let kind = Kind::of(&route);
-                webhook(&app, scheme, peer, req, kind, head.started, &mut outcome).await
+                let from = Arrived {
+                    scheme,
+                    peer,
+                    started,
+                };
+                // Boxed: the stages' state then moves as a pointer, not byte by byte.
+                Box::pin(webhook(&app, from, &head, body, kind, &mut outcome)).await
             }
         },
     };
-    Ok(respond(&app, &head, &route, response, &outcome))
+    respond(&app, &head, started, &route, &mut response, &outcome);
+    Ok(response)
+}
+
+/// Where and when a webhook arrived.
+#[derive(Debug, Clone, Copy)]
+struct Arrived {
+    /// The listener's scheme (`http` or `https`).
+    scheme: &'static str,
+    peer: Option<IpAddr>,
+    started: Instant,
 }
 
 /// The respond stage: the headers every answer gets, the request metrics and the log line.
-fn respond(app: &App, head: &Head, route: &Route, mut response: Reply, outcome: &Outcome) -> Reply {
+fn respond(
+    app: &App,
+    head: &Parts,
+    started: Instant,
+    route: &Route,
+    response: &mut Reply,
+    outcome: &Outcome,
+) {
     // While draining, tell HTTP/1 clients to reconnect (to the next instance) after this answer.
     if app.readiness().phase() == Phase::Draining && head.version < Version::HTTP_2 {
         response.headers_mut().insert(
@@ -140,7 +151,7 @@ fn respond(app: &App, head: &Head, route: &Route, mut response: Reply, outcome: 
             .insert(twilio::SOURCE_HEADER, source.header());
     }
     let status = response.status().as_u16();
-    let elapsed = head.started.elapsed();
+    let elapsed = started.elapsed();
     app.metrics()
         .request(route.label(), status, elapsed.as_secs_f64());
     // Anyone can send requests that fail before the signature check; their lines are rate-limited
@@ -148,11 +159,10 @@ fn respond(app: &App, head: &Head, route: &Route, mut response: Reply, outcome: 
     if outcome.verified || app.unverified_log().admit(status) {
         log_line(app, head, status, elapsed, outcome);
     }
-    response
 }
 
 /// The one line each request leaves in the log.
-fn log_line(app: &App, head: &Head, status: u16, elapsed: Duration, outcome: &Outcome) {
+fn log_line(app: &App, head: &Parts, status: u16, elapsed: Duration, outcome: &Outcome) {
     tracing::info!(
         target: "twiml_failover::request",
         // A method is one token (hyper refuses space, `"` and `=` in it), so it shows bare; the
@@ -252,20 +262,18 @@ impl<'r> Kind<'r> {
 /// The webhook's stages, from the body to the answer; a refusal becomes its error answer.
 async fn webhook(
     app: &App,
-    scheme: &'static str,
-    peer: Option<IpAddr>,
-    req: Request<Incoming>,
+    from: Arrived,
+    parts: &Parts,
+    body: Incoming,
     kind: Kind<'_>,
-    started: Instant,
     log: &mut Outcome,
 ) -> Reply {
-    let (parts, body) = req.into_parts();
     let answered = async {
         let body = read_body(app, body).await?;
         let _permit = admit(app)?;
-        let hook = decode_request(app, scheme, &parts, body.clone())?;
-        let signer = verify(app, &parts, &hook, log)?;
-        let upstream = prepare_upstream(app, &parts, peer, &hook, body, signer, kind);
+        let hook = decode_request(app, from.scheme, parts, body.clone())?;
+        let signer = verify(app, parts, &hook, log)?;
+        let upstream = prepare_upstream(app, parts, from.peer, &hook, body, signer, kind);
         if kind.template().is_none() && app.journal().is_none() && upstream.is_none() {
             return Ok(respond::no_content());
         }
@@ -273,16 +281,19 @@ async fn webhook(
         let (url, params) = parameters(hook, kind)?;
         tracing::debug!(params = ?params, "webhook parameters");
         // Handed to the journal writer before answering, so the commit and the answer overlap.
-        let pending = journal(app, &parts, &url, &params);
-        let answer = answer(app, kind, upstream, params, started, log).await;
+        let pending = journal(app, parts, &url, &params);
+        let answer = answer(app, kind, upstream, params, from.started, log).await;
         record(app, pending, log).await;
         Ok::<_, Refused>(answer)
     };
-    answered.await.unwrap_or_else(|refused| {
-        let reply = refused.reply();
-        log.reason = Some(refused.reason);
-        reply
-    })
+    match answered.await {
+        Ok(answer) => answer,
+        Err(refused) => {
+            let reply = refused.reply();
+            log.reason = Some(refused.reason);
+            reply
+        }
+    }
 }
 
 /// Limits, first half: the whole body, within its size, time, rate and the shared budget.
