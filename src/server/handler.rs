@@ -6,6 +6,7 @@
 //! status ([`Refused`]). Never returns an error to hyper (that would drop the connection without
 //! an answer).
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -34,8 +35,8 @@ use crate::webhook::{decode, single_header, DecodeError, Params, Payload, UrlRul
 /// What the request log line says beyond method, path and status.
 #[derive(Debug, Default)]
 struct Outcome {
-    call_sid: Option<String>,
-    message_sid: Option<String>,
+    /// The verified parameters, once decoded: the line's CallSid and MessageSid.
+    params: Option<Arc<Params>>,
     error_code: Option<String>,
     error_url: Option<String>,
     served_by: Option<ServedBy>,
@@ -62,6 +63,13 @@ struct SignatureLog {
 struct Refused {
     status: StatusCode,
     reason: String,
+}
+
+impl Outcome {
+    /// A verified parameter, fit for the log line.
+    fn param(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.params.as_ref()?.get(name).map(loggable)
+    }
 }
 
 impl Refused {
@@ -173,8 +181,8 @@ fn log_line(app: &App, head: &Parts, status: u16, elapsed: Duration, outcome: &O
         status,
         latency_us = elapsed.as_micros() as u64,
         role = app.settings().role.as_str(),
-        call_sid = outcome.call_sid.as_deref(),
-        message_sid = outcome.message_sid.as_deref(),
+        call_sid = outcome.param("CallSid").as_deref(),
+        message_sid = outcome.param("MessageSid").as_deref(),
         // Only on a fallback hit: absent says "not one" as well, for less work per line.
         fallback = outcome.error_code.is_some().then_some(true),
         error_code = outcome.error_code.as_deref(),
@@ -224,15 +232,17 @@ fn first_chars(value: &str, max: usize) -> &str {
 }
 
 /// Keeps attacker-influenced values in logs short and on one line.
-fn loggable(value: &str) -> String {
+fn loggable(value: &str) -> Cow<'_, str> {
     if value.len() <= 200 && !value.chars().any(char::is_control) {
-        return value.to_owned();
+        return Cow::Borrowed(value);
     }
-    value
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect()
+    Cow::Owned(
+        value
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect(),
+    )
 }
 
 /// Which kind of webhook a route asks for: one a template answers (by this name), or a status
@@ -274,12 +284,14 @@ async fn webhook(
         let hook = decode_request(app, from.scheme, parts, body.clone())?;
         let signer = verify(app, parts, &hook, log)?;
         let upstream = prepare_upstream(app, parts, from.peer, &hook, body, signer, kind);
-        if kind.template().is_none() && app.journal().is_none() && upstream.is_none() {
-            return Ok(respond::no_content());
-        }
         alert(app, kind, &hook, log);
         let (url, params) = parameters(hook, kind)?;
         tracing::debug!(params = ?params, "webhook parameters");
+        let params = Arc::new(params);
+        log.params = Some(params.clone());
+        if kind.template().is_none() && app.journal().is_none() && upstream.is_none() {
+            return Ok(respond::no_content());
+        }
         // Handed to the journal writer before answering, so the commit and the answer overlap.
         let pending = journal(app, parts, &url, &params);
         let answer = answer(app, kind, upstream, params, from.started, log).await;
@@ -352,8 +364,6 @@ fn verify<'a>(
     match authenticate(&app.settings().keyring, &parts.headers, hook) {
         Ok(signer) => {
             log.verified = true;
-            log.call_sid = hook.param("CallSid").map(loggable);
-            log.message_sid = hook.param("MessageSid").map(loggable);
             Ok(signer)
         }
         Err(e) => {
@@ -361,7 +371,7 @@ fn verify<'a>(
             log.signature = signature_log(app, &parts.headers, hook);
             Err(Refused::new(
                 StatusCode::FORBIDDEN,
-                loggable(&e.to_string()),
+                loggable(&e.to_string()).into_owned(),
             ))
         }
     }
@@ -379,7 +389,11 @@ fn signature_log(app: &App, headers: &http::HeaderMap, hook: &Webhook) -> Option
     } else {
         "host header"
     };
-    let urls: Vec<String> = tried.urls.iter().map(|u| loggable(u)).collect();
+    let urls: Vec<String> = tried
+        .urls
+        .iter()
+        .map(|u| loggable(u).into_owned())
+        .collect();
     Some(SignatureLog {
         url_from,
         tried: urls.join(" "),
@@ -426,8 +440,8 @@ fn alert(app: &App, kind: Kind<'_>, hook: &Webhook, log: &mut Outcome) {
         hook.param("ErrorUrl"),
     ) {
         app.metrics().fallback_request(code);
-        log.error_code = Some(loggable(code));
-        log.error_url = Some(loggable(url));
+        log.error_code = Some(loggable(code).into_owned());
+        log.error_url = Some(loggable(url).into_owned());
     }
 }
 
@@ -468,11 +482,10 @@ async fn answer(
     app: &App,
     kind: Kind<'_>,
     upstream: Option<Prepared>,
-    params: Params,
+    params: Arc<Params>,
     started: Instant,
     log: &mut Outcome,
 ) -> Reply {
-    let params = Arc::new(params);
     let (Some(prepared), Some(u)) = (upstream, app.upstream()) else {
         let Kind::Template(name) = kind else {
             return respond::no_content();

@@ -368,15 +368,13 @@ impl Templates {
         let channel_default = channel_default(&params);
         let ctx = Value::from_object(RenderContext::new(self.vars.clone(), params));
         if let Some(primary) = &self.primary {
-            if !primary.contains(name) {
-                return Err(AnswerError::NotFound);
-            }
             return match primary.render(name, &ctx) {
                 Ok(twiml) => Ok(Answer {
                     twiml,
                     served_by: ServedBy::Primary,
                     degraded_from: None,
                 }),
+                Err(RenderError::Missing(_)) => Err(AnswerError::NotFound),
                 Err(first) => self
                     .fallback_answer(name, channel_default, &ctx)
                     .map(|mut a| {
