@@ -5,7 +5,7 @@ use http::{HeaderMap, HeaderName};
 
 use crate::keyring::{KeyError, KeyRing, SignatureSettings};
 use crate::signature;
-use crate::webhook::{single_header, Params, Payload, Webhook};
+use crate::webhook::{header_once, single_header, Params, Payload, Repeated, Webhook};
 
 /// The header carrying Twilio's signature.
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
@@ -63,13 +63,12 @@ impl AuthError {
 
 /// The signature settings header, when sent once; more than once is refused.
 fn settings(headers: &HeaderMap) -> Result<Option<SignatureSettings<'_>>, AuthError> {
-    let mut values = headers.get_all(&SETTINGS).iter();
-    match (values.next(), values.next()) {
-        (None, _) => Ok(None),
-        (Some(value), None) => Ok(Some(SignatureSettings::parse(
+    match header_once(headers, &SETTINGS) {
+        Ok(None) => Ok(None),
+        Ok(Some(value)) => Ok(Some(SignatureSettings::parse(
             value.to_str().map_err(|_| KeyError::MissingKey)?,
         ))),
-        (Some(_), Some(_)) => Err(KeyError::MissingKey.into()),
+        Err(Repeated) => Err(KeyError::MissingKey.into()),
     }
 }
 

@@ -2,7 +2,7 @@
 //! or a JSON body. Pure: works on the request's parts and the already-read body bytes.
 
 use http::header::{AsHeaderName, CONTENT_TYPE, HOST};
-use http::{HeaderMap, Method, Uri};
+use http::{HeaderMap, HeaderValue, Method, Uri};
 
 /// The validated public base URL, without a trailing slash, query or fragment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,12 +225,23 @@ pub fn signed_url(
 
 /// The value of a header that must appear at most once; `None` when absent, repeated or not text.
 pub fn single_header<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Option<&str> {
+    header_once(headers, name).ok()??.to_str().ok()
+}
+
+/// A header sent more than once where once is the most allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeated;
+
+/// A header that may appear at most once: `Ok(None)` when absent.
+pub fn header_once<K: AsHeaderName>(
+    headers: &HeaderMap,
+    name: K,
+) -> Result<Option<&HeaderValue>, Repeated> {
     let mut values = headers.get_all(name).iter();
-    let first = values.next()?;
-    if values.next().is_some() {
-        return None;
+    match (values.next(), values.next()) {
+        (first, None) => Ok(first),
+        (_, Some(_)) => Err(Repeated),
     }
-    first.to_str().ok()
 }
 
 /// Parses `application/x-www-form-urlencoded` text, refusing bytes that decode to invalid UTF-8.
@@ -325,10 +336,14 @@ pub fn decode(
 ) -> Result<Webhook, DecodeError> {
     let url = signed_url(rules, uri, headers)?;
     let query = parse_form(uri.query().unwrap_or("").as_bytes())?;
-    let content_type = match headers.get_all(CONTENT_TYPE).iter().count() {
-        0 => None,
-        1 => Some(single_header(headers, CONTENT_TYPE).ok_or(DecodeError::UnsupportedMediaType)?),
-        _ => return Err(DecodeError::Malformed("repeated Content-Type")),
+    let content_type = match header_once(headers, CONTENT_TYPE) {
+        Ok(None) => None,
+        Ok(Some(value)) => Some(
+            value
+                .to_str()
+                .map_err(|_| DecodeError::UnsupportedMediaType)?,
+        ),
+        Err(Repeated) => return Err(DecodeError::Malformed("repeated Content-Type")),
     };
     let media_type = content_type.map(|ct| ct.split(';').next().unwrap_or("").trim());
     let is = |expected: &str| media_type.is_some_and(|m| m.eq_ignore_ascii_case(expected));

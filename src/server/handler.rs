@@ -233,7 +233,10 @@ fn first_chars(value: &str, max: usize) -> &str {
 
 /// Keeps attacker-influenced values in logs short and on one line.
 fn loggable(value: &str) -> Cow<'_, str> {
-    if value.len() <= 200 && !value.chars().any(char::is_control) {
+    // Control characters are C0, DEL and C1 (U+0080-U+009F, UTF-8 lead byte C2): a byte scan
+    // clears most values without decoding them, and one with a C2 byte is looked at closely.
+    let clean = |v: &str| !v.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+    if value.len() <= 200 && (clean(value) || !value.chars().any(char::is_control)) {
         return Cow::Borrowed(value);
     }
     Cow::Owned(
@@ -434,11 +437,10 @@ fn prepare_upstream(
 
 /// Twilio adds ErrorCode and ErrorUrl only when it calls the fallback URL: that is an alert.
 fn alert(app: &App, kind: Kind<'_>, hook: &Webhook, log: &mut Outcome) {
-    if let (Some(_), Some(code), Some(url)) = (
-        kind.template(),
-        hook.param("ErrorCode"),
-        hook.param("ErrorUrl"),
-    ) {
+    let Some(code) = kind.template().and_then(|_| hook.param("ErrorCode")) else {
+        return;
+    };
+    if let Some(url) = hook.param("ErrorUrl") {
         app.metrics().fallback_request(code);
         log.error_code = Some(loggable(code).into_owned());
         log.error_url = Some(loggable(url).into_owned());
