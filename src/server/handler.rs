@@ -119,8 +119,7 @@ pub async fn handle(
                     peer,
                     started,
                 };
-                // Boxed: the stages' state then moves as a pointer, not byte by byte.
-                Box::pin(webhook(&app, from, &head, body, kind, &mut outcome)).await
+                webhook(&app, from, &head, body, kind, &mut outcome).await
             }
         },
     };
