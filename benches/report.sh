@@ -4,7 +4,7 @@
 #
 #   bash benches/report.sh                          instructions per request (benches/instructions.sh)
 #                                                   and where they go by stage (benches/stages.sh)
-#   REPORT_BASELINE=path/to/old/twiml-failover bash benches/report.sh
+#   REPORT_BASELINE=path/to/old/twiml-failover REPORT_BASELINE_NAME="main at abc1234" bash benches/report.sh
 #                                                   also req/s against that build, in both orders
 #                                                   (benches/run.sh, BENCH_SERVERS=twiml-failover)
 #
@@ -30,7 +30,7 @@ if [ -n "${REPORT_BASELINE:-}" ]; then
   last=$(ratio)
   mean=$(awk -v a="$first" -v b="$last" 'BEGIN {printf "%.2f", sqrt(a * b)}')
   ab="
-Peak req/s against the baseline build ($(basename "$REPORT_BASELINE")), \`BENCH_SERVERS=twiml-failover
+Peak req/s against the baseline build (${REPORT_BASELINE_NAME:-given by REPORT_BASELINE}), \`BENCH_SERVERS=twiml-failover
 BENCH_CONCURRENCY=$BENCH_CONCURRENCY BENCH_SECONDS=$BENCH_SECONDS BENCH_BASELINE=<baseline> bash benches/run.sh\`, then
 the same with \`BENCH_BASELINE_LAST=1\`: ${first}x with the baseline run first, ${last}x with it run
 last, **${mean}x** over both orders (geometric mean)."
