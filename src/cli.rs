@@ -1,11 +1,14 @@
 //! The command line: subcommands and flags, each flag with its `TWIML_FAILOVER_*` environment twin.
 //!
-//! Flags are all optional here so that the config file can sit between them and the defaults
-//! (precedence: flag > env > config file > default); `config::Config::load` does that merge.
+//! `serve`'s flags are declared with the settings they set, in [`crate::config`]; the other
+//! commands' flags are here.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, Args, Parser, Subcommand};
+
+use crate::config::{ServeArgs, DEFAULT_CONFIG_FILE, DEFAULT_TEMPLATES};
+use crate::twilio::Role;
 
 /// One binary that answers Twilio webhooks as the primary handler or as its fallback.
 #[derive(Debug, Parser)]
@@ -43,241 +46,22 @@ pub enum Command {
     ImportBin(ImportBinArgs),
 }
 
-/// Flags of `serve` (and the settings `check` shares with it).
-#[derive(Debug, Default, Clone, Args)]
-pub struct ServeArgs {
-    /// TOML config file.
-    #[arg(long, env = "TWIML_FAILOVER_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "TWIML_FAILOVER_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
-    /// Which template set answers: primary or fallback [default: primary].
-    #[arg(long, env = "TWIML_FAILOVER_ROLE", value_name = "ROLE")]
-    pub role: Option<String>,
-    /// Template directory holding primary/ and fallback/ [default: twiml-templates].
-    #[arg(long, env = "TWIML_FAILOVER_TEMPLATES", value_name = "DIR")]
-    pub templates: Option<PathBuf>,
-    /// Base URL Twilio is configured with (e.g. https://voice.example.com); signatures are checked
-    /// against it plus the request path and query.
-    #[arg(long, env = "TWIML_FAILOVER_PUBLIC_URL", value_name = "URL")]
-    pub public_url: Option<String>,
-    /// Log format: text (tracing-subscriber's default layout, request values quoted) or json
-    /// [default: text]. Lines go to stderr through a non-blocking writer: when it cannot keep up,
-    /// lines are dropped and counted (twiml_failover_log_lines_dropped_total), never waited for.
-    #[arg(long, env = "TWIML_FAILOVER_LOG_FORMAT", value_name = "FORMAT")]
-    pub log_format: Option<String>,
-    /// File holding the primary auth token (instead of TWILIO_AUTH_TOKEN).
-    #[arg(long, env = "TWIML_FAILOVER_AUTH_TOKEN_FILE", value_name = "PATH")]
-    pub auth_token_file: Option<PathBuf>,
-    /// File holding the secondary auth token, accepted too during a rotation.
-    #[arg(
-        long,
-        env = "TWIML_FAILOVER_SECONDARY_AUTH_TOKEN_FILE",
-        value_name = "PATH"
-    )]
-    pub secondary_auth_token_file: Option<PathBuf>,
-    /// Rebuild the signed URL from X-Forwarded-Proto/Host when --public-url is not set (only behind
-    /// a proxy that overwrites them) [default: false].
-    #[arg(
-        long,
-        env = "TWIML_FAILOVER_TRUST_FORWARDED_HEADERS",
-        value_name = "BOOL"
-    )]
-    pub trust_forwarded_headers: Option<bool>,
-    /// Seconds to finish in-flight requests after SIGTERM/SIGINT [default: 25].
-    #[arg(long, env = "TWIML_FAILOVER_DRAIN_TIMEOUT", value_name = "SECONDS")]
-    pub drain_timeout: Option<f64>,
-    /// Largest accepted request body in bytes [default: 65536].
-    #[arg(long, env = "TWIML_FAILOVER_MAX_BODY_BYTES", value_name = "BYTES")]
-    pub max_body_bytes: Option<usize>,
-    /// Seconds a client may take to send the request head [default: 5].
-    #[arg(long, env = "TWIML_FAILOVER_HEADER_TIMEOUT", value_name = "SECONDS")]
-    pub header_timeout: Option<f64>,
-    /// Seconds a whole request may take, body included [default: 10].
-    #[arg(long, env = "TWIML_FAILOVER_REQUEST_TIMEOUT", value_name = "SECONDS")]
-    pub request_timeout: Option<f64>,
-    /// Requests handled at once; beyond it requests get 503 at once [default: 1024].
-    #[arg(long, env = "TWIML_FAILOVER_MAX_CONCURRENCY", value_name = "N")]
-    pub max_concurrency: Option<usize>,
-    /// Open connections at most; when all are taken, the connections idle the longest are closed
-    /// to make room for a new one [default: 2048].
-    #[arg(long, env = "TWIML_FAILOVER_MAX_CONNECTIONS", value_name = "N")]
-    pub max_connections: Option<usize>,
-    /// Seconds after SIGTERM/SIGINT during which /readyz answers 503 while new connections are
-    /// still accepted and served, so load balancers stop sending first; 0 turns it off [default: 2].
-    #[arg(long, env = "TWIML_FAILOVER_LAME_DUCK", value_name = "SECONDS")]
-    pub lame_duck: Option<f64>,
-    /// Request bodies read at once, before any signature check; when full, the oldest read past
-    /// --body-grace is cut with 408 to make room [default: 1024].
-    #[arg(long, env = "TWIML_FAILOVER_MAX_BODY_READS", value_name = "N")]
-    pub max_body_reads: Option<usize>,
-    /// Bytes all bodies being read may reserve together (each reserves its Content-Length, or
-    /// --max-body-bytes) [default: 16777216].
-    #[arg(long, env = "TWIML_FAILOVER_BODY_BUFFER_BYTES", value_name = "BYTES")]
-    pub body_buffer_bytes: Option<usize>,
-    /// Slowest average body rate in bytes per second once --body-grace has passed; slower
-    /// bodies get 408; 0 turns it off [default: 4096].
-    #[arg(long, env = "TWIML_FAILOVER_MIN_BODY_RATE", value_name = "BYTES")]
-    pub min_body_rate: Option<u64>,
-    /// Seconds a body may take before --min-body-rate applies [default: 1].
-    #[arg(long, env = "TWIML_FAILOVER_BODY_GRACE", value_name = "SECONDS")]
-    pub body_grace: Option<f64>,
-    /// Seconds an HTTP/2 connection with no open stream stays open (HTTP/1 keep-alive ends at
-    /// --header-timeout) [default: 30].
-    #[arg(long, env = "TWIML_FAILOVER_IDLE_TIMEOUT", value_name = "SECONDS")]
-    pub idle_timeout: Option<f64>,
-    /// Seconds after which a connection is asked to close: HTTP/1 answers `Connection: close`,
-    /// HTTP/2 sends GOAWAY [default: 120].
-    #[arg(
-        long,
-        env = "TWIML_FAILOVER_MAX_CONNECTION_AGE",
-        value_name = "SECONDS"
-    )]
-    pub max_connection_age: Option<f64>,
-    /// Concurrent streams per HTTP/2 connection [default: 16].
-    #[arg(long, env = "TWIML_FAILOVER_MAX_H2_STREAMS", value_name = "N")]
-    pub max_h2_streams: Option<u32>,
-    /// Reload templates (and TLS files) when they change on disk, besides on SIGHUP [default: true].
-    #[arg(long, env = "TWIML_FAILOVER_WATCH", value_name = "BOOL")]
-    pub watch: Option<bool>,
-    /// PEM certificate chain; with --tls-key, serve HTTPS.
-    #[arg(long, env = "TWIML_FAILOVER_TLS_CERT", value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for --tls-cert.
-    #[arg(long, env = "TWIML_FAILOVER_TLS_KEY", value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// Journal every verified webhook before answering: sqlite:///path.db or postgres://... .
-    #[arg(long, env = "TWIML_FAILOVER_JOURNAL", value_name = "URL")]
-    pub journal: Option<String>,
-    /// Seconds a request waits for its journal commit before answering anyway [default: 1].
-    #[arg(long, env = "TWIML_FAILOVER_JOURNAL_TIMEOUT", value_name = "SECONDS")]
-    pub journal_timeout: Option<f64>,
-    /// Events older than this are pruned, e.g. 7d, 12h [default: 7d]: delivered ones with
-    /// --forward-to, all of them without.
-    #[arg(
-        long,
-        env = "TWIML_FAILOVER_JOURNAL_RETENTION",
-        value_name = "DURATION"
-    )]
-    pub journal_retention: Option<String>,
-    /// Folder where events the journal could not take are written at exit, and taken back into
-    /// the journal at the next start (a local disk, not the journal's; created 0700 if missing)
-    /// [default: none: lost].
-    #[arg(long, env = "TWIML_FAILOVER_JOURNAL_SPILL_DIR", value_name = "DIR")]
-    pub journal_spill_dir: Option<PathBuf>,
-    /// File holding the PostgreSQL journal's password, read once at start-up (instead of a
-    /// password in the URL, PGPASSWORD or PGPASSFILE; the URL's other parts may come from
-    /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGSSLROOTCERT).
-    #[arg(
-        long,
-        env = "TWIML_FAILOVER_JOURNAL_PASSWORD_FILE",
-        value_name = "PATH"
-    )]
-    pub journal_password_file: Option<PathBuf>,
-    /// Internal URL each journaled event is POSTed to, signed like Twilio would (needs --journal).
-    #[arg(long, env = "TWIML_FAILOVER_FORWARD_TO", value_name = "URL")]
-    pub forward_to: Option<String>,
-    /// Forwarded requests in flight at most [default: 4].
-    #[arg(long, env = "TWIML_FAILOVER_FORWARD_CONCURRENCY", value_name = "N")]
-    pub forward_concurrency: Option<usize>,
-    /// Seconds one forward attempt may take, connecting included [default: 10].
-    #[arg(long, env = "TWIML_FAILOVER_FORWARD_TIMEOUT", value_name = "SECONDS")]
-    pub forward_timeout: Option<f64>,
-    /// Longest wait in seconds before retrying one event (backoff with full jitter) [default: 300].
-    #[arg(
-        long,
-        env = "TWIML_FAILOVER_FORWARD_MAX_BACKOFF",
-        value_name = "SECONDS"
-    )]
-    pub forward_max_backoff: Option<f64>,
-    /// Seconds the circuit breaker holds requests back after 5 failures in a row [default: 30].
-    #[arg(
-        long,
-        env = "TWIML_FAILOVER_FORWARD_BREAKER_COOLDOWN",
-        value_name = "SECONDS"
-    )]
-    pub forward_breaker_cooldown: Option<f64>,
-    /// Upstream mode (primary only): the TwiML app webhooks go to first; the request's path and
-    /// query are appended to this base URL. See docs/upstream.md.
-    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM", value_name = "URL")]
-    pub upstream: Option<String>,
-    /// Comma-separated path patterns (`*` matches anything) sent upstream [default: *].
-    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM_PATHS", value_name = "PATTERNS")]
-    pub upstream_paths: Option<String>,
-    /// Comma-separated path patterns always answered from templates [default: none].
-    #[arg(
-        long,
-        env = "TWIML_FAILOVER_UPSTREAM_LOCAL_PATHS",
-        value_name = "PATTERNS"
-    )]
-    pub upstream_local_paths: Option<String>,
-    /// Seconds from a webhook's arrival to the upstream's complete answer; at most 14 [default: 3].
-    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM_BUDGET", value_name = "SECONDS")]
-    pub upstream_budget: Option<f64>,
-    /// Seconds to connect to the upstream [default: 1].
-    #[arg(
-        long,
-        env = "TWIML_FAILOVER_UPSTREAM_CONNECT_TIMEOUT",
-        value_name = "SECONDS"
-    )]
-    pub upstream_connect_timeout: Option<f64>,
-    /// Requests to the upstream in flight at most; beyond, answered locally at once [default: 64].
-    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM_MAX_IN_FLIGHT", value_name = "N")]
-    pub upstream_max_in_flight: Option<usize>,
-    /// `resign` (X-Twilio-Signature for the upstream URL) or `pass` (Twilio's, unchanged) [default: resign].
-    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM_SIGNATURE", value_name = "MODE")]
-    pub upstream_signature: Option<String>,
-    /// PEM CA certificates trusted for the upstream instead of the web PKI roots.
-    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM_CA_FILE", value_name = "FILE")]
-    pub upstream_ca_file: Option<PathBuf>,
-    /// PEM client certificate chain presented to the upstream (mTLS); with --upstream-client-key.
-    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM_CLIENT_CERT", value_name = "FILE")]
-    pub upstream_client_cert: Option<PathBuf>,
-    /// PEM private key for --upstream-client-cert.
-    #[arg(long, env = "TWIML_FAILOVER_UPSTREAM_CLIENT_KEY", value_name = "FILE")]
-    pub upstream_client_key: Option<PathBuf>,
-    /// Failures in a row (timeout, connect, 5xx) that open the upstream breaker [default: 5].
-    #[arg(
-        long,
-        env = "TWIML_FAILOVER_UPSTREAM_BREAKER_FAILURES",
-        value_name = "N"
-    )]
-    pub upstream_breaker_failures: Option<u32>,
-    /// Seconds an open breaker answers locally before one probe [default: 10].
-    #[arg(
-        long,
-        env = "TWIML_FAILOVER_UPSTREAM_BREAKER_COOLDOWN",
-        value_name = "SECONDS"
-    )]
-    pub upstream_breaker_cooldown: Option<f64>,
-    /// Also open the breaker when this share (0-1] of the last 20 results failed [default: none].
-    #[arg(
-        long,
-        env = "TWIML_FAILOVER_UPSTREAM_BREAKER_RATIO",
-        value_name = "RATIO"
-    )]
-    pub upstream_breaker_ratio: Option<f64>,
-}
-
 /// Flags of `check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Template directory holding primary/ and fallback/ [default: twiml-templates].
-    #[arg(long, env = "TWIML_FAILOVER_TEMPLATES", value_name = "DIR")]
-    pub templates: Option<PathBuf>,
-    /// TOML config file (for [vars] and extra_params).
-    #[arg(long, env = "TWIML_FAILOVER_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// `--templates` and `--config`.
+    #[command(flatten)]
+    pub inputs: TemplateFlags,
 }
 
 /// Flags of `render`.
 #[derive(Debug, Args)]
+#[command(mut_arg("role", |arg| shown_default(arg, Role::Primary.as_str())))]
 pub struct RenderArgs {
     /// The webhook path, as Twilio would request it: `/voice`, `/menu?lang=en`.
     #[arg(value_name = "PATH")]
     pub path: String,
-    /// Which role answers: primary or fallback [default: primary].
+    /// Which role answers: primary or fallback.
     #[arg(long, env = "TWIML_FAILOVER_ROLE", value_name = "ROLE")]
     pub role: Option<String>,
     /// A request parameter as NAME=VALUE (repeat the flag, or a name, for several).
@@ -286,23 +70,40 @@ pub struct RenderArgs {
     /// A file holding a form-encoded request body (`From=%2B1555...&Digits=1`), sent before --param.
     #[arg(long, value_name = "FILE")]
     pub params_file: Option<PathBuf>,
-    /// Template directory holding primary/ and fallback/ [default: twiml-templates].
-    #[arg(long, env = "TWIML_FAILOVER_TEMPLATES", value_name = "DIR")]
-    pub templates: Option<PathBuf>,
-    /// TOML config file (for [vars] and extra_params) [default: ./twiml-failover.toml if present].
-    #[arg(long, env = "TWIML_FAILOVER_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// `--templates` and `--config`.
+    #[command(flatten)]
+    pub inputs: TemplateFlags,
 }
 
 /// Flags of `test`.
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Template directory holding primary/, fallback/ and tests/ [default: twiml-templates].
+    /// `--templates` and `--config`.
+    #[command(flatten)]
+    pub inputs: TemplateFlags,
+}
+
+/// The settings `check`, `render` and `test` share with `serve`: the template folder (here only
+/// from the flag or its variable) and the config file (for `[vars]` and `extra_params`); the
+/// defaults their help shows are the ones the commands use.
+#[derive(Debug, Args)]
+#[command(
+    mut_arg("templates", |arg| shown_default(arg, DEFAULT_TEMPLATES)),
+    mut_arg("config", |arg| shown_default(arg, format!("./{DEFAULT_CONFIG_FILE} if present")))
+)]
+pub struct TemplateFlags {
+    /// Template directory holding primary/ and fallback/ (and tests/, for `test`).
     #[arg(long, env = "TWIML_FAILOVER_TEMPLATES", value_name = "DIR")]
     pub templates: Option<PathBuf>,
-    /// TOML config file (for [vars] and extra_params) [default: ./twiml-failover.toml if present].
+    /// TOML config file (for [vars] and extra_params).
     #[arg(long, env = "TWIML_FAILOVER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// `arg`'s help with the default written after it, from the value the command uses.
+fn shown_default(arg: Arg, default: impl std::fmt::Display) -> Arg {
+    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+    arg.help(format!("{help} [default: {default}]"))
 }
 
 /// Flags of `import-bin`.
@@ -656,4 +457,44 @@ pub struct ApplyNumbersArgs {
     /// Print the HTTP requests (credentials redacted) and send none.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn check_render_and_test_show_the_defaults_they_use() {
+        let cli = Cli::command();
+        let config_file = format!("./{DEFAULT_CONFIG_FILE} if present");
+        let shown = [
+            ("templates", DEFAULT_TEMPLATES),
+            ("config", config_file.as_str()),
+        ];
+        for name in ["check", "render", "test"] {
+            let command = cli.find_subcommand(name).unwrap();
+            let render_role = [("role", Role::Primary.as_str())];
+            let extra = if name == "render" {
+                &render_role[..]
+            } else {
+                &[]
+            };
+            for (id, default) in shown.iter().chain(extra) {
+                let arg = command.get_arguments().find(|a| a.get_id() == *id);
+                let help = arg.and_then(Arg::get_help).map(ToString::to_string);
+                let help = help.unwrap_or_default();
+                assert!(
+                    help.ends_with(&format!("[default: {default}]")),
+                    "{name} --{id}: {help}"
+                );
+                assert_eq!(
+                    help.matches("[default:").count(),
+                    1,
+                    "{name} --{id}: {help}"
+                );
+            }
+        }
+    }
 }

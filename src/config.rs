@@ -1,27 +1,50 @@
-//! Settings from the config file, the environment and flags, validated once at start-up.
+//! `serve`'s settings, each declared once, and how flags, environment, config file and defaults
+//! become each module's own settings, validated once at start-up.
 //!
-//! Precedence: flag > env (both via clap) > config file > default. Every problem is a
-//! [`StartupError`] that names the setting, so the process refuses to start instead of serving wrong.
+//! A setting is one field of [`ServeArgs`] or of one of its sections: the field's type is the
+//! setting's, its doc comment the help, the section's table plus the field's name the config file
+//! key (`[upstream] budget`), and the field's name (or its `long`, in a section whose flags carry
+//! the table's prefix) the flag (`--upstream-budget`). Where two sections share a key
+//! (`timeout`, `url`, `breaker_cooldown`), the field takes the flag's name and a serde `rename`
+//! instead, as clap needs one id per argument. Two faces follow from those and are written into the command at run time
+//! ([`faces`]), so nothing hand-typed can drift: the environment twin is `TWIML_FAILOVER_` and the
+//! flag, and the `[default: …]` of the help is [`ServeArgs::defaults`], read from the owners' own
+//! defaults (`Limits::default()`, `upstream::Settings::new`, `forward::Settings::new`).
+//!
+//! Precedence: flag > env (clap) > config file (serde; an unknown key is an error) > default: one
+//! derived [`Merge`] of the three layers. Then each section is checked into its owner's type, every
+//! problem a [`StartupError`] naming the setting as the user spells its flag, so the process refuses
+//! to start instead of serving wrong.
+//!
+//! Why clap + serde + the `merge` derive rather than a layering crate (figment, config): clap
+//! already puts a flag over its environment twin and names the flag in its errors; a layering
+//! crate would read the environment a second time and name settings by its own key paths, where
+//! the errors users rely on name the flag; and the file must be read bounded
+//! ([`operator_file`]) anyway. What is left to layer is `Option::or` per field, which the derive
+//! writes. Not pure: reads the config file, secret files, and probes the spill folder.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use clap::{Arg, Args};
+use merge::Merge;
+use serde::{Deserialize, Serialize};
 
 use crate::backoff::Backoff;
-use crate::cli::ServeArgs;
 use crate::forward::Settings as ForwardSettings;
 use crate::journal::JournalUrl;
-use crate::keyring::{KeyRing, Secret};
+use crate::keyring::KeyRing;
 use crate::logging::LogFormat;
 use crate::operator_file;
+use crate::secrets::{self, EnvLookup, KeySources, SecretRef, Unusable};
 use crate::server::limits::Limits;
 use crate::server::tls::TlsFiles;
 use crate::templates::TemplateSettings;
 use crate::twilio::Role;
-use crate::upstream::{Settings as UpstreamSettings, SignatureMode as UpstreamSignature};
+use crate::upstream::{Settings as UpstreamSettings, SignatureMode};
 use crate::webhook::PublicUrl;
 
 /// Why the process will not start. Always names the offending setting.
@@ -66,11 +89,17 @@ fn invalid(setting: &'static str, message: impl Into<String>) -> StartupError {
     }
 }
 
+impl From<Unusable> for StartupError {
+    fn from(Unusable { setting, message }: Unusable) -> StartupError {
+        StartupError::Invalid { setting, message }
+    }
+}
+
 /// Everything `serve` needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Listen address.
-    pub listen: SocketAddr,
+    pub listen: std::net::SocketAddr,
     /// Primary or fallback.
     pub role: Role,
     /// Template root holding `primary/` and `fallback/`.
@@ -114,124 +143,282 @@ pub struct JournalConfig {
     pub spill_dir: Option<PathBuf>,
 }
 
-/// The config file's shape. Unknown keys are an error, so a typo cannot silently do nothing.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
-    role: Option<String>,
-    templates: Option<PathBuf>,
-    public_url: Option<String>,
-    log_format: Option<String>,
-    trust_forwarded_headers: Option<bool>,
-    auth_token_file: Option<PathBuf>,
-    secondary_auth_token_file: Option<PathBuf>,
-    drain_timeout: Option<f64>,
-    lame_duck: Option<f64>,
-    watch: Option<bool>,
-    #[serde(default)]
-    limits: FileLimits,
-    #[serde(default)]
-    tls: FileTls,
-    #[serde(default)]
-    journal: FileJournal,
-    #[serde(default)]
-    forward: FileForward,
-    #[serde(default)]
-    upstream: FileUpstream,
-    #[serde(default)]
-    vars: BTreeMap<String, String>,
-    #[serde(default)]
-    extra_params: Vec<String>,
-    #[serde(default)]
-    accounts: BTreeMap<String, FileSecretRef>,
-    #[serde(default)]
-    shared_keys: BTreeMap<String, FileSecretRef>,
+/// The flags of `serve` (and the settings `check` shares with it), and the config file's shape:
+/// the sections are flattened into flags and nested as the file's tables. Every field is optional so
+/// that the layers can be merged; a typo in the file is an error.
+#[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
+#[serde(default, deny_unknown_fields)]
+#[merge(strategy = merge::option::overwrite_none)]
+#[command(mut_args = faces())]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Which template set answers: primary or fallback.
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Template directory holding primary/ and fallback/.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// Base URL Twilio is configured with (e.g. https://voice.example.com); signatures are checked
+    /// against it plus the request path and query.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Log format: text (tracing-subscriber's default layout, request values quoted) or json.
+    /// Lines go to stderr through a non-blocking writer: when it cannot keep up, lines are dropped
+    /// and counted (twiml_failover_log_lines_dropped_total), never waited for.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// File holding the primary auth token (instead of TWILIO_AUTH_TOKEN).
+    #[arg(long, value_name = "PATH")]
+    pub auth_token_file: Option<PathBuf>,
+    /// File holding the secondary auth token, accepted too during a rotation.
+    #[arg(long, value_name = "PATH")]
+    pub secondary_auth_token_file: Option<PathBuf>,
+    /// Rebuild the signed URL from X-Forwarded-Proto/Host when --public-url is not set (only behind
+    /// a proxy that overwrites them).
+    #[arg(long, value_name = "BOOL")]
+    pub trust_forwarded_headers: Option<bool>,
+    /// Seconds to finish in-flight requests after SIGTERM/SIGINT.
+    #[arg(long, value_name = "SECONDS")]
+    pub drain_timeout: Option<f64>,
+    /// Seconds after SIGTERM/SIGINT during which /readyz answers 503 while new connections are
+    /// still accepted and served, so load balancers stop sending first; 0 turns it off.
+    #[arg(long, value_name = "SECONDS")]
+    pub lame_duck: Option<f64>,
+    /// Reload templates (and TLS files) when they change on disk, besides on SIGHUP.
+    #[arg(long, value_name = "BOOL")]
+    pub watch: Option<bool>,
+    /// `[limits]`: the server's resource bounds.
+    #[command(flatten)]
+    #[merge(strategy = Merge::merge)]
+    pub limits: LimitsSection,
+    /// `[tls]`: HTTPS.
+    #[command(flatten)]
+    #[merge(strategy = Merge::merge)]
+    pub tls: TlsSection,
+    /// `[journal]`: the webhook journal.
+    #[command(flatten)]
+    #[merge(strategy = Merge::merge)]
+    pub journal: JournalSection,
+    /// `[forward]`: store and forward.
+    #[command(flatten)]
+    #[merge(strategy = Merge::merge)]
+    pub forward: ForwardSection,
+    /// `[upstream]`: upstream mode.
+    #[command(flatten)]
+    #[merge(strategy = Merge::merge)]
+    pub upstream: UpstreamSection,
+    /// `[vars]`: values every template can use (config file only).
+    #[arg(skip)]
+    #[merge(strategy = file_only)]
+    pub vars: BTreeMap<String, String>,
+    /// Custom query parameters templates may use (config file only).
+    #[arg(skip)]
+    #[merge(strategy = file_only)]
+    pub extra_params: Vec<String>,
+    /// `[accounts.AC…]`: subaccount tokens, each from a file or an environment variable.
+    #[arg(skip)]
+    #[merge(strategy = file_only)]
+    pub accounts: BTreeMap<String, SecretRef>,
+    /// `[shared_keys.ID]`: shared signing keys, each from a file or an environment variable.
+    #[arg(skip)]
+    #[merge(strategy = file_only)]
+    pub shared_keys: BTreeMap<String, SecretRef>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[limits]`: the server's resource bounds ([`Limits`]); their flags have no prefix.
+#[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
 #[serde(deny_unknown_fields)]
-struct FileLimits {
-    max_body_bytes: Option<usize>,
-    header_timeout: Option<f64>,
-    request_timeout: Option<f64>,
-    max_concurrency: Option<usize>,
-    max_connections: Option<usize>,
-    max_body_reads: Option<usize>,
-    body_buffer_bytes: Option<usize>,
-    min_body_rate: Option<u64>,
-    body_grace: Option<f64>,
-    idle_timeout: Option<f64>,
-    max_connection_age: Option<f64>,
-    max_h2_streams: Option<u32>,
+#[merge(strategy = merge::option::overwrite_none)]
+pub struct LimitsSection {
+    /// Largest accepted request body in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Seconds a client may take to send the request head.
+    #[arg(long, value_name = "SECONDS")]
+    pub header_timeout: Option<f64>,
+    /// Seconds a whole request may take, body included.
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<f64>,
+    /// Requests handled at once; beyond it requests get 503 at once.
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<usize>,
+    /// Open connections at most; when all are taken, the connections idle the longest are closed
+    /// to make room for a new one.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Request bodies read at once, before any signature check; when full, the oldest read past
+    /// --body-grace is cut with 408 to make room.
+    #[arg(long, value_name = "N")]
+    pub max_body_reads: Option<usize>,
+    /// Bytes all bodies being read may reserve together (each reserves its Content-Length, or
+    /// --max-body-bytes).
+    #[arg(long, value_name = "BYTES")]
+    pub body_buffer_bytes: Option<usize>,
+    /// Slowest average body rate in bytes per second once --body-grace has passed; slower
+    /// bodies get 408; 0 turns it off.
+    #[arg(long, value_name = "BYTES")]
+    pub min_body_rate: Option<u64>,
+    /// Seconds a body may take before --min-body-rate applies.
+    #[arg(long, value_name = "SECONDS")]
+    pub body_grace: Option<f64>,
+    /// Seconds an HTTP/2 connection with no open stream stays open (HTTP/1 keep-alive ends at
+    /// --header-timeout).
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_timeout: Option<f64>,
+    /// Seconds after which a connection is asked to close: HTTP/1 answers `Connection: close`,
+    /// HTTP/2 sends GOAWAY.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_connection_age: Option<f64>,
+    /// Concurrent streams per HTTP/2 connection.
+    #[arg(long, value_name = "N")]
+    pub max_h2_streams: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[tls]`: serve HTTPS ([`TlsFiles`]).
+#[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
 #[serde(deny_unknown_fields)]
-struct FileJournal {
-    url: Option<String>,
-    timeout: Option<f64>,
-    retention: Option<String>,
-    spill_dir: Option<PathBuf>,
-    password_file: Option<PathBuf>,
+#[merge(strategy = merge::option::overwrite_none)]
+pub struct TlsSection {
+    /// PEM certificate chain; with --tls-key, serve HTTPS.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub key: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[journal]`: the webhook journal ([`JournalConfig`]).
+#[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
 #[serde(deny_unknown_fields)]
-struct FileForward {
-    to: Option<String>,
-    concurrency: Option<usize>,
-    timeout: Option<f64>,
-    max_backoff: Option<f64>,
-    breaker_cooldown: Option<f64>,
+#[merge(strategy = merge::option::overwrite_none)]
+pub struct JournalSection {
+    /// Journal every verified webhook before answering: sqlite:///path.db or postgres://... .
+    #[arg(long = "journal", value_name = "URL")]
+    pub url: Option<String>,
+    /// Seconds a request waits for its journal commit before answering anyway.
+    #[arg(long = "journal-timeout", value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Events older than this are pruned, e.g. 7d, 12h: delivered ones with --forward-to, all of
+    /// them without.
+    #[arg(long = "journal-retention", value_name = "DURATION")]
+    pub retention: Option<String>,
+    /// Folder where events the journal could not take are written at exit, and taken back into
+    /// the journal at the next start (a local disk, not the journal's; created 0700 if missing);
+    /// without it they are lost.
+    #[arg(long = "journal-spill-dir", value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+    /// File holding the PostgreSQL journal's password, read once at start-up (instead of a
+    /// password in the URL, PGPASSWORD or PGPASSFILE; the URL's other parts may come from
+    /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGSSLROOTCERT).
+    #[arg(long = "journal-password-file", value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[forward]`: store and forward ([`ForwardSettings`]).
+#[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
 #[serde(deny_unknown_fields)]
-struct FileUpstream {
-    url: Option<String>,
-    paths: Option<Vec<String>>,
-    local_paths: Option<Vec<String>>,
-    budget: Option<f64>,
-    connect_timeout: Option<f64>,
-    max_in_flight: Option<usize>,
-    signature: Option<String>,
-    ca_file: Option<PathBuf>,
-    client_cert: Option<PathBuf>,
-    client_key: Option<PathBuf>,
-    breaker_failures: Option<u32>,
-    breaker_cooldown: Option<f64>,
-    breaker_ratio: Option<f64>,
+#[merge(strategy = merge::option::overwrite_none)]
+pub struct ForwardSection {
+    /// Internal URL each journaled event is POSTed to, signed like Twilio would (needs --journal).
+    #[arg(long = "forward-to", value_name = "URL")]
+    pub to: Option<String>,
+    /// Forwarded requests in flight at most.
+    #[arg(long = "forward-concurrency", value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Seconds one forward attempt may take, connecting included.
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(rename(deserialize = "timeout"))]
+    pub forward_timeout: Option<f64>,
+    /// Longest wait in seconds before retrying one event (backoff with full jitter).
+    #[arg(long = "forward-max-backoff", value_name = "SECONDS")]
+    pub max_backoff: Option<f64>,
+    /// Seconds the circuit breaker holds requests back once failures in a row opened it.
+    #[arg(long = "forward-breaker-cooldown", value_name = "SECONDS")]
+    pub breaker_cooldown: Option<f64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `[upstream]`: upstream mode ([`UpstreamSettings`]), primary only.
+#[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
 #[serde(deny_unknown_fields)]
-struct FileTls {
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
+#[merge(strategy = merge::option::overwrite_none)]
+pub struct UpstreamSection {
+    /// Upstream mode (primary only): the TwiML app webhooks go to first; the request's path and
+    /// query are appended to this base URL. See docs/upstream.md.
+    #[arg(long, value_name = "URL")]
+    #[serde(rename(deserialize = "url"))]
+    pub upstream: Option<String>,
+    /// Comma-separated path patterns (`*` matches anything) sent upstream.
+    #[arg(long = "upstream-paths", value_name = "PATTERNS")]
+    pub paths: Option<Patterns>,
+    /// Comma-separated path patterns always answered from templates.
+    #[arg(long = "upstream-local-paths", value_name = "PATTERNS")]
+    pub local_paths: Option<Patterns>,
+    /// Seconds from a webhook's arrival to the upstream's complete answer; at most 14.
+    #[arg(long = "upstream-budget", value_name = "SECONDS")]
+    pub budget: Option<f64>,
+    /// Seconds to connect to the upstream.
+    #[arg(long = "upstream-connect-timeout", value_name = "SECONDS")]
+    pub connect_timeout: Option<f64>,
+    /// Requests to the upstream in flight at most; beyond, answered locally at once.
+    #[arg(long = "upstream-max-in-flight", value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// `resign` (X-Twilio-Signature for the upstream URL) or `pass` (Twilio's, unchanged).
+    #[arg(long = "upstream-signature", value_name = "MODE")]
+    pub signature: Option<String>,
+    /// PEM CA certificates trusted for the upstream instead of the web PKI roots.
+    #[arg(long = "upstream-ca-file", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain presented to the upstream (mTLS); with --upstream-client-key.
+    #[arg(long = "upstream-client-cert", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key for --upstream-client-cert.
+    #[arg(long = "upstream-client-key", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+    /// Failures in a row (timeout, connect, 5xx) that open the upstream breaker.
+    #[arg(long = "upstream-breaker-failures", value_name = "N")]
+    pub breaker_failures: Option<u32>,
+    /// Seconds an open breaker answers locally before one probe.
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(rename(deserialize = "breaker_cooldown"))]
+    pub upstream_breaker_cooldown: Option<f64>,
+    /// Also open the breaker when this share (0-1] of the last 20 results failed.
+    #[arg(long = "upstream-breaker-ratio", value_name = "RATIO")]
+    pub breaker_ratio: Option<f64>,
 }
 
-/// Where a secret lives: a file or an environment variable, never the config file itself.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSecretRef {
-    file: Option<PathBuf>,
-    env: Option<String>,
-    secondary_file: Option<PathBuf>,
-    secondary_env: Option<String>,
+/// Path patterns: comma-separated in a flag or its variable (blanks around a comma dropped), a
+/// list in the config file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Patterns(pub Vec<String>);
+
+impl FromStr for Patterns {
+    type Err = Infallible;
+    fn from_str(raw: &str) -> Result<Patterns, Infallible> {
+        let patterns = raw.split(',').map(str::trim).filter(|p| !p.is_empty());
+        Ok(Patterns(patterns.map(String::from).collect()))
+    }
 }
 
-/// Reads environment variables; a trait object so tests need not touch the process environment.
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-/// The real process environment.
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+/// A table only the config file sets: the file's, as flags never hold one.
+fn file_only<T: Default + PartialEq>(left: &mut T, right: T) {
+    if *left == T::default() {
+        *left = right;
+    }
 }
 
 /// The config file `serve` and `check` read when `--config` is not given, if it exists in the
 /// working directory: the shipped templates name its `[vars]`, so a fresh clone works as is.
 pub const DEFAULT_CONFIG_FILE: &str = "twiml-failover.toml";
+
+/// The template folder read when `--templates` is not given, relative to the working directory.
+pub const DEFAULT_TEMPLATES: &str = "twiml-templates";
 
 /// Fills in `./twiml-failover.toml` when no config file was given and it exists; returns the path
 /// it filled in, so the caller can say so.
@@ -247,147 +434,358 @@ pub fn discover_config_file(given: &mut Option<PathBuf>) -> Option<PathBuf> {
     Some(default)
 }
 
-fn read_file_config(path: &Path) -> Result<FileConfig, StartupError> {
-    let text = operator_file::read_text(path, operator_file::MAX_DOCUMENT_BYTES).map_err(|e| {
-        StartupError::ConfigFile {
-            path: path.to_owned(),
-            message: e.reason(),
-        }
-    })?;
-    toml::from_str(&text).map_err(|e| StartupError::ConfigFile {
+/// The config file at `path` (nothing set when there is none).
+fn read_file(path: Option<&Path>) -> Result<ServeArgs, StartupError> {
+    let Some(path) = path else {
+        return Ok(ServeArgs::default());
+    };
+    let failed = |message| StartupError::ConfigFile {
         path: path.to_owned(),
-        message: e.to_string(),
-    })
+        message,
+    };
+    let text = operator_file::read_text(path, operator_file::MAX_DOCUMENT_BYTES)
+        .map_err(|e| failed(e.reason()))?;
+    toml::from_str(&text).map_err(|e| failed(e.to_string()))
 }
 
-fn read_secret_file(setting: &'static str, path: &Path) -> Result<Secret, StartupError> {
-    let text = operator_file::read_text(path, operator_file::MAX_SECRET_BYTES)
-        .map_err(|e| invalid(setting, format!("cannot read {e}")))?;
-    let secret = Secret::new(&text);
-    if secret.is_empty() {
-        return Err(invalid(setting, format!("{} is empty", path.display())));
+const ROLES: &[(&str, Role)] = &[("primary", Role::Primary), ("fallback", Role::Fallback)];
+const LOG_FORMATS: &[(&str, LogFormat)] = &[("text", LogFormat::Text), ("json", LogFormat::Json)];
+
+impl ServeArgs {
+    /// Every default, as a flag would give it: the merge's last layer and what `--help` shows.
+    /// Read from the owners' own defaults; the others are `serve`'s own.
+    pub fn defaults() -> ServeArgs {
+        let limits = Limits::default();
+        let forward = ForwardSettings::new("");
+        let upstream = UpstreamSettings::new(String::new());
+        let secs = |d: Duration| Some(d.as_secs_f64());
+        let signature = ["resign", "pass"]
+            .into_iter()
+            .find(|name| SignatureMode::parse(name).ok() == Some(upstream.signature));
+        ServeArgs {
+            listen: Some("127.0.0.1:8080".into()),
+            role: Some(Role::Primary.as_str().into()),
+            templates: Some(DEFAULT_TEMPLATES.into()),
+            log_format: Some(LOG_FORMATS[0].0.into()),
+            trust_forwarded_headers: Some(false),
+            drain_timeout: secs(limits.drain_timeout),
+            lame_duck: secs(limits.lame_duck),
+            watch: Some(true),
+            limits: LimitsSection {
+                max_body_bytes: Some(limits.max_body_bytes),
+                header_timeout: secs(limits.header_timeout),
+                request_timeout: secs(limits.request_timeout),
+                max_concurrency: Some(limits.max_concurrency),
+                max_connections: Some(limits.max_connections),
+                max_body_reads: Some(limits.max_body_reads),
+                body_buffer_bytes: Some(limits.body_buffer_bytes),
+                min_body_rate: Some(limits.min_body_rate),
+                body_grace: secs(limits.body_grace),
+                idle_timeout: secs(limits.idle_timeout),
+                max_connection_age: secs(limits.max_connection_age),
+                max_h2_streams: Some(limits.max_h2_streams),
+            },
+            journal: JournalSection {
+                timeout: Some(1.0),
+                retention: Some("7d".into()),
+                ..JournalSection::default()
+            },
+            forward: ForwardSection {
+                concurrency: Some(forward.concurrency),
+                forward_timeout: secs(forward.timeout),
+                max_backoff: secs(forward.backoff.cap),
+                breaker_cooldown: secs(forward.breaker_cooldown),
+                ..ForwardSection::default()
+            },
+            upstream: UpstreamSection {
+                paths: Some(Patterns(upstream.paths)),
+                local_paths: Some(Patterns(upstream.local_paths)),
+                budget: secs(upstream.budget),
+                connect_timeout: secs(upstream.connect_timeout),
+                max_in_flight: Some(upstream.max_in_flight),
+                signature: signature.map(String::from),
+                breaker_failures: Some(upstream.breaker_failures),
+                upstream_breaker_cooldown: secs(upstream.breaker_cooldown),
+                ..UpstreamSection::default()
+            },
+            ..ServeArgs::default()
+        }
     }
-    Ok(secret)
-}
 
-fn env_secret(env: EnvLookup<'_>, name: &str) -> Option<Secret> {
-    env(name).map(|v| Secret::new(&v)).filter(|s| !s.is_empty())
-}
-
-fn seconds(setting: &'static str, value: f64) -> Result<Duration, StartupError> {
-    if !(value.is_finite() && value > 0.0 && value <= 3600.0) {
-        return Err(invalid(
-            setting,
-            "must be a number of seconds above 0 and at most 3600",
-        ));
-    }
-    Ok(Duration::from_secs_f64(value))
-}
-
-/// `value` checked like [`seconds`], or `default` when it is not set.
-fn seconds_or(
-    setting: &'static str,
-    value: Option<f64>,
-    default: Duration,
-) -> Result<Duration, StartupError> {
-    value.map_or(Ok(default), |s| seconds(setting, s))
-}
-
-/// Like [`seconds`], but 0 (off) is allowed.
-fn seconds_or_zero(setting: &'static str, value: f64) -> Result<Duration, StartupError> {
-    if value == 0.0 {
-        return Ok(Duration::ZERO);
-    }
-    seconds(setting, value)
-}
-
-fn positive(setting: &'static str, value: usize) -> Result<usize, StartupError> {
-    if value == 0 {
-        return Err(invalid(setting, "must be at least 1"));
-    }
-    Ok(value)
-}
-
-impl Config {
-    /// Merges flags/env (`args`), the config file they name, and defaults into a validated config,
-    /// one section at a time (in this order, so the first problem reported is stable).
-    pub fn load(args: &ServeArgs, env: EnvLookup<'_>) -> Result<Config, StartupError> {
-        let file = match &args.config {
-            Some(path) => read_file_config(path)?,
-            None => FileConfig::default(),
+    /// Checks every setting (in this order, so the first problem reported is stable).
+    fn settle(self, env: EnvLookup<'_>) -> Result<Config, StartupError> {
+        let raw = given("listen", self.listen.as_deref())?;
+        let listen = raw
+            .parse()
+            .map_err(|_| invalid("listen", format!("{raw:?} is not an IP:port address")))?;
+        let role = one_of("role", "role", self.role.as_deref(), ROLES)?;
+        let log_format = one_of(
+            "log-format",
+            "format",
+            self.log_format.as_deref(),
+            LOG_FORMATS,
+        )?;
+        // The merged default is no given folder: the message says where it looked.
+        let named = (self.templates.clone()).filter(|t| t != Path::new(DEFAULT_TEMPLATES));
+        let also = "TWIML_FAILOVER_TEMPLATES or `templates` in the config";
+        let templates = template_dir(named, also)?;
+        let public_url = (self.public_url.as_deref())
+            .map(|raw| PublicUrl::parse(raw).map_err(|m| invalid("public-url", m)))
+            .transpose()?;
+        let keyring = self.keyring(env)?;
+        let limits = Limits {
+            drain_timeout: seconds("drain-timeout", self.drain_timeout)?,
+            lame_duck: seconds_or_off("lame-duck", self.lame_duck)?,
+            ..self.limits.settle()?
         };
-        let listen = listen(args, &file)?;
-        let role = role(args, &file)?;
-        let log_format = log_format(args, &file)?;
-        let templates = template_dir(args, &file)?;
-        let public_url = public_url(args, &file)?;
-        let keyring = load_keyring(args, &file, env)?;
-        let limits = limits(args, &file)?;
-        let tls = tls_files(args, &file)?;
-        let journal = journal_config(args, &file, env)?;
-        let forward = forward_settings(args, &file, journal.as_ref())?;
-        let upstream = upstream_settings(args, &file, role)?;
-        let trust_forwarded_headers = args
-            .trust_forwarded_headers
-            .or(file.trust_forwarded_headers)
-            .unwrap_or(false);
-        let watch = args.watch.or(file.watch).unwrap_or(true);
-        let template_settings = template_settings_from(file.vars, file.extra_params)?;
+        let tls = pair(
+            self.tls.cert,
+            self.tls.key,
+            ("tls-key", "--tls-cert needs --tls-key"),
+            ("tls-cert", "--tls-key needs --tls-cert"),
+        )?;
+        let journal = self.journal.settle(env)?;
+        let forward = self.forward.settle(journal.as_ref())?;
         Ok(Config {
+            upstream: self.upstream.settle(role)?,
+            trust_forwarded_headers: given(
+                "trust-forwarded-headers",
+                self.trust_forwarded_headers,
+            )?,
+            watch: given("watch", self.watch)?,
+            template_settings: template_settings(self.vars, self.extra_params)?,
+            tls: tls.map(|(cert, key)| TlsFiles { cert, key }),
             journal,
             forward,
             listen,
             role,
             templates,
-            config_file: args.config.clone(),
+            config_file: self.config,
             public_url,
-            trust_forwarded_headers,
             log_format,
             keyring,
-            template_settings,
             limits,
-            tls,
-            upstream,
-            watch,
         })
+    }
+
+    /// The signing secrets, from the files and variables the settings name ([`KeySources`]).
+    fn keyring(&self, env: EnvLookup<'_>) -> Result<KeyRing, StartupError> {
+        let sources = KeySources {
+            auth_token_file: self.auth_token_file.as_deref(),
+            secondary_auth_token_file: self.secondary_auth_token_file.as_deref(),
+            accounts: &self.accounts,
+            shared_keys: &self.shared_keys,
+        };
+        Ok(sources.keyring(env)?)
     }
 }
 
-/// `--listen`: an IP:port address.
-fn listen(args: &ServeArgs, file: &FileConfig) -> Result<SocketAddr, StartupError> {
-    let listen_raw = args
-        .listen
-        .clone()
-        .or(file.listen.clone())
-        .unwrap_or_else(|| "127.0.0.1:8080".into());
-    listen_raw.parse().map_err(|_| {
-        invalid(
-            "listen",
-            format!("{listen_raw:?} is not an IP:port address"),
-        )
-    })
+impl LimitsSection {
+    /// Each bound checked, then the body budget against the largest body.
+    fn settle(self) -> Result<Limits, StartupError> {
+        let limits = Limits {
+            max_body_bytes: positive("max-body-bytes", self.max_body_bytes)?,
+            header_timeout: seconds("header-timeout", self.header_timeout)?,
+            request_timeout: seconds("request-timeout", self.request_timeout)?,
+            max_concurrency: positive("max-concurrency", self.max_concurrency)?,
+            max_connections: positive("max-connections", self.max_connections)?,
+            max_body_reads: positive("max-body-reads", self.max_body_reads)?,
+            body_buffer_bytes: positive("body-buffer-bytes", self.body_buffer_bytes)?,
+            min_body_rate: given("min-body-rate", self.min_body_rate)?,
+            body_grace: seconds("body-grace", self.body_grace)?,
+            idle_timeout: seconds("idle-timeout", self.idle_timeout)?,
+            max_connection_age: seconds("max-connection-age", self.max_connection_age)?,
+            max_h2_streams: positive("max-h2-streams", self.max_h2_streams)?,
+            ..Limits::default()
+        };
+        if limits.body_buffer_bytes < limits.max_body_bytes {
+            return Err(invalid(
+                "body-buffer-bytes",
+                "must be at least --max-body-bytes, or no full-size body could be read",
+            ));
+        }
+        Ok(limits)
+    }
 }
 
-/// `--role`: primary or fallback.
-fn role(args: &ServeArgs, file: &FileConfig) -> Result<Role, StartupError> {
-    let raw = args.role.as_deref().or(file.role.as_deref());
-    one_of(
-        "role",
-        "role",
-        raw.unwrap_or("primary"),
-        &[("primary", Role::Primary), ("fallback", Role::Fallback)],
-    )
+impl JournalSection {
+    /// `None` without `--journal`, which the spill folder and the password file need.
+    fn settle(self, env: EnvLookup<'_>) -> Result<Option<JournalConfig>, StartupError> {
+        let retention = retention(given("journal-retention", self.retention)?)?;
+        let Some(raw) = self.url else {
+            if self.spill_dir.is_some() {
+                let message = "needs --journal: it holds journal events";
+                return Err(invalid("journal-spill-dir", message));
+            }
+            if self.password_file.is_some() {
+                let message = "needs --journal: it is the journal's password";
+                return Err(invalid("journal-password-file", message));
+            }
+            return Ok(None);
+        };
+        if let Some(dir) = &self.spill_dir {
+            crate::journal::spill::prepare_dir(dir).map_err(|e| {
+                let message = format!("{} is not a writable directory: {e}", dir.display());
+                invalid("journal-spill-dir", message)
+            })?;
+        }
+        Ok(Some(JournalConfig {
+            url: journal_url(&raw, self.password_file.as_deref(), env)?,
+            timeout: seconds("journal-timeout", self.timeout)?,
+            retention,
+            spill_dir: self.spill_dir,
+        }))
+    }
 }
 
-/// `--log-format`: text or json.
-fn log_format(args: &ServeArgs, file: &FileConfig) -> Result<LogFormat, StartupError> {
-    let raw = args.log_format.as_deref().or(file.log_format.as_deref());
-    one_of(
-        "log-format",
-        "format",
-        raw.unwrap_or("text"),
-        &[("text", LogFormat::Text), ("json", LogFormat::Json)],
-    )
+impl ForwardSection {
+    /// `None` without `--forward-to`, which needs the journal it forwards from.
+    fn settle(
+        self,
+        journal: Option<&JournalConfig>,
+    ) -> Result<Option<ForwardSettings>, StartupError> {
+        let Some(url) = self.to else {
+            return Ok(None);
+        };
+        let url = forward_url(&url).map_err(|m| invalid("forward-to", m))?;
+        let Some(journal) = journal else {
+            let message = "needs --journal: events are forwarded from the journal";
+            return Err(invalid("forward-to", message));
+        };
+        let defaults = ForwardSettings::new(url);
+        let cap = seconds("forward-max-backoff", self.max_backoff)?;
+        Ok(Some(ForwardSettings {
+            concurrency: positive("forward-concurrency", self.concurrency)?,
+            timeout: seconds("forward-timeout", self.forward_timeout)?,
+            // The first retry's ceiling never exceeds the cap.
+            backoff: Backoff {
+                base: defaults.backoff.base.min(cap),
+                cap,
+            },
+            breaker_cooldown: seconds("forward-breaker-cooldown", self.breaker_cooldown)?,
+            retention: journal.retention,
+            ..defaults
+        }))
+    }
+}
+
+impl UpstreamSection {
+    /// `None` without `--upstream`; then checked together by the owner ([`UpstreamSettings::problem`]).
+    fn settle(self, role: Role) -> Result<Option<UpstreamSettings>, StartupError> {
+        let Some(url) = self.upstream else {
+            return Ok(None);
+        };
+        if role != Role::Primary {
+            let message =
+                "only with --role primary: the fallback answers when the primary's cloud is gone";
+            return Err(invalid("upstream", message));
+        }
+        let mut s = UpstreamSettings::new(forward_url(&url).map_err(|m| invalid("upstream", m))?);
+        s.paths = given("upstream-paths", self.paths)?.0;
+        s.local_paths = given("upstream-local-paths", self.local_paths)?.0;
+        s.budget = seconds("upstream-budget", self.budget)?;
+        s.connect_timeout = seconds("upstream-connect-timeout", self.connect_timeout)?;
+        s.max_in_flight = positive("upstream-max-in-flight", self.max_in_flight)?;
+        let signature = given("upstream-signature", self.signature)?;
+        s.signature =
+            SignatureMode::parse(&signature).map_err(|m| invalid("upstream-signature", m))?;
+        s.tls.ca_file = self.ca_file;
+        s.tls.client_cert = pair(
+            self.client_cert,
+            self.client_key,
+            ("upstream-client-key", "--upstream-client-cert needs it"),
+            ("upstream-client-cert", "--upstream-client-key needs it"),
+        )?;
+        s.breaker_failures = positive("upstream-breaker-failures", self.breaker_failures)?;
+        s.breaker_cooldown = seconds("upstream-breaker-cooldown", self.upstream_breaker_cooldown)?;
+        s.breaker_ratio = self.breaker_ratio;
+        match s.problem() {
+            Some((setting, message)) => Err(invalid(setting, message)),
+            None => Ok(Some(s)),
+        }
+    }
+}
+
+impl Config {
+    /// Merges flags/env (`args`), the config file they name, and the defaults, then checks them.
+    pub fn load(args: &ServeArgs, env: EnvLookup<'_>) -> Result<Config, StartupError> {
+        let mut merged = args.clone();
+        merged.merge(read_file(args.config.as_deref())?);
+        merged.merge(ServeArgs::defaults());
+        merged.settle(env)
+    }
+}
+
+/// Writes the faces of every `serve` flag that follow from its declaration: the environment
+/// twin (`TWIML_FAILOVER_` and the flag) and, at the end of the help, the default
+/// ([`ServeArgs::defaults`]).
+fn faces() -> impl FnMut(Arg) -> Arg {
+    let mut shown = HashMap::new();
+    if let Ok(toml::Value::Table(table)) = toml::Value::try_from(ServeArgs::defaults()) {
+        for (name, value) in table {
+            match value {
+                toml::Value::Table(section) => shown.extend(section),
+                value => drop(shown.insert(name, value)),
+            }
+        }
+    }
+    move |arg: Arg| {
+        let Some(long) = arg.get_long() else {
+            return arg;
+        };
+        let env = format!("TWIML_FAILOVER_{}", long.replace('-', "_").to_uppercase());
+        let mut help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+        if let Some(value) = shown.get(arg.get_id().as_str()).and_then(show) {
+            help = format!("{help} [default: {value}]");
+        }
+        arg.env(env).help(help)
+    }
+}
+
+/// A default as `--help` prints it (`25`, `0.5`, `*`); `None` for an empty list.
+fn show(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Array(items) if items.is_empty() => None,
+        toml::Value::Array(items) => {
+            Some(items.iter().filter_map(show).collect::<Vec<_>>().join(","))
+        }
+        // f64's Display writes 25.0 as `25`.
+        toml::Value::Float(f) => Some(f.to_string()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// A merged setting's value; only a setting without a default can be missing here.
+fn given<T>(setting: &'static str, value: Option<T>) -> Result<T, StartupError> {
+    value.ok_or_else(|| invalid(setting, "has no value"))
+}
+
+fn seconds(setting: &'static str, value: Option<f64>) -> Result<Duration, StartupError> {
+    let value = given(setting, value)?;
+    if !(value.is_finite() && value > 0.0 && value <= 3600.0) {
+        let message = "must be a number of seconds above 0 and at most 3600";
+        return Err(invalid(setting, message));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// Like [`seconds`], but 0 (off) is allowed.
+fn seconds_or_off(setting: &'static str, value: Option<f64>) -> Result<Duration, StartupError> {
+    match value {
+        Some(0.0) => Ok(Duration::ZERO),
+        value => seconds(setting, value),
+    }
+}
+
+fn positive<T: Default + PartialEq>(
+    setting: &'static str,
+    value: Option<T>,
+) -> Result<T, StartupError> {
+    match given(setting, value)? {
+        zero if zero == T::default() => Err(invalid(setting, "must be at least 1")),
+        value => Ok(value),
+    }
 }
 
 /// The choice `value` names, or an error listing the choices: `"x" is not a role (primary or
@@ -395,214 +793,72 @@ fn log_format(args: &ServeArgs, file: &FileConfig) -> Result<LogFormat, StartupE
 fn one_of<T: Copy>(
     setting: &'static str,
     what: &str,
-    value: &str,
+    value: Option<&str>,
     choices: &[(&str, T)],
 ) -> Result<T, StartupError> {
+    let value = given(setting, value)?;
     if let Some((_, choice)) = choices.iter().find(|(name, _)| *name == value) {
         return Ok(*choice);
     }
     let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
-    Err(invalid(
-        setting,
-        format!("{value:?} is not a {what} ({})", names.join(" or ")),
-    ))
+    let message = format!("{value:?} is not a {what} ({})", names.join(" or "));
+    Err(invalid(setting, message))
 }
 
-/// `--templates`: a readable directory.
-fn template_dir(args: &ServeArgs, file: &FileConfig) -> Result<PathBuf, StartupError> {
-    let given = args.templates.clone().or(file.templates.clone());
-    let templates = given
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("twiml-templates"));
-    if !templates.is_dir() {
-        let message =
-            match given {
-                Some(_) => format!(
-                "{} is not a readable directory (from --templates, TWIML_FAILOVER_TEMPLATES or \
-                 `templates` in the config); point it at the folder holding primary/ and fallback/",
-                templates.display()
-            ),
-                None => format!(
-                "no --templates given, and no twiml-templates/ folder in {}: start serve where \
-                 twiml-templates/ is, or give the folder holding primary/ and fallback/ with \
-                 --templates DIR (TWIML_FAILOVER_TEMPLATES, `templates` in the config)",
-                std::env::current_dir()
-                    .map_or_else(|_| "the working directory".into(), |d| d.display().to_string())
-            ),
-            };
-        return Err(invalid("templates", message));
-    }
-    Ok(templates)
-}
-
-/// `--public-url`, when set.
-fn public_url(args: &ServeArgs, file: &FileConfig) -> Result<Option<PublicUrl>, StartupError> {
-    args.public_url
-        .as_deref()
-        .or(file.public_url.as_deref())
-        .map(|raw| PublicUrl::parse(raw).map_err(|m| invalid("public-url", m)))
-        .transpose()
-}
-
-/// The `--max-*`, `--*-timeout` and body-rate settings, each checked, then checked together.
-fn limits(args: &ServeArgs, file: &FileConfig) -> Result<Limits, StartupError> {
-    let defaults = Limits::default();
-    let limits = Limits {
-        max_body_bytes: positive(
-            "max-body-bytes",
-            args.max_body_bytes
-                .or(file.limits.max_body_bytes)
-                .unwrap_or(defaults.max_body_bytes),
-        )?,
-        header_timeout: seconds_or(
-            "header-timeout",
-            args.header_timeout.or(file.limits.header_timeout),
-            defaults.header_timeout,
-        )?,
-        request_timeout: seconds_or(
-            "request-timeout",
-            args.request_timeout.or(file.limits.request_timeout),
-            defaults.request_timeout,
-        )?,
-        max_concurrency: positive(
-            "max-concurrency",
-            args.max_concurrency
-                .or(file.limits.max_concurrency)
-                .unwrap_or(defaults.max_concurrency),
-        )?,
-        max_connections: positive(
-            "max-connections",
-            args.max_connections
-                .or(file.limits.max_connections)
-                .unwrap_or(defaults.max_connections),
-        )?,
-        drain_timeout: seconds_or(
-            "drain-timeout",
-            args.drain_timeout.or(file.drain_timeout),
-            defaults.drain_timeout,
-        )?,
-        tls_handshake_timeout: defaults.tls_handshake_timeout,
-        lame_duck: match args.lame_duck.or(file.lame_duck) {
-            Some(s) => seconds_or_zero("lame-duck", s)?,
-            None => defaults.lame_duck,
-        },
-        max_body_reads: positive(
-            "max-body-reads",
-            args.max_body_reads
-                .or(file.limits.max_body_reads)
-                .unwrap_or(defaults.max_body_reads),
-        )?,
-        body_buffer_bytes: positive(
-            "body-buffer-bytes",
-            args.body_buffer_bytes
-                .or(file.limits.body_buffer_bytes)
-                .unwrap_or(defaults.body_buffer_bytes),
-        )?,
-        min_body_rate: args
-            .min_body_rate
-            .or(file.limits.min_body_rate)
-            .unwrap_or(defaults.min_body_rate),
-        body_grace: seconds_or(
-            "body-grace",
-            args.body_grace.or(file.limits.body_grace),
-            defaults.body_grace,
-        )?,
-        idle_timeout: seconds_or(
-            "idle-timeout",
-            args.idle_timeout.or(file.limits.idle_timeout),
-            defaults.idle_timeout,
-        )?,
-        max_connection_age: seconds_or(
-            "max-connection-age",
-            args.max_connection_age.or(file.limits.max_connection_age),
-            defaults.max_connection_age,
-        )?,
-        max_h2_streams: match args.max_h2_streams.or(file.limits.max_h2_streams) {
-            Some(0) => return Err(invalid("max-h2-streams", "must be at least 1")),
-            Some(n) => n,
-            None => defaults.max_h2_streams,
-        },
-    };
-    if limits.body_buffer_bytes < limits.max_body_bytes {
-        return Err(invalid(
-            "body-buffer-bytes",
-            "must be at least --max-body-bytes, or no full-size body could be read",
-        ));
-    }
-    Ok(limits)
-}
-
-/// `--tls-cert` and `--tls-key`: both or neither.
-fn tls_files(args: &ServeArgs, file: &FileConfig) -> Result<Option<TlsFiles>, StartupError> {
-    match (
-        args.tls_cert.clone().or(file.tls.cert.clone()),
-        args.tls_key.clone().or(file.tls.key.clone()),
-    ) {
-        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+/// Both or neither: a certificate and its key; each missing one names itself.
+fn pair<T>(
+    first: Option<T>,
+    second: Option<T>,
+    no_second: (&'static str, &str),
+    no_first: (&'static str, &str),
+) -> Result<Option<(T, T)>, StartupError> {
+    match (first, second) {
+        (Some(first), Some(second)) => Ok(Some((first, second))),
         (None, None) => Ok(None),
-        (Some(_), None) => Err(invalid("tls-key", "--tls-cert needs --tls-key")),
-        (None, Some(_)) => Err(invalid("tls-cert", "--tls-key needs --tls-cert")),
+        (Some(_), None) => Err(invalid(no_second.0, no_second.1)),
+        (None, Some(_)) => Err(invalid(no_first.0, no_first.1)),
     }
 }
 
-/// Journal retention when `--journal-retention` is not given.
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
-
-/// The `--journal-*` settings, validated; `None` without `--journal`.
-fn journal_config(
-    args: &ServeArgs,
-    file: &FileConfig,
-    env: EnvLookup<'_>,
-) -> Result<Option<JournalConfig>, StartupError> {
-    let retention = match args
-        .journal_retention
-        .as_deref()
-        .or(file.journal.retention.as_deref())
-    {
-        Some(raw) => retention(raw)?,
-        None => DEFAULT_RETENTION,
-    };
-    let spill_dir = args
-        .journal_spill_dir
-        .clone()
-        .or(file.journal.spill_dir.clone());
-    let password_file = args
-        .journal_password_file
-        .clone()
-        .or(file.journal.password_file.clone());
-    let Some(raw) = args.journal.as_deref().or(file.journal.url.as_deref()) else {
-        if spill_dir.is_some() {
-            return Err(invalid(
-                "journal-spill-dir",
-                "needs --journal: it holds journal events",
-            ));
-        }
-        if password_file.is_some() {
-            return Err(invalid(
-                "journal-password-file",
-                "needs --journal: it is the journal's password",
-            ));
-        }
-        return Ok(None);
-    };
-    if let Some(dir) = &spill_dir {
-        crate::journal::spill::prepare_dir(dir).map_err(|e| {
-            invalid(
-                "journal-spill-dir",
-                format!("{} is not a writable directory: {e}", dir.display()),
-            )
-        })?;
+/// The template folder: `given` (by `--templates` or, as `also` names them, its other sources),
+/// else `twiml-templates` in the working directory; the message says where it looked.
+pub fn template_dir(given: Option<PathBuf>, also: &str) -> Result<PathBuf, StartupError> {
+    let templates = given.clone().unwrap_or_else(|| DEFAULT_TEMPLATES.into());
+    if templates.is_dir() {
+        return Ok(templates);
     }
-    Ok(Some(JournalConfig {
-        url: journal_url(raw, password_file.as_deref(), env)?,
-        timeout: seconds_or(
-            "journal-timeout",
-            args.journal_timeout.or(file.journal.timeout),
-            Duration::from_secs(1),
-        )?,
-        retention,
-        spill_dir,
-    }))
+    let fix = "the folder holding primary/ and fallback/";
+    let message = match given {
+        Some(path) => format!(
+            "{} is not a readable directory (from --templates, {also}); point it at {fix}",
+            path.display()
+        ),
+        None => format!(
+            "no --templates given, and no {DEFAULT_TEMPLATES}/ folder in {}: run this where \
+             {DEFAULT_TEMPLATES}/ is, or give {fix} with --templates DIR ({also})",
+            working_directory()
+        ),
+    };
+    Err(invalid("templates", message))
+}
+
+/// The working directory, for messages that say where a file was looked for.
+pub fn working_directory() -> String {
+    std::env::current_dir().map_or_else(
+        |_| "the working directory".into(),
+        |d| d.display().to_string(),
+    )
+}
+
+fn retention(raw: String) -> Result<Duration, StartupError> {
+    match humantime::parse_duration(raw.trim()) {
+        Ok(d) if d >= Duration::from_secs(60) => Ok(d),
+        Ok(_) => Err(invalid("journal-retention", "must be at least 1m")),
+        Err(e) => Err(invalid(
+            "journal-retention",
+            format!("{raw:?}: {e} (use e.g. 7d, 12h, 90m)"),
+        )),
+    }
 }
 
 /// A journal URL completed as libpq would complete it: what a PostgreSQL URL leaves out from the
@@ -613,7 +869,7 @@ pub fn journal_url(
     env: EnvLookup<'_>,
 ) -> Result<JournalUrl, StartupError> {
     let password = password_file
-        .map(|path| read_secret_file("journal-password-file", path))
+        .map(|path| secrets::read_file("journal-password-file", path))
         .transpose()?
         .map(|secret| String::from_utf8_lossy(secret.expose()).into_owned());
     let sources = crate::journal::postgres::Sources { env, password };
@@ -627,156 +883,16 @@ pub fn journal_url(
     })
 }
 
-/// The `--forward-*` settings, validated; `None` without `--forward-to`.
-fn forward_settings(
-    args: &ServeArgs,
-    file: &FileConfig,
-    journal: Option<&JournalConfig>,
-) -> Result<Option<ForwardSettings>, StartupError> {
-    let Some(url) = args.forward_to.as_deref().or(file.forward.to.as_deref()) else {
-        return Ok(None);
-    };
-    let url = forward_url(url).map_err(|m| invalid("forward-to", m))?;
-    let Some(journal) = journal else {
-        return Err(invalid(
-            "forward-to",
-            "needs --journal: events are forwarded from the journal",
-        ));
-    };
-    let retention = journal.retention;
-    let defaults = ForwardSettings::new(url);
-    let cap = seconds_or(
-        "forward-max-backoff",
-        args.forward_max_backoff.or(file.forward.max_backoff),
-        defaults.backoff.cap,
-    )?;
-    Ok(Some(ForwardSettings {
-        concurrency: positive(
-            "forward-concurrency",
-            args.forward_concurrency
-                .or(file.forward.concurrency)
-                .unwrap_or(defaults.concurrency),
-        )?,
-        timeout: seconds_or(
-            "forward-timeout",
-            args.forward_timeout.or(file.forward.timeout),
-            defaults.timeout,
-        )?,
-        backoff: Backoff {
-            base: defaults.backoff.base.min(cap),
-            cap,
-        },
-        breaker_cooldown: seconds_or(
-            "forward-breaker-cooldown",
-            args.forward_breaker_cooldown
-                .or(file.forward.breaker_cooldown),
-            defaults.breaker_cooldown,
-        )?,
-        retention,
-        ..defaults
-    }))
-}
-
-/// The `--upstream-*` settings, validated; `None` without `--upstream`.
-fn upstream_settings(
-    args: &ServeArgs,
-    file: &FileConfig,
-    role: Role,
-) -> Result<Option<UpstreamSettings>, StartupError> {
-    let f = &file.upstream;
-    let Some(url) = args.upstream.as_deref().or(f.url.as_deref()) else {
-        return Ok(None);
-    };
-    if role != Role::Primary {
-        return Err(invalid(
-            "upstream",
-            "only with --role primary: the fallback answers when the primary's cloud is gone",
-        ));
-    }
-    let url = forward_url(url).map_err(|m| invalid("upstream", m))?;
-    let mut s = UpstreamSettings::new(url);
-    let list = |raw: &str| {
-        raw.split(',')
-            .map(|p| p.trim().to_string())
-            .filter(|p| !p.is_empty())
-            .collect()
-    };
-    if let Some(paths) = args.upstream_paths.as_deref().map(list).or(f.paths.clone()) {
-        s.paths = paths;
-    }
-    if let Some(paths) = args
-        .upstream_local_paths
-        .as_deref()
-        .map(list)
-        .or(f.local_paths.clone())
-    {
-        s.local_paths = paths;
-    }
-    if let Some(v) = args.upstream_budget.or(f.budget) {
-        s.budget = seconds("upstream-budget", v)?;
-    }
-    if let Some(v) = args.upstream_connect_timeout.or(f.connect_timeout) {
-        s.connect_timeout = seconds("upstream-connect-timeout", v)?;
-    }
-    if let Some(n) = args.upstream_max_in_flight.or(f.max_in_flight) {
-        s.max_in_flight = positive("upstream-max-in-flight", n)?;
-    }
-    if let Some(mode) = args
-        .upstream_signature
-        .as_deref()
-        .or(f.signature.as_deref())
-    {
-        s.signature =
-            UpstreamSignature::parse(mode).map_err(|m| invalid("upstream-signature", m))?;
-    }
-    s.tls.ca_file = args.upstream_ca_file.clone().or(f.ca_file.clone());
-    s.tls.client_cert = match (
-        args.upstream_client_cert.clone().or(f.client_cert.clone()),
-        args.upstream_client_key.clone().or(f.client_key.clone()),
-    ) {
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err(invalid(
-                "upstream-client-key",
-                "--upstream-client-cert needs it",
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(invalid(
-                "upstream-client-cert",
-                "--upstream-client-key needs it",
-            ))
-        }
-    };
-    if let Some(n) = args.upstream_breaker_failures.or(f.breaker_failures) {
-        s.breaker_failures =
-            u32::try_from(positive("upstream-breaker-failures", n as usize)?).unwrap_or(u32::MAX);
-    }
-    if let Some(v) = args.upstream_breaker_cooldown.or(f.breaker_cooldown) {
-        s.breaker_cooldown = seconds("upstream-breaker-cooldown", v)?;
-    }
-    s.breaker_ratio = args.upstream_breaker_ratio.or(f.breaker_ratio);
-    if let Some((setting, message)) = s.problem() {
-        return Err(invalid(setting, message));
-    }
-    Ok(Some(s))
-}
-
 /// Checks a forward target: an absolute http(s) URL without credentials or fragment.
 pub fn forward_url(raw: &str) -> Result<String, String> {
     crate::net::url::Target::parse(raw).map(|t| t.url)
 }
 
-fn retention(raw: &str) -> Result<Duration, StartupError> {
-    match humantime::parse_duration(raw.trim()) {
-        Ok(d) if d >= Duration::from_secs(60) => Ok(d),
-        Ok(_) => Err(invalid("journal-retention", "must be at least 1m")),
-        Err(e) => Err(invalid(
-            "journal-retention",
-            format!("{raw:?}: {e} (use e.g. 7d, 12h, 90m)"),
-        )),
-    }
+fn template_settings(
+    vars: BTreeMap<String, String>,
+    extra_params: Vec<String>,
+) -> Result<TemplateSettings, StartupError> {
+    TemplateSettings::new(vars, extra_params).map_err(|m| invalid("vars", m))
 }
 
 /// What `journal replay` needs from the config file and environment: the signing keys (auth
@@ -786,138 +902,27 @@ pub fn load_replay_settings(
     path: Option<&Path>,
     env: EnvLookup<'_>,
 ) -> Result<(KeyRing, Option<String>), StartupError> {
-    let file = match path {
-        Some(path) => read_file_config(path)?,
-        None => FileConfig::default(),
-    };
-    let keyring = load_keyring(&ServeArgs::default(), &file, env)?;
-    Ok((keyring, file.forward.to.clone()))
+    let file = read_file(path)?;
+    Ok((file.keyring(env)?, file.forward.to))
 }
 
 /// Reads only the `[journal] url` and `password_file` of a config file (for the `journal`
 /// commands).
 pub fn load_journal_url(path: &Path) -> Result<(Option<String>, Option<PathBuf>), StartupError> {
-    let journal = read_file_config(path)?.journal;
+    let journal = read_file(Some(path))?.journal;
     Ok((journal.url, journal.password_file))
 }
 
-/// Reads only the template-related part of a config file (for `check`).
+/// Reads only the template-related part of a config file (for `check`, `render` and `test`).
 pub fn load_template_settings(path: Option<&Path>) -> Result<TemplateSettings, StartupError> {
-    let file = match path {
-        Some(path) => read_file_config(path)?,
-        None => FileConfig::default(),
-    };
-    template_settings_from(file.vars, file.extra_params)
-}
-
-fn template_settings_from(
-    vars: BTreeMap<String, String>,
-    extra_params: Vec<String>,
-) -> Result<TemplateSettings, StartupError> {
-    TemplateSettings::new(vars, extra_params).map_err(|m| invalid("vars", m))
-}
-
-fn load_keyring(
-    args: &ServeArgs,
-    file: &FileConfig,
-    env: EnvLookup<'_>,
-) -> Result<KeyRing, StartupError> {
-    let primary = match args
-        .auth_token_file
-        .as_deref()
-        .or(file.auth_token_file.as_deref())
-    {
-        Some(path) => Some(read_secret_file("auth-token-file", path)?),
-        None => env_secret(env, "TWILIO_AUTH_TOKEN"),
-    };
-    let Some(primary) = primary else {
-        return Err(invalid(
-            "TWILIO_AUTH_TOKEN",
-            "no auth token: set TWILIO_AUTH_TOKEN or --auth-token-file (auth_token_file in the config)",
-        ));
-    };
-    let secondary = match args
-        .secondary_auth_token_file
-        .as_deref()
-        .or(file.secondary_auth_token_file.as_deref())
-    {
-        Some(path) => Some(read_secret_file("secondary-auth-token-file", path)?),
-        None => env_secret(env, "TWILIO_SECONDARY_AUTH_TOKEN"),
-    };
-
-    let mut accounts = HashMap::new();
-    for (sid, reference) in &file.accounts {
-        if !(sid.starts_with("AC")
-            && sid.len() == 34
-            && sid.chars().all(|c| c.is_ascii_alphanumeric()))
-        {
-            return Err(invalid(
-                "accounts",
-                format!("{sid:?} is not an AccountSid (AC + 32 characters)"),
-            ));
-        }
-        let mut tokens = vec![resolve_secret(
-            "accounts",
-            reference.file.as_deref(),
-            reference.env.as_deref(),
-            env,
-        )?
-        .ok_or_else(|| invalid("accounts", format!("{sid}: set file or env")))?];
-        if let Some(second) = resolve_secret(
-            "accounts",
-            reference.secondary_file.as_deref(),
-            reference.secondary_env.as_deref(),
-            env,
-        )? {
-            tokens.push(second);
-        }
-        accounts.insert(sid.clone(), tokens);
-    }
-
-    let mut shared_keys = HashMap::new();
-    for (id, reference) in &file.shared_keys {
-        if reference.secondary_file.is_some() || reference.secondary_env.is_some() {
-            return Err(invalid(
-                "shared_keys",
-                format!("{id}: a shared key has one secret; add a second key id to rotate"),
-            ));
-        }
-        let secret = resolve_secret(
-            "shared_keys",
-            reference.file.as_deref(),
-            reference.env.as_deref(),
-            env,
-        )?
-        .ok_or_else(|| invalid("shared_keys", format!("{id}: set file or env")))?;
-        shared_keys.insert(id.clone(), secret);
-    }
-
-    Ok(KeyRing {
-        primary: Some(primary),
-        secondary,
-        accounts,
-        shared_keys,
-    })
-}
-
-fn resolve_secret(
-    setting: &'static str,
-    file: Option<&Path>,
-    env_name: Option<&str>,
-    env: EnvLookup<'_>,
-) -> Result<Option<Secret>, StartupError> {
-    match (file, env_name) {
-        (Some(_), Some(_)) => Err(invalid(setting, "give file or env, not both")),
-        (Some(path), None) => read_secret_file(setting, path).map(Some),
-        (None, Some(name)) => env_secret(env, name)
-            .map(Some)
-            .ok_or_else(|| invalid(setting, format!("environment variable {name} is not set"))),
-        (None, None) => Ok(None),
-    }
+    let file = read_file(path)?;
+    template_settings(file.vars, file.extra_params)
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::FromArgMatches;
+
     use super::*;
 
     fn env_with(token: Option<&'static str>) -> impl Fn(&str) -> Option<String> {
@@ -928,26 +933,39 @@ mod tests {
         }
     }
 
-    fn args() -> ServeArgs {
-        ServeArgs {
-            templates: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("twiml-templates")),
-            ..ServeArgs::default()
-        }
+    /// `serve` parsed from these flags (as clap reads them), with the shipped templates.
+    fn flags(list: &[&str]) -> ServeArgs {
+        let templates = concat!(env!("CARGO_MANIFEST_DIR"), "/twiml-templates");
+        // A later --templates replaces the shipped ones.
+        let command = ServeArgs::augment_args(clap::Command::new("serve").args_override_self(true));
+        let line = [&["serve", "--templates", templates][..], list].concat();
+        ServeArgs::from_arg_matches(&command.try_get_matches_from(line).unwrap()).unwrap()
     }
 
-    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    fn load(list: &[&str]) -> Result<Config, StartupError> {
+        Config::load(&flags(list), &env_with(Some("t")))
+    }
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
-        path
+        path.display().to_string()
     }
 
     fn message(result: Result<Config, StartupError>) -> String {
         result.expect_err("should refuse to start").to_string()
     }
 
+    /// Each listed flag line is refused with an error that starts with `starts`.
+    fn refused(cases: &[(&[&str], &str)]) {
+        for (list, starts) in cases {
+            let m = message(load(list));
+            assert!(m.starts_with(starts), "{list:?}: {m}");
+        }
+    }
+
     #[test]
     fn connection_and_body_bounds_from_flag_or_file() {
-        let env = env_with(Some("t"));
         let dir = tempfile::tempdir().unwrap();
         let file = write(
             &dir,
@@ -956,11 +974,7 @@ mod tests {
              min_body_rate = 0\nbody_grace = 0.5\nidle_timeout = 9\nmax_connection_age = 60\n\
              max_h2_streams = 4\n",
         );
-        let from_file = ServeArgs {
-            config: Some(file),
-            ..args()
-        };
-        let l = Config::load(&from_file, &env).unwrap().limits;
+        let l = load(&["--config", &file]).unwrap().limits;
         assert_eq!(l.lame_duck, Duration::ZERO);
         assert_eq!((l.max_body_reads, l.body_buffer_bytes), (7, 1 << 20));
         assert_eq!(
@@ -970,110 +984,49 @@ mod tests {
         assert_eq!(l.idle_timeout, Duration::from_secs(9));
         assert_eq!(l.max_connection_age, Duration::from_secs(60));
         assert_eq!(l.max_h2_streams, 4);
-        let flags = ServeArgs {
-            lame_duck: Some(3.0),
-            max_h2_streams: Some(8),
-            ..from_file
-        };
-        let l = Config::load(&flags, &env).unwrap().limits;
+        let flags = [
+            "--config",
+            &file,
+            "--lame-duck",
+            "3",
+            "--max-h2-streams",
+            "8",
+        ];
+        let l = load(&flags).unwrap().limits;
         assert_eq!((l.lame_duck, l.max_h2_streams), (Duration::from_secs(3), 8));
-        for (bad, setting) in [
-            (
-                ServeArgs {
-                    lame_duck: Some(-1.0),
-                    ..args()
-                },
-                "lame-duck:",
-            ),
-            (
-                ServeArgs {
-                    max_body_reads: Some(0),
-                    ..args()
-                },
-                "max-body-reads:",
-            ),
-            (
-                ServeArgs {
-                    body_buffer_bytes: Some(1000),
-                    ..args()
-                },
-                "body-buffer-bytes:",
-            ),
-            (
-                ServeArgs {
-                    body_grace: Some(0.0),
-                    ..args()
-                },
-                "body-grace:",
-            ),
-            (
-                ServeArgs {
-                    idle_timeout: Some(0.0),
-                    ..args()
-                },
-                "idle-timeout:",
-            ),
-            (
-                ServeArgs {
-                    max_connection_age: Some(f64::NAN),
-                    ..args()
-                },
-                "max-connection-age:",
-            ),
-            (
-                ServeArgs {
-                    max_h2_streams: Some(0),
-                    ..args()
-                },
-                "max-h2-streams:",
-            ),
-        ] {
-            assert!(
-                message(Config::load(&bad, &env)).starts_with(setting),
-                "{setting}"
-            );
-        }
+        refused(&[
+            (&["--lame-duck=-1"], "lame-duck:"),
+            (&["--max-body-reads", "0"], "max-body-reads:"),
+            (&["--body-buffer-bytes", "1000"], "body-buffer-bytes:"),
+            (&["--body-grace", "0"], "body-grace:"),
+            (&["--idle-timeout", "0"], "idle-timeout:"),
+            (&["--max-connection-age", "NaN"], "max-connection-age:"),
+            (&["--max-h2-streams", "0"], "max-h2-streams:"),
+        ]);
     }
 
     #[test]
     fn journal_from_flag_or_file() {
-        let env = env_with(Some("t"));
-        assert!(Config::load(&args(), &env).unwrap().journal.is_none());
+        assert!(load(&[]).unwrap().journal.is_none());
         let dir = tempfile::tempdir().unwrap();
         let file = write(
             &dir,
             "c.toml",
             "[journal]\nurl = \"sqlite:///var/j.db\"\ntimeout = 0.25\n",
         );
-        let c = Config::load(
-            &ServeArgs {
-                config: Some(file.clone()),
-                ..args()
-            },
-            &env,
-        )
-        .unwrap();
-        let j = c.journal.unwrap();
+        let j = load(&["--config", &file]).unwrap().journal.unwrap();
         assert_eq!(j.url.to_string(), "sqlite:///var/j.db");
         assert_eq!(j.timeout, Duration::from_millis(250));
-        let flag = ServeArgs {
-            config: Some(file),
-            journal: Some("postgres://u:pw@db/j".into()),
-            ..args()
-        };
-        let j = Config::load(&flag, &env).unwrap().journal.unwrap();
+        let flag = ["--config", &file, "--journal", "postgres://u:pw@db/j"];
+        let j = load(&flag).unwrap().journal.unwrap();
         assert_eq!(j.url.to_string(), "postgres://u:***@db/j");
-        let bad = ServeArgs {
-            journal: Some("/tmp/j.db".into()),
-            ..args()
-        };
-        assert!(message(Config::load(&bad, &env)).starts_with("journal: "));
-        let bad = ServeArgs {
-            journal: Some("sqlite:///j.db".into()),
-            journal_timeout: Some(0.0),
-            ..args()
-        };
-        assert!(message(Config::load(&bad, &env)).starts_with("journal-timeout: "));
+        refused(&[
+            (&["--journal", "/tmp/j.db"], "journal: "),
+            (
+                &["--journal", "sqlite:///j.db", "--journal-timeout", "0"],
+                "journal-timeout: ",
+            ),
+        ]);
     }
 
     #[test]
@@ -1087,12 +1040,16 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let password = write(&dir, "password", "s3cret\n");
-        let with = |journal: &str, file: Option<&Path>| ServeArgs {
-            journal: Some(journal.into()),
-            journal_password_file: file.map(Path::to_path_buf),
-            ..args()
+        let with = |journal: &str, file: Option<&str>| {
+            let mut line = vec!["--journal", journal];
+            line.extend(
+                file.map(|f| ["--journal-password-file", f])
+                    .into_iter()
+                    .flatten(),
+            );
+            Config::load(&flags(&line), &env)
         };
-        let j = Config::load(&with("postgres://", Some(&password)), &env)
+        let j = with("postgres://", Some(&password))
             .unwrap()
             .journal
             .unwrap();
@@ -1101,11 +1058,9 @@ mod tests {
             "postgres host=/cloudsql/p:r:i port=5432 user=app dbname=journal sslmode=disable"
         );
         assert!(!format!("{:?}", j.url).contains("s3cret"));
+        let none = dir.path().join("none").display().to_string();
         for (bad, setting) in [
-            (
-                with("postgres://", Some(&dir.path().join("none"))),
-                "journal-password-file: ",
-            ),
+            (with("postgres://", Some(&none)), "journal-password-file: "),
             (
                 with("postgres://u:pw@h/d", Some(&password)),
                 "journal-password-file: ",
@@ -1116,47 +1071,27 @@ mod tests {
             ),
             (with("postgres://u@h/d?sslmode=often", None), "journal: "),
             (
-                ServeArgs {
-                    journal_password_file: Some(password.clone()),
-                    ..args()
-                },
+                Config::load(&flags(&["--journal-password-file", &password]), &env),
                 "journal-password-file: needs --journal",
             ),
         ] {
-            let m = message(Config::load(&bad, &env));
+            let m = message(bad);
             assert!(m.starts_with(setting), "{m}");
         }
         // The file key works like the flag.
         let file = write(
             &dir,
             "c.toml",
-            &format!(
-                "[journal]\nurl = \"postgres://\"\npassword_file = {:?}\n",
-                password.display().to_string()
-            ),
+            &format!("[journal]\nurl = \"postgres://\"\npassword_file = {password:?}\n"),
         );
-        let c = Config::load(
-            &ServeArgs {
-                config: Some(file),
-                ..args()
-            },
-            &env,
-        )
-        .unwrap();
+        let c = Config::load(&flags(&["--config", &file]), &env).unwrap();
         assert!(c.journal.is_some());
     }
 
     #[test]
     fn forward_from_flag_or_file() {
-        let env = env_with(Some("t"));
-        let with_journal = || ServeArgs {
-            journal: Some("sqlite:///var/j.db".into()),
-            ..args()
-        };
-        assert!(Config::load(&with_journal(), &env)
-            .unwrap()
-            .forward
-            .is_none());
+        let journal = ["--journal", "sqlite:///var/j.db"];
+        assert!(load(&journal).unwrap().forward.is_none());
         let dir = tempfile::tempdir().unwrap();
         let file = write(
             &dir,
@@ -1164,11 +1099,8 @@ mod tests {
             "[journal]\nretention = \"12h\"\n[forward]\nto = \"https://crm.internal/twilio\"\n\
              concurrency = 2\ntimeout = 3\nmax_backoff = 0.5\nbreaker_cooldown = 7\n",
         );
-        let from_file = ServeArgs {
-            config: Some(file.clone()),
-            ..with_journal()
-        };
-        let f = Config::load(&from_file, &env).unwrap().forward.unwrap();
+        let from_file = [&journal[..], &["--config", &file]].concat();
+        let f = load(&from_file).unwrap().forward.unwrap();
         assert_eq!(f.url, "https://crm.internal/twilio");
         assert_eq!(f.concurrency, 2);
         assert_eq!(f.timeout, Duration::from_secs(3));
@@ -1177,128 +1109,168 @@ mod tests {
         assert_eq!(f.backoff.cap, Duration::from_millis(500));
         assert_eq!(f.breaker_cooldown, Duration::from_secs(7));
         assert_eq!(f.retention, Duration::from_secs(12 * 3600));
-        let flags = ServeArgs {
-            forward_to: Some("http://127.0.0.1:9000/in".into()),
-            forward_concurrency: Some(9),
-            journal_retention: Some("30d".into()),
-            ..from_file
-        };
-        let f = Config::load(&flags, &env).unwrap().forward.unwrap();
+        let over = [
+            "--forward-to",
+            "http://127.0.0.1:9000/in",
+            "--forward-concurrency",
+            "9",
+        ];
+        let flags = [&from_file[..], &over, &["--journal-retention", "30d"]].concat();
+        let f = load(&flags).unwrap().forward.unwrap();
         assert_eq!(
             (f.url.as_str(), f.concurrency),
             ("http://127.0.0.1:9000/in", 9)
         );
         assert_eq!(f.retention, Duration::from_secs(30 * 86_400));
-        let defaults = ServeArgs {
-            forward_to: Some("http://127.0.0.1:9000/in".into()),
-            ..with_journal()
-        };
-        let f = Config::load(&defaults, &env).unwrap().forward.unwrap();
+        let defaults = [&journal[..], &over[..2]].concat();
+        let f = load(&defaults).unwrap().forward.unwrap();
         assert_eq!(f.retention, Duration::from_secs(7 * 86_400));
         assert_eq!(f.backoff.cap, Duration::from_secs(300));
-
-        for (bad, setting) in [
+        let with_journal = |more: &[&'static str]| [&journal[..], more].concat();
+        let spill = std::env::temp_dir().display().to_string();
+        refused(&[
             (
-                ServeArgs {
-                    forward_to: Some("http://x/in".into()),
-                    ..args()
-                },
+                &["--forward-to", "http://x/in"],
                 "forward-to: needs --journal",
             ),
             (
-                ServeArgs {
-                    forward_to: Some("ftp://x/in".into()),
-                    ..with_journal()
-                },
+                &with_journal(&["--forward-to", "ftp://x/in"]),
                 "forward-to: ",
             ),
             (
-                ServeArgs {
-                    forward_to: Some("http://x/in#frag".into()),
-                    ..with_journal()
-                },
+                &with_journal(&["--forward-to", "http://x/in#f"]),
                 "forward-to: ",
             ),
             (
-                ServeArgs {
-                    forward_to: Some("http://x/in".into()),
-                    forward_concurrency: Some(0),
-                    ..with_journal()
-                },
+                &with_journal(&["--forward-to", "http://x/in", "--forward-concurrency", "0"]),
                 "forward-concurrency: ",
             ),
             (
-                ServeArgs {
-                    journal_retention: Some("soon".into()),
-                    ..with_journal()
-                },
+                &with_journal(&["--journal-retention", "soon"]),
                 "journal-retention: ",
             ),
             (
-                ServeArgs {
-                    journal_retention: Some("5s".into()),
-                    ..with_journal()
-                },
+                &with_journal(&["--journal-retention", "5s"]),
                 "journal-retention: must be at least",
             ),
             (
-                ServeArgs {
-                    journal_spill_dir: Some("/proc/no-such-dir".into()),
-                    ..with_journal()
-                },
+                &with_journal(&["--journal-spill-dir", "/proc/no-such-dir"]),
                 "journal-spill-dir: /proc/no-such-dir is not a writable directory",
             ),
             (
-                ServeArgs {
-                    journal_spill_dir: Some(std::env::temp_dir()),
-                    ..args()
-                },
+                &["--journal-spill-dir", &spill],
                 "journal-spill-dir: needs --journal",
             ),
-        ] {
-            let m = message(Config::load(&bad, &env));
-            assert!(m.starts_with(setting), "{m}");
-        }
+        ]);
     }
 
     #[test]
     fn defaults() {
-        let c = Config::load(&args(), &env_with(Some("t"))).unwrap();
+        let c = load(&[]).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.role, Role::Primary);
         assert_eq!(c.limits.max_body_bytes, 65536);
         assert_eq!(c.log_format, LogFormat::Text);
         assert!(c.public_url.is_none());
+        assert!(c.watch && !c.trust_forwarded_headers);
+    }
+
+    /// The defaults `--help` shows are the ones the owners use: settled, they are the owners' own.
+    #[test]
+    fn the_shown_defaults_are_the_owners() {
+        let url = "http://127.0.0.1:9/app";
+        let line = [
+            "--journal",
+            "sqlite:///j.db",
+            "--forward-to",
+            url,
+            "--upstream",
+            url,
+        ];
+        let c = load(&line).unwrap();
+        assert_eq!(
+            format!("{:?}", c.limits),
+            format!("{:?}", Limits::default())
+        );
+        let forward = ForwardSettings::new(url);
+        assert_eq!(format!("{:?}", c.forward.unwrap()), format!("{forward:?}"));
+        let upstream = UpstreamSettings::new(url.into());
+        assert_eq!(
+            format!("{:?}", c.upstream.unwrap()),
+            format!("{upstream:?}")
+        );
+        let journal = c.journal.unwrap();
+        assert_eq!(journal.retention, forward.retention);
+        assert_eq!(journal.timeout, Duration::from_secs(1));
+    }
+
+    /// Every flag that takes seconds or a count refuses a value out of range with an error that
+    /// names that flag (so no check names another setting).
+    #[test]
+    fn every_range_check_names_its_own_flag() {
+        let url = "http://127.0.0.1:9/app";
+        let on = [
+            "--journal",
+            "sqlite:///j.db",
+            "--forward-to",
+            url,
+            "--upstream",
+            url,
+        ];
+        let command = ServeArgs::augment_args(clap::Command::new("serve"));
+        let mut checked = 0;
+        for arg in command.get_arguments() {
+            let bad = match arg.get_value_names().and_then(|names| names.first()) {
+                Some(name) if name == "SECONDS" => "-1",
+                Some(name) if name == "N" => "0",
+                _ => continue,
+            };
+            let flag = format!("--{}={bad}", arg.get_long().unwrap());
+            let m = message(load(&[&on[..], &[&flag]].concat()));
+            let name = arg.get_long().unwrap();
+            assert!(m.starts_with(&format!("{name}: ")), "{flag}: {m}");
+            checked += 1;
+        }
+        assert!(checked > 20, "{checked}");
     }
 
     #[test]
     fn every_bad_setting_is_named() {
-        let env = env_with(Some("t"));
-        assert!(message(Config::load(&args(), &env_with(None))).contains("TWILIO_AUTH_TOKEN"));
-        let mut a = args();
-        a.role = Some("backup".into());
-        assert!(message(Config::load(&a, &env)).starts_with("role:"));
-        let mut a = args();
-        a.templates = Some("/nonexistent/dir".into());
-        assert!(message(Config::load(&a, &env)).starts_with("templates:"));
-        let mut a = args();
-        a.listen = Some("localhost".into());
-        assert!(message(Config::load(&a, &env)).starts_with("listen:"));
-        let mut a = args();
-        a.public_url = Some("https://x.example/voice#ct=100".into());
-        assert!(message(Config::load(&a, &env)).starts_with("public-url:"));
-        let mut a = args();
-        a.log_format = Some("xml".into());
-        assert!(message(Config::load(&a, &env)).starts_with("log-format:"));
-        let mut a = args();
-        a.drain_timeout = Some(-1.0);
-        assert!(message(Config::load(&a, &env)).starts_with("drain-timeout:"));
-        let mut a = args();
-        a.auth_token_file = Some("/nonexistent/token".into());
-        assert!(message(Config::load(&a, &env)).starts_with("auth-token-file:"));
-        let mut a = args();
-        a.tls_cert = Some("c.pem".into());
-        assert!(message(Config::load(&a, &env)).starts_with("tls-key:"));
+        let no_token = Config::load(&flags(&[]), &env_with(None));
+        assert!(message(no_token).contains("TWILIO_AUTH_TOKEN"));
+        refused(&[
+            (&["--role", "backup"], "role:"),
+            (&["--templates", "/nonexistent/dir"], "templates:"),
+            (&["--listen", "localhost"], "listen:"),
+            (
+                &["--public-url", "https://x.example/voice#ct=100"],
+                "public-url:",
+            ),
+            (&["--log-format", "xml"], "log-format:"),
+            (&["--drain-timeout=-1"], "drain-timeout:"),
+            (
+                &["--auth-token-file", "/nonexistent/token"],
+                "auth-token-file:",
+            ),
+            (&["--tls-cert", "c.pem"], "tls-key:"),
+            (&["--tls-key", "k.pem"], "tls-cert:"),
+            (
+                &["--upstream", "http://a", "--role", "fallback"],
+                "upstream:",
+            ),
+            (
+                &["--upstream", "http://a", "--upstream-client-key", "k"],
+                "upstream-client-cert:",
+            ),
+            (
+                &["--upstream", "http://a", "--upstream-signature", "x"],
+                "upstream-signature:",
+            ),
+            (
+                &["--upstream", "http://a", "--upstream-budget", "14.5"],
+                "upstream-budget:",
+            ),
+        ]);
     }
 
     #[test]
@@ -1309,17 +1281,14 @@ mod tests {
             &dir,
             "c.toml",
             &format!(
-                "listen = \"0.0.0.0:9000\"\nrole = \"fallback\"\nauth_token_file = {:?}\n\
+                "listen = \"0.0.0.0:9000\"\nrole = \"fallback\"\nauth_token_file = {token:?}\n\
                  public_url = \"https://fallback.example.net/\"\n\
                  [vars]\nbackup_number = \"+15550100\"\n\
                  [accounts.AC00000000000000000000000000000001]\nenv = \"SUB_TOKEN\"\n\
                  [shared_keys.key1]\nenv = \"SUB_TOKEN\"\n",
-                token.display().to_string()
             ),
         );
-        let mut a = args();
-        a.config = Some(cfg.clone());
-        let c = Config::load(&a, &env_with(Some("envtoken"))).unwrap();
+        let c = Config::load(&flags(&["--config", &cfg]), &env_with(Some("envtoken"))).unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(c.role, Role::Fallback);
         assert_eq!(c.keyring.primary.as_ref().unwrap().expose(), b"filetoken");
@@ -1334,9 +1303,15 @@ mod tests {
         );
         assert_eq!(c.keyring.shared_keys["key1"].expose(), b"sub");
         // A flag beats the file.
-        a.role = Some("primary".into());
-        a.listen = Some("127.0.0.1:1".into());
-        let c = Config::load(&a, &env_with(Some("envtoken"))).unwrap();
+        let line = [
+            "--config",
+            &cfg,
+            "--role",
+            "primary",
+            "--listen",
+            "127.0.0.1:1",
+        ];
+        let c = Config::load(&flags(&line), &env_with(Some("envtoken"))).unwrap();
         assert_eq!(c.role, Role::Primary);
         assert_eq!(c.listen.to_string(), "127.0.0.1:1");
     }
@@ -1345,15 +1320,41 @@ mod tests {
     fn config_file_typos_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = write(&dir, "c.toml", "rol = \"fallback\"\n");
-        let mut a = args();
-        a.config = Some(cfg);
-        assert!(message(Config::load(&a, &env_with(Some("t")))).contains("unknown field"));
+        assert!(message(load(&["--config", &cfg])).contains("unknown field"));
+        let cfg = write(&dir, "u.toml", "[upstream]\nupstream_budget = 2\n");
+        assert!(message(load(&["--config", &cfg])).contains("unknown field `upstream_budget`"));
+        // A secret itself is no key, anywhere: only a file or a variable that holds it.
+        for secret in ["auth_token = \"x\"\n", "[journal]\npassword = \"x\"\n"] {
+            let cfg = write(&dir, "s.toml", secret);
+            assert!(message(load(&["--config", &cfg])).contains("unknown field"));
+        }
+        let sid = format!("AC{}", "0".repeat(32));
+        let cfg = write(
+            &dir,
+            "t.toml",
+            &format!("[accounts.{sid}]\ntoken = \"x\"\n"),
+        );
+        assert!(message(load(&["--config", &cfg])).contains("unknown field `token`"));
         let cfg = write(&dir, "d.toml", "[accounts.ACshort]\nenv = \"SUB_TOKEN\"\n");
-        a.config = Some(cfg);
-        assert!(message(Config::load(&a, &env_with(Some("t")))).starts_with("accounts:"));
+        assert!(message(load(&["--config", &cfg])).starts_with("accounts:"));
         let cfg = write(&dir, "e.toml", "[vars]\n\"bad name\" = \"x\"\n");
-        a.config = Some(cfg);
-        assert!(message(Config::load(&a, &env_with(Some("t")))).starts_with("vars:"));
+        assert!(message(load(&["--config", &cfg])).starts_with("vars:"));
+    }
+
+    #[test]
+    fn upstream_paths_are_a_comma_list_in_a_flag_and_a_list_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(
+            &dir,
+            "c.toml",
+            "[upstream]\npaths = [\"/voice\", \"/sms*\"]\n",
+        );
+        let line = ["--upstream", "http://a", "--config", &cfg];
+        let u = load(&line).unwrap().upstream.unwrap();
+        assert_eq!(u.paths, ["/voice", "/sms*"]);
+        let line = [&line[..], &["--upstream-local-paths", " /a, ,/b "]].concat();
+        let u = load(&line).unwrap().upstream.unwrap();
+        assert_eq!(u.local_paths, ["/a", "/b"]);
     }
 
     #[test]

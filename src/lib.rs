@@ -13,7 +13,8 @@
 //! types, connection overrides), and imports nothing of the crate.
 //!
 //! Around it: `main.rs` parses the command line ([`cli`]) and runs one function of [`commands`].
-//! [`config`] turns flags, environment and file into each module's own settings; [`service`] turns
+//! [`config`] turns flags, environment and file into each module's own settings (the secrets they
+//! name are read by [`secrets`], from files and the environment only); [`service`] turns
 //! them into the shared state ([`server::app`]) and owns the lifecycle: start, lame duck, drain,
 //! then the journal's writer, the spill import and the forwarder, started and stopped as one. The
 //! other commands' engines are [`drill`], [`numbers`] and [`authoring`] (`check`, `render`, `test`,
@@ -25,7 +26,7 @@
 //!
 //! `tests/structure.rs` reads the imports of every file and checks: no circle between top-level
 //! modules, nor between the files and sub-folders of any folder (its `mod.rs` is their parent);
-//! only `commands`, `config` and `service` see the command line and the settings; [`twilio`]
+//! only `cli`, `commands`, `config` and `service` see the command line and the settings; [`twilio`]
 //! imports nothing of the crate, and [`drill`], [`numbers`] and [`upstream`] import neither each
 //! other nor [`templates`]; only [`commands`] imports [`authoring`]; [`journal`] imports none of
 //! [`net`], [`breaker`], [`keyring`], [`signature`] and [`forward`].
@@ -50,6 +51,7 @@ pub mod operator_file;
 pub mod readiness;
 pub mod reload;
 pub mod route;
+pub mod secrets;
 pub mod server;
 pub mod service;
 pub mod signals;

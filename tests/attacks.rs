@@ -56,9 +56,9 @@ async fn genuine(server: &TestServer) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_hold_no_permit_and_are_cut_at_the_minimum_rate() {
     let mut a = args("primary");
-    a.max_concurrency = Some(2);
-    a.max_body_reads = Some(8);
-    a.body_grace = Some(0.5);
+    a.limits.max_concurrency = Some(2);
+    a.limits.max_body_reads = Some(8);
+    a.limits.body_grace = Some(0.5);
     let server = TestServer::start(config(&a)).await;
     let mut slow = Vec::new();
     for _ in 0..200 {
@@ -90,9 +90,9 @@ async fn slow_bodies_hold_no_permit_and_are_cut_at_the_minimum_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_body_budget_cuts_the_oldest_slow_read_to_make_room() {
     let mut a = args("primary");
-    a.max_body_reads = Some(2);
-    a.min_body_rate = Some(0);
-    a.body_grace = Some(0.2);
+    a.limits.max_body_reads = Some(2);
+    a.limits.min_body_rate = Some(0);
+    a.limits.body_grace = Some(0.2);
     let server = TestServer::start(config(&a)).await;
     let mut oldest = slow_body(server.addr, 100).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -117,7 +117,7 @@ async fn a_full_body_budget_cuts_the_oldest_slow_read_to_make_room() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keep_alive_connection_is_closed_at_its_maximum_age() {
     let mut a = args("primary");
-    a.max_connection_age = Some(0.5);
+    a.limits.max_connection_age = Some(0.5);
     let server = TestServer::start(config(&a)).await;
     let mut client = KeepAlive::new(server.addr);
     let get = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).into_bytes();

@@ -6,8 +6,9 @@
 //! block's `$ ` lines are commands and the other lines their expected output (`...` stands for any
 //! lines). Blocks marked `no-run`, crontabs, and every block of deploy/README.md, are run by bash with every
 //! command stubbed out. Either way each `twiml-failover` command line must parse with the binary's own
-//! clap definition. docs/configuration.md's table is held to `serve --help` and to the config keys the
-//! binary accepts. Not pure: spawns bash, unshare and the binary.
+//! clap definition. docs/configuration.md's table is held to `serve --help` (flag, environment twin,
+//! default, help) and to the config keys the binary accepts, each key to its flag's setting. Not
+//! pure: spawns bash, unshare and the binary.
 
 mod common;
 
@@ -589,6 +590,54 @@ fn accepted_keys(dir: &Path, section: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// A value of each kind a serve flag takes: as the flag writes it, and as the config file does.
+fn sample(value_name: &str) -> Option<(&'static str, &'static str)> {
+    Some(match value_name {
+        "SECONDS" => ("7", "7"),
+        "N" | "BYTES" => ("70000", "70000"),
+        "RATIO" => ("0.5", "0.5"),
+        "BOOL" => ("true", "true"),
+        "PATTERNS" => ("/a,/b", "[\"/a\", \"/b\"]"),
+        "ADDR" => ("127.0.0.1:9", "\"127.0.0.1:9\""),
+        "URL" => ("http://127.0.0.1:9/x", "\"http://127.0.0.1:9/x\""),
+        "ROLE" => ("fallback", "\"fallback\""),
+        "FORMAT" => ("json", "\"json\""),
+        "MODE" => ("pass", "\"pass\""),
+        "DURATION" => ("3h", "\"3h\""),
+        "DIR" | "FILE" | "PATH" => ("/x", "\"/x\""),
+        _ => return None,
+    })
+}
+
+/// Whether `flag` and the config file's `key` set the same setting: a sample value given either
+/// way is read into the same settings (and not into none).
+fn same_setting(serve: &clap::Command, flag: &str, key: &str) -> Option<String> {
+    use twiml_failover::config::ServeArgs;
+    let arg = serve
+        .get_arguments()
+        .find(|arg| arg.get_long() == flag.strip_prefix("--"))?;
+    let value_name = arg.get_value_names()?.first()?.to_string();
+    let Some((flag_value, file_value)) = sample(&value_name) else {
+        return Some(format!(
+            "{flag}: no sample value for {value_name} in tests/docs.rs"
+        ));
+    };
+    let from_flag = match Cli::try_parse_from(["twiml-failover", "serve", flag, flag_value])
+        .map(|c| c.command)
+    {
+        Ok(twiml_failover::cli::Command::Serve(args)) => args,
+        other => return Some(format!("{flag} {flag_value}: {other:?}")),
+    };
+    let from_file: ServeArgs = match toml::from_str(&toml_with(key, file_value)) {
+        Ok(args) => args,
+        Err(e) => return Some(format!("{key} = {file_value}: {e}")),
+    };
+    let (flag_set, file_set) = (format!("{from_flag:?}"), format!("{from_file:?}"));
+    (flag_set != file_set || flag_set == format!("{:?}", ServeArgs::default())).then(|| {
+        format!("{flag} and config key {key} are not the same setting:\n{flag_set}\n{file_set}")
+    })
+}
+
 #[test]
 fn configuration_table_matches_serve_help_and_config_keys() {
     let page = std::fs::read_to_string(repo().join("docs/configuration.md")).unwrap();
@@ -629,26 +678,40 @@ fn configuration_table_matches_serve_help_and_config_keys() {
             ));
             continue;
         };
+        // The environment twin follows the flag, in the binary and in the docs.
         let real_env = arg.get_env().map(|env| env.to_string_lossy().to_string());
-        if *env != real_env {
+        let twin = format!("TWIML_FAILOVER_{}", long.replace('-', "_").to_uppercase());
+        if *env != real_env || real_env.as_deref() != Some(twin.as_str()) {
             problems.push(format!(
-                "{flag}: docs say env {env:?}, the binary {real_env:?}"
+                "{flag}: docs say env {env:?}, the binary {real_env:?}, the rule {twin}"
             ));
         }
         let help = arg
             .get_help()
             .map(|help| help.to_string())
             .unwrap_or_default();
-        if let Some(value) = help
+        if help
+            .split(" [default: ")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .is_empty()
+        {
+            problems.push(format!("{flag} has no help text"));
+        }
+        // The default --help shows (written from the code) is the docs'; no default is `none`.
+        match help
             .split("[default: ")
             .nth(1)
             .and_then(|rest| rest.split(']').next())
         {
-            if !value.starts_with("none") && code(default) != Some(value) {
-                problems.push(format!(
-                    "{flag}: --help says default {value}, docs say {default}"
-                ));
-            }
+            Some(value) if code(default) != Some(value) => problems.push(format!(
+                "{flag}: --help says default {value}, docs say {default}"
+            )),
+            None if !default.starts_with("none") => problems.push(format!(
+                "{flag}: --help shows no default, docs say {default} (not `none`)"
+            )),
+            _ => {}
         }
     }
     for flag in documented.keys() {
@@ -670,6 +733,9 @@ fn configuration_table_matches_serve_help_and_config_keys() {
             continue;
         };
         keys.insert(key.clone());
+        if let Some(problem) = same_setting(serve, flag, key) {
+            problems.push(problem);
+        }
         let stderr = check_config(dir.path(), &toml_with(key, "{}"));
         if !stderr.contains("invalid type") {
             problems.push(format!(

@@ -378,11 +378,9 @@ async fn the_drill_reports_which_layer_of_an_upstream_mode_primary_answered() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let app = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
-    let primary = TestServer::start(config(&twiml_failover::cli::ServeArgs {
-        upstream: Some(app),
-        ..args("primary")
-    }))
-    .await;
+    let mut a = args("primary");
+    a.upstream.upstream = Some(app);
+    let primary = TestServer::start(config(&a)).await;
     let o = opts(&primary.url("/voice"), None, &[Scenario::Voice]);
     let report = drill::run(&o).await.unwrap();
     let text = report.to_text();

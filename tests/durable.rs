@@ -49,8 +49,8 @@ async fn shutdown_ends_a_spill_import_that_is_still_retrying() {
     std::fs::create_dir(&spill_dir).unwrap();
     spill::write(&spill_dir, &[spilled_event()]).unwrap();
     let mut args = args("primary");
-    args.journal = Some(DOWN.into());
-    args.journal_spill_dir = Some(spill_dir.clone());
+    args.journal.url = Some(DOWN.into());
+    args.journal.spill_dir = Some(spill_dir.clone());
     let server = TestServer::start(config(&args)).await;
     // The thread names itself once it runs.
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -420,14 +420,16 @@ async fn outage(url: JournalUrl) {
 
 /// The server's config: fallback role, a SQLite journal, forwarding to `to` with quick retries.
 fn server_config(journal: &str, to: &str) -> twiml_failover::config::Config {
-    common::config(&twiml_failover::cli::ServeArgs {
-        journal: Some(journal.into()),
-        forward_to: Some(to.into()),
-        forward_concurrency: Some(4),
-        forward_max_backoff: Some(0.2),
-        forward_breaker_cooldown: Some(0.15),
-        ..common::args("fallback")
-    })
+    let mut a = common::args("fallback");
+    a.journal.url = Some(journal.into());
+    a.forward = twiml_failover::config::ForwardSection {
+        to: Some(to.into()),
+        concurrency: Some(4),
+        max_backoff: Some(0.2),
+        breaker_cooldown: Some(0.15),
+        ..Default::default()
+    };
+    common::config(&a)
 }
 
 /// A server with its deliverer running (the service starts it for `--forward-to`).

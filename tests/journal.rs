@@ -15,7 +15,7 @@ use common::{
     args, config, form, fresh_postgres_db, postgres_url, request, Exchange, KeepAlive, TestServer,
     TOKEN,
 };
-use twiml_failover::cli::ServeArgs;
+use twiml_failover::config::ServeArgs;
 use twiml_failover::journal::{self, JournalUrl, Store};
 use twiml_failover::signature::{sign, Algorithm};
 use twiml_failover::twilio::Role;
@@ -209,10 +209,9 @@ async fn sigkill_mid_stream_loses_no_acknowledged_webhook_postgres() {
 }
 
 fn with_journal(role: &str, url: &str) -> ServeArgs {
-    ServeArgs {
-        journal: Some(url.to_string()),
-        ..args(role)
-    }
+    let mut args = args(role);
+    args.journal.url = Some(url.to_string());
+    args
 }
 
 async fn post(

@@ -25,7 +25,7 @@ async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_do_not_starve_genuine_ones_and_are_cut_at_the_header_timeout() {
     let mut a = args("primary");
-    a.header_timeout = Some(1.0);
+    a.limits.header_timeout = Some(1.0);
     let server = TestServer::start(config(&a)).await;
     let mut slow = Vec::new();
     for _ in 0..500 {
@@ -77,7 +77,7 @@ async fn header_timeout_runs_on_tokio_time() {
 #[tokio::test]
 async fn requests_over_the_concurrency_limit_get_503_at_once() {
     let mut a = args("primary");
-    a.max_concurrency = Some(1);
+    a.limits.max_concurrency = Some(1);
     let server = TestServer::start(config(&a)).await;
     // A slow body holds no permit: the permit is taken once the body is complete.
     let request = signed_sms_request(server.addr, "slow body, no permit");
@@ -133,7 +133,7 @@ async fn request_status(server: &TestServer, path: &str) -> u16 {
 #[tokio::test]
 async fn a_body_slower_than_the_request_timeout_gets_408() {
     let mut a = args("primary");
-    a.request_timeout = Some(0.3);
+    a.limits.request_timeout = Some(0.3);
     let server = TestServer::start(config(&a)).await;
     let request = signed_sms_request(server.addr, "slow body");
     let mut s = TcpStream::connect(server.addr).await.unwrap();
@@ -150,7 +150,7 @@ async fn a_body_slower_than_the_request_timeout_gets_408() {
 #[tokio::test]
 async fn the_body_limit_is_configurable() {
     let mut a = args("primary");
-    a.max_body_bytes = Some(100);
+    a.limits.max_body_bytes = Some(100);
     let server = TestServer::start(config(&a)).await;
     let r = post_signed(
         server.addr,
@@ -167,7 +167,7 @@ async fn the_body_limit_is_configurable() {
 #[tokio::test]
 async fn at_the_connection_limit_idle_connections_make_room_and_busy_ones_do_not() {
     let mut a = args("primary");
-    a.max_connections = Some(2);
+    a.limits.max_connections = Some(2);
     let server = TestServer::start(config(&a)).await;
     // One connection in the middle of a request (a body still arriving), one only connected.
     let request = signed_sms_request(server.addr, "busy");

@@ -77,8 +77,8 @@ fn signed_request(addr: std::net::SocketAddr) -> http::Request<Full<Bytes>> {
 
 async fn tls_server(dir: &std::path::Path) -> TestServer {
     let mut a = args("primary");
-    a.tls_cert = Some(dir.join("tls.crt"));
-    a.tls_key = Some(dir.join("tls.key"));
+    a.tls.cert = Some(dir.join("tls.crt"));
+    a.tls.key = Some(dir.join("tls.key"));
     let mut c = config(&a);
     c.limits.tls_handshake_timeout = Duration::from_millis(300);
     TestServer::start(c).await
@@ -207,8 +207,8 @@ fn a_bad_pair_stops_start_up_naming_the_file() {
     std::fs::write(dir.path().join("tls.crt"), "not a certificate").unwrap();
     std::fs::write(dir.path().join("tls.key"), "not a key").unwrap();
     let mut a = args("primary");
-    a.tls_cert = Some(dir.path().join("tls.crt"));
-    a.tls_key = Some(dir.path().join("tls.key"));
+    a.tls.cert = Some(dir.path().join("tls.crt"));
+    a.tls.key = Some(dir.path().join("tls.key"));
     let err = twiml_failover::service::Service::load(config(&a))
         .unwrap_err()
         .to_string();
@@ -223,10 +223,10 @@ async fn idle_http2_connections_are_closed_and_make_room_for_callers() {
     let pair = self_signed();
     write_pair(dir.path(), &pair);
     let mut a = args("primary");
-    a.tls_cert = Some(dir.path().join("tls.crt"));
-    a.tls_key = Some(dir.path().join("tls.key"));
-    a.idle_timeout = Some(0.5);
-    a.max_connections = Some(3);
+    a.tls.cert = Some(dir.path().join("tls.crt"));
+    a.tls.key = Some(dir.path().join("tls.key"));
+    a.limits.idle_timeout = Some(0.5);
+    a.limits.max_connections = Some(3);
     let server = TestServer::start(config(&a)).await;
     let mut drivers = Vec::new();
     for _ in 0..3 {

@@ -11,7 +11,7 @@ use crate::cli::CheckArgs;
 /// Prints every problem (one per line, a problem found in several places once) to stdout and a
 /// summary to stderr.
 pub fn run(args: CheckArgs) -> Outcome {
-    let inputs = TemplateInputs::load(args.templates, args.config)?;
+    let inputs = TemplateInputs::load(args.inputs.templates, args.inputs.config)?;
     let root = &inputs.root;
     let diagnostics = check_all(root, &inputs.settings);
     let warnings = warnings_all(root, &inputs.settings);

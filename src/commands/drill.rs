@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use super::{current_thread_runtime, print, Failure, Outcome};
 use crate::cli::{DrillArgs, DrillFormat, DrillProgress};
-use crate::config::process_env;
 use crate::drill::Options;
 use crate::numbers::lookup;
 use crate::numbers::rest::Credentials;
+use crate::secrets::process_env;
 
 /// Runs the drill; with `--number`, first reads the URLs Twilio has for that number.
 pub fn run(args: DrillArgs) -> Outcome {

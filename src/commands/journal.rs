@@ -12,6 +12,7 @@ use crate::config;
 use crate::forward::client::Client;
 use crate::forward::replay::Replay;
 use crate::journal::{self, inspect, time, JournalUrl, Store};
+use crate::secrets::process_env;
 
 /// Runs one `journal` subcommand against `--journal` (or the config file's `[journal] url`).
 pub fn run(args: JournalArgs) -> Outcome {
@@ -33,7 +34,7 @@ pub fn run(args: JournalArgs) -> Outcome {
         }
     };
     let password_file = args.journal_password_file.or(file_password);
-    let url = config::journal_url(&raw, password_file.as_deref(), &config::process_env)?;
+    let url = config::journal_url(&raw, password_file.as_deref(), &process_env)?;
     // Reading must not create an empty journal where the operator mistyped a path.
     if let JournalUrl::Sqlite(path) = &url {
         if !path.is_file() {
@@ -92,7 +93,7 @@ fn replay(
     config_file: Option<&Path>,
     json: bool,
 ) -> Outcome {
-    let (keyring, configured) = config::load_replay_settings(config_file, &config::process_env)?;
+    let (keyring, configured) = config::load_replay_settings(config_file, &process_env)?;
     let Some(to) = args.to.or(configured) else {
         return Err(Failure::new(
             "replay: give --to URL (or TWIML_FAILOVER_FORWARD_TO, or [forward] to)",

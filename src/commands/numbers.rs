@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use super::{current_thread_runtime, print, Failure, Outcome};
 use crate::cli::{NumberSelection, NumbersArgs, NumbersCommand, NumbersFormat};
-use crate::config::process_env;
 use crate::numbers::apply::{self, Outcome as Applied};
 use crate::numbers::audit;
 use crate::numbers::model::Account;
@@ -16,6 +15,7 @@ use crate::numbers::plan::{self, Plan, Selection};
 use crate::numbers::report;
 use crate::numbers::rest::{Api, Credentials, Setup};
 use crate::numbers::wiring::Wiring;
+use crate::secrets::process_env;
 
 /// Runs the subcommand.
 // Long on purpose: the subcommand's steps (read, fetch, plan, apply) and their exit codes in one place.

@@ -37,7 +37,7 @@ pub fn run(args: RenderArgs) -> Outcome {
     }
     let request =
         Request::new("", &args.path, &body).map_err(|e| Failure::new(format!("path: {e}")))?;
-    let inputs = TemplateInputs::load(args.templates, args.config)?;
+    let inputs = TemplateInputs::load(args.inputs.templates, args.inputs.config)?;
     let templates = inputs.templates(role)?;
     let outcome = preview::answer(&templates, &request);
     // Whatever the status, the body `serve` sends: the TwiML, or its fixed error text.

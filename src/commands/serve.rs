@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::template_inputs::no_config_file;
 use super::{Failure, Outcome};
-use crate::cli::ServeArgs;
-use crate::config::{self, Config, StartupError};
+use crate::config::{self, Config, ServeArgs, StartupError};
+use crate::secrets::process_env;
 use crate::service::Service;
 use crate::{logging, signals};
 
@@ -15,7 +15,7 @@ use crate::{logging, signals};
 pub fn run(mut args: ServeArgs) -> Outcome {
     let given = args.config.is_some();
     let discovered = config::discover_config_file(&mut args.config);
-    let config = Config::load(&args, &config::process_env)?;
+    let config = Config::load(&args, &process_env)?;
     // Dropped when `run` returns, after the service has shut down: its last lines are written out.
     let _logging = logging::init(config.log_format);
     let no_config = !given && discovered.is_none();

@@ -31,30 +31,7 @@ impl TemplateInputs {
             None => {}
         }
         let settings = config::load_template_settings(config.as_deref())?;
-        let root = match templates {
-            Some(root) if !root.is_dir() => {
-                return Err(Failure::new(format!(
-                    "templates: {} is not a directory (given with --templates or \
-                     TWIML_FAILOVER_TEMPLATES); point it at the folder holding primary/ and \
-                     fallback/",
-                    root.display()
-                )))
-            }
-            Some(root) => root,
-            None => {
-                let root = PathBuf::from(DEFAULT_TEMPLATES);
-                if !root.is_dir() {
-                    return Err(Failure::new(format!(
-                        "templates: no --templates given, and no {DEFAULT_TEMPLATES}/ folder in \
-                         {}: run this where twiml-templates/ is (the repository's root), or point at \
-                         the folder holding primary/ and fallback/ with --templates DIR (or \
-                         TWIML_FAILOVER_TEMPLATES=DIR)",
-                        working_directory()
-                    )));
-                }
-                root
-            }
-        };
+        let root = config::template_dir(templates, "TWIML_FAILOVER_TEMPLATES")?;
         Ok(TemplateInputs {
             root,
             settings,
@@ -78,9 +55,6 @@ impl TemplateInputs {
     }
 }
 
-/// The template folder read when `--templates` is not given, relative to the working directory.
-const DEFAULT_TEMPLATES: &str = "twiml-templates";
-
 /// What a command says when it was given no config file and found none: where it looked, and how
 /// to give one (templates that name `[vars]` fail without it).
 pub fn no_config_file() -> String {
@@ -88,14 +62,7 @@ pub fn no_config_file() -> String {
         "no config file: none given, and no ./{} in {}; going on without [vars] and extra_params \
          (give one with --config FILE or TWIML_FAILOVER_CONFIG=FILE)",
         config::DEFAULT_CONFIG_FILE,
-        working_directory()
-    )
-}
-
-fn working_directory() -> String {
-    std::env::current_dir().map_or_else(
-        |_| "the working directory".into(),
-        |d| d.display().to_string(),
+        config::working_directory()
     )
 }
 

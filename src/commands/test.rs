@@ -15,7 +15,7 @@ use crate::twilio::Role;
 
 /// Exit 0 when every case and flow passed, 1 when one failed or a test file is broken.
 pub fn run(args: TestArgs) -> Outcome {
-    let inputs = TemplateInputs::load(args.templates, args.config)?;
+    let inputs = TemplateInputs::load(args.inputs.templates, args.inputs.config)?;
     let dir = inputs.root.join("tests");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(|e| Failure::new(format!("tests: {}: {e}", dir.display())))?

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use twiml_failover::cli::ServeArgs;
 use twiml_failover::config::Config;
+use twiml_failover::config::ServeArgs;
 use twiml_failover::server::app::App;
 use twiml_failover::service::{Exit, Running, Service};
 use twiml_failover::signature::{sign, Algorithm};
