@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, Method, Uri};
-use twiml_failover::config;
+use twiml_failover::commands::template_inputs::load_template_settings;
 use twiml_failover::keyring::{KeyRing, Secret};
 use twiml_failover::signature::{sign, verify, Algorithm};
 use twiml_failover::templates::Templates;
@@ -104,7 +104,7 @@ fn signature(c: &mut Criterion) {
 
 fn render(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let settings = config::load_template_settings(Some(&root.join("twiml-failover.toml")))
+    let settings = load_template_settings(Some(&root.join("twiml-failover.toml")))
         .expect("example config loads");
     let templates = Templates::load(&root.join("twiml-templates"), Role::Primary, &settings)
         .expect("shipped templates load");

@@ -434,8 +434,9 @@ pub fn discover_config_file(given: &mut Option<PathBuf>) -> Option<PathBuf> {
     Some(default)
 }
 
-/// The config file at `path` (nothing set when there is none).
-fn read_file(path: Option<&Path>) -> Result<ServeArgs, StartupError> {
+/// The config file at `path` (nothing set when there is none): every command that reads the file
+/// reads it here, bounded, an unknown key an error.
+pub fn read_file(path: Option<&Path>) -> Result<ServeArgs, StartupError> {
     let Some(path) = path else {
         return Ok(ServeArgs::default());
     };
@@ -569,7 +570,7 @@ impl ServeArgs {
     }
 
     /// The signing secrets, from the files and variables the settings name ([`KeySources`]).
-    fn keyring(&self, env: EnvLookup<'_>) -> Result<KeyRing, StartupError> {
+    pub fn keyring(&self, env: EnvLookup<'_>) -> Result<KeyRing, StartupError> {
         let sources = KeySources {
             auth_token_file: self.auth_token_file.as_deref(),
             secondary_auth_token_file: self.secondary_auth_token_file.as_deref(),
@@ -888,35 +889,12 @@ pub fn forward_url(raw: &str) -> Result<String, String> {
     crate::net::url::Target::parse(raw).map(|t| t.url)
 }
 
-fn template_settings(
+/// `[vars]` and `extra_params` as the templates take them, a problem naming `vars`.
+pub fn template_settings(
     vars: BTreeMap<String, String>,
     extra_params: Vec<String>,
 ) -> Result<TemplateSettings, StartupError> {
     TemplateSettings::new(vars, extra_params).map_err(|m| invalid("vars", m))
-}
-
-/// What `journal replay` needs from the config file and environment: the signing keys (auth
-/// token from `auth_token_file` or `TWILIO_AUTH_TOKEN`, subaccounts from `[accounts]`) and the
-/// configured forward target.
-pub fn load_replay_settings(
-    path: Option<&Path>,
-    env: EnvLookup<'_>,
-) -> Result<(KeyRing, Option<String>), StartupError> {
-    let file = read_file(path)?;
-    Ok((file.keyring(env)?, file.forward.to))
-}
-
-/// Reads only the `[journal] url` and `password_file` of a config file (for the `journal`
-/// commands).
-pub fn load_journal_url(path: &Path) -> Result<(Option<String>, Option<PathBuf>), StartupError> {
-    let journal = read_file(Some(path))?.journal;
-    Ok((journal.url, journal.password_file))
-}
-
-/// Reads only the template-related part of a config file (for `check`, `render` and `test`).
-pub fn load_template_settings(path: Option<&Path>) -> Result<TemplateSettings, StartupError> {
-    let file = read_file(path)?;
-    template_settings(file.vars, file.extra_params)
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@
 //! mode, the drill and `numbers` share (channels, roles, what a TwiML document must be, media
 //! types, connection overrides), and imports nothing of the crate.
 //!
-//! Around it: `main.rs` parses the command line ([`cli`]) and runs one function of [`commands`].
+//! Around it: `main.rs` parses the command line ([`cli`]: one variant per command, each command's
+//! flags declared in its own file of [`commands`], `serve`'s in [`config`]) and runs one function
+//! of [`commands`].
 //! [`config`] turns flags, environment and file into each module's own settings (the secrets they
 //! name are read by [`secrets`], from files and the environment only); [`service`] turns
 //! them into the shared state ([`server::app`]) and owns the lifecycle: start, lame duck, drain,
@@ -26,7 +28,8 @@
 //!
 //! `tests/structure.rs` reads the imports of every file and checks: no circle between top-level
 //! modules, nor between the files and sub-folders of any folder (its `mod.rs` is their parent);
-//! only `cli`, `commands`, `config` and `service` see the command line and the settings; [`twilio`]
+//! only `cli`, `commands`, `config` and `service` see the command line and the settings, and no
+//! module of the library imports `cli`; [`twilio`]
 //! imports nothing of the crate, and [`drill`], [`numbers`] and [`upstream`] import neither each
 //! other nor [`templates`]; only [`commands`] imports [`authoring`]; [`journal`] imports none of
 //! [`net`], [`breaker`], [`keyring`], [`signature`] and [`forward`].

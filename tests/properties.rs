@@ -66,8 +66,10 @@ fn templates_with_branchy(role: Role) -> (tempfile::TempDir, Templates) {
         }
     }
     std::fs::write(root.path().join("primary/branchy.xml"), BRANCHY_VOICE).unwrap();
-    let settings =
-        twiml_failover::config::load_template_settings(Some(&common::example_config())).unwrap();
+    let settings = twiml_failover::commands::template_inputs::load_template_settings(Some(
+        &common::example_config(),
+    ))
+    .unwrap();
     let t = Templates::load(root.path(), role, &settings).unwrap();
     (root, t)
 }
@@ -82,8 +84,10 @@ fn shipped_templates_load_with_a_branchy_one() {
 }
 
 fn templates(role: Role) -> Templates {
-    let settings =
-        twiml_failover::config::load_template_settings(Some(&common::example_config())).unwrap();
+    let settings = twiml_failover::commands::template_inputs::load_template_settings(Some(
+        &common::example_config(),
+    ))
+    .unwrap();
     Templates::load(&common::shipped_templates(), role, &settings).unwrap()
 }
 

@@ -592,10 +592,11 @@ fn the_reader_sees_what_it_should() {
 
 #[test]
 fn only_the_edges_read_the_command_line_and_the_settings() {
-    // Knowledge flows inward: the commands read the command line (`cli`, which takes `serve`'s
-    // flags from `config`, where each setting is declared once), `config` turns it into each
-    // module's own settings, and `service` builds the running server from them. A module deeper in
-    // that imports `cli` or `config` would make a change of flags ripple into the request path.
+    // Knowledge flows inward: the binary parses the command line (`cli`, which takes each
+    // command's flags from the command, and `serve`'s from `config`, where each setting is
+    // declared once), `config` turns it into each module's own settings, and `service` builds the
+    // running server from them. A module deeper in that imports `cli` or `config` would make a
+    // change of flags ripple into the request path.
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let graph = module_graph(&src);
     let importers = |target: &str| -> Vec<&str> {
@@ -605,7 +606,7 @@ fn only_the_edges_read_the_command_line_and_the_settings() {
             .map(|(from, _)| from.as_str())
             .collect()
     };
-    assert_eq!(importers("cli"), ["commands"]);
+    assert!(importers("cli").is_empty(), "{:?}", importers("cli"));
     assert_eq!(importers("config"), ["cli", "commands", "service"]);
 }
 

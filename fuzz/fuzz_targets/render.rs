@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use twiml_failover::config::load_template_settings;
+use twiml_failover::commands::template_inputs::load_template_settings;
 use twiml_failover::twilio::Role;
 use twiml_failover::templates::Templates;
 use twiml_failover::twilio::document;

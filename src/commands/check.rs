@@ -3,10 +3,19 @@
 
 use std::process::ExitCode;
 
-use super::template_inputs::TemplateInputs;
+use clap::Args;
+
+use super::template_inputs::{TemplateFlags, TemplateInputs};
 use super::Outcome;
 use crate::authoring::check::{check_all, warnings_all};
-use crate::cli::CheckArgs;
+
+/// Flags of `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// `--templates` and `--config`.
+    #[command(flatten)]
+    pub inputs: TemplateFlags,
+}
 
 /// Prints every problem (one per line, a problem found in several places once) to stdout and a
 /// summary to stderr.

@@ -2,12 +2,22 @@
 //! printed on stdout; what cannot be translated is listed as `FILE:line:col: message`, exit 1. Not
 //! pure: reads the file and prints.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use clap::Args;
 
 use super::{print, Failure, Outcome};
 use crate::authoring::bin;
-use crate::cli::ImportBinArgs;
 use crate::operator_file;
+
+/// Flags of `import-bin`.
+#[derive(Debug, Args)]
+pub struct ImportBinArgs {
+    /// The TwiML Bin's text, as copied from the Twilio Console.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
 
 /// The largest Bin read. Twilio answers at most 64 kB of TwiML, so no real Bin comes near it; it is
 /// larger than a template file's cap so that a hostile Bin (100,000 nested sections) meets the

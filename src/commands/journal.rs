@@ -6,8 +6,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::journal_args::{
+    self, JournalArgs, JournalCommand, JournalFormat, ReplayArgs, ReplayProgress,
+};
 use super::{current_thread_runtime, print, Failure, Outcome};
-use crate::cli::{JournalArgs, JournalCommand, JournalFormat, ReplayArgs, ReplayProgress};
 use crate::config;
 use crate::forward::client::Client;
 use crate::forward::replay::Replay;
@@ -18,7 +20,7 @@ use crate::secrets::process_env;
 pub fn run(args: JournalArgs) -> Outcome {
     let (raw, file_password) = match (args.journal, &args.config) {
         (Some(url), _) => (url, None),
-        (None, Some(path)) => match config::load_journal_url(path)? {
+        (None, Some(path)) => match journal_args::load_journal_url(path)? {
             (Some(url), password_file) => (url, password_file),
             (None, _) => {
                 return Err(Failure::new(format!(
@@ -93,7 +95,7 @@ fn replay(
     config_file: Option<&Path>,
     json: bool,
 ) -> Outcome {
-    let (keyring, configured) = config::load_replay_settings(config_file, &process_env)?;
+    let (keyring, configured) = journal_args::load_replay_settings(config_file, &process_env)?;
     let Some(to) = args.to.or(configured) else {
         return Err(Failure::new(
             "replay: give --to URL (or TWIML_FAILOVER_FORWARD_TO, or [forward] to)",

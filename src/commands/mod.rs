@@ -6,11 +6,13 @@ pub mod check;
 pub mod drill;
 pub mod import_bin;
 pub mod journal;
+pub mod journal_args;
 pub mod numbers;
+pub mod numbers_args;
 pub mod render;
 pub mod serve;
 pub mod sign;
-mod template_inputs;
+pub mod template_inputs;
 pub mod test;
 
 use std::fmt;

@@ -6,8 +6,8 @@
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
+use super::numbers_args::{NumberSelection, NumbersArgs, NumbersCommand, NumbersFormat};
 use super::{current_thread_runtime, print, Failure, Outcome};
-use crate::cli::{NumberSelection, NumbersArgs, NumbersCommand, NumbersFormat};
 use crate::numbers::apply::{self, Outcome as Applied};
 use crate::numbers::audit;
 use crate::numbers::model::Account;

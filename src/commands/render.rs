@@ -4,17 +4,40 @@
 //! stderr. Not pure (reads files, prints); the answer comes from `authoring::preview`, as the
 //! server's does.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Args;
 use http::StatusCode;
 
-use super::template_inputs::{parse_role, TemplateInputs};
+use super::template_inputs::{parse_role, shown_default, TemplateFlags, TemplateInputs};
 use super::{print, Failure, Outcome};
 use crate::authoring::preview::{self, Request};
-use crate::cli::RenderArgs;
 use crate::operator_file;
 use crate::server::respond;
+use crate::twilio::Role;
 use crate::webhook::{parse_form, Params};
+
+/// Flags of `render`.
+#[derive(Debug, Args)]
+#[command(mut_arg("role", |arg| shown_default(arg, Role::Primary.as_str())))]
+pub struct RenderArgs {
+    /// The webhook path, as Twilio would request it: `/voice`, `/menu?lang=en`.
+    #[arg(value_name = "PATH")]
+    pub path: String,
+    /// Which role answers: primary or fallback.
+    #[arg(long, env = "TWIML_FAILOVER_ROLE", value_name = "ROLE")]
+    pub role: Option<String>,
+    /// A request parameter as NAME=VALUE (repeat the flag, or a name, for several).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// A file holding a form-encoded request body (`From=%2B1555...&Digits=1`), sent before --param.
+    #[arg(long, value_name = "FILE")]
+    pub params_file: Option<PathBuf>,
+    /// `--templates` and `--config`.
+    #[command(flatten)]
+    pub inputs: TemplateFlags,
+}
 
 /// Exit 0 when `serve` would answer 200, 1 on its 404 or 503.
 pub fn run(args: RenderArgs) -> Outcome {

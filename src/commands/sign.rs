@@ -1,11 +1,38 @@
 //! `sign`: the `X-Twilio-Signature` Twilio would send for a URL and its parameters (or JSON body).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Args;
+
 use super::{Failure, Outcome};
-use crate::cli::SignArgs;
 use crate::operator_file;
 use crate::signature::{self, Algorithm};
+
+/// Flags of `sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The full URL Twilio would request (scheme, host, path and query; no #fragment needed).
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The auth token or shared key secret (default: $TWILIO_AUTH_TOKEN).
+    #[arg(
+        long,
+        env = "TWILIO_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// HMAC_SHA1 (auth tokens) or HMAC_SHA256 (shared keys).
+    #[arg(long, default_value = "HMAC_SHA1", value_name = "NAME")]
+    pub algorithm: String,
+    /// Sign a JSON body: adds ?bodySHA256=<hex sha256 of FILE> to the URL and prints that URL too.
+    #[arg(long, value_name = "FILE", conflicts_with = "params")]
+    pub json: Option<PathBuf>,
+    /// Form parameters as NAME=VALUE (repeat a name for several values).
+    #[arg(value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+}
 
 /// Prints the signature (and, for a JSON body, the URL with its `bodySHA256`).
 pub fn run(args: SignArgs) -> Outcome {

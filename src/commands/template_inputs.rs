@@ -3,12 +3,43 @@
 //! and the role. Not pure: reads the config file and says on stderr which one it read, or that it
 //! found none.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use clap::{Arg, Args};
 
 use super::Failure;
-use crate::config;
+use crate::config::{self, StartupError, DEFAULT_CONFIG_FILE, DEFAULT_TEMPLATES};
 use crate::templates::{check_command, TemplateSettings, Templates};
 use crate::twilio::Role;
+
+/// The settings `check`, `render` and `test` share with `serve`: the template folder (here only
+/// from the flag or its variable) and the config file (for `[vars]` and `extra_params`); the
+/// defaults their help shows are the ones the commands use.
+#[derive(Debug, Args)]
+#[command(
+    mut_arg("templates", |arg| shown_default(arg, DEFAULT_TEMPLATES)),
+    mut_arg("config", |arg| shown_default(arg, format!("./{DEFAULT_CONFIG_FILE} if present")))
+)]
+pub struct TemplateFlags {
+    /// Template directory holding primary/ and fallback/ (and tests/, for `test`).
+    #[arg(long, env = "TWIML_FAILOVER_TEMPLATES", value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+    /// TOML config file (for [vars] and extra_params).
+    #[arg(long, env = "TWIML_FAILOVER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `arg`'s help with the default written after it, from the value the command uses.
+pub fn shown_default(arg: Arg, default: impl std::fmt::Display) -> Arg {
+    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+    arg.help(format!("{help} [default: {default}]"))
+}
+
+/// Reads only the template-related part of a config file: `[vars]` and `extra_params`.
+pub fn load_template_settings(path: Option<&Path>) -> Result<TemplateSettings, StartupError> {
+    let file = config::read_file(path)?;
+    config::template_settings(file.vars, file.extra_params)
+}
 
 /// The template root and the config's template settings.
 pub struct TemplateInputs {
@@ -30,7 +61,7 @@ impl TemplateInputs {
             None if !given => eprintln!("{}", no_config_file()),
             None => {}
         }
-        let settings = config::load_template_settings(config.as_deref())?;
+        let settings = load_template_settings(config.as_deref())?;
         let root = config::template_dir(templates, "TWIML_FAILOVER_TEMPLATES")?;
         Ok(TemplateInputs {
             root,
@@ -61,7 +92,7 @@ pub fn no_config_file() -> String {
     format!(
         "no config file: none given, and no ./{} in {}; going on without [vars] and extra_params \
          (give one with --config FILE or TWIML_FAILOVER_CONFIG=FILE)",
-        config::DEFAULT_CONFIG_FILE,
+        DEFAULT_CONFIG_FILE,
         config::working_directory()
     )
 }

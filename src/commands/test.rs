@@ -5,13 +5,22 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::template_inputs::TemplateInputs;
+use clap::Args;
+
+use super::template_inputs::{TemplateFlags, TemplateInputs};
 use super::{Failure, Outcome};
 use crate::authoring::suite;
-use crate::cli::TestArgs;
 use crate::operator_file;
 use crate::templates::Templates;
 use crate::twilio::Role;
+
+/// Flags of `test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// `--templates` and `--config`.
+    #[command(flatten)]
+    pub inputs: TemplateFlags,
+}
 
 /// Exit 0 when every case and flow passed, 1 when one failed or a test file is broken.
 pub fn run(args: TestArgs) -> Outcome {
