@@ -14,7 +14,8 @@
 #   fallback   POST /sms with ErrorCode/ErrorUrl (a fallback hit: counted and logged), --role fallback
 #
 # Environment: BIN=path (default: cargo build --release and target/release/twiml-failover),
-# INSTRUCTIONS_PATHS="primary fallback", INSTRUCTIONS_PORT=19171.
+# INSTRUCTIONS_PATHS="primary fallback", INSTRUCTIONS_PORT=19171, INSTRUCTIONS_PROFILE_DIR=dir (keep
+# each run's callgrind profile there as PATH-N.out, for benches/stages.sh).
 # Needs valgrind (installed with apt-get when missing and root) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,7 +62,9 @@ PY
 count() {
   local path=$1 n=$2 role=primary
   [ "$path" = fallback ] && role=fallback
-  valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" serve \
+  local profile=/dev/null
+  [ -n "${INSTRUCTIONS_PROFILE_DIR:-}" ] && profile=$INSTRUCTIONS_PROFILE_DIR/$path-$n.out
+  valgrind --tool=callgrind --callgrind-out-file="$profile" "$BIN" serve \
     --listen "127.0.0.1:$port" --public-url "http://127.0.0.1:$port" --role "$role" \
     --templates twiml-templates --config twiml-failover.toml \
     >/dev/null 2>"$tmp/vg.log" &

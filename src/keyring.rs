@@ -7,28 +7,47 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::signature::Algorithm;
+use crate::signature::{Algorithm, Key};
 
-/// A secret byte string whose `Debug` output is redacted.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
+/// A secret byte string whose `Debug` output is redacted, with its HMAC states made ready once.
+#[derive(Clone)]
+pub struct Secret {
+    bytes: Vec<u8>,
+    key: Key,
+}
 
 impl Secret {
     /// Wraps a secret, trimming the trailing newline that files and `echo` leave behind.
     pub fn new(value: &str) -> Self {
-        Secret(value.trim_end_matches(['\r', '\n']).as_bytes().to_vec())
+        let bytes = value.trim_end_matches(['\r', '\n']).as_bytes().to_vec();
+        let key = Key::new(&bytes);
+        Secret { bytes, key }
     }
 
     /// The secret's bytes, for use as an HMAC key.
     pub fn expose(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 
     /// True when the secret holds no bytes.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.bytes.is_empty()
     }
 }
+
+impl AsRef<Key> for Secret {
+    fn as_ref(&self) -> &Key {
+        &self.key
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -99,7 +118,7 @@ impl KeyRing {
         &self,
         settings: Option<&SignatureSettings<'_>>,
         account_sid: Option<&str>,
-    ) -> Result<(Algorithm, Vec<&[u8]>), KeyError> {
+    ) -> Result<(Algorithm, Vec<&Secret>), KeyError> {
         if let Some(settings) = settings {
             let algorithm = Algorithm::from_name(settings.algorithm)
                 .ok_or_else(|| KeyError::UnknownAlgorithm(truncate(settings.algorithm)))?;
@@ -108,20 +127,12 @@ impl KeyRing {
                 .shared_keys
                 .get(id)
                 .ok_or_else(|| KeyError::UnknownKey(truncate(id)))?;
-            return Ok((algorithm, vec![secret.expose()]));
+            return Ok((algorithm, vec![secret]));
         }
         if let Some(tokens) = account_sid.and_then(|sid| self.accounts.get(sid)) {
-            return Ok((
-                Algorithm::HmacSha1,
-                tokens.iter().map(Secret::expose).collect(),
-            ));
+            return Ok((Algorithm::HmacSha1, tokens.iter().collect()));
         }
-        let keys: Vec<&[u8]> = self
-            .primary
-            .iter()
-            .chain(self.secondary.iter())
-            .map(Secret::expose)
-            .collect();
+        let keys: Vec<&Secret> = self.primary.iter().chain(self.secondary.iter()).collect();
         if keys.is_empty() {
             return Err(KeyError::NoToken);
         }
@@ -160,20 +171,24 @@ mod tests {
         }
     }
 
+    fn bytes<'a>(keys: &[&'a Secret]) -> Vec<&'a [u8]> {
+        keys.iter().map(|s| s.expose()).collect()
+    }
+
     #[test]
     fn chooses_keys() {
         let r = ring();
         let (alg, keys) = r.keys_for(None, None).unwrap();
         assert_eq!(alg, Algorithm::HmacSha1);
-        assert_eq!(keys, vec![&b"primary"[..], &b"secondary"[..]]);
+        assert_eq!(bytes(&keys), vec![&b"primary"[..], &b"secondary"[..]]);
         let (_, keys) = r.keys_for(None, Some("ACsub")).unwrap();
-        assert_eq!(keys, vec![&b"subtoken"[..]]);
+        assert_eq!(bytes(&keys), vec![&b"subtoken"[..]]);
         let (_, keys) = r.keys_for(None, Some("ACother")).unwrap();
         assert_eq!(keys.len(), 2);
         let s = SignatureSettings::parse("key=k1, algorithm=HMAC_SHA256");
         let (alg, keys) = r.keys_for(Some(&s), Some("ACsub")).unwrap();
         assert_eq!(alg, Algorithm::HmacSha256);
-        assert_eq!(keys, vec![&b"shared"[..]]);
+        assert_eq!(bytes(&keys), vec![&b"shared"[..]]);
     }
 
     #[test]

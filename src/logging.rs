@@ -170,7 +170,14 @@ fn write_timestamp(w: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
         }
         w.write_str(&second.1)
     })?;
-    write!(w, ".{:06}Z", since.subsec_micros())
+    // The six digits by hand: `{:06}` goes through the padding machinery on every line.
+    let mut fraction = *b".000000Z";
+    let mut rest = since.subsec_micros();
+    for digit in fraction[1..7].iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    w.write_str(std::str::from_utf8(&fraction).map_err(|_| fmt::Error)?)
 }
 
 #[cfg(test)]

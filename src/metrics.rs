@@ -381,23 +381,7 @@ impl Metrics {
         );
         registry.register_collector(Box::new(LogLinesDropped));
         register_build_info(&mut registry, role);
-        for (route, status) in STARTUP_REQUEST_SERIES {
-            let _ = requests.get_or_create(&RequestLabels { route, status });
-            let _ = duration.get_or_create(&RouteLabel { route });
-        }
-        for reason in crate::verify::REASONS {
-            let _ = signature_failures.get_or_create(&ReasonLabel { reason });
-        }
-        for code in FALLBACK_ERROR_CODES {
-            let _ = fallback_requests.get_or_create(&ErrorCodeLabel {
-                error_code: code.to_string(),
-            });
-        }
-        for result in ["ok", "error"] {
-            let _ = template_reloads.get_or_create(&ResultLabel { result });
-            let _ = certificate_reloads.get_or_create(&ResultLabel { result });
-        }
-        Metrics {
+        let metrics = Metrics {
             journal: JournalMetrics::default(),
             forward: ForwardMetrics::default(),
             registry,
@@ -410,6 +394,34 @@ impl Metrics {
             template_watch,
             certificate_reloads,
             load_shed,
+        };
+        metrics.create_startup_series();
+        metrics
+    }
+
+    /// The labelled series an alert or the docs name, at 0 before their first event.
+    fn create_startup_series(&self) {
+        for (route, status) in STARTUP_REQUEST_SERIES {
+            let _ = self
+                .requests
+                .get_or_create(&RequestLabels { route, status });
+            let _ = self.duration.get_or_create(&RouteLabel { route });
+        }
+        for reason in crate::verify::REASONS {
+            let _ = self
+                .signature_failures
+                .get_or_create(&ReasonLabel { reason });
+        }
+        for code in FALLBACK_ERROR_CODES {
+            let _ = self.fallback_requests.get_or_create(&ErrorCodeLabel {
+                error_code: code.to_string(),
+            });
+        }
+        for result in ["ok", "error"] {
+            let _ = self.template_reloads.get_or_create(&ResultLabel { result });
+            let _ = self
+                .certificate_reloads
+                .get_or_create(&ResultLabel { result });
         }
     }
 

@@ -1,16 +1,19 @@
 //! Authenticating a decoded webhook: picks the keys, checks `X-Twilio-Signature`, and for JSON bodies
 //! the `bodySHA256` hash. Pure. Every failure is a 403 whose reason goes to the log, never the body.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use crate::keyring::{KeyError, KeyRing, SignatureSettings};
 use crate::signature;
-use crate::webhook::{single_header, Params, Payload, Webhook};
+use crate::webhook::{header_once, single_header, Params, Payload, Repeated, Webhook};
 
 /// The header carrying Twilio's signature.
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 /// The header naming a shared key and algorithm.
 pub const SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";
+// As header names, so a lookup does not parse the name again.
+static SIGNATURE: HeaderName = HeaderName::from_static(SIGNATURE_HEADER);
+static SETTINGS: HeaderName = HeaderName::from_static(SETTINGS_HEADER);
 
 /// Why a request is not accepted as genuine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,12 +63,12 @@ impl AuthError {
 
 /// The signature settings header, when sent once; more than once is refused.
 fn settings(headers: &HeaderMap) -> Result<Option<SignatureSettings<'_>>, AuthError> {
-    match headers.get_all(SETTINGS_HEADER).iter().count() {
-        0 => Ok(None),
-        1 => Ok(Some(SignatureSettings::parse(
-            single_header(headers, SETTINGS_HEADER).ok_or(KeyError::MissingKey)?,
+    match header_once(headers, &SETTINGS) {
+        Ok(None) => Ok(None),
+        Ok(Some(value)) => Ok(Some(SignatureSettings::parse(
+            value.to_str().map_err(|_| KeyError::MissingKey)?,
         ))),
-        _ => Err(KeyError::MissingKey.into()),
+        Err(Repeated) => Err(KeyError::MissingKey.into()),
     }
 }
 
@@ -85,7 +88,7 @@ pub fn authenticate<'k>(
     headers: &HeaderMap,
     hook: &Webhook,
 ) -> Result<Signer<'k>, AuthError> {
-    let signature = single_header(headers, SIGNATURE_HEADER).ok_or(AuthError::MissingSignature)?;
+    let signature = single_header(headers, &SIGNATURE).ok_or(AuthError::MissingSignature)?;
     let settings = settings(headers)?;
     let (algorithm, candidates) = keys.keys_for(settings.as_ref(), hook.param("AccountSid"))?;
     // GET and JSON requests sign the URL alone; an empty `Params` does not allocate.
@@ -97,7 +100,7 @@ pub fn authenticate<'k>(
     let matched = signature::matching_key(algorithm, &candidates, &hook.url, params, signature);
     let signer = matched.map(|i| Signer {
         algorithm,
-        key: candidates[i],
+        key: candidates[i].expose(),
     });
     if let Payload::Json(body) = &hook.payload {
         let hash = hook

@@ -1,8 +1,8 @@
 //! Decoding a webhook request: the URL Twilio signed, and the parameters from the query, a form body
 //! or a JSON body. Pure: works on the request's parts and the already-read body bytes.
 
-use http::header::{CONTENT_TYPE, HOST};
-use http::{HeaderMap, Method, Uri};
+use http::header::{AsHeaderName, CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderValue, Method, Uri};
 
 /// The validated public base URL, without a trailing slash, query or fragment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,8 +209,7 @@ pub fn signed_url(
         Some(h) => h,
         None => match uri.authority() {
             Some(a) => a.as_str(),
-            None => single_header(headers, HOST.as_str())
-                .ok_or(DecodeError::Malformed("missing Host"))?,
+            None => single_header(headers, HOST).ok_or(DecodeError::Malformed("missing Host"))?,
         },
     };
     let host_ok = !host.is_empty()
@@ -225,13 +224,24 @@ pub fn signed_url(
 }
 
 /// The value of a header that must appear at most once; `None` when absent, repeated or not text.
-pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn single_header<K: AsHeaderName>(headers: &HeaderMap, name: K) -> Option<&str> {
+    header_once(headers, name).ok()??.to_str().ok()
+}
+
+/// A header sent more than once where once is the most allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeated;
+
+/// A header that may appear at most once: `Ok(None)` when absent.
+pub fn header_once<K: AsHeaderName>(
+    headers: &HeaderMap,
+    name: K,
+) -> Result<Option<&HeaderValue>, Repeated> {
     let mut values = headers.get_all(name).iter();
-    let first = values.next()?;
-    if values.next().is_some() {
-        return None;
+    match (values.next(), values.next()) {
+        (first, None) => Ok(first),
+        (_, Some(_)) => Err(Repeated),
     }
-    first.to_str().ok()
 }
 
 /// Parses `application/x-www-form-urlencoded` text, refusing bytes that decode to invalid UTF-8.
@@ -240,6 +250,10 @@ pub fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 /// are skipped), the first `=` separates name from value, `+` is a space, `%XX` a byte, and a `%`
 /// not followed by two hex digits stays literal.
 pub fn parse_form(raw: &[u8]) -> Result<Params, DecodeError> {
+    if raw.is_empty() {
+        // Most webhooks have no query string: nothing to allocate.
+        return Ok(Params::new());
+    }
     // Everything is decoded into one buffer with an ASCII byte after each part, so one UTF-8 check
     // covers every name and value: no multi-byte sequence can span two parts.
     let pairs = memchr::memchr_iter(b'&', raw).count() + 1;
@@ -322,13 +336,14 @@ pub fn decode(
 ) -> Result<Webhook, DecodeError> {
     let url = signed_url(rules, uri, headers)?;
     let query = parse_form(uri.query().unwrap_or("").as_bytes())?;
-    let content_type = match headers.get_all(CONTENT_TYPE).iter().count() {
-        0 => None,
-        1 => Some(
-            single_header(headers, CONTENT_TYPE.as_str())
-                .ok_or(DecodeError::UnsupportedMediaType)?,
+    let content_type = match header_once(headers, CONTENT_TYPE) {
+        Ok(None) => None,
+        Ok(Some(value)) => Some(
+            value
+                .to_str()
+                .map_err(|_| DecodeError::UnsupportedMediaType)?,
         ),
-        _ => return Err(DecodeError::Malformed("repeated Content-Type")),
+        Err(Repeated) => return Err(DecodeError::Malformed("repeated Content-Type")),
     };
     let media_type = content_type.map(|ct| ct.split(';').next().unwrap_or("").trim());
     let is = |expected: &str| media_type.is_some_and(|m| m.eq_ignore_ascii_case(expected));

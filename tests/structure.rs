@@ -20,8 +20,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The source without comments and string literals, so neither can add an edge.
+/// The source without comments and string literals, so neither can add an edge or a brace; their
+/// line breaks stay, so a line of the result is the same line of the source.
 fn code_only(source: &str) -> String {
+    let lines_of = |range: &[u8]| "\n".repeat(range.iter().filter(|&&b| b == b'\n').count());
     let bytes = source.as_bytes();
     let mut out = String::with_capacity(source.len());
     let mut i = 0;
@@ -36,6 +38,7 @@ fn code_only(source: &str) -> String {
                 let end = source[i + 2..]
                     .find("*/")
                     .map_or(bytes.len(), |e| i + 2 + e + 2);
+                out.push_str(&lines_of(&bytes[i..end]));
                 i = end;
             }
             b'r' if matches!(bytes.get(i + 1), Some(b'"' | b'#'))
@@ -54,18 +57,22 @@ fn code_only(source: &str) -> String {
                     continue;
                 }
                 let close = format!("\"{}", "#".repeat(hashes));
-                i = source[j + 1..]
+                let end = source[j + 1..]
                     .find(&close)
                     .map_or(bytes.len(), |e| j + 1 + e + close.len());
                 out.push_str("\"\"");
+                out.push_str(&lines_of(&bytes[i..end]));
+                i = end;
             }
             b'"' => {
+                let start = i;
                 i += 1;
                 while i < bytes.len() && bytes[i] != b'"' {
                     i += if bytes[i] == b'\\' { 2 } else { 1 };
                 }
-                i += 1;
+                i = (i + 1).min(bytes.len());
                 out.push_str("\"\"");
+                out.push_str(&lines_of(&bytes[start..i]));
             }
             b'\'' if bytes.get(i + 2) == Some(&b'\'') || bytes.get(i + 1) == Some(&b'\\') => {
                 // A char literal ('"', '\'', '\n'); lifetimes ('a) fall through.
@@ -638,4 +645,172 @@ fn the_journal_is_storage() {
         );
     }
     assert!(graph["forward"].contains("journal"));
+}
+
+/// Longest a function outside tests may be, signature through closing brace, without a reason.
+const MAX_FUNCTION_LINES: usize = 80;
+/// How a longer function gives its reason: a comment line starting so, among the doc and
+/// attribute lines just above its signature.
+const LONG_MARK: &str = "// Long on purpose: ";
+/// `code` (from [`code_only`]) with every `#[cfg(test)]` item blanked, line breaks kept.
+fn without_tests(code: &str) -> String {
+    let mut out = code.to_string();
+    let mut from = 0;
+    while let Some(at) = out[from..].find("#[cfg(test)]").map(|i| from + i) {
+        let item = at + "#[cfg(test)]".len();
+        let Some(open) = out[item..].find(['{', ';']).map(|i| item + i) else {
+            break;
+        };
+        let end = if out.as_bytes()[open] == b'{' {
+            matching_brace(&out, open)
+        } else {
+            open + 1
+        };
+        let blank: String = out[at..end]
+            .chars()
+            .map(|c| if c == '\n' { '\n' } else { ' ' })
+            .collect();
+        out.replace_range(at..end, &blank);
+        from = end;
+    }
+    out
+}
+
+/// The offset just past the `}` that closes the `{` at `open`.
+fn matching_brace(code: &str, open: usize) -> usize {
+    let mut depth = 0usize;
+    for (i, b) in code.bytes().enumerate().skip(open) {
+        match b {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    code.len()
+}
+
+/// Each function with a body in `code`: its name, the line its signature starts on (from 1) and
+/// its length in lines, signature through closing brace.
+fn functions(code: &str) -> Vec<(String, usize, usize)> {
+    let line_of = |at: usize| code[..at].matches('\n').count() + 1;
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices("fn ") {
+        let before = code[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let name = ident(code[at + 3..].trim_start());
+        if name.is_empty() {
+            continue;
+        }
+        // The body opens at the first `{` outside parentheses and brackets; a `;` first is a
+        // declaration without one.
+        let mut depth = 0i32;
+        let mut body = None;
+        for (i, b) in code.bytes().enumerate().skip(at) {
+            match b {
+                b'(' | b'[' => depth += 1,
+                b')' | b']' => depth -= 1,
+                b'{' if depth == 0 => {
+                    body = Some(i);
+                    break;
+                }
+                b';' if depth == 0 => break,
+                _ => {}
+            }
+        }
+        if let Some(open) = body {
+            let end = matching_brace(code, open);
+            let first = line_of(at);
+            found.push((name.to_string(), first, line_of(end - 1) - first + 1));
+        }
+    }
+    found
+}
+
+/// True when the lines just above line `line` (doc comments, attributes, comments) give the
+/// reason a function is long.
+fn gives_a_reason(source: &str, line: usize) -> bool {
+    source
+        .lines()
+        .take(line - 1)
+        .collect::<Vec<_>>()
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .take_while(|l| l.starts_with("//") || l.starts_with("#[") || l.starts_with(')'))
+        .any(|l| {
+            l.strip_prefix(LONG_MARK)
+                .is_some_and(|why| !why.trim().is_empty())
+        })
+}
+
+#[test]
+fn the_function_measure_sees_what_it_should() {
+    let source = "fn short() {\n    let s = \"}\";\n}\n\
+                  trait T {\n    fn declared(&self);\n}\n\
+                  pub fn outer(f: fn(u8) -> u8) -> Vec<u8>\nwhere\n    u8: Copy,\n{\n\
+                  \x20   fn inner() {}\n    /* } */\n    vec![f(1)]\n}\n\
+                  #[cfg(test)]\nmod tests {\n    fn in_a_test() {\n    }\n}\n";
+    let found = functions(&without_tests(&code_only(source)));
+    assert_eq!(
+        found,
+        [
+            ("short".to_string(), 1, 3),
+            ("outer".to_string(), 7, 8),
+            ("inner".to_string(), 11, 1)
+        ]
+    );
+    let marked = "/// Doc.\n// Long on purpose: one table.\n#[allow(x)]\nfn f() {}\n";
+    assert!(gives_a_reason(marked, 4));
+    assert!(!gives_a_reason("// Long on purpose:\nfn f() {}\n", 2));
+    assert!(!gives_a_reason("// Long on purpose: x\n\nfn f() {}\n", 3));
+}
+
+#[test]
+fn no_long_function_without_a_reason() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut paths = Vec::new();
+    rust_files(&src, &mut paths);
+    let mut measured = Vec::new();
+    for path in paths {
+        let rel = path.strip_prefix(&src).expect("under src/").to_path_buf();
+        let name = rel.to_str().expect("UTF-8 path").to_string();
+        // A `tests.rs` is a test module in a file of its own.
+        if name.ends_with("tests.rs") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).expect("readable source");
+        for (function, line, lines) in functions(&without_tests(&code_only(&source))) {
+            let reason = lines > MAX_FUNCTION_LINES && gives_a_reason(&source, line);
+            measured.push((lines, format!("src/{name}:{line} {function}"), reason));
+        }
+    }
+    assert!(
+        measured.len() > 500,
+        "the functions were found: {}",
+        measured.len()
+    );
+    measured.sort_by(|a, b| b.cmp(a));
+    // `cargo test --test structure -- --nocapture` shows the longest, to re-measure.
+    for (lines, at, reason) in measured.iter().take(15) {
+        let why = if *reason { " (a reason given)" } else { "" };
+        eprintln!("{lines:4} {at}{why}");
+    }
+    let over: Vec<String> = measured
+        .iter()
+        .filter(|(lines, _, reason)| *lines > MAX_FUNCTION_LINES && !reason)
+        .map(|(lines, at, _)| format!("{lines:4} lines  {at}"))
+        .collect();
+    assert!(
+        over.is_empty(),
+        "functions over {MAX_FUNCTION_LINES} lines outside tests, without a `{LONG_MARK}...` line \
+         above them: split them, or say why not\n{}",
+        over.join("\n")
+    );
 }

@@ -292,6 +292,7 @@ struct Builder<'t> {
 
 impl Builder<'_> {
     /// The nodes up to the close of `open` (the section's kind, name and offset), `depth` deep.
+    // Long on purpose: one arm per section token of a bin, the nesting rules in one place.
     fn body(&mut self, open: Option<(Kind, &str, usize)>, depth: usize) -> Vec<Node> {
         let mut body = Vec::new();
         while let Some(token) = self.tokens.get(self.at) {
@@ -414,6 +415,7 @@ impl Emitter<'_> {
         self.out.push(Out::Block(statement, line));
     }
 
+    // Long on purpose: one arm per node kind of a bin, the format's whole grammar in one place.
     fn node(&mut self, node: &Node) {
         match node {
             Node::Text(a, b) => {

@@ -88,6 +88,7 @@ pub fn run(args: JournalArgs) -> Outcome {
 
 /// `journal replay`: sends the journaled events again, signed, to `--to` (or the configured
 /// forward target); exit 1 when any was not accepted.
+// Long on purpose: the replay loop with its per-event outcome and summary, as the operator reads them.
 fn replay(
     args: ReplayArgs,
     store: Box<dyn Store>,

@@ -39,7 +39,7 @@ pub fn build(event: &Event, url: &str, keyring: &KeyRing) -> Result<Forward, Key
     let e = &event.webhook;
     let (_, keys) = keyring.keys_for(None, e.account_sid.as_deref())?;
     let token = keys.first().ok_or(KeyError::NoToken)?;
-    let signature = signature::sign(Algorithm::HmacSha1, token, url, &e.params);
+    let signature = signature::sign(Algorithm::HmacSha1, token.expose(), url, &e.params);
     let body = serde_urlencoded::to_string(&e.params).unwrap_or_default();
     Ok(Forward {
         body,

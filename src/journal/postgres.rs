@@ -96,6 +96,7 @@ impl Target {
     /// its `PG*` variable; the password from the URL, else `sources.password`, else `PGPASSWORD`,
     /// else the password file (`PGPASSFILE`, default `~/.pgpass`). Reads the password file and the
     /// `sslrootcert` file now; touches no network. Errors name the setting to fix.
+    // Long on purpose: libpq's completion rules, one setting after another in its documented order.
     pub fn new(url: &str, sources: &Sources<'_>) -> Result<Target, JournalError> {
         if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(JournalError::new("postgres URL must not contain spaces"));
@@ -628,6 +629,7 @@ fn limit(n: usize) -> i64 {
 }
 
 impl Store for PostgresStore {
+    // Long on purpose: one transaction, its statements and their error handling read in order.
     fn append(&mut self, batch: &[NewEvent]) -> Result<Vec<Appended>, JournalError> {
         if batch.is_empty() {
             return Ok(Vec::new());

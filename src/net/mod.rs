@@ -10,7 +10,7 @@
 //! closed it) is sent again on another connection: hyper_util's pool does that by itself. A
 //! connection whose answer was ambiguously framed is never used again.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -195,19 +195,38 @@ impl Client {
 
     /// Sends `req` and reads the whole answer, within the request timeout.
     pub async fn send(&self, req: Request) -> Result<Response, Error> {
-        self.send_timed(req).await.0
+        self.within(req, self.settings.request_timeout, &mut None)
+            .await
+    }
+
+    /// Sends `req` and reads the whole answer by `deadline` (instead of the request timeout): for
+    /// a caller whose time started before this call, as upstream mode's budget does.
+    pub async fn send_until(&self, req: Request, deadline: Instant) -> Result<Response, Error> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.within(req, left, &mut None).await
     }
 
     /// [`Client::send`], and how long the answer's head took to arrive from the start (connecting
     /// included; `None` when no head came): Twilio's read timeout is on that first byte.
     pub async fn send_timed(&self, req: Request) -> (Result<Response, Error>, Option<Duration>) {
-        let timeout = self.settings.request_timeout;
         let mut head = None;
-        let result = match tokio::time::timeout(timeout, self.exchange(req, &mut head)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout(timeout)),
-        };
+        let result = self
+            .within(req, self.settings.request_timeout, &mut head)
+            .await;
         (result, head)
+    }
+
+    /// The exchange within `time`; `head` gets when the answer's head arrived.
+    async fn within(
+        &self,
+        req: Request,
+        time: Duration,
+        head: &mut Option<Duration>,
+    ) -> Result<Response, Error> {
+        match tokio::time::timeout(time, self.exchange(req, head)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(time)),
+        }
     }
 
     async fn exchange(&self, req: Request, head: &mut Option<Duration>) -> Result<Response, Error> {

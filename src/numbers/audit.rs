@@ -461,6 +461,7 @@ fn setting_name(setting: Setting) -> &'static str {
 }
 
 /// The checks that say what a wrong setting would break.
+// Long on purpose: one check per wrong setting, each with what it would break.
 fn checks(channel: Channel, h: &Handling, w: &Wiring) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut push = |kind, detail: String| out.push(Problem { kind, detail });

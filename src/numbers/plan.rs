@@ -133,6 +133,7 @@ impl Plan {
 }
 
 /// Plans the changes that make every selected number's effective wiring the intended one.
+// Long on purpose: one pass per number over the fields Twilio's API names, in its order.
 pub fn plan(account: &Account, w: &Wiring, selection: &Selection) -> Plan {
     let mut out = Plan::default();
     // Built up per resource; empty ones are dropped at the end.

@@ -375,6 +375,7 @@ impl Api {
     }
 
     /// One request, with the `429` waits; the answer body on 2xx.
+    // Long on purpose: the request, its 429 waits and each error's wording in the order they happen.
     async fn call(
         &self,
         method: http::Method,

@@ -19,7 +19,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_rustls::TlsAcceptor;
 
 use super::app::App;
-use super::handler::{self, Peer};
+use super::handler;
 use super::slots::{Held, Slot, Slots};
 
 /// What every connection shares.
@@ -106,15 +106,12 @@ fn service(
 > + Clone {
     let (app, slot) = (settings.app.clone(), slot.clone());
     let max_age = app.settings().limits.max_connection_age;
-    service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-        if let Some(ip) = peer {
-            req.extensions_mut().insert(Peer(ip));
-        }
+    service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let busy = slot.begin();
         let (app, slot) = (app.clone(), slot.clone());
         async move {
             let version = req.version();
-            let mut answer = handler::handle(app, scheme, req).await;
+            let mut answer = handler::handle(app, scheme, peer, req).await;
             // HTTP/1 past its maximum age: this answer ends the connection. Closing it between
             // requests instead would race a client that is sending its next request just then.
             if version < http::Version::HTTP_2 && slot.opened().elapsed() >= max_age {

@@ -1,39 +1,42 @@
-//! One request, top to bottom: route → limits → read body (bounded budget) → permit → decode → verify signature → render →
-//! respond, then the metrics and one log line (for a request that failed before its signature was
-//! verified, only within `unverified_log`'s rate). Never returns an error to hyper (that would drop the
-//! connection without an answer).
+//! One request as named stages, top to bottom: accept (route, the head's bounds) → limits (the body
+//! within its budget, then a permit) → decode → verify → journal (the event handed to the writer)
+//! → answer (from upstream, or from templates) → respond (the journal's word, the metrics and one
+//! log line; for a request that failed before its signature was verified, the line only within
+//! `unverified_log`'s rate). A stage continues with what the next one needs or refuses with a
+//! status ([`Refused`]). Never returns an error to hyper (that would drop the connection without
+//! an answer).
 
+use std::borrow::Cow;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use http::{Request, StatusCode};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, StatusCode, Version};
 use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::app::App;
 use super::limits::{self, BodyError, BodyRules};
 use super::respond::{self, Reply};
 use crate::journal::record::{self, Received};
 use crate::journal::time::now_ms;
-use crate::journal::writer::Written;
+use crate::journal::writer::{Pending, Written};
 use crate::readiness::Phase;
 use crate::route::{route, Route};
 use crate::templates::{AnswerError, ServedBy};
 use crate::twilio::{self, Channel};
-use crate::upstream::{request, Source};
-use crate::verify::{attempted, authenticate};
+use crate::upstream::{request, Prepared, Source};
+use crate::verify::{attempted, authenticate, Signer};
 use crate::webhook::{decode, single_header, DecodeError, Params, Payload, UrlRules, Webhook};
-
-/// The address a request came from, as seen by the listener: a request extension the connection
-/// adds, so that the upstream request can name it in `X-Forwarded-For`.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub std::net::IpAddr);
 
 /// What the request log line says beyond method, path and status.
 #[derive(Debug, Default)]
 struct Outcome {
-    call_sid: Option<String>,
-    message_sid: Option<String>,
+    /// The verified parameters, once decoded: the line's CallSid and MessageSid.
+    params: Option<Arc<Params>>,
     error_code: Option<String>,
     error_url: Option<String>,
     served_by: Option<ServedBy>,
@@ -57,20 +60,50 @@ struct SignatureLog {
     keys: String,
 }
 
-/// Answers one request.
+/// Why a stage stopped the request: the status the caller gets, and the log line's reason.
+#[derive(Debug)]
+struct Refused {
+    status: StatusCode,
+    reason: String,
+}
+
+impl Outcome {
+    /// A verified parameter, fit for the log line.
+    fn param(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.params.as_ref()?.get(name).map(loggable)
+    }
+}
+
+impl Refused {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Refused {
+        Refused {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    /// The answer: the fixed error body, or an empty 204 for a status callback.
+    fn reply(&self) -> Reply {
+        match self.status {
+            StatusCode::NO_CONTENT => respond::no_content(),
+            status => respond::error(status),
+        }
+    }
+}
+
+/// Answers one request from `peer` that reached the `scheme` listener: accept, then respond.
 pub async fn handle(
     app: Arc<App>,
     scheme: &'static str,
+    peer: Option<IpAddr>,
     req: Request<Incoming>,
 ) -> Result<Reply, Infallible> {
     let started = Instant::now();
-    let method = req.method().clone();
-    let version = req.version();
-    // A cheap clone (shared bytes) so the log line can borrow the path after `req` is consumed.
-    let uri = req.uri().clone();
-    let route = route(&method, uri.path());
+    // The head stays here for the log line; the stages borrow it.
+    let (head, body) = req.into_parts();
+    let route = route(&head.method, head.uri.path());
     let mut outcome = Outcome::default();
-    let mut response = match limits::check_head(&req) {
+    let mut response = match limits::check_head(&head) {
         Err(status) => {
             outcome.reason = Some("request head too large".into());
             respond::error(status)
@@ -82,12 +115,40 @@ pub async fn handle(
             Route::NotFound => respond::error(StatusCode::NOT_FOUND),
             Route::MethodNotAllowed(allow) => respond::method_not_allowed(allow),
             Route::Status | Route::Template(_) => {
-                webhook(&app, scheme, req, &route, started, &mut outcome).await
+                let kind = Kind::of(&route);
+                let from = Arrived {
+                    scheme,
+                    peer,
+                    started,
+                };
+                webhook(&app, from, &head, body, kind, &mut outcome).await
             }
         },
     };
+    respond(&app, &head, started, &route, &mut response, &outcome);
+    Ok(response)
+}
+
+/// Where and when a webhook arrived.
+#[derive(Debug, Clone, Copy)]
+struct Arrived {
+    /// The listener's scheme (`http` or `https`).
+    scheme: &'static str,
+    peer: Option<IpAddr>,
+    started: Instant,
+}
+
+/// The respond stage: the headers every answer gets, the request metrics and the log line.
+fn respond(
+    app: &App,
+    head: &Parts,
+    started: Instant,
+    route: &Route,
+    response: &mut Reply,
+    outcome: &Outcome,
+) {
     // While draining, tell HTTP/1 clients to reconnect (to the next instance) after this answer.
-    if app.readiness().phase() == Phase::Draining && version < http::Version::HTTP_2 {
+    if app.readiness().phase() == Phase::Draining && head.version < Version::HTTP_2 {
         response.headers_mut().insert(
             http::header::CONNECTION,
             http::HeaderValue::from_static("close"),
@@ -108,24 +169,27 @@ pub async fn handle(
     app.metrics().request(label, status, elapsed.as_secs_f64());
     // Anyone can send requests that fail before the signature check; their lines are rate-limited
     // (and counted) so a stranger cannot fill the operator's logs. Every genuine request is logged.
-    if !outcome.verified && !app.unverified_log().admit(status) {
-        return Ok(response);
+    if outcome.verified || app.unverified_log().admit(status) {
+        log_line(app, head, status, elapsed, outcome);
     }
-    let fallback = outcome.error_code.is_some();
-    let path = first_chars(uri.path(), 200);
+}
+
+/// The one line each request leaves in the log.
+fn log_line(app: &App, head: &Parts, status: u16, elapsed: Duration, outcome: &Outcome) {
     tracing::info!(
         target: "twiml_failover::request",
         // A method is one token (hyper refuses space, `"` and `=` in it), so it shows bare; the
         // path is a string, which the text format quotes and escapes: it cannot pass for another
         // field or line.
-        method = %method,
-        path,
+        method = %head.method,
+        path = first_chars(head.uri.path(), 200),
         status,
         latency_us = elapsed.as_micros() as u64,
         role = app.settings().role.as_str(),
-        call_sid = outcome.call_sid.as_deref(),
-        message_sid = outcome.message_sid.as_deref(),
-        fallback,
+        call_sid = outcome.param("CallSid").as_deref(),
+        message_sid = outcome.param("MessageSid").as_deref(),
+        // Only on a fallback hit: absent says "not one" as well, for less work per line.
+        fallback = outcome.error_code.is_some().then_some(true),
         probe = outcome.probe.then_some(true),
         error_code = outcome.error_code.as_deref(),
         error_url = outcome.error_url.as_deref(),
@@ -139,7 +203,6 @@ pub async fn handle(
         tried_urls = outcome.signature.as_ref().map(|s| s.tried.as_str()),
         tried_keys = outcome.signature.as_ref().map(|s| s.keys.as_str()),
     );
-    Ok(response)
 }
 
 /// `/readyz`: 200 while serving, 503 while starting or draining. A journal store that does not
@@ -175,198 +238,169 @@ fn first_chars(value: &str, max: usize) -> &str {
 }
 
 /// Keeps attacker-influenced values in logs short and on one line.
-fn loggable(value: &str) -> String {
-    if value.len() <= 200 && !value.chars().any(char::is_control) {
-        return value.to_owned();
+fn loggable(value: &str) -> Cow<'_, str> {
+    // Control characters are C0, DEL and C1 (U+0080-U+009F, UTF-8 lead byte C2): a byte scan
+    // clears most values without decoding them, and one with a C2 byte is looked at closely.
+    let clean = |v: &str| !v.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+    if value.len() <= 200 && (clean(value) || !value.chars().any(char::is_control)) {
+        return Cow::Borrowed(value);
     }
-    value
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect()
+    Cow::Owned(
+        value
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect(),
+    )
 }
 
+/// Which kind of webhook a route asks for: one a template answers (by this name), or a status
+/// callback.
+#[derive(Debug, Clone, Copy)]
+enum Kind<'r> {
+    Template(&'r str),
+    Callback,
+}
+
+impl<'r> Kind<'r> {
+    fn of(route: &'r Route) -> Kind<'r> {
+        match route {
+            Route::Template(name) => Kind::Template(name),
+            _ => Kind::Callback,
+        }
+    }
+
+    fn template(self) -> Option<&'r str> {
+        match self {
+            Kind::Template(name) => Some(name),
+            Kind::Callback => None,
+        }
+    }
+}
+
+/// The webhook's stages, from the body to the answer; a refusal becomes its error answer.
 async fn webhook(
     app: &App,
-    scheme: &'static str,
-    req: Request<Incoming>,
-    route: &Route,
-    started: Instant,
-    outcome: &mut Outcome,
+    from: Arrived,
+    parts: &Parts,
+    body: Incoming,
+    kind: Kind<'_>,
+    log: &mut Outcome,
 ) -> Reply {
+    let answered = async {
+        let body = read_body(app, body).await?;
+        let _permit = admit(app)?;
+        let hook = decode_request(app, from.scheme, parts, body.clone())?;
+        let signer = verify(app, parts, &hook, log)?;
+        if hook.param(twilio::PROBE_PARAM).is_some() {
+            return probe(app, kind, hook, log);
+        }
+        let upstream = prepare_upstream(app, parts, from.peer, &hook, body, signer, kind);
+        alert(app, kind, &hook, log);
+        let (url, params) = parameters(hook, kind)?;
+        tracing::debug!(params = ?params, "webhook parameters");
+        let params = Arc::new(params);
+        log.params = Some(params.clone());
+        if kind.template().is_none() && app.journal().is_none() && upstream.is_none() {
+            return Ok(respond::no_content());
+        }
+        // Handed to the journal writer before answering, so the commit and the answer overlap.
+        let pending = journal(app, parts, &url, &params);
+        let answer = answer(app, kind, upstream, params, from.started, log).await;
+        record(app, pending, log).await;
+        Ok::<_, Refused>(answer)
+    };
+    match answered.await {
+        Ok(answer) => answer,
+        Err(refused) => {
+            let reply = refused.reply();
+            log.reason = Some(refused.reason);
+            reply
+        }
+    }
+}
+
+/// Limits, first half: the whole body, within its size, time, rate and the shared budget.
+async fn read_body(app: &App, body: Incoming) -> Result<Bytes, Refused> {
     let limits = &app.settings().limits;
-    let (parts, body) = req.into_parts();
     let rules = BodyRules {
         max: limits.max_body_bytes,
         timeout: limits.request_timeout,
         min_rate: limits.min_body_rate,
         grace: limits.body_grace,
     };
-    let body = match limits::read_body(body, app.bodies(), rules).await {
-        Ok(body) => body,
-        Err(e) => {
-            outcome.reason = Some(format!("body: {e:?}"));
-            return respond::error(match e {
+    limits::read_body(body, app.bodies(), rules)
+        .await
+        .map_err(|e| {
+            let status = match e {
                 BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 BodyError::TimedOut | BodyError::TooSlow => StatusCode::REQUEST_TIMEOUT,
                 BodyError::Broken => StatusCode::BAD_REQUEST,
-            });
-        }
-    };
-    // The permit for the work after the body: nothing a slow client does holds one.
-    let Some(_permit) = limits::admit(app.concurrency()) else {
+            };
+            Refused::new(status, format!("body: {e:?}"))
+        })
+}
+
+/// Limits, second half: the permit for the work after the body, so nothing a slow client does
+/// holds one.
+fn admit(app: &App) -> Result<OwnedSemaphorePermit, Refused> {
+    limits::admit(app.concurrency()).ok_or_else(|| {
         app.metrics().load_shed();
-        outcome.reason = Some("concurrency limit reached".into());
-        return respond::error(StatusCode::SERVICE_UNAVAILABLE);
-    };
+        Refused::new(StatusCode::SERVICE_UNAVAILABLE, "concurrency limit reached")
+    })
+}
+
+/// Decode: the URL Twilio signed and the parameters, not yet trusted.
+fn decode_request(
+    app: &App,
+    scheme: &'static str,
+    parts: &Parts,
+    body: Bytes,
+) -> Result<Webhook, Refused> {
     let rules = UrlRules {
         public_url: app.settings().public_url.as_ref(),
         scheme,
         trust_forwarded: app.settings().trust_forwarded_headers,
     };
-    // The upstream gets the body as Twilio sent it (a cheap clone: shared bytes).
-    let raw_body = body.clone();
-    let hook = match decode(rules, &parts.method, &parts.uri, &parts.headers, body) {
-        Ok(hook) => hook,
-        Err(e) => {
-            outcome.reason = Some(e.to_string());
-            return respond::error(decode_status(&e));
+    decode(rules, &parts.method, &parts.uri, &parts.headers, body)
+        .map_err(|e| Refused::new(decode_status(&e), e.to_string()))
+}
+
+/// Verify: the signature, by one of the keyring's keys; from here on the line is always written.
+fn verify<'a>(
+    app: &'a App,
+    parts: &Parts,
+    hook: &Webhook,
+    log: &mut Outcome,
+) -> Result<Signer<'a>, Refused> {
+    match authenticate(&app.settings().keyring, &parts.headers, hook) {
+        Ok(signer) => {
+            log.verified = true;
+            Ok(signer)
         }
-    };
-    let signer = match authenticate(&app.settings().keyring, &parts.headers, &hook) {
-        Ok(signer) => signer,
         Err(e) => {
             app.metrics().signature_failure(e.label());
-            outcome.reason = Some(loggable(&e.to_string()));
-            outcome.signature = signature_log(app, &parts.headers, &hook);
-            return respond::error(StatusCode::FORBIDDEN);
+            log.signature = signature_log(app, &parts.headers, hook);
+            Err(Refused::new(
+                StatusCode::FORBIDDEN,
+                loggable(&e.to_string()).into_owned(),
+            ))
         }
-    };
-    outcome.verified = true;
-    outcome.call_sid = hook.param("CallSid").map(loggable);
-    outcome.message_sid = hook.param("MessageSid").map(loggable);
-    if hook.param(twilio::PROBE_PARAM).is_some() {
-        return probe(app, route, hook, outcome);
     }
-    let journal = app.journal();
-    let template = match route {
-        Route::Template(name) => Some(name),
-        _ => None,
-    };
-    // Upstream mode: only what is verified goes on, built before the parameters are taken.
-    let upstream = app.upstream().and_then(|u| {
-        if !u.settings().goes_upstream(parts.uri.path()) {
-            return None;
-        }
-        let form = match &hook.payload {
-            Payload::Form(params) => Some(params),
-            Payload::Query | Payload::Json(_) => None,
-        };
-        let incoming = request::Incoming {
-            method: &parts.method,
-            path_and_query: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-            headers: &parts.headers,
-            body: raw_body.clone(),
-            signed_url: &hook.url,
-            form,
-            peer: parts.extensions.get::<Peer>().map(|p| p.0),
-        };
-        let settings = u.settings();
-        Some((
-            u,
-            request::build(&settings.url, settings.signature, signer, &incoming),
-        ))
-    });
-    if template.is_none() && journal.is_none() && upstream.is_none() {
-        return respond::no_content();
-    }
-    // Twilio adds ErrorCode and ErrorUrl only when it calls the fallback URL: that is an alert.
-    if let (Some(_), Some(code), Some(url)) =
-        (template, hook.param("ErrorCode"), hook.param("ErrorUrl"))
-    {
-        app.metrics().fallback_request(code);
-        outcome.error_code = Some(loggable(code));
-        outcome.error_url = Some(loggable(url));
-    }
-    let url = journal.map(|_| hook.url.clone());
-    let params = match hook.into_params() {
-        Ok(params) => params,
-        Err(e) => {
-            outcome.reason = Some(e.to_string());
-            return match template {
-                Some(_) => respond::error(decode_status(&e)),
-                None => respond::no_content(),
-            };
-        }
-    };
-    tracing::debug!(params = ?params, "webhook parameters");
-    // Handed to the journal writer before rendering, so the commit and the render overlap.
-    let pending = match (journal, url) {
-        (Some(journal), Some(url)) => Some(journal.submit(record::new_event(Received {
-            received_at_ms: now_ms(),
-            role: app.settings().role,
-            method: parts.method.as_str(),
-            url: &url,
-            path: parts.uri.path(),
-            params: &params,
-            idempotency_token: idempotency_token(&parts.headers),
-        }))),
-        _ => None,
-    };
-    let answer = match (template, upstream) {
-        (name, Some((upstream, req))) => {
-            let deadline = started + upstream.settings().budget;
-            let channel = Channel::of_webhook(params.get("CallSid"), params.get("MessageSid"));
-            let result = upstream.call(req, channel, name.is_none(), deadline).await;
-            outcome.source = Some(match &result {
-                Ok(_) => Source::Upstream,
-                Err(reason) => Source::Degraded(*reason),
-            });
-            match (name, result) {
-                (Some(_), Ok(answered)) => respond::upstream(answered),
-                (Some(name), Err(_)) => render(app, name, Arc::new(params), true, outcome),
-                // The app's answer to a status callback is irrelevant to Twilio.
-                (None, _) => respond::no_content(),
-            }
-        }
-        (Some(name), None) => {
-            if let Some(upstream) = app.upstream() {
-                upstream.metrics().outcome(Source::Template.outcome());
-                outcome.source = Some(Source::Template);
-            }
-            render(app, name, Arc::new(params), false, outcome)
-        }
-        (None, None) => respond::no_content(),
-    };
-    if let (Some(journal), Some(pending)) = (journal, pending) {
-        let written = journal.wait(pending).await;
-        match &written {
-            Written::New(_) | Written::Duplicate(_) => {}
-            // The caller comes first: answer anyway, and say why on the log line.
-            Written::Failed(e) => outcome.reason = Some(format!("journal: {}", loggable(e))),
-            Written::Timeout => outcome.reason = Some("journal: commit timed out".into()),
-            Written::Overloaded => outcome.reason = Some("journal: writer queue full".into()),
-        }
-        outcome.journal = Some(written);
-    }
-    answer
 }
 
 /// The monitor's probe (docs/monitor.md): verified like any webhook and answered from the templates
 /// (so the answer is what a caller would get), but never journaled, never sent to the upstream app
 /// or forwarded, never counted as a fallback hit or as traffic.
-fn probe(app: &App, route: &Route, hook: Webhook, outcome: &mut Outcome) -> Reply {
-    outcome.probe = true;
-    let Route::Template(name) = route else {
-        return respond::no_content();
-    };
-    match hook.into_params() {
-        Ok(params) => render(app, name, Arc::new(params), false, outcome),
-        Err(e) => {
-            outcome.reason = Some(e.to_string());
-            respond::error(decode_status(&e))
-        }
-    }
+fn probe(app: &App, kind: Kind<'_>, hook: Webhook, log: &mut Outcome) -> Result<Reply, Refused> {
+    log.probe = true;
+    let (_, params) = parameters(hook, kind)?;
+    let params = Arc::new(params);
+    log.params = Some(params.clone());
+    Ok(match kind {
+        Kind::Template(name) => render(app, name, params, false, log),
+        Kind::Callback => respond::no_content(),
+    })
 }
 
 /// What a refused signature was checked against (no key, token or expected signature).
@@ -381,7 +415,11 @@ fn signature_log(app: &App, headers: &http::HeaderMap, hook: &Webhook) -> Option
     } else {
         "host header"
     };
-    let urls: Vec<String> = tried.urls.iter().map(|u| loggable(u)).collect();
+    let urls: Vec<String> = tried
+        .urls
+        .iter()
+        .map(|u| loggable(u).into_owned())
+        .collect();
     Some(SignatureLog {
         url_from,
         tried: urls.join(" "),
@@ -392,9 +430,105 @@ fn signature_log(app: &App, headers: &http::HeaderMap, hook: &Webhook) -> Option
     })
 }
 
-/// Twilio's retry-stable token, when sent exactly once as text.
-fn idempotency_token(headers: &http::HeaderMap) -> Option<&str> {
-    single_header(headers, record::IDEMPOTENCY_HEADER)
+/// Upstream mode: the upstream's copy of what was verified, built before the parameters are
+/// taken; `None` without upstream mode or for a path answered locally.
+fn prepare_upstream(
+    app: &App,
+    parts: &Parts,
+    peer: Option<IpAddr>,
+    hook: &Webhook,
+    body: Bytes,
+    signer: Signer<'_>,
+    kind: Kind<'_>,
+) -> Option<Prepared> {
+    let upstream = app.upstream()?;
+    let form = match &hook.payload {
+        Payload::Form(params) => Some(params),
+        Payload::Query | Payload::Json(_) => None,
+    };
+    let incoming = request::Incoming {
+        method: &parts.method,
+        path_and_query: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+        headers: &parts.headers,
+        body,
+        signed_url: &hook.url,
+        form,
+        peer,
+    };
+    upstream.prepare(&incoming, signer, kind.template().is_none())
+}
+
+/// Twilio adds ErrorCode and ErrorUrl only when it calls the fallback URL: that is an alert.
+fn alert(app: &App, kind: Kind<'_>, hook: &Webhook, log: &mut Outcome) {
+    let Some(code) = kind.template().and_then(|_| hook.param("ErrorCode")) else {
+        return;
+    };
+    if let Some(url) = hook.param("ErrorUrl") {
+        app.metrics().fallback_request(code);
+        log.error_code = Some(loggable(code).into_owned());
+        log.error_url = Some(loggable(url).into_owned());
+    }
+}
+
+/// The signed URL and everything a template may see; a status callback whose JSON body cannot be
+/// read still gets its 204.
+fn parameters(mut hook: Webhook, kind: Kind<'_>) -> Result<(String, Params), Refused> {
+    let url = std::mem::take(&mut hook.url);
+    match hook.into_params() {
+        Ok(params) => Ok((url, params)),
+        Err(e) => {
+            let status = match kind {
+                Kind::Template(_) => decode_status(&e),
+                Kind::Callback => StatusCode::NO_CONTENT,
+            };
+            Err(Refused::new(status, e.to_string()))
+        }
+    }
+}
+
+/// Journal: the event handed to the writer, when there is a journal.
+fn journal(app: &App, parts: &Parts, url: &str, params: &Params) -> Option<Pending> {
+    let journal = app.journal()?;
+    Some(journal.submit(record::new_event(Received {
+        received_at_ms: now_ms(),
+        role: app.settings().role,
+        method: parts.method.as_str(),
+        url,
+        path: parts.uri.path(),
+        params,
+        // Twilio's retry-stable token, when sent exactly once as text.
+        idempotency_token: single_header(&parts.headers, record::IDEMPOTENCY_HEADER),
+    })))
+}
+
+/// Answer: from the upstream when the webhook went there and its answer is usable, else from the
+/// templates; a status callback gets 204 whatever the upstream said.
+async fn answer(
+    app: &App,
+    kind: Kind<'_>,
+    upstream: Option<Prepared>,
+    params: Arc<Params>,
+    started: Instant,
+    log: &mut Outcome,
+) -> Reply {
+    let (Some(prepared), Some(u)) = (upstream, app.upstream()) else {
+        let Kind::Template(name) = kind else {
+            return respond::no_content();
+        };
+        log.source = app.upstream().map(|u| u.local());
+        return render(app, name, params, false, log);
+    };
+    let channel = Channel::of_webhook(params.get("CallSid"), params.get("MessageSid"));
+    // Boxed: the upstream call's state is large, and held inline it would be copied with every
+    // move of every request's future, upstream mode or not.
+    let result = Box::pin(u.answer(prepared, channel, started)).await;
+    log.source = Some(Source::of(&result));
+    match (kind, result) {
+        (Kind::Template(_), Ok(answered)) => respond::upstream(answered),
+        (Kind::Template(name), Err(_)) => render(app, name, params, true, log),
+        // The app's answer to a status callback is irrelevant to Twilio.
+        (Kind::Callback, _) => respond::no_content(),
+    }
 }
 
 /// Renders `name`; `upstream_failed` takes the local rules of upstream mode (a path the primary
@@ -404,7 +538,7 @@ fn render(
     name: &str,
     params: Arc<Params>,
     upstream_failed: bool,
-    outcome: &mut Outcome,
+    log: &mut Outcome,
 ) -> Reply {
     let templates = app.templates();
     let answer = if upstream_failed {
@@ -414,7 +548,7 @@ fn render(
     };
     match answer {
         Ok(answer) => {
-            outcome.served_by = Some(answer.served_by);
+            log.served_by = Some(answer.served_by);
             if let Some(first) = answer.degraded_from {
                 app.metrics().degraded_answer();
                 tracing::warn!(
@@ -426,7 +560,7 @@ fn render(
             respond::twiml(answer.twiml)
         }
         Err(AnswerError::NotFound) => {
-            outcome.reason = Some("no template".into());
+            log.reason = Some("no template".into());
             respond::error(StatusCode::NOT_FOUND)
         }
         Err(AnswerError::Failed(e)) => {
@@ -434,10 +568,26 @@ fn render(
             // the error may quote a value from the request.
             let reason = e.to_string();
             tracing::error!(template = name, error = reason, "no template could answer");
-            outcome.reason = Some(reason);
+            log.reason = Some(reason);
             respond::error(StatusCode::SERVICE_UNAVAILABLE)
         }
     }
+}
+
+/// Respond, first half: what the journal said, on the log line. The caller comes first: it is
+/// answered whatever the journal said.
+async fn record(app: &App, pending: Option<Pending>, log: &mut Outcome) {
+    let (Some(journal), Some(pending)) = (app.journal(), pending) else {
+        return;
+    };
+    let written = journal.wait(pending).await;
+    match &written {
+        Written::New(_) | Written::Duplicate(_) => {}
+        Written::Failed(e) => log.reason = Some(format!("journal: {}", loggable(e))),
+        Written::Timeout => log.reason = Some("journal: commit timed out".into()),
+        Written::Overloaded => log.reason = Some("journal: writer queue full".into()),
+    }
+    log.journal = Some(written);
 }
 
 fn decode_status(e: &DecodeError) -> StatusCode {

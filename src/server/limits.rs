@@ -90,12 +90,12 @@ pub const MAX_URI_BYTES: usize = 16 * 1024;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Checks the request head against the URI and header size bounds (414 / 431).
-pub fn check_head<B>(req: &http::Request<B>) -> Result<(), http::StatusCode> {
-    if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_BYTES {
+pub fn check_head(head: &http::request::Parts) -> Result<(), http::StatusCode> {
+    if head.uri.path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_BYTES {
         return Err(http::StatusCode::URI_TOO_LONG);
     }
-    let header_bytes: usize = req
-        .headers()
+    let header_bytes: usize = head
+        .headers
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len())
         .sum();

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use app::App;
 use connection::{Settings, Stage};
+use limits::Limits;
 use slots::Slots;
 
 /// How long connections still open at the drain deadline get to finish their current answer.
@@ -51,20 +52,7 @@ const H2_CONNECTION_WINDOW: u32 = 128 * 1024;
 /// 3. drains: in-flight requests are answered within the drain timeout.
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let limits = app.settings().limits.clone();
-    let mut h1 = http1::Builder::new();
-    // Without a timer hyper silently drops the header timeout; with it, slow or idle clients are cut.
-    h1.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(MAX_HEAD_BYTES);
-    let mut h2 = http2::Builder::new(TokioExecutor::new());
-    // HTTP/2 has no header timeout; bound streams, header size and buffered bytes, ping idle peers.
-    h2.timer(TokioTimer::new())
-        .max_concurrent_streams(limits.max_h2_streams)
-        .max_header_list_size(MAX_HEAD_BYTES as u32)
-        .initial_stream_window_size(H2_STREAM_WINDOW)
-        .initial_connection_window_size(H2_CONNECTION_WINDOW)
-        .keep_alive_interval(Some(limits.header_timeout))
-        .keep_alive_timeout(limits.header_timeout);
+    let (h1, h2) = protocols(&limits);
     let acceptor = match app.tls().map(|tls| tls.acceptor()).transpose() {
         Ok(acceptor) => acceptor,
         Err(e) => {
@@ -138,6 +126,25 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     summaries.abort();
     // The last count, so the summaries add up to every line held back.
     app.unverified_log().summarise();
+}
+
+/// hyper's HTTP/1 and HTTP/2 servers within `limits`.
+fn protocols(limits: &Limits) -> (http1::Builder, http2::Builder<TokioExecutor>) {
+    let mut h1 = http1::Builder::new();
+    // Without a timer hyper silently drops the header timeout; with it, slow or idle clients are cut.
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    // HTTP/2 has no header timeout; bound streams, header size and buffered bytes, ping idle peers.
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_h2_streams)
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .keep_alive_interval(Some(limits.header_timeout))
+        .keep_alive_timeout(limits.header_timeout);
+    (h1, h2)
 }
 
 /// Accepts and serves connections until `stop` resolves. Each accepted connection is handed on

@@ -140,6 +140,7 @@ pub const MAX_SET_BYTES: u64 = 16 * 1024 * 1024;
 /// are read (a FIFO or device named `x.xml` would block or never end; see [`operator_file`]), and
 /// reading stops at [`MAX_SET_FILES`] / [`MAX_SET_BYTES`] with a diagnostic naming the file that
 /// crossed the limit.
+// Long on purpose: each refusal of a file (kind, size, count, encoding) next to the read it guards.
 pub(crate) fn read_sources(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<Source> {
     let mut sources = Vec::new();
     let mut files = 0usize;

@@ -365,20 +365,17 @@ impl Templates {
 
     /// Renders the answer for the path `name`, degrading to the fallback set as the role prescribes.
     pub fn answer(&self, name: &str, params: Arc<Params>) -> Result<Answer, AnswerError> {
-        let channel_default = channel_default(&params);
-        let ctx = Value::from_object(RenderContext::new(self.vars.clone(), params));
+        let ctx = Value::from_object(RenderContext::new(self.vars.clone(), params.clone()));
         if let Some(primary) = &self.primary {
-            if !primary.contains(name) {
-                return Err(AnswerError::NotFound);
-            }
             return match primary.render(name, &ctx) {
                 Ok(twiml) => Ok(Answer {
                     twiml,
                     served_by: ServedBy::Primary,
                     degraded_from: None,
                 }),
+                Err(RenderError::Missing(_)) => Err(AnswerError::NotFound),
                 Err(first) => self
-                    .fallback_answer(name, channel_default, &ctx)
+                    .fallback_answer(name, channel_default(&params), &ctx)
                     .map(|mut a| {
                         a.degraded_from = Some(first.clone());
                         a
@@ -386,7 +383,7 @@ impl Templates {
                     .map_err(|_| AnswerError::Failed(first)),
             };
         }
-        self.fallback_answer(name, channel_default, &ctx)
+        self.fallback_answer(name, channel_default(&params), &ctx)
     }
 
     /// The local answer when the upstream's could not be used (upstream mode): the primary

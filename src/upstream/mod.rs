@@ -1,10 +1,12 @@
 //! Upstream mode: the primary verifies and journals a webhook, then gives the enterprise's own TwiML
 //! app a bounded time to answer it, and answers from its templates at once when the app cannot.
-//! Owns the settings, where an answer came from ([`Source`]), and the call itself: bulkhead, then
-//! circuit breaker, then at most one attempt within the budget (plus one fast retry when the
-//! connection was refused, and only then: a connect timeout or a connection lost after the request
-//! went out is never tried again, so a caller never waits out two connect timeouts). I/O here;
-//! building the request ([`request`]) and judging the answer ([`verdict`]) are pure.
+//! Owns the settings, where an answer came from ([`Source`]), and the request path's two calls:
+//! [`Upstream::prepare`] (does this path go upstream, and the upstream's signed copy) and
+//! [`Upstream::answer`] (the budget counted from the webhook's arrival, bulkhead, then circuit
+//! breaker, then at most one attempt by that deadline, plus one fast retry when the connection was
+//! refused, and only then: a connect timeout or a connection lost after the request went out is
+//! never tried again, so a caller never waits out two connect timeouts; and the metrics). I/O
+//! here; building the request ([`request`]) and judging the answer ([`verdict`]) are pure.
 //!
 //! The breaker is the one the forwarder uses ([`crate::breaker`]): consecutive failures open it,
 //! one probe after the cool-down decides. The bulkhead is a semaphore taken with `try_acquire`:
@@ -25,6 +27,7 @@ use crate::breaker::{Breaker, State};
 use crate::net;
 use crate::twilio::document::MAX_DOCUMENT_BYTES;
 use crate::twilio::Channel;
+use crate::verify::Signer;
 
 pub use metrics::UpstreamMetrics;
 pub use verdict::Answered;
@@ -272,6 +275,24 @@ impl Source {
     }
 }
 
+impl Source {
+    /// Where the answer to a webhook that went upstream came from.
+    pub fn of(result: &Result<Answered, Reason>) -> Source {
+        match result {
+            Ok(_) => Source::Upstream,
+            Err(reason) => Source::Degraded(*reason),
+        }
+    }
+}
+
+/// The upstream's copy of one verified webhook, ready to send ([`Upstream::prepare`]).
+#[derive(Debug)]
+pub struct Prepared {
+    request: net::Request,
+    /// A status callback: any 2xx answer will do, there is no TwiML to judge.
+    callback: bool,
+}
+
 /// The breaker and the state last reported, so each transition is logged once.
 #[derive(Debug)]
 struct Guarded {
@@ -304,6 +325,8 @@ impl Upstream {
             net::Settings {
                 connect_timeout: settings.connect_timeout,
                 read_timeout: None,
+                // Only `send`'s default: every upstream call passes its own deadline, the budget
+                // counted from the webhook's arrival (`answer`).
                 request_timeout: settings.budget,
                 max_body_bytes: MAX_DOCUMENT_BYTES,
                 max_idle_per_host: settings.max_in_flight,
@@ -326,19 +349,55 @@ impl Upstream {
         })
     }
 
-    /// The settings in use.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// The metric handles, for registration.
     pub fn metrics(&self) -> &UpstreamMetrics {
         &self.metrics
     }
 
-    /// Asks the upstream; `Ok` only for an answer Twilio can use. `channel` is the webhook's (`None`
-    /// for a status callback, whose answer only needs a 2xx). Never waits past `deadline`.
-    pub async fn call(
+    /// The upstream's copy of a verified webhook, signed with the key Twilio used (or with
+    /// Twilio's signature passed through); `None` when the settings answer its path locally.
+    /// `callback`: a status callback, whose answer only needs to be a 2xx.
+    pub fn prepare(
+        &self,
+        incoming: &request::Incoming<'_>,
+        signer: Signer<'_>,
+        callback: bool,
+    ) -> Option<Prepared> {
+        if !self.settings.goes_upstream(incoming.path()) {
+            return None;
+        }
+        let request = request::build(
+            &self.settings.url,
+            self.settings.signature,
+            signer,
+            incoming,
+        );
+        Some(Prepared { request, callback })
+    }
+
+    /// A webhook whose path the settings answer locally: counted, and named for the log line and
+    /// the response header.
+    pub fn local(&self) -> Source {
+        self.metrics.outcome(Source::Template.outcome());
+        Source::Template
+    }
+
+    /// Asks the upstream; `Ok` only for an answer Twilio can use. The budget runs from
+    /// `arrived_at`, when the webhook reached us; `channel` is the webhook's, the TwiML's judge.
+    pub async fn answer(
+        &self,
+        prepared: Prepared,
+        channel: Option<Channel>,
+        arrived_at: Instant,
+    ) -> Result<Answered, Reason> {
+        let deadline = arrived_at + self.settings.budget;
+        self.call(prepared.request, channel, prepared.callback, deadline)
+            .await
+    }
+
+    /// Bulkhead, breaker, the attempt (and the one retry), the verdict and the metrics. Never
+    /// waits past `deadline`.
+    async fn call(
         &self,
         req: net::Request,
         channel: Option<Channel>,
@@ -361,13 +420,13 @@ impl Upstream {
                 done: false,
             };
             let started = Instant::now();
-            let mut sent = self.send(req.clone(), deadline).await;
+            let mut sent = self.client.send_until(req.clone(), deadline).await;
             if sent.as_ref().is_err_and(refused)
                 && deadline.saturating_duration_since(Instant::now())
                     > self.settings.connect_timeout
             {
                 // A refused connection sent nothing, and a pod may just have gone.
-                sent = self.send(req, deadline).await;
+                sent = self.client.send_until(req, deadline).await;
             }
             let sent = sent.map_err(|e| reason(&e));
             self.metrics.duration(started.elapsed().as_secs_f64());
@@ -391,20 +450,6 @@ impl Upstream {
             Err(reason) => reason.label(),
         });
         result
-    }
-
-    /// One attempt; past `deadline` it is a [`net::Error::Timeout`].
-    async fn send(
-        &self,
-        req: net::Request,
-        deadline: Instant,
-    ) -> Result<net::Response, net::Error> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let deadline = tokio::time::Instant::from_std(deadline);
-        match tokio::time::timeout_at(deadline, self.client.send(req)).await {
-            Err(_) => Err(net::Error::Timeout(left)),
-            Ok(sent) => sent,
-        }
     }
 
     /// Runs `f` on the breaker, then logs and publishes a change of state once.

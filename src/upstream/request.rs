@@ -33,6 +33,15 @@ pub struct Incoming<'a> {
     pub peer: Option<IpAddr>,
 }
 
+impl Incoming<'_> {
+    /// The request's path, without its query: what the path patterns are matched against.
+    pub fn path(&self) -> &str {
+        self.path_and_query
+            .split_once('?')
+            .map_or(self.path_and_query, |(path, _)| path)
+    }
+}
+
 /// Headers a proxy never passes on (RFC 9110 §7.6.1), plus those this copy sets itself.
 const DROPPED: [&str; 13] = [
     "connection",

@@ -297,6 +297,7 @@ fn keyword(stmt: &str) -> &str {
 }
 
 /// Pieces up to one of `until` (left unconsumed at `*at`).
+// Long on purpose: one arm per MiniJinja statement, read side by side with its parser.
 fn parse_body(
     toks: &[Tok<'_>],
     at: &mut usize,
@@ -554,6 +555,7 @@ pub struct OpenBlock<'a> {
 /// MiniJinja's lexer does (`minijinja::compiler::lexer`, read for 3.1): one trailing newline of the
 /// template dropped, `lstrip_blocks` only where nothing but whitespace stands between the line's
 /// start and the tag (earlier tags on the line count), `trim_blocks` taking `\r`, `\n` or both.
+// Long on purpose: MiniJinja's lexer rules in its own order, to be compared with it line by line.
 fn scan(source: &str) -> Result<Vec<Tok<'_>>, Unjudgeable> {
     // `keep_trailing_newline` is off: the engine never sees a final `\n`, then a final `\r`.
     let kept = source.strip_suffix('\n').unwrap_or(source);

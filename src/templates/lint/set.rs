@@ -49,6 +49,7 @@ struct Template<'a> {
 }
 
 /// Judges the templates `sources` (name, text) of one set.
+// Long on purpose: the set-wide rules share the templates' channel map as it is built up.
 pub fn lint_set(sources: &[(&str, &str)]) -> SetReport {
     let mut findings = BTreeSet::new();
     let mut add = |template: &str, offset: usize, message: String| {
@@ -165,6 +166,7 @@ pub fn lint_set(sources: &[(&str, &str)]) -> SetReport {
 }
 
 /// Lists paths, checks each is well-formed TwiML, and decides what the template's own content says.
+// Long on purpose: one pass over a template's paths, each finding added where it is seen.
 fn read<'a>(name: &'a str, text: &str, add: &mut impl FnMut(&str, usize, String)) -> Template<'a> {
     let mut t = Template {
         name,
