@@ -13,7 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Metric, Registry};
 
-use super::status::{Kind, Status};
+use super::status::{CertificateStatus, Kind, Status, UrlStatus};
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -92,6 +92,16 @@ fn unix(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Registers one of the monitor's metrics, under `monitor_` (after the registry's prefix).
+fn add(r: &mut Registry, name: &str, help: &str, metric: impl Metric) {
+    r.register(format!("monitor_{name}"), help, metric);
+}
+
+/// A count as a gauge's value.
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 impl Metrics {
     /// Registers every metric; the counters and the per-problem gauges exist from here on at 0,
     /// so alerts and `increase()` see the first event.
@@ -118,23 +128,29 @@ impl Metrics {
             present: Default::default(),
             registry: Registry::default(),
         };
+        m.register_rounds(&mut registry, interval_seconds);
+        m.register_numbers(&mut registry);
+        m.register_probes(&mut registry);
+        m.register_certificates(&mut registry);
+        m.create_at_zero();
+        Metrics { registry, ..m }
+    }
+
+    /// The rounds and the Twilio API reads they make.
+    fn register_rounds(&self, r: &mut Registry, interval_seconds: f64) {
         let interval = FloatGauge::default();
         interval.set(interval_seconds);
-        let r = &mut registry;
-        fn add(r: &mut Registry, name: &str, help: &str, metric: impl Metric) {
-            r.register(format!("monitor_{name}"), help, metric);
-        }
         add(
             r,
             "rounds",
             "Rounds made, by result: complete, or incomplete when an API read failed",
-            m.rounds.clone(),
+            self.rounds.clone(),
         );
         add(
             r,
             "last_complete_round_timestamp_seconds",
             "When the last complete round ended (Unix time)",
-            m.last_complete.clone(),
+            self.last_complete.clone(),
         );
         add(
             r,
@@ -146,95 +162,123 @@ impl Metrics {
             r,
             "round_duration_seconds",
             "How long the last round took",
-            m.round_duration.clone(),
+            self.round_duration.clone(),
         );
         add(
             r,
             "api_requests",
             "Twilio REST API requests made, by result (ok, throttled: 429, error)",
-            m.api_requests.clone(),
+            self.api_requests.clone(),
         );
         add(
             r,
             "wiring_age_seconds",
             "Age of the oldest page of the account's wiring the verdicts use",
-            m.wiring_age.clone(),
+            self.wiring_age.clone(),
         );
-        add(r, "numbers", "Numbers selected", m.numbers.clone());
+    }
+
+    /// The selected numbers, counted by problem.
+    fn register_numbers(&self, r: &mut Registry) {
+        add(r, "numbers", "Numbers selected", self.numbers.clone());
         add(
             r,
             "numbers_failing",
             "Numbers with this problem on either channel",
-            m.numbers_failing.clone(),
+            self.numbers_failing.clone(),
         );
+    }
+
+    /// The per-URL probe series, and the probes counted.
+    fn register_probes(&self, r: &mut Registry) {
         add(
             r,
             "urls",
             "Distinct URLs probed in the last round",
-            m.urls.clone(),
+            self.urls.clone(),
         );
         add(
             r,
             "probe_success",
             "1 when the URL's last probe passed, by check: webhook (signed) or reachability",
-            m.probe_success.clone(),
+            self.probe_success.clone(),
         );
         add(
             r,
             "probe_failing_rounds",
             "Rounds in a row the URL's probe has failed",
-            m.probe_failing_rounds.clone(),
+            self.probe_failing_rounds.clone(),
         );
         add(
             r,
             "probe_error_code",
             "Twilio ErrorCode of the URL's last failed probe, 0 when it passed",
-            m.probe_error_code.clone(),
+            self.probe_error_code.clone(),
         );
         add(
             r,
             "probe_duration_seconds",
             "The URL's last probe: time to the answer's head (first_byte) and in all (total)",
-            m.probe_duration.clone(),
+            self.probe_duration.clone(),
         );
         add(
             r,
             "probe_timeout_seconds",
             "What Twilio allows the URL for each phase: #rt= (first_byte) and #tt= (total)",
-            m.probe_timeout.clone(),
+            self.probe_timeout.clone(),
         );
-        add(r, "probes", "Probes made, by result", m.probes.clone());
+        add(r, "probes", "Probes made, by result", self.probes.clone());
+    }
+
+    /// The per-host certificate series.
+    fn register_certificates(&self, r: &mut Registry) {
         add(
             r,
             "certificate_expiry_timestamp_seconds",
             "notAfter of the certificate a probed host presented (Unix time)",
-            m.certificate_expiry.clone(),
+            self.certificate_expiry.clone(),
         );
         add(
             r,
             "certificate_valid",
             "1 when the host's certificate chain was valid at the last probe",
-            m.certificate_valid.clone(),
+            self.certificate_valid.clone(),
         );
+    }
+
+    /// Creates every counter series and per-problem gauge at 0, so alerts and `increase()` see
+    /// the first event.
+    fn create_at_zero(&self) {
         for result in ["complete", "incomplete"] {
-            let _ = m.rounds.get_or_create(&ResultLabel { result });
+            let _ = self.rounds.get_or_create(&ResultLabel { result });
         }
         for result in ["ok", "throttled", "error"] {
-            let _ = m.api_requests.get_or_create(&ResultLabel { result });
+            let _ = self.api_requests.get_or_create(&ResultLabel { result });
         }
         for result in ["ok", "failed"] {
-            let _ = m.probes.get_or_create(&ResultLabel { result });
+            let _ = self.probes.get_or_create(&ResultLabel { result });
         }
         for kind in Kind::all() {
-            let _ = m.numbers_failing.get_or_create(&ProblemLabel {
+            let _ = self.numbers_failing.get_or_create(&ProblemLabel {
                 problem: kind.name(),
             });
         }
-        Metrics { registry, ..m }
     }
 
     /// Sets everything a round found.
     pub fn record(&self, s: &Status, round_seconds: f64) {
+        self.record_round(s, round_seconds);
+        self.record_numbers(s);
+        self.urls.set(count(s.urls.len()));
+        let mut now = Present::default();
+        for u in &s.urls {
+            self.record_url(u, &mut now);
+        }
+        self.remove_gone(now);
+    }
+
+    /// The round itself: its result, duration and API reads.
+    fn record_round(&self, s: &Status, round_seconds: f64) {
         let complete = s.api.complete;
         self.rounds
             .get_or_create(&ResultLabel {
@@ -256,85 +300,102 @@ impl Metrics {
         if let Some(age) = s.api.oldest_page_age_seconds {
             self.wiring_age.set(age);
         }
-        self.numbers
-            .set(i64::try_from(s.numbers.len()).unwrap_or(i64::MAX));
+    }
+
+    /// The numbers selected, and how many fail with each problem.
+    fn record_numbers(&self, s: &Status) {
+        self.numbers.set(count(s.numbers.len()));
         for (kind, n) in s.failing_by_kind() {
             self.numbers_failing
                 .get_or_create(&ProblemLabel {
                     problem: kind.name(),
                 })
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
+                .set(count(n));
         }
-        self.urls
-            .set(i64::try_from(s.urls.len()).unwrap_or(i64::MAX));
-        let mut now = Present::default();
-        for u in &s.urls {
-            let (channel, role) = (u.channel.as_str(), u.role.as_str());
-            let url = UrlLabels {
-                url: u.url.clone(),
-                channel,
-                role,
-            };
-            let check = CheckLabels {
-                url: u.url.clone(),
-                channel,
-                role,
-                check: u.check.as_str(),
-            };
-            self.probe_success
-                .get_or_create(&check)
-                .set(i64::from(u.ok));
-            self.probe_failing_rounds
-                .get_or_create(&url)
-                .set(i64::from(u.failing_rounds));
-            self.probe_error_code
-                .get_or_create(&url)
-                .set(i64::from(u.error_code.unwrap_or(0)));
-            let phase = |phase| PhaseLabels {
-                url: u.url.clone(),
-                channel,
-                role,
-                phase,
-            };
-            let seconds = |ms: u64| ms as f64 / 1000.0;
-            for (p, took, allowed) in [
-                ("first_byte", u.first_byte_ms, u.read_timeout_ms),
-                ("total", Some(u.total_ms), u.total_timeout_ms),
-            ] {
-                let labels = phase(p);
-                self.probe_timeout
-                    .get_or_create(&labels)
-                    .set(seconds(allowed));
-                match took {
-                    Some(ms) => {
-                        self.probe_duration.get_or_create(&labels).set(seconds(ms));
-                    }
-                    None => {
-                        self.probe_duration.remove(&labels);
-                    }
-                }
-                now.phases.insert(labels);
-            }
-            self.probes
-                .get_or_create(&ResultLabel {
-                    result: if u.ok { "ok" } else { "failed" },
-                })
-                .inc();
-            if let Some(c) = &u.certificate {
-                let host = HostLabel {
-                    host: c.host.clone(),
-                };
-                if let Some(t) = c.not_after {
-                    self.certificate_expiry.get_or_create(&host).set(unix(t));
-                }
-                self.certificate_valid
-                    .get_or_create(&host)
-                    .set(i64::from(c.valid));
-                now.hosts.insert(host);
-            }
-            now.urls.insert(url);
-            now.checks.insert(check);
+    }
+
+    /// One probed URL's series, each added to `now` so the next round keeps it.
+    fn record_url(&self, u: &UrlStatus, now: &mut Present) {
+        let (channel, role) = (u.channel.as_str(), u.role.as_str());
+        let url = UrlLabels {
+            url: u.url.clone(),
+            channel,
+            role,
+        };
+        let check = CheckLabels {
+            url: u.url.clone(),
+            channel,
+            role,
+            check: u.check.as_str(),
+        };
+        self.probe_success
+            .get_or_create(&check)
+            .set(i64::from(u.ok));
+        self.probe_failing_rounds
+            .get_or_create(&url)
+            .set(i64::from(u.failing_rounds));
+        self.probe_error_code
+            .get_or_create(&url)
+            .set(i64::from(u.error_code.unwrap_or(0)));
+        self.record_phases(u, now);
+        self.probes
+            .get_or_create(&ResultLabel {
+                result: if u.ok { "ok" } else { "failed" },
+            })
+            .inc();
+        if let Some(c) = &u.certificate {
+            self.record_certificate(c, now);
         }
+        now.urls.insert(url);
+        now.checks.insert(check);
+    }
+
+    /// A URL's time to the first byte and in all, with what Twilio allows for each; a phase the
+    /// probe did not reach has no duration.
+    fn record_phases(&self, u: &UrlStatus, now: &mut Present) {
+        let phase = |phase| PhaseLabels {
+            url: u.url.clone(),
+            channel: u.channel.as_str(),
+            role: u.role.as_str(),
+            phase,
+        };
+        let seconds = |ms: u64| ms as f64 / 1000.0;
+        for (p, took, allowed) in [
+            ("first_byte", u.first_byte_ms, u.read_timeout_ms),
+            ("total", Some(u.total_ms), u.total_timeout_ms),
+        ] {
+            let labels = phase(p);
+            self.probe_timeout
+                .get_or_create(&labels)
+                .set(seconds(allowed));
+            match took {
+                Some(ms) => {
+                    self.probe_duration.get_or_create(&labels).set(seconds(ms));
+                }
+                None => {
+                    self.probe_duration.remove(&labels);
+                }
+            }
+            now.phases.insert(labels);
+        }
+    }
+
+    /// The expiry and validity of the certificate a probed host presented.
+    fn record_certificate(&self, c: &CertificateStatus, now: &mut Present) {
+        let host = HostLabel {
+            host: c.host.clone(),
+        };
+        if let Some(t) = c.not_after {
+            self.certificate_expiry.get_or_create(&host).set(unix(t));
+        }
+        self.certificate_valid
+            .get_or_create(&host)
+            .set(i64::from(c.valid));
+        now.hosts.insert(host);
+    }
+
+    /// Removes the series the last round set and this one did not, then remembers this round's.
+    fn remove_gone(&self, now: Present) {
         let mut before = self.present.lock().unwrap_or_else(|e| e.into_inner());
         for gone in before.urls.difference(&now.urls) {
             self.probe_failing_rounds.remove(gone);

@@ -16,7 +16,7 @@ use crate::drill::{self, Options};
 use crate::net;
 use crate::net::url::Target;
 use crate::numbers::wiring;
-use crate::twilio::overrides::{self, split_fragment};
+use crate::twilio::overrides::{self, split_fragment, Overrides};
 use crate::twilio::{Channel, Role, PROBE_PARAM};
 
 /// One URL Twilio would call: as configured (fragment included), for which channel and role.
@@ -120,6 +120,45 @@ fn twilio_channel(channel: wiring::Channel) -> Channel {
     }
 }
 
+/// A failure found by the probe itself rather than by the fetch: no HTTP status.
+fn failed(code: u16, detail: String) -> Failure {
+    Failure {
+        code,
+        detail,
+        http_status: None,
+    }
+}
+
+/// The signed webhook of a probe: fetched with the drill's rules, then its answer judged as
+/// TwiML for the channel. Sets the check, the time to the first byte and the failure in `out`.
+async fn webhook(req: &Request, o: &Overrides, tls: &rustls::ClientConfig, out: &mut Outcome) {
+    out.check = Check::Webhook;
+    let fetch = fetcher::fetch_with(req, o, tls).await;
+    out.first_byte = fetch
+        .attempts
+        .last()
+        .and_then(|a| a.first_byte_ms)
+        .map(Duration::from_millis);
+    out.failure = fetch
+        .failure
+        .or_else(|| schema_failure(fetch.twiml.as_deref().unwrap_or_default(), req.channel));
+}
+
+/// Twilio's 12200 for an answer that is not valid TwiML for the channel; `None` when it is.
+fn schema_failure(doc: &str, channel: Channel) -> Option<Failure> {
+    let problems = drill::schema_problems(doc, channel);
+    (!problems.is_empty()).then(|| {
+        failed(
+            12200,
+            format!(
+                "TwiML not valid for {}: {}",
+                channel.as_str(),
+                problems.join("; ")
+            ),
+        )
+    })
+}
+
 impl Prober {
     /// Probes trusting `roots`, signing with `token` (none: reachability only), as `account_sid`.
     pub fn new(
@@ -149,11 +188,6 @@ impl Prober {
             certificate: None,
             note: None,
         };
-        let failed = |code: u16, detail: String| Failure {
-            code,
-            detail,
-            http_status: None,
-        };
         let target = match Target::parse(bare) {
             Ok(t) => t,
             Err(e) => {
@@ -171,38 +205,14 @@ impl Prober {
         let started = std::time::Instant::now();
         match (&self.token, p.signed) {
             (Some(token), true) => {
-                out.check = Check::Webhook;
-                let fetch = fetcher::fetch_with(
-                    &Request {
-                        target: target.clone(),
-                        method: Method::Post,
-                        params: self.params(p, channel, bare),
-                        token: token.clone(),
-                        channel,
-                    },
-                    &o,
-                    &tls,
-                )
-                .await;
-                out.first_byte = fetch
-                    .attempts
-                    .last()
-                    .and_then(|a| a.first_byte_ms)
-                    .map(Duration::from_millis);
-                out.failure = fetch.failure.or_else(|| {
-                    let doc = fetch.twiml.as_deref().unwrap_or_default();
-                    let problems = drill::schema_problems(doc, channel);
-                    (!problems.is_empty()).then(|| {
-                        failed(
-                            12200,
-                            format!(
-                                "TwiML not valid for {}: {}",
-                                channel.as_str(),
-                                problems.join("; ")
-                            ),
-                        )
-                    })
-                });
+                let req = Request {
+                    target: target.clone(),
+                    method: Method::Post,
+                    params: self.params(p, channel, bare),
+                    token: token.clone(),
+                    channel,
+                };
+                webhook(&req, &o, &tls, &mut out).await;
             }
             (token, signed) => {
                 if signed && token.is_none() {

@@ -118,69 +118,55 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// One channel's problems: the audit's, then what the probes of its URLs found.
-fn channel_status(
-    c: &ChannelAudit,
-    channel: Channel,
-    urls: &BTreeMap<UrlKey, UrlStatus>,
-    skipped: &BTreeSet<UrlKey>,
-    warning: Duration,
-    now: SystemTime,
-) -> ChannelStatus {
-    let mut problems: Vec<Problem> = c
-        .problems
+/// The audit's problems of a channel, as the status shows them.
+fn audit_problems(c: &ChannelAudit) -> Vec<Problem> {
+    c.problems
         .iter()
         .map(|p| Problem {
             kind: Kind::Wiring(p.kind),
             detail: p.detail.clone(),
         })
-        .collect();
+        .collect()
+}
+
+/// A channel's primary and fallback URLs, each with the problem kind its failing probe is; none
+/// for a SIP trunk.
+fn channel_urls(c: &ChannelAudit) -> impl Iterator<Item = (Role, &str, Kind)> {
     let is_trunk = matches!(c.source, Source::Trunk(_));
-    let mut expiring = Vec::new();
-    let mut not_probed = Vec::new();
-    for (role, url, kind) in [
+    [
         (Role::Primary, &c.handling.url, Kind::PrimaryFailing),
         (
             Role::Fallback,
             &c.handling.fallback_url,
             Kind::FallbackFailing,
         ),
-    ] {
-        let Some(url) = url.as_deref().filter(|_| !is_trunk) else {
-            continue;
-        };
-        let key = UrlKey {
-            url: url.to_string(),
-            channel,
-            role,
-        };
-        if skipped.contains(&key) {
-            not_probed.push(url.to_string());
-            continue;
-        }
-        let Some(u) = urls.get(&key) else { continue };
-        if !u.ok {
-            problems.push(Problem {
-                kind,
-                detail: format!(
-                    "{} {}: {} {}",
-                    role.as_str(),
-                    split_fragment(url).0,
-                    u.error_code.unwrap_or(0),
-                    u.detail.as_deref().unwrap_or("")
-                ),
-            });
-        }
-        if let Some(why) = u
-            .certificate
-            .as_ref()
-            .and_then(|c| certificate_problem(c, warning, now))
-        {
-            if !expiring.contains(&why) {
-                expiring.push(why);
-            }
-        }
+    ]
+    .into_iter()
+    .filter_map(move |(role, url, kind)| {
+        let url = url.as_deref().filter(|_| !is_trunk)?;
+        Some((role, url, kind))
+    })
+}
+
+/// The problem of a URL whose probe failed: its role, the URL without its fragment, the
+/// ErrorCode and the failure.
+fn probe_problem(kind: Kind, role: Role, url: &str, u: &UrlStatus) -> Problem {
+    Problem {
+        kind,
+        detail: format!(
+            "{} {}: {} {}",
+            role.as_str(),
+            split_fragment(url).0,
+            u.error_code.unwrap_or(0),
+            u.detail.as_deref().unwrap_or("")
+        ),
     }
+}
+
+/// One problem for all the channel's expiring certificates and one for its URLs left unprobed,
+/// each only when there are some.
+fn grouped_problems(expiring: &[String], not_probed: &[String]) -> Vec<Problem> {
+    let mut problems = Vec::new();
     if !expiring.is_empty() {
         problems.push(Problem {
             kind: Kind::CertificateExpiring,
@@ -193,6 +179,46 @@ fn channel_status(
             detail: format!("beyond --max-urls: {}", not_probed.join(", ")),
         });
     }
+    problems
+}
+
+/// One channel's problems: the audit's, then what the probes of its URLs found.
+fn channel_status(
+    c: &ChannelAudit,
+    channel: Channel,
+    urls: &BTreeMap<UrlKey, UrlStatus>,
+    skipped: &BTreeSet<UrlKey>,
+    warning: Duration,
+    now: SystemTime,
+) -> ChannelStatus {
+    let mut problems = audit_problems(c);
+    let mut expiring = Vec::new();
+    let mut not_probed = Vec::new();
+    for (role, url, kind) in channel_urls(c) {
+        let key = UrlKey {
+            url: url.to_string(),
+            channel,
+            role,
+        };
+        if skipped.contains(&key) {
+            not_probed.push(url.to_string());
+            continue;
+        }
+        let Some(u) = urls.get(&key) else { continue };
+        if !u.ok {
+            problems.push(probe_problem(kind, role, url, u));
+        }
+        if let Some(why) = u
+            .certificate
+            .as_ref()
+            .and_then(|c| certificate_problem(c, warning, now))
+        {
+            if !expiring.contains(&why) {
+                expiring.push(why);
+            }
+        }
+    }
+    problems.extend(grouped_problems(&expiring, &not_probed));
     ChannelStatus {
         source: c.source.clone(),
         primary_url: c.handling.url.clone(),
@@ -340,163 +366,61 @@ pub struct Found<'a> {
     pub warning: Duration,
 }
 
+/// A URL's verdict as [`History`] remembers it: passing, failing rounds in a row, ErrorCode,
+/// since when.
+type UrlVerdict = (bool, u32, Option<u16>, SystemTime);
+
+/// A certificate's state: refused, expiring within `warning`, or valid.
+fn cert_state(c: &CertificateStatus, warning: Duration, now: SystemTime) -> CertState {
+    if !c.valid {
+        CertState::Invalid
+    } else if certificate_problem(c, warning, now).is_some() {
+        CertState::Expiring
+    } else {
+        CertState::Valid
+    }
+}
+
+/// A probed URL as the status shows it: its dated verdict, the probe's timings and failure, and
+/// how many selected numbers use it.
+fn url_status(
+    probe: &Probe,
+    outcome: &Outcome,
+    (ok, failing_rounds, code, since): UrlVerdict,
+    certificate: Option<CertificateStatus>,
+    numbers: usize,
+) -> UrlStatus {
+    UrlStatus {
+        url: probe.key.url.clone(),
+        channel: probe.key.channel,
+        role: probe.key.role,
+        check: outcome.check,
+        ok,
+        since,
+        failing_rounds,
+        error_code: code,
+        detail: outcome
+            .failure
+            .as_ref()
+            .map(|f| format!("{}: {}", f.title(), f.detail))
+            .or_else(|| outcome.note.clone()),
+        http_status: outcome.failure.as_ref().and_then(|f| f.http_status),
+        first_byte_ms: outcome.first_byte.map(ms),
+        total_ms: ms(outcome.total),
+        read_timeout_ms: ms(outcome.read_timeout),
+        total_timeout_ms: ms(outcome.total_timeout),
+        certificate,
+        numbers,
+    }
+}
+
 impl History {
     /// Dates the round's verdicts, compares them with the last round's and remembers them.
     pub fn update(&mut self, found: Found<'_>) -> (Status, Vec<Change>) {
         let now = found.finished_at;
         let mut changes = Vec::new();
-        let mut urls = BTreeMap::new();
-        let mut seen_hosts = BTreeMap::new();
-        for (probe, outcome) in found.targets.probes.iter().zip(found.outcomes) {
-            let ok = outcome.ok();
-            let code = outcome.failure.as_ref().map(|f| f.code);
-            let (was_ok, rounds, was_code, since) = match self.urls.get(&probe.key) {
-                Some(&(was, rounds, was_code, since)) => (Some(was), rounds, was_code, since),
-                None => (None, 0, None, now),
-            };
-            let failing_rounds = if ok { 0 } else { rounds + 1 };
-            let since = if was_ok == Some(ok) { since } else { now };
-            if was_ok != Some(ok) && !(was_ok.is_none() && ok) || (!ok && was_code != code) {
-                changes.push(Change::Probe {
-                    key: probe.key.clone(),
-                    was: was_ok.map_or(State::Unknown, State::of),
-                    now: State::of(ok),
-                    error_code: code,
-                    detail: outcome.failure.as_ref().map(|f| f.detail.clone()),
-                });
-            }
-            self.urls
-                .insert(probe.key.clone(), (ok, failing_rounds, code, since));
-            let certificate = certificate_status(outcome, now);
-            if let Some(c) = &certificate {
-                let state = if !c.valid {
-                    CertState::Invalid
-                } else if certificate_problem(c, found.warning, now).is_some() {
-                    CertState::Expiring
-                } else {
-                    CertState::Valid
-                };
-                seen_hosts
-                    .entry(c.host.clone())
-                    .or_insert((state, c.clone()));
-            }
-            urls.insert(
-                probe.key.clone(),
-                UrlStatus {
-                    url: probe.key.url.clone(),
-                    channel: probe.key.channel,
-                    role: probe.key.role,
-                    check: outcome.check,
-                    ok,
-                    since,
-                    failing_rounds,
-                    error_code: code,
-                    detail: outcome
-                        .failure
-                        .as_ref()
-                        .map(|f| format!("{}: {}", f.title(), f.detail))
-                        .or_else(|| outcome.note.clone()),
-                    http_status: outcome.failure.as_ref().and_then(|f| f.http_status),
-                    first_byte_ms: outcome.first_byte.map(ms),
-                    total_ms: ms(outcome.total),
-                    read_timeout_ms: ms(outcome.read_timeout),
-                    total_timeout_ms: ms(outcome.total_timeout),
-                    certificate,
-                    numbers: found.targets.users.get(&probe.key).copied().unwrap_or(0),
-                },
-            );
-        }
-        self.urls.retain(|k, _| urls.contains_key(k));
-        for (host, (state, c)) in &seen_hosts {
-            let was = self
-                .certificates
-                .get(host)
-                .copied()
-                .unwrap_or(CertState::Unknown);
-            let quiet_start = was == CertState::Unknown && *state == CertState::Valid;
-            if was != *state && !quiet_start {
-                changes.push(Change::Certificate {
-                    host: host.clone(),
-                    was,
-                    now: *state,
-                    not_after: c.not_after,
-                    detail: c
-                        .error
-                        .clone()
-                        .or_else(|| certificate_problem(c, found.warning, now)),
-                });
-            }
-            self.certificates.insert(host.clone(), *state);
-        }
-        self.certificates.retain(|h, _| seen_hosts.contains_key(h));
-
-        let mut numbers = Vec::new();
-        let mut present = BTreeSet::new();
-        for a in found.audits.unwrap_or_default() {
-            present.insert(a.sid.clone());
-            let voice = channel_status(
-                &a.voice,
-                Channel::Voice,
-                &urls,
-                &found.targets.skipped,
-                found.warning,
-                now,
-            );
-            let sms = channel_status(
-                &a.sms,
-                Channel::Sms,
-                &urls,
-                &found.targets.skipped,
-                found.warning,
-                now,
-            );
-            for (channel, c) in [(Channel::Voice, &voice), (Channel::Sms, &sms)] {
-                let ok = c.problems.is_empty();
-                let kinds: Vec<Kind> = c.problems.iter().map(|p| p.kind).collect();
-                let key = (a.sid.clone(), channel);
-                let was = self.channels.get(&key);
-                let changed = match was {
-                    None => !ok,
-                    Some((was_ok, was_kinds)) => *was_ok != ok || *was_kinds != kinds,
-                };
-                if changed {
-                    changes.push(Change::Number {
-                        number: a.phone_number.clone(),
-                        sid: a.sid.clone(),
-                        channel,
-                        was: was.map_or(State::Unknown, |(ok, _)| State::of(*ok)),
-                        now: State::of(ok),
-                        problems: kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
-                        detail: c
-                            .problems
-                            .iter()
-                            .map(|p| p.detail.as_str())
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    });
-                }
-                self.channels.insert(key, (ok, kinds));
-            }
-            let ok = voice.problems.is_empty() && sms.problems.is_empty();
-            let since = match self.numbers.get(&a.sid) {
-                Some(&(was, since)) if was == ok => since,
-                _ => now,
-            };
-            self.numbers.insert(a.sid.clone(), (ok, since));
-            numbers.push(NumberStatus {
-                sid: a.sid.clone(),
-                phone_number: a.phone_number.clone(),
-                friendly_name: a.friendly_name.clone(),
-                ok,
-                since,
-                voice,
-                sms,
-            });
-        }
-        if found.audits.is_some() {
-            self.numbers.retain(|sid, _| present.contains(sid));
-            self.channels.retain(|(sid, _), _| present.contains(sid));
-        }
+        let mut urls = self.judge_probes(&found, &mut changes);
+        let numbers = self.judge_numbers(&found, &urls, &mut changes);
         let mut status = Status {
             round: found.round,
             started_at: found.started_at,
@@ -519,6 +443,193 @@ impl History {
             && status.numbers.iter().all(|n| n.ok);
         status.summary = status.summarize();
         (status, changes)
+    }
+
+    /// The round's probed URLs as the status shows them; remembers their verdicts and their
+    /// certificates' states (forgetting URLs and hosts no longer probed), and adds a change for
+    /// each that changed.
+    fn judge_probes(
+        &mut self,
+        found: &Found<'_>,
+        changes: &mut Vec<Change>,
+    ) -> BTreeMap<UrlKey, UrlStatus> {
+        let now = found.finished_at;
+        let mut urls = BTreeMap::new();
+        let mut seen_hosts = BTreeMap::new();
+        for (probe, outcome) in found.targets.probes.iter().zip(found.outcomes) {
+            let verdict = self.judge_url(probe, outcome, now, changes);
+            let certificate = certificate_status(outcome, now);
+            if let Some(c) = &certificate {
+                let state = cert_state(c, found.warning, now);
+                seen_hosts
+                    .entry(c.host.clone())
+                    .or_insert((state, c.clone()));
+            }
+            let numbers = found.targets.users.get(&probe.key).copied().unwrap_or(0);
+            urls.insert(
+                probe.key.clone(),
+                url_status(probe, outcome, verdict, certificate, numbers),
+            );
+        }
+        self.urls.retain(|k, _| urls.contains_key(k));
+        self.judge_certificates(&seen_hosts, found.warning, now, changes);
+        urls
+    }
+
+    /// One URL's verdict, dated against the last round's and remembered. A change when its probe
+    /// started or stopped failing (a first pass is not one) or fails with another ErrorCode.
+    fn judge_url(
+        &mut self,
+        probe: &Probe,
+        outcome: &Outcome,
+        now: SystemTime,
+        changes: &mut Vec<Change>,
+    ) -> UrlVerdict {
+        let ok = outcome.ok();
+        let code = outcome.failure.as_ref().map(|f| f.code);
+        let (was_ok, rounds, was_code, since) = match self.urls.get(&probe.key) {
+            Some(&(was, rounds, was_code, since)) => (Some(was), rounds, was_code, since),
+            None => (None, 0, None, now),
+        };
+        let failing_rounds = if ok { 0 } else { rounds + 1 };
+        let since = if was_ok == Some(ok) { since } else { now };
+        if was_ok != Some(ok) && !(was_ok.is_none() && ok) || (!ok && was_code != code) {
+            changes.push(Change::Probe {
+                key: probe.key.clone(),
+                was: was_ok.map_or(State::Unknown, State::of),
+                now: State::of(ok),
+                error_code: code,
+                detail: outcome.failure.as_ref().map(|f| f.detail.clone()),
+            });
+        }
+        let verdict = (ok, failing_rounds, code, since);
+        self.urls.insert(probe.key.clone(), verdict);
+        verdict
+    }
+
+    /// Remembers the state of each certificate seen this round, forgetting the others. A change
+    /// when a host's state changed (a first valid one is not one).
+    fn judge_certificates(
+        &mut self,
+        seen_hosts: &BTreeMap<String, (CertState, CertificateStatus)>,
+        warning: Duration,
+        now: SystemTime,
+        changes: &mut Vec<Change>,
+    ) {
+        for (host, (state, c)) in seen_hosts {
+            let was = self
+                .certificates
+                .get(host)
+                .copied()
+                .unwrap_or(CertState::Unknown);
+            let quiet_start = was == CertState::Unknown && *state == CertState::Valid;
+            if was != *state && !quiet_start {
+                changes.push(Change::Certificate {
+                    host: host.clone(),
+                    was,
+                    now: *state,
+                    not_after: c.not_after,
+                    detail: c
+                        .error
+                        .clone()
+                        .or_else(|| certificate_problem(c, warning, now)),
+                });
+            }
+            self.certificates.insert(host.clone(), *state);
+        }
+        self.certificates.retain(|h, _| seen_hosts.contains_key(h));
+    }
+
+    /// Each audited number as the status shows it, its channels judged from the audit and the
+    /// round's URL verdicts; forgets numbers no longer audited once the numbers were read.
+    fn judge_numbers(
+        &mut self,
+        found: &Found<'_>,
+        urls: &BTreeMap<UrlKey, UrlStatus>,
+        changes: &mut Vec<Change>,
+    ) -> Vec<NumberStatus> {
+        let now = found.finished_at;
+        let mut numbers = Vec::new();
+        let mut present = BTreeSet::new();
+        for a in found.audits.unwrap_or_default() {
+            present.insert(a.sid.clone());
+            let status = |c, channel| {
+                channel_status(c, channel, urls, &found.targets.skipped, found.warning, now)
+            };
+            let voice = status(&a.voice, Channel::Voice);
+            let sms = status(&a.sms, Channel::Sms);
+            for (channel, c) in [(Channel::Voice, &voice), (Channel::Sms, &sms)] {
+                self.judge_channel(a, channel, c, changes);
+            }
+            numbers.push(self.number_status(a, voice, sms, now));
+        }
+        if found.audits.is_some() {
+            self.numbers.retain(|sid, _| present.contains(sid));
+            self.channels.retain(|(sid, _), _| present.contains(sid));
+        }
+        numbers
+    }
+
+    /// Remembers a number's channel verdict. A change when it passes or fails unlike last
+    /// round, or fails for other reasons (a first pass is not one).
+    fn judge_channel(
+        &mut self,
+        a: &NumberAudit,
+        channel: Channel,
+        c: &ChannelStatus,
+        changes: &mut Vec<Change>,
+    ) {
+        let ok = c.problems.is_empty();
+        let kinds: Vec<Kind> = c.problems.iter().map(|p| p.kind).collect();
+        let key = (a.sid.clone(), channel);
+        let was = self.channels.get(&key);
+        let changed = match was {
+            None => !ok,
+            Some((was_ok, was_kinds)) => *was_ok != ok || *was_kinds != kinds,
+        };
+        if changed {
+            changes.push(Change::Number {
+                number: a.phone_number.clone(),
+                sid: a.sid.clone(),
+                channel,
+                was: was.map_or(State::Unknown, |(ok, _)| State::of(*ok)),
+                now: State::of(ok),
+                problems: kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
+                detail: c
+                    .problems
+                    .iter()
+                    .map(|p| p.detail.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        self.channels.insert(key, (ok, kinds));
+    }
+
+    /// A number as the status shows it: passing when both channels do, since when it last
+    /// changed (remembered).
+    fn number_status(
+        &mut self,
+        a: &NumberAudit,
+        voice: ChannelStatus,
+        sms: ChannelStatus,
+        now: SystemTime,
+    ) -> NumberStatus {
+        let ok = voice.problems.is_empty() && sms.problems.is_empty();
+        let since = match self.numbers.get(&a.sid) {
+            Some(&(was, since)) if was == ok => since,
+            _ => now,
+        };
+        self.numbers.insert(a.sid.clone(), (ok, since));
+        NumberStatus {
+            sid: a.sid.clone(),
+            phone_number: a.phone_number.clone(),
+            friendly_name: a.friendly_name.clone(),
+            ok,
+            since,
+            voice,
+            sms,
+        }
     }
 }
 
