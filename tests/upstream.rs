@@ -629,9 +629,7 @@ fn twilio_python_accepts(python: &str, url: &str, hit: &Hit) -> bool {
 
 #[test]
 fn twilio_python_validates_the_signature_the_app_receives() {
-    let Some(python) = common::oracle_python() else {
-        return;
-    };
+    let python = common::oracle_python();
     let app = App::start(Mode::Valid);
     let path = "/voice?lang=en&x=%20y";
     for mode in ["resign", "pass"] {
