@@ -1,10 +1,10 @@
 //! The command line: the [`Cli`] and one [`Command`] per subcommand. Pure.
 //!
 //! Each command's flags live with the command that reads them: `serve`'s with the settings they
-//! set, in [`crate::config`]; the others' in [`crate::commands`] (`check`, `render`, `test` and
-//! their shared `--templates`/`--config`; `sign`; `drill`; `import-bin`; `journal_args` and
-//! `numbers_args` for the commands with subcommands). Every flag has its `TWIML_FAILOVER_*`
-//! environment twin where the command reads one.
+//! set, in [`crate::config`] and the modules that own them; the others' in [`crate::commands`]
+//! (`check`, `render`, `test` and their shared `--templates`/`--config`; `sign`; `drill`;
+//! `import-bin`; `journal_args` and `numbers_args` for the commands with subcommands). Every flag
+//! has its `TWIML_FAILOVER_*` environment twin where the command reads one.
 
 use clap::{Parser, Subcommand};
 

@@ -1,20 +1,23 @@
 //! `serve`'s settings, each declared once, and how flags, environment, config file and defaults
 //! become each module's own settings, validated once at start-up.
 //!
-//! A setting is one field of [`ServeArgs`] or of one of its sections: the field's type is the
-//! setting's, its doc comment the help, the section's table plus the field's name the config file
-//! key (`[upstream] budget`), and the field's name (or its `long`, in a section whose flags carry
-//! the table's prefix) the flag (`--upstream-budget`). Where two sections share a key
-//! (`timeout`, `url`, `breaker_cooldown`), the field takes the flag's name and a serde `rename`
-//! instead, as clap needs one id per argument. Two faces follow from those and are written into the command at run time
-//! ([`faces`]), so nothing hand-typed can drift: the environment twin is `TWIML_FAILOVER_` and the
-//! flag, and the `[default: …]` of the help is [`ServeArgs::defaults`], read from the owners' own
-//! defaults (`Limits::default()`, `upstream::Settings::new`, `forward::Settings::new`).
+//! A setting is one field of [`ServeArgs`] or of one of its sections, each section declared by the
+//! module that owns its settings ([`LimitsSection`], [`TlsSection`], [`ForwardSection`],
+//! [`UpstreamSection`]; the journal's here, as its check reads the password file and probes the
+//! spill folder): the field's type is the setting's, its doc comment the help, the section's table
+//! plus the field's name the config file key (`[upstream] budget`), and the field's name (or its
+//! `long`, in a section whose flags carry the table's prefix) the flag (`--upstream-budget`).
+//! Where two sections share a key (`timeout`, `url`, `breaker_cooldown`), the field takes the
+//! flag's name and a serde `rename` instead, as clap needs one id per argument. Two faces follow
+//! from those and are written into the command at run time ([`faces`]), so nothing hand-typed can
+//! drift: the environment twin is `TWIML_FAILOVER_` and the flag, and the `[default: …]` of the
+//! help is [`ServeArgs::defaults`], each section's read by its owner from its own defaults
+//! (`LimitsSection::defaults`, …).
 //!
 //! Precedence: flag > env (clap) > config file (serde; an unknown key is an error) > default: one
-//! derived [`Merge`] of the three layers. Then each section is checked into its owner's type, every
-//! problem a [`StartupError`] naming the setting as the user spells its flag, so the process refuses
-//! to start instead of serving wrong.
+//! derived [`Merge`] of the three layers. Then each section is checked by its owner into its own
+//! type, with the checks of [`crate::setting`], every problem a [`StartupError`] naming the setting
+//! as the user spells its flag, so the process refuses to start instead of serving wrong.
 //!
 //! Why clap + serde + the `merge` derive rather than a layering crate (figment, config): clap
 //! already puts a flag over its environment twin and names the flag in its errors; a layering
@@ -24,27 +27,26 @@
 //! writes. Not pure: reads the config file, secret files, and probes the spill folder.
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Arg, Args};
 use merge::Merge;
 use serde::{Deserialize, Serialize};
 
-use crate::backoff::Backoff;
+pub use crate::forward::ForwardSection;
 use crate::forward::Settings as ForwardSettings;
 use crate::journal::JournalUrl;
 use crate::keyring::KeyRing;
 use crate::logging::LogFormat;
 use crate::operator_file;
-use crate::secrets::{self, EnvLookup, KeySources, SecretRef, Unusable};
-use crate::server::limits::Limits;
-use crate::server::tls::TlsFiles;
+use crate::secrets::{self, EnvLookup, KeySources, SecretRef};
+use crate::server::limits::{Limits, LimitsSection};
+use crate::server::tls::{TlsFiles, TlsSection};
+use crate::setting::{given, one_of, seconds, seconds_or_off, secs, unusable, Unusable};
 use crate::templates::TemplateSettings;
 use crate::twilio::Role;
-use crate::upstream::{Settings as UpstreamSettings, SignatureMode};
+use crate::upstream::{Settings as UpstreamSettings, UpstreamSection};
 use crate::webhook::PublicUrl;
 
 /// Why the process will not start. Always names the offending setting.
@@ -80,13 +82,6 @@ pub enum StartupError {
     /// TLS certificate or key unusable.
     #[error("tls: {0}")]
     Tls(String),
-}
-
-fn invalid(setting: &'static str, message: impl Into<String>) -> StartupError {
-    StartupError::Invalid {
-        setting,
-        message: message.into(),
-    }
 }
 
 impl From<Unusable> for StartupError {
@@ -231,68 +226,6 @@ pub struct ServeArgs {
     pub shared_keys: BTreeMap<String, SecretRef>,
 }
 
-/// `[limits]`: the server's resource bounds ([`Limits`]); their flags have no prefix.
-#[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
-#[serde(deny_unknown_fields)]
-#[merge(strategy = merge::option::overwrite_none)]
-pub struct LimitsSection {
-    /// Largest accepted request body in bytes.
-    #[arg(long, value_name = "BYTES")]
-    pub max_body_bytes: Option<usize>,
-    /// Seconds a client may take to send the request head.
-    #[arg(long, value_name = "SECONDS")]
-    pub header_timeout: Option<f64>,
-    /// Seconds a whole request may take, body included.
-    #[arg(long, value_name = "SECONDS")]
-    pub request_timeout: Option<f64>,
-    /// Requests handled at once; beyond it requests get 503 at once.
-    #[arg(long, value_name = "N")]
-    pub max_concurrency: Option<usize>,
-    /// Open connections at most; when all are taken, the connections idle the longest are closed
-    /// to make room for a new one.
-    #[arg(long, value_name = "N")]
-    pub max_connections: Option<usize>,
-    /// Request bodies read at once, before any signature check; when full, the oldest read past
-    /// --body-grace is cut with 408 to make room.
-    #[arg(long, value_name = "N")]
-    pub max_body_reads: Option<usize>,
-    /// Bytes all bodies being read may reserve together (each reserves its Content-Length, or
-    /// --max-body-bytes).
-    #[arg(long, value_name = "BYTES")]
-    pub body_buffer_bytes: Option<usize>,
-    /// Slowest average body rate in bytes per second once --body-grace has passed; slower
-    /// bodies get 408; 0 turns it off.
-    #[arg(long, value_name = "BYTES")]
-    pub min_body_rate: Option<u64>,
-    /// Seconds a body may take before --min-body-rate applies.
-    #[arg(long, value_name = "SECONDS")]
-    pub body_grace: Option<f64>,
-    /// Seconds an HTTP/2 connection with no open stream stays open (HTTP/1 keep-alive ends at
-    /// --header-timeout).
-    #[arg(long, value_name = "SECONDS")]
-    pub idle_timeout: Option<f64>,
-    /// Seconds after which a connection is asked to close: HTTP/1 answers `Connection: close`,
-    /// HTTP/2 sends GOAWAY.
-    #[arg(long, value_name = "SECONDS")]
-    pub max_connection_age: Option<f64>,
-    /// Concurrent streams per HTTP/2 connection.
-    #[arg(long, value_name = "N")]
-    pub max_h2_streams: Option<u32>,
-}
-
-/// `[tls]`: serve HTTPS ([`TlsFiles`]).
-#[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
-#[serde(deny_unknown_fields)]
-#[merge(strategy = merge::option::overwrite_none)]
-pub struct TlsSection {
-    /// PEM certificate chain; with --tls-key, serve HTTPS.
-    #[arg(long = "tls-cert", value_name = "FILE")]
-    pub cert: Option<PathBuf>,
-    /// PEM private key for --tls-cert.
-    #[arg(long = "tls-key", value_name = "FILE")]
-    pub key: Option<PathBuf>,
-}
-
 /// `[journal]`: the webhook journal ([`JournalConfig`]).
 #[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
 #[serde(deny_unknown_fields)]
@@ -318,92 +251,6 @@ pub struct JournalSection {
     /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGSSLROOTCERT).
     #[arg(long = "journal-password-file", value_name = "PATH")]
     pub password_file: Option<PathBuf>,
-}
-
-/// `[forward]`: store and forward ([`ForwardSettings`]).
-#[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
-#[serde(deny_unknown_fields)]
-#[merge(strategy = merge::option::overwrite_none)]
-pub struct ForwardSection {
-    /// Internal URL each journaled event is POSTed to, signed like Twilio would (needs --journal).
-    #[arg(long = "forward-to", value_name = "URL")]
-    pub to: Option<String>,
-    /// Forwarded requests in flight at most.
-    #[arg(long = "forward-concurrency", value_name = "N")]
-    pub concurrency: Option<usize>,
-    /// Seconds one forward attempt may take, connecting included.
-    #[arg(long, value_name = "SECONDS")]
-    #[serde(rename(deserialize = "timeout"))]
-    pub forward_timeout: Option<f64>,
-    /// Longest wait in seconds before retrying one event (backoff with full jitter).
-    #[arg(long = "forward-max-backoff", value_name = "SECONDS")]
-    pub max_backoff: Option<f64>,
-    /// Seconds the circuit breaker holds requests back once failures in a row opened it.
-    #[arg(long = "forward-breaker-cooldown", value_name = "SECONDS")]
-    pub breaker_cooldown: Option<f64>,
-}
-
-/// `[upstream]`: upstream mode ([`UpstreamSettings`]), primary only.
-#[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
-#[serde(deny_unknown_fields)]
-#[merge(strategy = merge::option::overwrite_none)]
-pub struct UpstreamSection {
-    /// Upstream mode (primary only): the TwiML app webhooks go to first; the request's path and
-    /// query are appended to this base URL. See docs/upstream.md.
-    #[arg(long, value_name = "URL")]
-    #[serde(rename(deserialize = "url"))]
-    pub upstream: Option<String>,
-    /// Comma-separated path patterns (`*` matches anything) sent upstream.
-    #[arg(long = "upstream-paths", value_name = "PATTERNS")]
-    pub paths: Option<Patterns>,
-    /// Comma-separated path patterns always answered from templates.
-    #[arg(long = "upstream-local-paths", value_name = "PATTERNS")]
-    pub local_paths: Option<Patterns>,
-    /// Seconds from a webhook's arrival to the upstream's complete answer; at most 14.
-    #[arg(long = "upstream-budget", value_name = "SECONDS")]
-    pub budget: Option<f64>,
-    /// Seconds to connect to the upstream.
-    #[arg(long = "upstream-connect-timeout", value_name = "SECONDS")]
-    pub connect_timeout: Option<f64>,
-    /// Requests to the upstream in flight at most; beyond, answered locally at once.
-    #[arg(long = "upstream-max-in-flight", value_name = "N")]
-    pub max_in_flight: Option<usize>,
-    /// `resign` (X-Twilio-Signature for the upstream URL) or `pass` (Twilio's, unchanged).
-    #[arg(long = "upstream-signature", value_name = "MODE")]
-    pub signature: Option<String>,
-    /// PEM CA certificates trusted for the upstream instead of the web PKI roots.
-    #[arg(long = "upstream-ca-file", value_name = "FILE")]
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate chain presented to the upstream (mTLS); with --upstream-client-key.
-    #[arg(long = "upstream-client-cert", value_name = "FILE")]
-    pub client_cert: Option<PathBuf>,
-    /// PEM private key for --upstream-client-cert.
-    #[arg(long = "upstream-client-key", value_name = "FILE")]
-    pub client_key: Option<PathBuf>,
-    /// Failures in a row (timeout, connect, 5xx) that open the upstream breaker.
-    #[arg(long = "upstream-breaker-failures", value_name = "N")]
-    pub breaker_failures: Option<u32>,
-    /// Seconds an open breaker answers locally before one probe.
-    #[arg(long, value_name = "SECONDS")]
-    #[serde(rename(deserialize = "breaker_cooldown"))]
-    pub upstream_breaker_cooldown: Option<f64>,
-    /// Also open the breaker when this share (0-1] of the last 20 results failed.
-    #[arg(long = "upstream-breaker-ratio", value_name = "RATIO")]
-    pub breaker_ratio: Option<f64>,
-}
-
-/// Path patterns: comma-separated in a flag or its variable (blanks around a comma dropped), a
-/// list in the config file.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(transparent)]
-pub struct Patterns(pub Vec<String>);
-
-impl FromStr for Patterns {
-    type Err = Infallible;
-    fn from_str(raw: &str) -> Result<Patterns, Infallible> {
-        let patterns = raw.split(',').map(str::trim).filter(|p| !p.is_empty());
-        Ok(Patterns(patterns.map(String::from).collect()))
-    }
 }
 
 /// A table only the config file sets: the file's, as flags never hold one.
@@ -457,12 +304,6 @@ impl ServeArgs {
     /// Read from the owners' own defaults; the others are `serve`'s own.
     pub fn defaults() -> ServeArgs {
         let limits = Limits::default();
-        let forward = ForwardSettings::new("");
-        let upstream = UpstreamSettings::new(String::new());
-        let secs = |d: Duration| Some(d.as_secs_f64());
-        let signature = ["resign", "pass"]
-            .into_iter()
-            .find(|name| SignatureMode::parse(name).ok() == Some(upstream.signature));
         ServeArgs {
             listen: Some("127.0.0.1:8080".into()),
             role: Some(Role::Primary.as_str().into()),
@@ -472,43 +313,14 @@ impl ServeArgs {
             drain_timeout: secs(limits.drain_timeout),
             lame_duck: secs(limits.lame_duck),
             watch: Some(true),
-            limits: LimitsSection {
-                max_body_bytes: Some(limits.max_body_bytes),
-                header_timeout: secs(limits.header_timeout),
-                request_timeout: secs(limits.request_timeout),
-                max_concurrency: Some(limits.max_concurrency),
-                max_connections: Some(limits.max_connections),
-                max_body_reads: Some(limits.max_body_reads),
-                body_buffer_bytes: Some(limits.body_buffer_bytes),
-                min_body_rate: Some(limits.min_body_rate),
-                body_grace: secs(limits.body_grace),
-                idle_timeout: secs(limits.idle_timeout),
-                max_connection_age: secs(limits.max_connection_age),
-                max_h2_streams: Some(limits.max_h2_streams),
-            },
+            limits: LimitsSection::defaults(),
             journal: JournalSection {
                 timeout: Some(1.0),
                 retention: Some("7d".into()),
                 ..JournalSection::default()
             },
-            forward: ForwardSection {
-                concurrency: Some(forward.concurrency),
-                forward_timeout: secs(forward.timeout),
-                max_backoff: secs(forward.backoff.cap),
-                breaker_cooldown: secs(forward.breaker_cooldown),
-                ..ForwardSection::default()
-            },
-            upstream: UpstreamSection {
-                paths: Some(Patterns(upstream.paths)),
-                local_paths: Some(Patterns(upstream.local_paths)),
-                budget: secs(upstream.budget),
-                connect_timeout: secs(upstream.connect_timeout),
-                max_in_flight: Some(upstream.max_in_flight),
-                signature: signature.map(String::from),
-                breaker_failures: Some(upstream.breaker_failures),
-                upstream_breaker_cooldown: secs(upstream.breaker_cooldown),
-                ..UpstreamSection::default()
-            },
+            forward: ForwardSection::defaults(),
+            upstream: UpstreamSection::defaults(),
             ..ServeArgs::default()
         }
     }
@@ -518,7 +330,7 @@ impl ServeArgs {
         let raw = given("listen", self.listen.as_deref())?;
         let listen = raw
             .parse()
-            .map_err(|_| invalid("listen", format!("{raw:?} is not an IP:port address")))?;
+            .map_err(|_| unusable("listen", format!("{raw:?} is not an IP:port address")))?;
         let role = one_of("role", "role", self.role.as_deref(), ROLES)?;
         let log_format = one_of(
             "log-format",
@@ -531,7 +343,7 @@ impl ServeArgs {
         let also = "TWIML_FAILOVER_TEMPLATES or `templates` in the config";
         let templates = template_dir(named, also)?;
         let public_url = (self.public_url.as_deref())
-            .map(|raw| PublicUrl::parse(raw).map_err(|m| invalid("public-url", m)))
+            .map(|raw| PublicUrl::parse(raw).map_err(|m| unusable("public-url", m)))
             .transpose()?;
         let keyring = self.keyring(env)?;
         let limits = Limits {
@@ -539,14 +351,9 @@ impl ServeArgs {
             lame_duck: seconds_or_off("lame-duck", self.lame_duck)?,
             ..self.limits.settle()?
         };
-        let tls = pair(
-            self.tls.cert,
-            self.tls.key,
-            ("tls-key", "--tls-cert needs --tls-key"),
-            ("tls-cert", "--tls-key needs --tls-cert"),
-        )?;
+        let tls = self.tls.settle()?;
         let journal = self.journal.settle(env)?;
-        let forward = self.forward.settle(journal.as_ref())?;
+        let forward = (self.forward).settle(journal.as_ref().map(|j| j.retention))?;
         Ok(Config {
             upstream: self.upstream.settle(role)?,
             trust_forwarded_headers: given(
@@ -555,7 +362,7 @@ impl ServeArgs {
             )?,
             watch: given("watch", self.watch)?,
             template_settings: template_settings(self.vars, self.extra_params)?,
-            tls: tls.map(|(cert, key)| TlsFiles { cert, key }),
+            tls,
             journal,
             forward,
             listen,
@@ -581,34 +388,6 @@ impl ServeArgs {
     }
 }
 
-impl LimitsSection {
-    /// Each bound checked, then the body budget against the largest body.
-    fn settle(self) -> Result<Limits, StartupError> {
-        let limits = Limits {
-            max_body_bytes: positive("max-body-bytes", self.max_body_bytes)?,
-            header_timeout: seconds("header-timeout", self.header_timeout)?,
-            request_timeout: seconds("request-timeout", self.request_timeout)?,
-            max_concurrency: positive("max-concurrency", self.max_concurrency)?,
-            max_connections: positive("max-connections", self.max_connections)?,
-            max_body_reads: positive("max-body-reads", self.max_body_reads)?,
-            body_buffer_bytes: positive("body-buffer-bytes", self.body_buffer_bytes)?,
-            min_body_rate: given("min-body-rate", self.min_body_rate)?,
-            body_grace: seconds("body-grace", self.body_grace)?,
-            idle_timeout: seconds("idle-timeout", self.idle_timeout)?,
-            max_connection_age: seconds("max-connection-age", self.max_connection_age)?,
-            max_h2_streams: positive("max-h2-streams", self.max_h2_streams)?,
-            ..Limits::default()
-        };
-        if limits.body_buffer_bytes < limits.max_body_bytes {
-            return Err(invalid(
-                "body-buffer-bytes",
-                "must be at least --max-body-bytes, or no full-size body could be read",
-            ));
-        }
-        Ok(limits)
-    }
-}
-
 impl JournalSection {
     /// `None` without `--journal`, which the spill folder and the password file need.
     fn settle(self, env: EnvLookup<'_>) -> Result<Option<JournalConfig>, StartupError> {
@@ -616,18 +395,18 @@ impl JournalSection {
         let Some(raw) = self.url else {
             if self.spill_dir.is_some() {
                 let message = "needs --journal: it holds journal events";
-                return Err(invalid("journal-spill-dir", message));
+                return Err(unusable("journal-spill-dir", message).into());
             }
             if self.password_file.is_some() {
                 let message = "needs --journal: it is the journal's password";
-                return Err(invalid("journal-password-file", message));
+                return Err(unusable("journal-password-file", message).into());
             }
             return Ok(None);
         };
         if let Some(dir) = &self.spill_dir {
             crate::journal::spill::prepare_dir(dir).map_err(|e| {
                 let message = format!("{} is not a writable directory: {e}", dir.display());
-                invalid("journal-spill-dir", message)
+                unusable("journal-spill-dir", message)
             })?;
         }
         Ok(Some(JournalConfig {
@@ -636,74 +415,6 @@ impl JournalSection {
             retention,
             spill_dir: self.spill_dir,
         }))
-    }
-}
-
-impl ForwardSection {
-    /// `None` without `--forward-to`, which needs the journal it forwards from.
-    fn settle(
-        self,
-        journal: Option<&JournalConfig>,
-    ) -> Result<Option<ForwardSettings>, StartupError> {
-        let Some(url) = self.to else {
-            return Ok(None);
-        };
-        let url = forward_url(&url).map_err(|m| invalid("forward-to", m))?;
-        let Some(journal) = journal else {
-            let message = "needs --journal: events are forwarded from the journal";
-            return Err(invalid("forward-to", message));
-        };
-        let defaults = ForwardSettings::new(url);
-        let cap = seconds("forward-max-backoff", self.max_backoff)?;
-        Ok(Some(ForwardSettings {
-            concurrency: positive("forward-concurrency", self.concurrency)?,
-            timeout: seconds("forward-timeout", self.forward_timeout)?,
-            // The first retry's ceiling never exceeds the cap.
-            backoff: Backoff {
-                base: defaults.backoff.base.min(cap),
-                cap,
-            },
-            breaker_cooldown: seconds("forward-breaker-cooldown", self.breaker_cooldown)?,
-            retention: journal.retention,
-            ..defaults
-        }))
-    }
-}
-
-impl UpstreamSection {
-    /// `None` without `--upstream`; then checked together by the owner ([`UpstreamSettings::problem`]).
-    fn settle(self, role: Role) -> Result<Option<UpstreamSettings>, StartupError> {
-        let Some(url) = self.upstream else {
-            return Ok(None);
-        };
-        if role != Role::Primary {
-            let message =
-                "only with --role primary: the fallback answers when the primary's cloud is gone";
-            return Err(invalid("upstream", message));
-        }
-        let mut s = UpstreamSettings::new(forward_url(&url).map_err(|m| invalid("upstream", m))?);
-        s.paths = given("upstream-paths", self.paths)?.0;
-        s.local_paths = given("upstream-local-paths", self.local_paths)?.0;
-        s.budget = seconds("upstream-budget", self.budget)?;
-        s.connect_timeout = seconds("upstream-connect-timeout", self.connect_timeout)?;
-        s.max_in_flight = positive("upstream-max-in-flight", self.max_in_flight)?;
-        let signature = given("upstream-signature", self.signature)?;
-        s.signature =
-            SignatureMode::parse(&signature).map_err(|m| invalid("upstream-signature", m))?;
-        s.tls.ca_file = self.ca_file;
-        s.tls.client_cert = pair(
-            self.client_cert,
-            self.client_key,
-            ("upstream-client-key", "--upstream-client-cert needs it"),
-            ("upstream-client-cert", "--upstream-client-key needs it"),
-        )?;
-        s.breaker_failures = positive("upstream-breaker-failures", self.breaker_failures)?;
-        s.breaker_cooldown = seconds("upstream-breaker-cooldown", self.upstream_breaker_cooldown)?;
-        s.breaker_ratio = self.breaker_ratio;
-        match s.problem() {
-            Some((setting, message)) => Err(invalid(setting, message)),
-            None => Ok(Some(s)),
-        }
     }
 }
 
@@ -757,70 +468,6 @@ fn show(value: &toml::Value) -> Option<String> {
     }
 }
 
-/// A merged setting's value; only a setting without a default can be missing here.
-fn given<T>(setting: &'static str, value: Option<T>) -> Result<T, StartupError> {
-    value.ok_or_else(|| invalid(setting, "has no value"))
-}
-
-fn seconds(setting: &'static str, value: Option<f64>) -> Result<Duration, StartupError> {
-    let value = given(setting, value)?;
-    if !(value.is_finite() && value > 0.0 && value <= 3600.0) {
-        let message = "must be a number of seconds above 0 and at most 3600";
-        return Err(invalid(setting, message));
-    }
-    Ok(Duration::from_secs_f64(value))
-}
-
-/// Like [`seconds`], but 0 (off) is allowed.
-fn seconds_or_off(setting: &'static str, value: Option<f64>) -> Result<Duration, StartupError> {
-    match value {
-        Some(0.0) => Ok(Duration::ZERO),
-        value => seconds(setting, value),
-    }
-}
-
-fn positive<T: Default + PartialEq>(
-    setting: &'static str,
-    value: Option<T>,
-) -> Result<T, StartupError> {
-    match given(setting, value)? {
-        zero if zero == T::default() => Err(invalid(setting, "must be at least 1")),
-        value => Ok(value),
-    }
-}
-
-/// The choice `value` names, or an error listing the choices: `"x" is not a role (primary or
-/// fallback)`.
-fn one_of<T: Copy>(
-    setting: &'static str,
-    what: &str,
-    value: Option<&str>,
-    choices: &[(&str, T)],
-) -> Result<T, StartupError> {
-    let value = given(setting, value)?;
-    if let Some((_, choice)) = choices.iter().find(|(name, _)| *name == value) {
-        return Ok(*choice);
-    }
-    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
-    let message = format!("{value:?} is not a {what} ({})", names.join(" or "));
-    Err(invalid(setting, message))
-}
-
-/// Both or neither: a certificate and its key; each missing one names itself.
-fn pair<T>(
-    first: Option<T>,
-    second: Option<T>,
-    no_second: (&'static str, &str),
-    no_first: (&'static str, &str),
-) -> Result<Option<(T, T)>, StartupError> {
-    match (first, second) {
-        (Some(first), Some(second)) => Ok(Some((first, second))),
-        (None, None) => Ok(None),
-        (Some(_), None) => Err(invalid(no_second.0, no_second.1)),
-        (None, Some(_)) => Err(invalid(no_first.0, no_first.1)),
-    }
-}
-
 /// The template folder: `given` (by `--templates` or, as `also` names them, its other sources),
 /// else `twiml-templates` in the working directory; the message says where it looked.
 pub fn template_dir(given: Option<PathBuf>, also: &str) -> Result<PathBuf, StartupError> {
@@ -840,7 +487,7 @@ pub fn template_dir(given: Option<PathBuf>, also: &str) -> Result<PathBuf, Start
             working_directory()
         ),
     };
-    Err(invalid("templates", message))
+    Err(unusable("templates", message).into())
 }
 
 /// The working directory, for messages that say where a file was looked for.
@@ -851,11 +498,11 @@ pub fn working_directory() -> String {
     )
 }
 
-fn retention(raw: String) -> Result<Duration, StartupError> {
+fn retention(raw: String) -> Result<Duration, Unusable> {
     match humantime::parse_duration(raw.trim()) {
         Ok(d) if d >= Duration::from_secs(60) => Ok(d),
-        Ok(_) => Err(invalid("journal-retention", "must be at least 1m")),
-        Err(e) => Err(invalid(
+        Ok(_) => Err(unusable("journal-retention", "must be at least 1m")),
+        Err(e) => Err(unusable(
             "journal-retention",
             format!("{raw:?}: {e} (use e.g. 7d, 12h, 90m)"),
         )),
@@ -877,9 +524,9 @@ pub fn journal_url(
     JournalUrl::with_sources(raw, &sources).map_err(|m| {
         // The password file's own problems name it; everything else is the URL's (or PG*'s).
         if m.contains("password file") {
-            invalid("journal-password-file", m)
+            unusable("journal-password-file", m).into()
         } else {
-            invalid("journal", m)
+            unusable("journal", m).into()
         }
     })
 }
@@ -894,7 +541,7 @@ pub fn template_settings(
     vars: BTreeMap<String, String>,
     extra_params: Vec<String>,
 ) -> Result<TemplateSettings, StartupError> {
-    TemplateSettings::new(vars, extra_params).map_err(|m| invalid("vars", m))
+    TemplateSettings::new(vars, extra_params).map_err(|m| unusable("vars", m).into())
 }
 
 #[cfg(test)]

@@ -13,10 +13,11 @@
 //! types, connection overrides), and imports nothing of the crate.
 //!
 //! Around it: `main.rs` parses the command line ([`cli`]: one variant per command, each command's
-//! flags declared in its own file of [`commands`], `serve`'s in [`config`]) and runs one function
-//! of [`commands`].
-//! [`config`] turns flags, environment and file into each module's own settings (the secrets they
-//! name are read by [`secrets`], from files and the environment only); [`service`] turns
+//! flags declared in its own file of [`commands`], `serve`'s in [`config`] and the modules whose
+//! settings they are) and runs one function of [`commands`].
+//! [`config`] layers flags, environment and file; each module checks its own section of them with
+//! [`setting`]'s checks (the secrets they name are read by [`secrets`], from files and the
+//! environment only); [`service`] turns
 //! them into the shared state ([`server::app`]) and owns the lifecycle: start, lame duck, drain,
 //! then the journal's writer, the spill import and the forwarder, started and stopped as one. The
 //! other commands' engines are [`drill`], [`numbers`], [`monitor`] (rounds of the account's wiring
@@ -59,6 +60,7 @@ pub mod route;
 pub mod secrets;
 pub mod server;
 pub mod service;
+pub mod setting;
 pub mod signals;
 pub mod signature;
 pub mod templates;

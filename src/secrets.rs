@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::keyring::{KeyRing, Secret};
 use crate::operator_file;
+use crate::setting::{unusable, Unusable};
 
 /// Reads environment variables; a trait object so tests need not touch the process environment.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -16,20 +17,6 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// The real process environment.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
-}
-
-/// A secret that cannot be had: the setting that names it, as the user spells it, and why.
-#[derive(Debug)]
-pub struct Unusable {
-    /// The flag, config key or variable.
-    pub setting: &'static str,
-    /// What is wrong, without the secret.
-    pub message: String,
-}
-
-fn unusable(setting: &'static str, message: impl Into<String>) -> Unusable {
-    let message = message.into();
-    Unusable { setting, message }
 }
 
 /// Where a secret lives: a file or an environment variable, never the config file itself.

@@ -1,6 +1,7 @@
 //! Store and forward: a background deliverer that POSTs each journaled event to an internal URL,
 //! at least once, in order per conversation, with backoff, a bound on requests in flight and a
-//! circuit breaker; plus retention pruning and `journal replay`.
+//! circuit breaker; plus retention pruning and `journal replay`; and its flags and `[forward]` keys
+//! ([`ForwardSection`]), checked here.
 //!
 //! The deliverer owns one store connection (run on blocking threads) and is woken by the journal
 //! writer through a [`Notify`] as soon as an event is committed, and by a poll timer otherwise
@@ -17,6 +18,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clap::Args;
+use merge::Merge;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -28,6 +32,8 @@ use crate::journal::time::now_ms;
 use crate::journal::{self, Event, JournalError, JournalUrl, Store};
 use crate::keyring::KeyRing;
 use crate::metrics::ForwardMetrics;
+use crate::net::url::Target;
+use crate::setting::{positive, seconds, secs, unusable, Unusable};
 
 /// Undelivered events read per store query while looking for eligible ones.
 const PAGE: usize = 64;
@@ -37,7 +43,7 @@ const MAX_SCAN: usize = 8192;
 /// How long stopping waits for attempts in flight.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// How the deliverer behaves; built from `--forward-*` flags by `config`.
+/// How the deliverer behaves; built from `--forward-*` flags ([`ForwardSection`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// The internal URL events are POSTed (and signed) for.
@@ -75,6 +81,72 @@ impl Settings {
             poll_interval: Duration::from_secs(1),
             retention: Duration::from_secs(7 * 86_400),
         }
+    }
+}
+
+/// `[forward]`: store and forward ([`Settings`]).
+#[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
+#[serde(deny_unknown_fields)]
+#[merge(strategy = merge::option::overwrite_none)]
+pub struct ForwardSection {
+    /// Internal URL each journaled event is POSTed to, signed like Twilio would (needs --journal).
+    #[arg(long = "forward-to", value_name = "URL")]
+    pub to: Option<String>,
+    /// Forwarded requests in flight at most.
+    #[arg(long = "forward-concurrency", value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Seconds one forward attempt may take, connecting included.
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(rename(deserialize = "timeout"))]
+    pub forward_timeout: Option<f64>,
+    /// Longest wait in seconds before retrying one event (backoff with full jitter).
+    #[arg(long = "forward-max-backoff", value_name = "SECONDS")]
+    pub max_backoff: Option<f64>,
+    /// Seconds the circuit breaker holds requests back once failures in a row opened it.
+    #[arg(long = "forward-breaker-cooldown", value_name = "SECONDS")]
+    pub breaker_cooldown: Option<f64>,
+}
+
+impl ForwardSection {
+    /// The defaults, as flags would give them: [`Settings::new`]'s.
+    pub fn defaults() -> ForwardSection {
+        let forward = Settings::new("");
+        ForwardSection {
+            concurrency: Some(forward.concurrency),
+            forward_timeout: secs(forward.timeout),
+            max_backoff: secs(forward.backoff.cap),
+            breaker_cooldown: secs(forward.breaker_cooldown),
+            ..ForwardSection::default()
+        }
+    }
+
+    /// `None` without `--forward-to`, which needs the journal it forwards from (`retention` is
+    /// the journal's, `None` without one).
+    pub fn settle(self, retention: Option<Duration>) -> Result<Option<Settings>, Unusable> {
+        let Some(url) = self.to else {
+            return Ok(None);
+        };
+        let url = Target::parse(&url)
+            .map_err(|m| unusable("forward-to", m))?
+            .url;
+        let Some(retention) = retention else {
+            let message = "needs --journal: events are forwarded from the journal";
+            return Err(unusable("forward-to", message));
+        };
+        let defaults = Settings::new(url);
+        let cap = seconds("forward-max-backoff", self.max_backoff)?;
+        Ok(Some(Settings {
+            concurrency: positive("forward-concurrency", self.concurrency)?,
+            timeout: seconds("forward-timeout", self.forward_timeout)?,
+            // The first retry's ceiling never exceeds the cap.
+            backoff: Backoff {
+                base: defaults.backoff.base.min(cap),
+                cap,
+            },
+            breaker_cooldown: seconds("forward-breaker-cooldown", self.breaker_cooldown)?,
+            retention,
+            ..defaults
+        }))
     }
 }
 

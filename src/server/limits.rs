@@ -1,16 +1,22 @@
 //! The server's resource bounds ([`Limits`]) and how a request meets them: the request head's size,
 //! a body read bounded in size, time, rate and a shared budget, then a concurrency permit for the
-//! verified work (or shed with 503). No I/O besides reading the body it is handed.
+//! verified work (or shed with 503); and their flags and `[limits]` keys ([`LimitsSection`]),
+//! checked here. No I/O besides reading the body it is handed.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use clap::Args;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
+use merge::Merge;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+use crate::setting::{given, positive, seconds, secs, unusable, Unusable};
 
 /// Resource bounds of the server.
 #[derive(Debug, Clone)]
@@ -67,6 +73,102 @@ impl Default for Limits {
             max_connection_age: Duration::from_secs(120),
             max_h2_streams: 16,
         }
+    }
+}
+
+/// `[limits]`: the server's resource bounds ([`Limits`]); their flags have no prefix.
+#[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
+#[serde(deny_unknown_fields)]
+#[merge(strategy = merge::option::overwrite_none)]
+pub struct LimitsSection {
+    /// Largest accepted request body in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Seconds a client may take to send the request head.
+    #[arg(long, value_name = "SECONDS")]
+    pub header_timeout: Option<f64>,
+    /// Seconds a whole request may take, body included.
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<f64>,
+    /// Requests handled at once; beyond it requests get 503 at once.
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<usize>,
+    /// Open connections at most; when all are taken, the connections idle the longest are closed
+    /// to make room for a new one.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Request bodies read at once, before any signature check; when full, the oldest read past
+    /// --body-grace is cut with 408 to make room.
+    #[arg(long, value_name = "N")]
+    pub max_body_reads: Option<usize>,
+    /// Bytes all bodies being read may reserve together (each reserves its Content-Length, or
+    /// --max-body-bytes).
+    #[arg(long, value_name = "BYTES")]
+    pub body_buffer_bytes: Option<usize>,
+    /// Slowest average body rate in bytes per second once --body-grace has passed; slower
+    /// bodies get 408; 0 turns it off.
+    #[arg(long, value_name = "BYTES")]
+    pub min_body_rate: Option<u64>,
+    /// Seconds a body may take before --min-body-rate applies.
+    #[arg(long, value_name = "SECONDS")]
+    pub body_grace: Option<f64>,
+    /// Seconds an HTTP/2 connection with no open stream stays open (HTTP/1 keep-alive ends at
+    /// --header-timeout).
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_timeout: Option<f64>,
+    /// Seconds after which a connection is asked to close: HTTP/1 answers `Connection: close`,
+    /// HTTP/2 sends GOAWAY.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_connection_age: Option<f64>,
+    /// Concurrent streams per HTTP/2 connection.
+    #[arg(long, value_name = "N")]
+    pub max_h2_streams: Option<u32>,
+}
+
+impl LimitsSection {
+    /// The defaults, as flags would give them: [`Limits::default`].
+    pub fn defaults() -> LimitsSection {
+        let limits = Limits::default();
+        LimitsSection {
+            max_body_bytes: Some(limits.max_body_bytes),
+            header_timeout: secs(limits.header_timeout),
+            request_timeout: secs(limits.request_timeout),
+            max_concurrency: Some(limits.max_concurrency),
+            max_connections: Some(limits.max_connections),
+            max_body_reads: Some(limits.max_body_reads),
+            body_buffer_bytes: Some(limits.body_buffer_bytes),
+            min_body_rate: Some(limits.min_body_rate),
+            body_grace: secs(limits.body_grace),
+            idle_timeout: secs(limits.idle_timeout),
+            max_connection_age: secs(limits.max_connection_age),
+            max_h2_streams: Some(limits.max_h2_streams),
+        }
+    }
+
+    /// Each bound checked, then the body budget against the largest body.
+    pub fn settle(self) -> Result<Limits, Unusable> {
+        let limits = Limits {
+            max_body_bytes: positive("max-body-bytes", self.max_body_bytes)?,
+            header_timeout: seconds("header-timeout", self.header_timeout)?,
+            request_timeout: seconds("request-timeout", self.request_timeout)?,
+            max_concurrency: positive("max-concurrency", self.max_concurrency)?,
+            max_connections: positive("max-connections", self.max_connections)?,
+            max_body_reads: positive("max-body-reads", self.max_body_reads)?,
+            body_buffer_bytes: positive("body-buffer-bytes", self.body_buffer_bytes)?,
+            min_body_rate: given("min-body-rate", self.min_body_rate)?,
+            body_grace: seconds("body-grace", self.body_grace)?,
+            idle_timeout: seconds("idle-timeout", self.idle_timeout)?,
+            max_connection_age: seconds("max-connection-age", self.max_connection_age)?,
+            max_h2_streams: positive("max-h2-streams", self.max_h2_streams)?,
+            ..Limits::default()
+        };
+        if limits.body_buffer_bytes < limits.max_body_bytes {
+            return Err(unusable(
+                "body-buffer-bytes",
+                "must be at least --max-body-bytes, or no full-size body could be read",
+            ));
+        }
+        Ok(limits)
     }
 }
 

@@ -1,16 +1,21 @@
 //! HTTPS with rustls: the certificate and key are read and checked as a pair, then swapped atomically
 //! on reload; a bad new pair is refused and the old one keeps serving. ALPN offers h2 and http/1.1.
+//! Also its flags and `[tls]` keys ([`TlsSection`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use clap::Args;
+use merge::Merge;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use serde::{Deserialize, Serialize};
 use tokio_rustls::TlsAcceptor;
 
 use crate::operator_file;
+use crate::setting::{pair, Unusable};
 
 /// TLS certificate and key files.
 #[derive(Debug, Clone)]
@@ -19,6 +24,32 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
+}
+
+/// `[tls]`: serve HTTPS ([`TlsFiles`]).
+#[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
+#[serde(deny_unknown_fields)]
+#[merge(strategy = merge::option::overwrite_none)]
+pub struct TlsSection {
+    /// PEM certificate chain; with --tls-key, serve HTTPS.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+}
+
+impl TlsSection {
+    /// Both files or neither; each missing one names itself.
+    pub fn settle(self) -> Result<Option<TlsFiles>, Unusable> {
+        let pair = pair(
+            self.cert,
+            self.key,
+            ("tls-key", "--tls-cert needs --tls-key"),
+            ("tls-cert", "--tls-key needs --tls-cert"),
+        )?;
+        Ok(pair.map(|(cert, key)| TlsFiles { cert, key }))
+    }
 }
 
 /// The certificate in use and where to reload it from.

@@ -1,6 +1,7 @@
 //! Upstream mode: the primary verifies and journals a webhook, then gives the enterprise's own TwiML
 //! app a bounded time to answer it, and answers from its templates at once when the app cannot.
-//! Owns the settings, where an answer came from ([`Source`]), and the request path's two calls:
+//! Owns the settings (their flags and `[upstream]` keys: [`UpstreamSection`]), where an answer came
+//! from ([`Source`]), and the request path's two calls:
 //! [`Upstream::prepare`] (does this path go upstream, and the upstream's signed copy) and
 //! [`Upstream::answer`] (the budget counted from the webhook's arrival, bulkhead, then circuit
 //! breaker, then at most one attempt by that deadline, plus one fast retry when the connection was
@@ -16,17 +17,23 @@ pub mod metrics;
 pub mod request;
 pub mod verdict;
 
+use std::convert::Infallible;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clap::Args;
+use merge::Merge;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use wildmatch::WildMatch;
 
 use crate::breaker::{Breaker, State};
 use crate::net;
+use crate::setting::{given, pair, positive, seconds, secs, unusable, Unusable};
 use crate::twilio::document::MAX_DOCUMENT_BYTES;
-use crate::twilio::Channel;
+use crate::twilio::{Channel, Role};
 use crate::verify::Signer;
 
 pub use metrics::UpstreamMetrics;
@@ -67,7 +74,7 @@ pub struct TlsSettings {
     pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
-/// Everything upstream mode needs, validated by `config`.
+/// Everything upstream mode needs, checked from its flags ([`UpstreamSection`]).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Base URL without a trailing `/`; the request's path and query are appended.
@@ -157,6 +164,126 @@ impl Settings {
         let matches =
             |patterns: &[String]| patterns.iter().any(|p| WildMatch::new(p).matches(path));
         matches(&self.paths) && !matches(&self.local_paths)
+    }
+}
+
+/// `[upstream]`: upstream mode ([`Settings`]), primary only.
+#[derive(Debug, Default, Clone, Args, Deserialize, Serialize, Merge)]
+#[serde(deny_unknown_fields)]
+#[merge(strategy = merge::option::overwrite_none)]
+pub struct UpstreamSection {
+    /// Upstream mode (primary only): the TwiML app webhooks go to first; the request's path and
+    /// query are appended to this base URL. See docs/upstream.md.
+    #[arg(long, value_name = "URL")]
+    #[serde(rename(deserialize = "url"))]
+    pub upstream: Option<String>,
+    /// Comma-separated path patterns (`*` matches anything) sent upstream.
+    #[arg(long = "upstream-paths", value_name = "PATTERNS")]
+    pub paths: Option<Patterns>,
+    /// Comma-separated path patterns always answered from templates.
+    #[arg(long = "upstream-local-paths", value_name = "PATTERNS")]
+    pub local_paths: Option<Patterns>,
+    /// Seconds from a webhook's arrival to the upstream's complete answer; at most 14.
+    #[arg(long = "upstream-budget", value_name = "SECONDS")]
+    pub budget: Option<f64>,
+    /// Seconds to connect to the upstream.
+    #[arg(long = "upstream-connect-timeout", value_name = "SECONDS")]
+    pub connect_timeout: Option<f64>,
+    /// Requests to the upstream in flight at most; beyond, answered locally at once.
+    #[arg(long = "upstream-max-in-flight", value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// `resign` (X-Twilio-Signature for the upstream URL) or `pass` (Twilio's, unchanged).
+    #[arg(long = "upstream-signature", value_name = "MODE")]
+    pub signature: Option<String>,
+    /// PEM CA certificates trusted for the upstream instead of the web PKI roots.
+    #[arg(long = "upstream-ca-file", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain presented to the upstream (mTLS); with --upstream-client-key.
+    #[arg(long = "upstream-client-cert", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key for --upstream-client-cert.
+    #[arg(long = "upstream-client-key", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+    /// Failures in a row (timeout, connect, 5xx) that open the upstream breaker.
+    #[arg(long = "upstream-breaker-failures", value_name = "N")]
+    pub breaker_failures: Option<u32>,
+    /// Seconds an open breaker answers locally before one probe.
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(rename(deserialize = "breaker_cooldown"))]
+    pub upstream_breaker_cooldown: Option<f64>,
+    /// Also open the breaker when this share (0-1] of the last 20 results failed.
+    #[arg(long = "upstream-breaker-ratio", value_name = "RATIO")]
+    pub breaker_ratio: Option<f64>,
+}
+
+/// Path patterns: comma-separated in a flag or its variable (blanks around a comma dropped), a
+/// list in the config file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Patterns(pub Vec<String>);
+
+impl FromStr for Patterns {
+    type Err = Infallible;
+    fn from_str(raw: &str) -> Result<Patterns, Infallible> {
+        let patterns = raw.split(',').map(str::trim).filter(|p| !p.is_empty());
+        Ok(Patterns(patterns.map(String::from).collect()))
+    }
+}
+
+impl UpstreamSection {
+    /// The defaults, as flags would give them: [`Settings::new`]'s.
+    pub fn defaults() -> UpstreamSection {
+        let upstream = Settings::new(String::new());
+        let signature = ["resign", "pass"]
+            .into_iter()
+            .find(|name| SignatureMode::parse(name).ok() == Some(upstream.signature));
+        UpstreamSection {
+            paths: Some(Patterns(upstream.paths)),
+            local_paths: Some(Patterns(upstream.local_paths)),
+            budget: secs(upstream.budget),
+            connect_timeout: secs(upstream.connect_timeout),
+            max_in_flight: Some(upstream.max_in_flight),
+            signature: signature.map(String::from),
+            breaker_failures: Some(upstream.breaker_failures),
+            upstream_breaker_cooldown: secs(upstream.breaker_cooldown),
+            ..UpstreamSection::default()
+        }
+    }
+
+    /// `None` without `--upstream`; then checked together ([`Settings::problem`]).
+    pub fn settle(self, role: Role) -> Result<Option<Settings>, Unusable> {
+        let Some(url) = self.upstream else {
+            return Ok(None);
+        };
+        if role != Role::Primary {
+            let message =
+                "only with --role primary: the fallback answers when the primary's cloud is gone";
+            return Err(unusable("upstream", message));
+        }
+        let url = net::url::Target::parse(&url).map_err(|m| unusable("upstream", m))?;
+        let mut s = Settings::new(url.url);
+        s.paths = given("upstream-paths", self.paths)?.0;
+        s.local_paths = given("upstream-local-paths", self.local_paths)?.0;
+        s.budget = seconds("upstream-budget", self.budget)?;
+        s.connect_timeout = seconds("upstream-connect-timeout", self.connect_timeout)?;
+        s.max_in_flight = positive("upstream-max-in-flight", self.max_in_flight)?;
+        let signature = given("upstream-signature", self.signature)?;
+        s.signature =
+            SignatureMode::parse(&signature).map_err(|m| unusable("upstream-signature", m))?;
+        s.tls.ca_file = self.ca_file;
+        s.tls.client_cert = pair(
+            self.client_cert,
+            self.client_key,
+            ("upstream-client-key", "--upstream-client-cert needs it"),
+            ("upstream-client-cert", "--upstream-client-key needs it"),
+        )?;
+        s.breaker_failures = positive("upstream-breaker-failures", self.breaker_failures)?;
+        s.breaker_cooldown = seconds("upstream-breaker-cooldown", self.upstream_breaker_cooldown)?;
+        s.breaker_ratio = self.breaker_ratio;
+        match s.problem() {
+            Some((setting, message)) => Err(unusable(setting, message)),
+            None => Ok(Some(s)),
+        }
     }
 }
 
