@@ -35,6 +35,7 @@ use crate::numbers::audit;
 use crate::numbers::plan::Selection;
 use crate::numbers::rest::Api;
 use crate::numbers::wiring::Wiring;
+use crate::twilio::Role;
 
 /// Everything a monitor needs, read and checked by the command.
 #[derive(Debug)]
@@ -230,9 +231,19 @@ impl Monitor {
         for change in &changes {
             log(change);
         }
-        tracing::debug!(
+        // One line per round, the only one: the per-round series the CloudWatch and Cloud Monitoring
+        // alarms count ("two rounds in a row" is their evaluation window, as Prometheus's is the
+        // failing_rounds gauge), which state-change lines cannot give.
+        let fallback_urls_failing = status
+            .urls
+            .iter()
+            .filter(|u| u.role == Role::Fallback && !u.ok)
+            .count();
+        tracing::info!(
             target: "twiml_failover::monitor",
             round = status.round,
+            ok = status.ok,
+            fallback_urls_failing,
             summary = status.summary.as_str(),
             "round finished"
         );
