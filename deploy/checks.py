@@ -911,8 +911,12 @@ def shipped_kubernetes(overlay):
     for m in c.get("volumeMounts", []):
         v = volumes[m["name"]]
         if "configMap" in v:
+            cm = v["configMap"]
+            # A ConfigMap the deployer creates (the monitor's wiring file) is not rendered: its
+            # name and items, the content left to the test.
             mounts.append({"path": m["mountPath"], "kind": "files", "writable": False,
-                           "files": configmaps[v["configMap"]["name"]]})
+                           "configmap": cm["name"], "files": configmaps.get(cm["name"]),
+                           "items": [[i["key"], i["path"]] for i in cm.get("items", [])]})
         elif "secret" in v:
             sec = v["secret"]
             items = [[i["key"], i["path"]] for i in sec.get("items", [])]
@@ -969,8 +973,8 @@ def shipped_aws(path):
     params["AWS::Region"] = "us-east-1"
     params["AWS::StackName"] = "smoke"
     params["AWS::NoValue"] = None
-    params["conditions"] = {"CreateDatabase": params["DatabaseMode"] == "create",
-                            "UseExistingDatabase": params["DatabaseMode"] == "existing"}
+    params["conditions"] = {"CreateDatabase": params.get("DatabaseMode") == "create",
+                            "UseExistingDatabase": params.get("DatabaseMode") == "existing"}
     attrs = {"Database.Endpoint.Address": "@DatabaseHost@", "Database.Endpoint.Port": "@DatabasePort@",
              "Database.MasterUserSecret.SecretArn": "@DatabaseSecret@"}
     task = t["Resources"]["TaskDefinition"]["Properties"]
@@ -986,13 +990,16 @@ def shipped_aws(path):
                "kind": "shared" if "EFSVolumeConfiguration" in volumes[m["SourceVolume"]] else "scratch",
                "writable": not m.get("ReadOnly", False)}
               for m in c.get("MountPoints", []) if m["SourceVolume"] in volumes]
-    tg = t["Resources"]["TargetGroup"]["Properties"]
+    port = c["PortMappings"][0]["ContainerPort"]
+    # The load balancer's health check, where the stack has one (the monitor's has none: ECS
+    # restarts a task whose process exits).
+    tg = t["Resources"].get("TargetGroup", {}).get("Properties")
     return {
         "args": None, "cmd": c.get("Command"), "env": env, "mounts": mounts,
         "user": [int(x) for x in c["User"].split(":")], "read_only_root": c.get("ReadonlyRootFilesystem", False),
-        "port": c["PortMappings"][0]["ContainerPort"], "probes": [tg["HealthCheckPath"]],
+        "port": port, "probes": [tg["HealthCheckPath"]] if tg else [],
         # No Prometheus on AWS: the alarms read the logs. /metrics still answers inside the VPC.
-        "scrape": {"port": tg["Port"], "path": "/metrics"},
+        "scrape": {"port": tg["Port"] if tg else port, "path": "/metrics"},
     }
 
 
