@@ -628,6 +628,32 @@ fn assert_confined(kind: &str, path: &str, pid: u32, c: &Container, secrets: &[&
     );
 }
 
+/// The paths of the probes the manifest declares.
+fn declared_probes(spec: &Value) -> Vec<&str> {
+    spec["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect()
+}
+
+/// Waits (at most 30 s) until `GET path` answers 200 on `port`; fails at once if `child` exits.
+fn wait_for_200(child: &mut Child, port: u16, path: &str, what: &str, log: &dyn Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(port, path).map(|(s, _)| s) != Some(200) {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what}: exited {status} at start-up:\n{}", log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {path} never answered 200:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// SIGTERM, then its exit status (within 30 s).
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
     Command::new("kill")
@@ -757,27 +783,8 @@ fn run(kind: &str, path: &str) {
     let child = &mut child.0;
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let port = spec["port"].as_u64().unwrap() as u16;
-    let probes: Vec<&str> = spec["probes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get(port, probes[0]).map(|(s, _)| s) != Some(200) {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "{kind} {path}: exited {status} at start-up:\n{}",
-                read_log()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{kind} {path}: never ready:\n{}",
-            read_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let probes = declared_probes(&spec);
+    wait_for_200(child, port, probes[0], &format!("{kind} {path}"), &read_log);
 
     let pid = child.id();
     assert_confined(kind, path, pid, &c, &[&pg.password, common::TOKEN]);
@@ -933,21 +940,13 @@ fn run_monitor(kind: &str, path: &str) {
     let child = &mut child.0;
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let port = spec["port"].as_u64().unwrap() as u16;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get(port, "/healthz").map(|(s, _)| s) != Some(200) {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "{kind} {path}: exited {status} at start-up:\n{}",
-                read_log()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{kind} {path}: never answered /healthz:\n{}",
-            read_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_200(
+        child,
+        port,
+        "/healthz",
+        &format!("{kind} {path}"),
+        &read_log,
+    );
     let pid = child.id();
     assert_confined(
         kind,
@@ -1026,12 +1025,7 @@ fn run_monitor(kind: &str, path: &str) {
         metrics.contains("twiml_failover_monitor_rounds_total{result=\"complete\"} 1"),
         "{metrics}"
     );
-    let probes: Vec<&str> = spec["probes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
+    let probes = declared_probes(&spec);
     for probe in &probes {
         assert_eq!(get(port, probe).map(|(s, _)| s), Some(200), "{probe}");
     }
