@@ -187,6 +187,10 @@ kubernetes-validate --strict --quiet "$work/cloudrun-pod.yaml"
 echo "ok: containers valid as Kubernetes core/v1 Container"
 python deploy/checks.py cloudrun-monitoring deploy/cloudrun/monitoring
 
+step "monitor alarms: a fallback URL failing two rounds in a row, on every platform"
+python deploy/checks.py monitor-alarms deploy/kubernetes/monitoring/prometheusrule.yaml deploy/aws/monitor.yaml \
+  deploy/cloudrun/monitoring deploy/cloudrun/monitor.yaml
+
 step "cloud run: deploy/cloudrun/monitor.yaml (Knative fields; containers as core/v1 strictly)"
 python deploy/checks.py cloudrun-monitor deploy/cloudrun/monitor.yaml "$work/cloudrun-monitor-pod.yaml"
 kubernetes-validate --strict --quiet "$work/cloudrun-monitor-pod.yaml"

@@ -2,11 +2,13 @@
 # The manifest-driven smoke test (tests/manifests.rs): every shipped deployment's container run
 # with its own command, arguments and environment, test secrets substituted, as its unprivileged
 # user on a read-only root, against a throwaway PostgreSQL; signed webhooks answered, journaled,
-# forwarded; probes and the scrape path answering. Runs as root (mount namespace, chroot,
+# forwarded; probes and the scrape path answering; each monitor manifest reading a fake account and
+# probing a loopback fallback. Runs as root (mount namespace, chroot,
 # setpriv) inside a network namespace of its own (loopback only: the manifests' port 8080 is free
 # and nothing leaves the machine). Uses the tools .ci/deploy-checks.sh installs (kubectl, PyYAML,
 # cfn-lint), running it first when they are missing.
-#   bash .ci/smoke.sh
+#   bash .ci/smoke.sh            # every deployment: the six `serve` ones and the three monitors
+#   bash .ci/smoke.sh monitor    # only the tests whose name holds `monitor` (libtest's filter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -40,5 +42,5 @@ exec unshare --net -- bash -c '
   ip link set lo up
   eval "$(bash .ci/postgres.sh)"
   trap "bash .ci/postgres.sh stop" EXIT
-  "$SMOKE_TEST_BINARY" --ignored --test-threads=1 --nocapture
-'
+  "$SMOKE_TEST_BINARY" --ignored --test-threads=1 --nocapture "$@"
+' smoke "$@"

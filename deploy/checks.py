@@ -10,6 +10,9 @@
   checks.py monitor RENDERED.yaml            deploy/kubernetes/monitor's `kubectl kustomize` output
   checks.py cloudrun-monitor SERVICE.yaml POD.yaml  the monitor's Knative service; its containers
                                              as a Pod for kubernetes-validate
+  checks.py monitor-alarms PROMETHEUSRULE.yaml AWS_MONITOR.yaml CLOUDRUN_MONITORING MONITOR_SERVICE.yaml
+                                             the fallback-probe alert's rounds in a row on every
+                                             platform, held to the monitor's default interval
   checks.py grafana DASHBOARD.json OUT       checks the dashboard's shape; writes its queries as
                                              recording rules, for `promtool check rules`
   checks.py shipped KIND PATH                what a deployment runs (kubernetes OVERLAY_DIR, aws
@@ -716,6 +719,100 @@ def monitor_kubernetes(path):
     check(egress_ports == {53, 443}, "monitor: egress to DNS and HTTPS only")
 
 
+def monitor_defaults():
+    """The monitor's default interval and jitter, as its flags declare them (src/monitor/args.rs)."""
+    import re
+    with open("src/monitor/args.rs", encoding="utf-8") as f:
+        text = f.read()
+
+    def default(env):
+        found = re.search(r'env = "' + env + r'",\s*default_value = "([0-9.]+)"', text)
+        check(found is not None, f"monitor: {env} has a default in src/monitor/args.rs")
+        return float(found[1])
+    return default("TWIML_FAILOVER_MONITOR_INTERVAL"), default("TWIML_FAILOVER_MONITOR_JITTER")
+
+
+def round_window(rounds, interval, jitter):
+    """The longest alarm window (seconds) that never holds `rounds` + 1 rounds: a round starts at
+    least (1 - jitter) x interval after the last one ended, so `rounds` + 1 of them span more than
+    `rounds` x that. Failing rounds counted in it to `rounds` are then `rounds` in a row."""
+    return int(rounds * (1 - jitter) * interval)
+
+
+def monitor_alarms(rule_path, aws_path, cloudrun_monitoring_path, cloudrun_service):
+    """TwimlFailoverFallbackProbeFailing's "two rounds in a row" on every platform: the Prometheus
+    rule's round count, and the CloudWatch alarm's and the Cloud Monitoring policy's windows over
+    the per-round log line, held to the monitor's default interval and jitter."""
+    import re
+    from cfnlint.decode import cfn_yaml  # noqa: PLC0415 (only this command needs cfn-lint)
+    interval, jitter = monitor_defaults()
+    with open(rule_path, encoding="utf-8") as f:
+        rule = yaml.safe_load(f)
+    (alert,) = [r for g in rule["spec"]["groups"] for r in g["rules"]
+                if r.get("alert") == "TwimlFailoverFallbackProbeFailing"]
+    found = re.fullmatch(r'.*twiml_failover_monitor_probe_failing_rounds\{role="fallback"\}\)\s*>=\s*([0-9]+)',
+                         alert["expr"].strip())
+    check(found is not None and "for" not in alert,
+          "monitor alarms: the Prometheus rule counts failing_rounds of fallback URLs (no `for`)")
+    rounds = int(found[1])
+    check(rounds >= 2, f"monitor alarms: the Prometheus rule wants {rounds} rounds in a row")
+
+    t = cfn_yaml.load(aws_path)
+    param = t["Parameters"]["IntervalSeconds"]
+    check(float(param["Default"]) == interval,
+          f"aws monitor: IntervalSeconds defaults to the monitor's interval {interval:g} s")
+    windows = t["Mappings"]["RoundWindow"]
+    check(sorted(windows, key=float) == sorted(param["AllowedValues"], key=float),
+          "aws monitor: RoundWindow has a window for each allowed IntervalSeconds")
+    for value, w in windows.items():
+        i = float(value)
+        periods = int(w["Periods"])
+        # Two consecutive rounds are at most (1 + jitter) x interval apart plus a round's time
+        # (a minute allowed): they must fall in the window's periods, whatever the minute.
+        longest_gap = (rounds - 1) * ((1 + jitter) * i + 60)
+        check(periods * 60 <= round_window(rounds, i, jitter) and (periods - 1) * 60 > longest_gap,
+              f"aws monitor: at interval {value} s, {periods} one-minute periods never hold {rounds + 1} rounds"
+              f" ({round_window(rounds, i, jitter)} s) and always hold {rounds} in a row ({longest_gap:g} s apart)")
+    res = t["Resources"]
+    mf = res["FallbackProbeFailingMetricFilter"]["Properties"]
+    metric = mf["MetricTransformations"][0]
+    check('$.message = "round finished"' in mf["FilterPattern"] and "$.fallback_urls_failing > 0" in mf["FilterPattern"]
+          and metric["MetricValue"] == "1" and "DefaultValue" not in metric,
+          "aws monitor: one point per round with a fallback URL failing (the per-round line)")
+    alarm = res["FallbackProbeFailingAlarm"]["Properties"]
+    check(alarm["MetricName"] == metric["MetricName"] and alarm["Namespace"] == metric["MetricNamespace"]
+          and alarm["Period"] == 60 and alarm["Statistic"] == "Sum"
+          and alarm["EvaluationPeriods"] == {"Fn::FindInMap": ["RoundWindow", {"Ref": "IntervalSeconds"}, "Periods"]}
+          and alarm["DatapointsToAlarm"] == rounds and alarm["Threshold"] == 1
+          and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold",
+          f"aws monitor: FallbackProbeFailing alarms on {rounds} failing rounds within the RoundWindow periods")
+
+    with open(cloudrun_service, encoding="utf-8") as f:
+        svc = yaml.safe_load(f)
+    (c,) = svc["spec"]["template"]["spec"]["containers"]
+    cr_interval = float(env_value(c, "TWIML_FAILOVER_MONITOR_INTERVAL") or interval)
+    check(cr_interval == interval and env_value(c, "TWIML_FAILOVER_MONITOR_JITTER") is None,
+          f"cloudrun monitor: rounds every {interval:g} s, jittered by {jitter:g} (the defaults)")
+    path = os.path.join(cloudrun_monitoring_path, "alert-policies", "monitor-fallback-probe-failing.yaml")
+    with open(path, encoding="utf-8") as f:
+        policy = yaml.safe_load(f)
+    (cond,) = policy["conditions"]
+    t = cond["conditionThreshold"]
+    (agg,) = t["aggregations"]
+    window = round_window(rounds, cr_interval, jitter)
+    check("twiml_failover_monitor_fallback_failing_rounds" in t["filter"]
+          and agg["alignmentPeriod"] == f"{window}s" and agg["perSeriesAligner"] == "ALIGN_SUM"
+          and t["comparison"] == "COMPARISON_GT" and t["thresholdValue"] == rounds - 1 and t["duration"] == "0s"
+          and window > (rounds - 1) * ((1 + jitter) * cr_interval + 60),
+          f"cloudrun monitor: FallbackProbeFailing fires on {rounds} failing rounds within {window} s")
+    with open(os.path.join(cloudrun_monitoring_path, "log-metrics",
+                           "twiml_failover_monitor_fallback_failing_rounds.yaml"), encoding="utf-8") as f:
+        m = yaml.safe_load(f)
+    check('jsonPayload.message="round finished"' in m["filter"] and "jsonPayload.fallback_urls_failing>0" in m["filter"]
+          and f'service_name="{svc["metadata"]["name"]}"' in m["filter"],
+          "cloudrun monitor: the log metric counts the monitor's rounds with a fallback URL failing")
+
+
 def grafana(path, out):
     import json
     with open(path, encoding="utf-8") as f:
@@ -814,8 +911,12 @@ def shipped_kubernetes(overlay):
     for m in c.get("volumeMounts", []):
         v = volumes[m["name"]]
         if "configMap" in v:
+            cm = v["configMap"]
+            # A ConfigMap the deployer creates (the monitor's wiring file) is not rendered: its
+            # name and items, the content left to the test.
             mounts.append({"path": m["mountPath"], "kind": "files", "writable": False,
-                           "files": configmaps[v["configMap"]["name"]]})
+                           "configmap": cm["name"], "files": configmaps.get(cm["name"]),
+                           "items": [[i["key"], i["path"]] for i in cm.get("items", [])]})
         elif "secret" in v:
             sec = v["secret"]
             items = [[i["key"], i["path"]] for i in sec.get("items", [])]
@@ -872,8 +973,8 @@ def shipped_aws(path):
     params["AWS::Region"] = "us-east-1"
     params["AWS::StackName"] = "smoke"
     params["AWS::NoValue"] = None
-    params["conditions"] = {"CreateDatabase": params["DatabaseMode"] == "create",
-                            "UseExistingDatabase": params["DatabaseMode"] == "existing"}
+    params["conditions"] = {"CreateDatabase": params.get("DatabaseMode") == "create",
+                            "UseExistingDatabase": params.get("DatabaseMode") == "existing"}
     attrs = {"Database.Endpoint.Address": "@DatabaseHost@", "Database.Endpoint.Port": "@DatabasePort@",
              "Database.MasterUserSecret.SecretArn": "@DatabaseSecret@"}
     task = t["Resources"]["TaskDefinition"]["Properties"]
@@ -889,13 +990,16 @@ def shipped_aws(path):
                "kind": "shared" if "EFSVolumeConfiguration" in volumes[m["SourceVolume"]] else "scratch",
                "writable": not m.get("ReadOnly", False)}
               for m in c.get("MountPoints", []) if m["SourceVolume"] in volumes]
-    tg = t["Resources"]["TargetGroup"]["Properties"]
+    port = c["PortMappings"][0]["ContainerPort"]
+    # The load balancer's health check, where the stack has one (the monitor's has none: ECS
+    # restarts a task whose process exits).
+    tg = t["Resources"].get("TargetGroup", {}).get("Properties")
     return {
         "args": None, "cmd": c.get("Command"), "env": env, "mounts": mounts,
         "user": [int(x) for x in c["User"].split(":")], "read_only_root": c.get("ReadonlyRootFilesystem", False),
-        "port": c["PortMappings"][0]["ContainerPort"], "probes": [tg["HealthCheckPath"]],
+        "port": port, "probes": [tg["HealthCheckPath"]] if tg else [],
         # No Prometheus on AWS: the alarms read the logs. /metrics still answers inside the VPC.
-        "scrape": {"port": tg["Port"], "path": "/metrics"},
+        "scrape": {"port": tg["Port"] if tg else port, "path": "/metrics"},
     }
 
 
@@ -959,6 +1063,8 @@ def main(argv):
             cloudrun_monitor(argv[1], argv[2])
         elif len(argv) == 2 and argv[0] == "monitor":
             monitor_kubernetes(argv[1])
+        elif len(argv) == 5 and argv[0] == "monitor-alarms":
+            monitor_alarms(*argv[1:])
         elif len(argv) == 3 and argv[0] == "grafana":
             grafana(argv[1], argv[2])
         else:

@@ -14,11 +14,34 @@
 //! second replica runs on the same folder and a spill file left there is taken back once; SIGTERM
 //! must end each with status 0.
 //!
+//! The monitor's manifests (deploy/kubernetes/monitor, deploy/aws/monitor.yaml's task definition,
+//! deploy/cloudrun/monitor.yaml) run the same way against the fake Twilio REST API of
+//! tests/numbers/fake.rs, with an account of one number wired to a primary and a fallback `serve`
+//! on loopback (tests/common/scene.rs, as tests/monitor.rs uses them). Supplied as a deployer
+//! supplies them: the REST credentials (a test API key, which the fake accepts, and the auth token
+//! that signs the probes), the wiring file (the Kubernetes ConfigMap's content, the image's copy on
+//! AWS and Cloud Run) naming the loopback servers as the public URLs. Substituted, and set on top
+//! of the manifest's environment: `TWIML_FAILOVER_TWILIO_API_BASE` (the documented test-only
+//! override, loopback only) for api.twilio.com, since the binary's TLS roots are compiled in
+//! (webpki-roots) and no test CA in the root file system could make it trust a fake
+//! api.twilio.com; and `TWIML_FAILOVER_MONITOR_PROBE_CA_FILE`, the test CA that signed the
+//! loopback servers' certificates, which stand in for the public URLs' publicly trusted ones.
+//! The monitor must start as the manifest's user, read the account, probe the fallback (signed
+//! probes answered, counted apart and never journaled), answer its metrics, `/status` and the
+//! manifest's probes on the manifest's port, and end with status 0 on SIGTERM.
+//!
 //! Needs root (mount namespace, chroot, setpriv), kubectl with kustomize v5, Python with PyYAML and
 //! cfn-lint, and PostgreSQL; it listens on the manifests' own port 8080. `bash .ci/smoke.sh` runs it
 //! in a network namespace of its own (CI does); a plain `cargo test` shows it as ignored.
 
 mod common;
+// The fake REST API and the monitor's scene, shared with tests/monitor.rs.
+#[allow(dead_code)]
+#[path = "numbers/fake.rs"]
+mod fake;
+#[allow(dead_code)]
+#[path = "common/scene.rs"]
+mod scene;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -40,6 +63,11 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 const AWS_PUBLIC_URL: &str = "https://fallback.example.net";
 /// The database every deployment journals to (the AWS and Cloud Run manifests name it).
 const DB: &str = "twiml_failover";
+/// The monitor's test API key, which the fake REST API accepts.
+const API_KEY: &str = "SK00000000000000000000000000000001";
+const API_SECRET: &str = "monitor-test-api-secret-not-a-secret";
+/// Where the monitor's containers find the test CA that signed the loopback servers' certificates.
+const PROBE_CA: &str = "/etc/ssl/certs/monitor-test-ca.pem";
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -129,6 +157,13 @@ impl Postgres {
             "ca.crt" => self.ca.clone(),
             "latest" if name.contains("password") => self.password.clone(),
             "latest" if name == "twilio-auth-token" => common::TOKEN.to_string(),
+            // The monitor's REST credentials (an API key) and the account they read.
+            "account-sid" | "account_sid" => fake::ACCOUNT.into(),
+            "api-key" | "api_key" => API_KEY.into(),
+            "api-secret" | "api_secret" => API_SECRET.into(),
+            "latest" if name == "twilio-account-sid" => fake::ACCOUNT.into(),
+            "latest" if name == "twilio-monitor-api-key" => API_KEY.into(),
+            "latest" if name == "twilio-monitor-api-secret" => API_SECRET.into(),
             _ => panic!("no test value for key {key} of secret {name}"),
         })
     }
@@ -202,6 +237,17 @@ fn serve_target(stream: TcpStream, got: &Mutex<Received>) {
     }
 }
 
+/// What a deployer supplies besides the database and the secrets, and the named substitutions.
+#[derive(Default)]
+struct Supplied {
+    /// Set on top of the manifest's environment.
+    env: BTreeMap<String, String>,
+    /// Files by path in the root file system, replacing the image's (its wiring file) or added.
+    files: BTreeMap<String, String>,
+    /// The ConfigMaps a deployer creates (not rendered): name, then key, then content.
+    configmaps: BTreeMap<String, BTreeMap<String, String>>,
+}
+
 /// Single-quotes for sh (the paths here never hold a quote).
 fn q(s: &str) -> String {
     assert!(!s.contains('\''), "{s}");
@@ -219,7 +265,13 @@ struct Container {
 
 /// `shared`: the host folder a manifest's shared volume (EFS, a ReadWriteMany claim, an NFS share)
 /// stands for, the same for every container built with it.
-fn container(spec: &Value, pg: &Postgres, target: &Target, shared: &Path) -> Container {
+fn container(
+    spec: &Value,
+    pg: &Postgres,
+    target: &Target,
+    shared: &Path,
+    supplied: &Supplied,
+) -> Container {
     let image = &spec["image"];
     let staging = tempfile::tempdir().unwrap();
     let stage = staging.path().join("stage");
@@ -266,6 +318,7 @@ fn container(spec: &Value, pg: &Postgres, target: &Target, shared: &Path) -> Con
             env.insert(name.clone(), value);
         }
     }
+    env.extend(supplied.env.clone());
     // The image's files.
     let entrypoint = image["entrypoint"][0].as_str().unwrap().to_string();
     let mut mounts = String::new();
@@ -274,7 +327,9 @@ fn container(spec: &Value, pg: &Postgres, target: &Target, shared: &Path) -> Con
         if *dest == entrypoint {
             continue; // the binary under test, bound below
         }
-        if let Some(url) = from.strip_prefix("fetched:") {
+        if let Some(text) = supplied.files.get(dest) {
+            std::fs::write(put(dest), text).unwrap();
+        } else if let Some(url) = from.strip_prefix("fetched:") {
             // Only the RDS CA bundle is fetched; the test server's CA stands in for it.
             assert!(url.ends_with("global-bundle.pem"), "{url}");
             std::fs::write(put(dest), &pg.ca).unwrap();
@@ -288,6 +343,12 @@ fn container(spec: &Value, pg: &Postgres, target: &Target, shared: &Path) -> Con
             }
         }
     }
+    let image_files = image["files"].as_object().unwrap();
+    for (dest, text) in &supplied.files {
+        if !image_files.contains_key(dest) {
+            std::fs::write(put(dest), text).unwrap();
+        }
+    }
     // The manifest's volumes.
     let mut writable = Vec::new();
     for m in spec["mounts"].as_array().unwrap() {
@@ -296,8 +357,19 @@ fn container(spec: &Value, pg: &Postgres, target: &Target, shared: &Path) -> Con
             "files" => {
                 // A ConfigMap volume hides what the image has at its path.
                 let _ = std::fs::remove_dir_all(put(path));
-                for (name, text) in m["files"].as_object().unwrap() {
-                    std::fs::write(put(&format!("{path}/{name}")), text.as_str().unwrap()).unwrap();
+                if let Some(files) = m["files"].as_object() {
+                    for (name, text) in files {
+                        std::fs::write(put(&format!("{path}/{name}")), text.as_str().unwrap())
+                            .unwrap();
+                    }
+                } else {
+                    // One the deployer creates: its items from what the test supplies.
+                    let name = m["configmap"].as_str().unwrap();
+                    let data = &supplied.configmaps[name];
+                    for item in m["items"].as_array().unwrap() {
+                        let (key, file) = (item[0].as_str().unwrap(), item[1].as_str().unwrap());
+                        std::fs::write(put(&format!("{path}/{file}")), &data[key]).unwrap();
+                    }
                 }
             }
             "secret" => {
@@ -507,6 +579,97 @@ fn status_of(pid: u32) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The process (exec'd in place all the way down) runs as the manifest's user with no capability,
+/// no secret on its command line, on a read-only root where only the manifest's writable volumes
+/// are writable.
+fn assert_confined(kind: &str, path: &str, pid: u32, c: &Container, secrets: &[&str]) {
+    let status = status_of(pid);
+    let (uid, gid) = c.user;
+    assert_eq!(
+        status["Uid"],
+        format!("{uid}\t{uid}\t{uid}\t{uid}"),
+        "{status:?}"
+    );
+    assert_eq!(
+        status["Gid"],
+        format!("{gid}\t{gid}\t{gid}\t{gid}"),
+        "{status:?}"
+    );
+    for caps in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(status[caps], "0000000000000000", "{caps}");
+    }
+    assert_eq!(status["NoNewPrivs"], "1");
+    // No secret on the command line, where every user of the machine could read it.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(
+        secrets.iter().all(|secret| !cmdline.contains(secret)),
+        "{cmdline}"
+    );
+    // Its root is read-only; what it may write is the manifest's writable volumes only.
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let mut rw = Vec::new();
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (point, options) = (fields[4], fields[5]);
+        if point == "/" {
+            assert!(
+                options.split(',').any(|o| o == "ro"),
+                "root not read-only: {line}"
+            );
+        }
+        if options.split(',').any(|o| o == "rw") && !point.starts_with("/dev/") {
+            rw.push(point.to_string());
+        }
+    }
+    assert_eq!(
+        rw, c.writable,
+        "{kind} {path}: writable mounts\n{mountinfo}"
+    );
+}
+
+/// The paths of the probes the manifest declares.
+fn declared_probes(spec: &Value) -> Vec<&str> {
+    spec["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect()
+}
+
+/// Waits (at most 30 s) until `GET path` answers 200 on `port`; fails at once if `child` exits.
+fn wait_for_200(child: &mut Child, port: u16, path: &str, what: &str, log: &dyn Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(port, path).map(|(s, _)| s) != Some(200) {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what}: exited {status} at start-up:\n{}", log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {path} never answered 200:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SIGTERM, then its exit status (within 30 s).
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs the container's script in a mount namespace of its own, its log in `log`.
 fn start(c: &Container, log: &Path) -> Killed {
     Killed(
@@ -542,7 +705,7 @@ fn second_replica_takes_back(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("serve.log");
-    let mut c = container(spec, pg, target, shared);
+    let mut c = container(spec, pg, target, shared, &Supplied::default());
     // Each replica has a network of its own where it runs; here both share the test's, so the
     // second takes the next port (the only setting not as shipped).
     let listen = c
@@ -601,18 +764,7 @@ fn second_replica_takes_back(
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    Command::new("kill")
-        .args(["-TERM", &second.0.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = second.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = terminate(&mut second.0);
     assert_eq!(status.code(), Some(0), "{}", read(&log));
     eprintln!("a spill file left in the shared folder was taken back by one of two replicas, once");
 }
@@ -625,79 +777,17 @@ fn run(kind: &str, path: &str) {
     let log_dir = tempfile::tempdir().unwrap();
     let shared = log_dir.path().join("shared");
     std::fs::create_dir(&shared).unwrap();
-    let c = container(&spec, &pg, &target, &shared);
+    let c = container(&spec, &pg, &target, &shared, &Supplied::default());
     let log = log_dir.path().join("serve.log");
     let mut child = start(&c, &log);
     let child = &mut child.0;
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let port = spec["port"].as_u64().unwrap() as u16;
-    let probes: Vec<&str> = spec["probes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap())
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while get(port, probes[0]).map(|(s, _)| s) != Some(200) {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "{kind} {path}: exited {status} at start-up:\n{}",
-                read_log()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{kind} {path}: never ready:\n{}",
-            read_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let probes = declared_probes(&spec);
+    wait_for_200(child, port, probes[0], &format!("{kind} {path}"), &read_log);
 
-    // The server process (exec'd in place all the way down): the manifest's user, no capability.
     let pid = child.id();
-    let status = status_of(pid);
-    let (uid, gid) = c.user;
-    assert_eq!(
-        status["Uid"],
-        format!("{uid}\t{uid}\t{uid}\t{uid}"),
-        "{status:?}"
-    );
-    assert_eq!(
-        status["Gid"],
-        format!("{gid}\t{gid}\t{gid}\t{gid}"),
-        "{status:?}"
-    );
-    for caps in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
-        assert_eq!(status[caps], "0000000000000000", "{caps}");
-    }
-    assert_eq!(status["NoNewPrivs"], "1");
-    // No secret on the command line, where every user of the machine could read it.
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    let cmdline = String::from_utf8_lossy(&cmdline);
-    assert!(
-        !cmdline.contains(&pg.password) && !cmdline.contains(common::TOKEN),
-        "{cmdline}"
-    );
-    // Its root is read-only; what it may write is the manifest's writable volumes only.
-    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
-    let mut rw = Vec::new();
-    for line in mountinfo.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let (point, options) = (fields[4], fields[5]);
-        if point == "/" {
-            assert!(
-                options.split(',').any(|o| o == "ro"),
-                "root not read-only: {line}"
-            );
-        }
-        if options.split(',').any(|o| o == "rw") && !point.starts_with("/dev/") {
-            rw.push(point.to_string());
-        }
-    }
-    assert_eq!(
-        rw, c.writable,
-        "{kind} {path}: writable mounts\n{mountinfo}"
-    );
+    assert_confined(kind, path, pid, &c, &[&pg.password, common::TOKEN]);
 
     // Signed webhooks: answered, journaled, forwarded.
     let public = c.env["TWIML_FAILOVER_PUBLIC_URL"].clone();
@@ -793,23 +883,167 @@ fn run(kind: &str, path: &str) {
         second_replica_takes_back(&spec, &pg, &target, &shared, &log);
     }
 
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = terminate(child);
     assert_eq!(status.code(), Some(0), "{kind} {path}:\n{}", read_log());
+    let (uid, _) = c.user;
     eprintln!(
         "{kind} {path}: as uid {uid}, read-only root, writable {:?}: 3 webhooks answered, journaled, forwarded; {} answered",
         c.writable,
         probes.join(", ")
+    );
+}
+
+/// A monitor manifest, run as shipped against the fake REST API: an account of one number wired
+/// to a primary and a fallback `serve` on loopback (127.0.0.1 and 127.0.0.2, over TLS from a test
+/// CA). The monitor must start as the manifest's user, read the account with the manifest's
+/// credentials, probe the fallback with a signed webhook it answers and never journals, answer its
+/// metrics, status and probes on the manifest's port, and end with status 0 on SIGTERM.
+fn run_monitor(kind: &str, path: &str) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let spec = shipped(kind, path);
+    // For the image's RDS CA bundle only: the monitor has no journal.
+    let pg = Postgres::fresh();
+    let target = Target::start();
+    let scene = scene::scene(1, &[]);
+    // Reads with the manifest's API key only: the auth token `numbers apply` used no longer
+    // opens the fake API (it still signs the probes, as the fallback checks).
+    scene.fake.with(|st| {
+        st.api_key = Some((API_KEY.into(), API_SECRET.into()));
+        st.token = Some("not-what-the-monitor-reads-with".into());
+    });
+    // The deployer's wiring file: the image's copy (AWS, Cloud Run) or the ConfigMap (Kubernetes).
+    let wiring = std::fs::read_to_string(&scene.wiring).unwrap();
+    let supplied = Supplied {
+        env: BTreeMap::from([
+            ("TWIML_FAILOVER_TWILIO_API_BASE".into(), scene.fake.base()),
+            (
+                "TWIML_FAILOVER_MONITOR_PROBE_CA_FILE".into(),
+                PROBE_CA.into(),
+            ),
+        ]),
+        files: BTreeMap::from([
+            ("/etc/twiml-failover/wiring.toml".into(), wiring.clone()),
+            (
+                PROBE_CA.into(),
+                std::fs::read_to_string(&scene.ca.file).unwrap(),
+            ),
+        ]),
+        configmaps: BTreeMap::from([(
+            "twiml-failover-wiring".into(),
+            BTreeMap::from([("wiring.toml".into(), wiring)]),
+        )]),
+    };
+    let log_dir = tempfile::tempdir().unwrap();
+    let c = container(&spec, &pg, &target, log_dir.path(), &supplied);
+    let log = log_dir.path().join("monitor.log");
+    let mut child = start(&c, &log);
+    let child = &mut child.0;
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let port = spec["port"].as_u64().unwrap() as u16;
+    wait_for_200(
+        child,
+        port,
+        "/healthz",
+        &format!("{kind} {path}"),
+        &read_log,
+    );
+    let pid = child.id();
+    assert_confined(
+        kind,
+        path,
+        pid,
+        &c,
+        &[API_SECRET, common::TOKEN, &pg.password],
+    );
+
+    // The first round starts at once: the account read with the manifest's API key, both URLs of
+    // the number probed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status: Value = loop {
+        if let Some((200, body)) = get(port, "/status") {
+            break serde_json::from_str(&body).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{kind} {path}: no round:\n{}",
+            read_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status["round"], 1, "{status:#}");
+    assert_eq!(status["api"]["complete"], true, "{status:#}");
+    assert_eq!(status["ok"], true, "{status:#}\n{}", read_log());
+    assert_eq!(status["numbers"][0]["voice"]["source"]["kind"], "number");
+    let reads: Vec<u16> = scene
+        .fake
+        .with(|st| st.requests.iter().map(|r| r.status).collect());
+    let applied = reads.len() - status["api"]["requests"].as_u64().unwrap() as usize;
+    assert!(
+        !reads[applied..].is_empty() && reads[applied..].iter().all(|s| *s == 200),
+        "{kind} {path}: the monitor's reads were answered {:?}",
+        &reads[applied..]
+    );
+    let fallbacks: Vec<&Value> = status["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["role"] == "fallback")
+        .collect();
+    assert_eq!(fallbacks.len(), 2, "{status:#}");
+    for u in &fallbacks {
+        assert!(
+            u["url"]
+                .as_str()
+                .unwrap()
+                .starts_with(&scene.fallback.base()),
+            "{u:#}"
+        );
+        assert_eq!(u["ok"], true, "{u:#}");
+        assert_eq!(u["check"], "webhook", "{u:#}");
+    }
+    // Signed probes the fallback answered, counted apart and never journaled.
+    scene::assert_probes_apart(&scene.fallback, 2.0);
+
+    // The scrape path and the probes, where the manifest points.
+    let scrape = &spec["scrape"];
+    let (code, metrics) = get(
+        scrape["port"].as_u64().unwrap() as u16,
+        scrape["path"].as_str().unwrap(),
+    )
+    .expect("scrape answers");
+    assert_eq!(code, 200);
+    assert_eq!(
+        scene::total(
+            &metrics,
+            "twiml_failover_monitor_probe_success",
+            &["role=\"fallback\"", "check=\"webhook\""]
+        ),
+        2.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("twiml_failover_monitor_rounds_total{result=\"complete\"} 1"),
+        "{metrics}"
+    );
+    let probes = declared_probes(&spec);
+    for probe in &probes {
+        assert_eq!(get(port, probe).map(|(s, _)| s), Some(200), "{probe}");
+    }
+    let started = read_log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "monitor started");
+    assert!(started.is_some(), "{}", read_log());
+
+    let status = terminate(child);
+    assert_eq!(status.code(), Some(0), "{kind} {path}:\n{}", read_log());
+    eprintln!(
+        "{kind} {path}: monitor as uid {}, read-only root, writable {:?}: account read with the API key, \
+         2 fallback URLs probed with signed webhooks answered and not journaled; /status, {} and {} answered; exit 0 on SIGTERM",
+        c.user.0,
+        c.writable,
+        scrape["path"].as_str().unwrap(),
+        if probes.is_empty() { "no probe declared".to_string() } else { probes.join(", ") },
     );
 }
 
@@ -850,6 +1084,24 @@ fn aws_fallback_as_shipped() {
 #[ignore = "needs root, kubectl, Python with PyYAML and cfn-lint, PostgreSQL: bash .ci/smoke.sh"]
 fn cloud_run_fallback_as_shipped() {
     run("cloudrun", "deploy/cloudrun/service.yaml");
+}
+
+#[test]
+#[ignore = "needs root, kubectl, Python with PyYAML and cfn-lint, PostgreSQL: bash .ci/smoke.sh"]
+fn kubernetes_monitor_as_shipped() {
+    run_monitor("kubernetes", "deploy/kubernetes/monitor");
+}
+
+#[test]
+#[ignore = "needs root, kubectl, Python with PyYAML and cfn-lint, PostgreSQL: bash .ci/smoke.sh"]
+fn aws_monitor_as_shipped() {
+    run_monitor("aws", "deploy/aws/monitor.yaml");
+}
+
+#[test]
+#[ignore = "needs root, kubectl, Python with PyYAML and cfn-lint, PostgreSQL: bash .ci/smoke.sh"]
+fn cloud_run_monitor_as_shipped() {
+    run_monitor("cloudrun", "deploy/cloudrun/monitor.yaml");
 }
 
 /// The tests above are ignored in a plain `cargo test`; CI runs them for real.

@@ -139,6 +139,10 @@ fn every_log_field_the_aws_and_cloud_run_alerts_read_is_logged() {
     for sub in ["log-metrics", "alert-policies"] {
         for entry in std::fs::read_dir(monitoring.join(sub)).unwrap() {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            // The monitor's lines: tests/monitor.rs holds those to what the monitor logs.
+            if text.contains("service_name=\"twiml-failover-monitor\"") {
+                continue;
+            }
             fields.extend(log_fields(&text, "jsonPayload."));
         }
     }

@@ -9,6 +9,8 @@ mod common;
 #[allow(dead_code)]
 #[path = "numbers/fake.rs"]
 mod fake;
+#[path = "common/scene.rs"]
+mod scene;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -18,10 +20,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::process::Serve;
 use fake::{number, service, sid, Fake, State, ACCOUNT};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use scene::{apply, assert_probes_apart, sample, scene, serve, total, wired_account, Ca, Scene};
 use serde_json::{json, Value};
 
 /// A running `twiml-failover monitor --log-format json`, killed when dropped.
@@ -186,98 +188,6 @@ fn lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The value of the sample `name{labels}` (labels as exported, in order), if exported.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().unwrap())
-}
-
-/// The sum of every sample of `name` whose labels contain each of `labels`.
-fn total(metrics: &str, name: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
-        })
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
-}
-
-// Certificates, made here with rcgen: a CA the monitor trusts (--probe-ca-file), and leaves for
-// an IP address valid until a given day.
-
-struct Ca {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    der: CertificateDer<'static>,
-    file: PathBuf,
-}
-
-impl Ca {
-    /// A new CA, its certificate written in `dir`.
-    fn new(dir: &Path) -> Ca {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "monitor test CA");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let file = dir.join("ca.pem");
-        std::fs::write(&file, cert.pem()).unwrap();
-        Ca {
-            der: cert.der().clone(),
-            issuer: rcgen::Issuer::new(params, key),
-            file,
-        }
-    }
-
-    /// A leaf for `host` (an IP address) valid from a year before `not_after` until then: (PEM
-    /// certificate, PEM key).
-    fn leaf(&self, host: &str, not_after: time::OffsetDateTime) -> (String, String) {
-        let mut params = rcgen::CertificateParams::new(vec![host.to_string()]).unwrap();
-        params.not_before = not_after - time::Duration::days(365);
-        params.not_after = not_after;
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn probe_ca_flag(&self) -> [&str; 2] {
-        ["--probe-ca-file", self.file.to_str().unwrap()]
-    }
-}
-
-/// `GET path` over TLS trusting only `ca`; the whole answer.
-fn https_get(addr: SocketAddr, ca: &CertificateDer<'static>, path: &str) -> String {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = ServerName::IpAddress(addr.ip().into());
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
-    write!(
-        tls,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    // A server may close without close_notify once the answer is out.
-    let _ = tls.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// A TLS server on `host` whose leaf (from `ca`) expires at `not_after`; it answers every
 /// request with `answer` (a whole HTTP response).
 fn tls_server(
@@ -334,162 +244,6 @@ fn counting_tls_server(
 
 const EMPTY_TWIML: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 21\r\n\
                            Connection: close\r\n\r\n<Response></Response>";
-
-/// A running `serve` over TLS and the CA that signed its certificate.
-struct Tls {
-    serve: Serve,
-    ca: CertificateDer<'static>,
-}
-
-impl Tls {
-    fn base(&self) -> String {
-        format!("https://{}", self.serve.addr)
-    }
-
-    fn metrics(&self) -> String {
-        let answer = https_get(self.serve.addr, &self.ca, "/metrics");
-        answer.split_once("\r\n\r\n").unwrap().1.to_string()
-    }
-
-    fn log(&self) -> String {
-        self.serve.log()
-    }
-}
-
-/// `serve` on the shipped templates at `host` over TLS (a leaf from `ca`, 90 days), with a
-/// SQLite journal in `dir` and JSON logs.
-fn serve(host: &str, dir: &Path, env: &[(&str, &str)], ca: &Ca) -> Tls {
-    let listen = format!("{host}:0");
-    let journal = format!("sqlite://{}", dir.join(format!("{host}.db")).display());
-    let (cert, key) = ca.leaf(
-        host,
-        time::OffsetDateTime::now_utc() + time::Duration::days(90),
-    );
-    let (cert_file, key_file) = (
-        dir.join(format!("{host}.crt")),
-        dir.join(format!("{host}.key")),
-    );
-    std::fs::write(&cert_file, cert).unwrap();
-    std::fs::write(&key_file, key).unwrap();
-    let serve = Serve::shipped_with(
-        &[
-            "--listen",
-            &listen,
-            "--watch",
-            "false",
-            "--log-format",
-            "json",
-            "--journal",
-            &journal,
-            "--tls-cert",
-            cert_file.to_str().unwrap(),
-            "--tls-key",
-            key_file.to_str().unwrap(),
-        ],
-        env,
-    );
-    Tls {
-        serve,
-        ca: ca.der.clone(),
-    }
-}
-
-/// The probes never entered the server's journal, were never counted as fallback traffic, and
-/// were counted apart: at least `at_least` answered under `route="probe"`.
-fn assert_probes_apart(server: &Tls, at_least: f64) {
-    let m = server.metrics();
-    let probes = total(&m, "twiml_failover_requests_total", &["route=\"probe\""]);
-    assert!(probes >= at_least, "{probes} probes counted:\n{m}");
-    assert_eq!(
-        total(&m, "twiml_failover_requests_total", &["route=\"webhook\""]),
-        0.0,
-        "{m}"
-    );
-    assert_eq!(
-        total(&m, "twiml_failover_fallback_requests_total", &[]),
-        0.0,
-        "{m}"
-    );
-    assert_eq!(
-        total(&m, "twiml_failover_journal_writes_total", &[]),
-        0.0,
-        "{m}"
-    );
-    assert_eq!(
-        sample(&m, "twiml_failover_journal_commit_events_sum"),
-        Some(0.0),
-        "{m}"
-    );
-    let log = server.log();
-    assert!(!log.contains("\"fallback\":true"), "{log}");
-    assert!(log.contains("\"probe\":true"), "{log}");
-}
-
-/// An account of `n` numbers, wired by `numbers apply` to `primary` and `fallback`; the wiring
-/// file is written in `dir`.
-fn wired_account(n: usize, primary: &str, fallback: &str, dir: &Path) -> (Fake, PathBuf) {
-    let numbers = (1..=n)
-        .map(|i| number(i, &format!("+1555000000{i}"), &format!("line {i}")))
-        .collect();
-    let fake = Fake::start(State {
-        token: Some(common::TOKEN.to_string()),
-        numbers,
-        ..State::default()
-    });
-    let wiring = dir.join("wiring.toml");
-    std::fs::write(
-        &wiring,
-        format!("primary_base = \"{primary}\"\nfallback_base = \"{fallback}\"\n"),
-    )
-    .unwrap();
-    apply(&fake, &wiring);
-    (fake, wiring)
-}
-
-/// The usual scene: a primary `serve` on 127.0.0.1 and a fallback on 127.0.0.2 (with
-/// `fallback_env`), over TLS from `ca`, and an account of `n` numbers wired to them.
-struct Scene {
-    primary: Tls,
-    fallback: Tls,
-    fake: Fake,
-    wiring: PathBuf,
-    ca: Ca,
-    _dir: tempfile::TempDir,
-}
-
-fn scene(n: usize, fallback_env: &[(&str, &str)]) -> Scene {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new(dir.path());
-    let primary = serve("127.0.0.1", dir.path(), &[], &ca);
-    let fallback = serve("127.0.0.2", dir.path(), fallback_env, &ca);
-    let (fake, wiring) = wired_account(n, &primary.base(), &fallback.base(), dir.path());
-    Scene {
-        primary,
-        fallback,
-        fake,
-        wiring,
-        ca,
-        _dir: dir,
-    }
-}
-
-fn apply(fake: &Fake, wiring: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_twiml-failover"))
-        .args(["numbers", "apply", "--yes"])
-        .env_clear()
-        .env("TWIML_FAILOVER_NUMBERS_WIRING", wiring)
-        .env("TWIML_FAILOVER_TWILIO_API_BASE", fake.base())
-        .env("TWIML_FAILOVER_NUMBERS_RATE", "100")
-        .env("TWILIO_ACCOUNT_SID", ACCOUNT)
-        .env("TWILIO_AUTH_TOKEN", common::TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn url_status<'a>(status: &'a Value, url: &str) -> &'a Value {
     status["urls"]
@@ -796,6 +550,15 @@ fn a_fallback_that_goes_down_fails_two_rounds_and_is_said_once() {
     assert_eq!(went_down[0]["was"], "ok");
     assert_eq!(went_down[0]["now"], "failing");
     assert_eq!(went_down[0]["error_code"], 11205);
+    // The one line per round, which the AWS and Cloud Run alarms count (two rounds in a row): no
+    // failing fallback URL while it answered, then one or more in each of the last two rounds.
+    let round = s["round"].as_u64().unwrap() as usize;
+    let rounds = monitor.said_at_least("round finished", round);
+    assert!(rounds.len() >= round, "{}", monitor.log());
+    assert_eq!(rounds[0]["fallback_urls_failing"], 0, "{}", monitor.log());
+    for line in &rounds[round - 2..round] {
+        assert!(line["fallback_urls_failing"].as_u64() >= Some(1), "{line}");
+    }
     assert_probes_apart(&primary, 2.0);
     assert_aws_filters_read_what_is_logged(&monitor);
 }
@@ -836,7 +599,24 @@ fn assert_aws_filters_read_what_is_logged(monitor: &Monitor) {
             );
         }
     }
-    assert!(read >= 8, "{read} fields read");
+    assert!(read >= 7, "{read} fields read");
+    // And deploy/cloudrun/monitoring's log metric on the monitor's lines.
+    let metric = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "deploy/cloudrun/monitoring/log-metrics/twiml_failover_monitor_fallback_failing_rounds.yaml",
+    ))
+    .unwrap();
+    let fields: Vec<String> = metric
+        .match_indices("jsonPayload.")
+        .map(|(at, _)| {
+            metric[at + 12..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect();
+    assert_eq!(fields, ["message", "fallback_urls_failing"]);
+    assert!(fields.iter().all(|f| logged.contains(f)), "{logged:?}");
+    assert!(metric.contains("jsonPayload.message=\"round finished\""));
 }
 
 #[test]

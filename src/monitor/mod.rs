@@ -35,6 +35,7 @@ use crate::numbers::audit;
 use crate::numbers::plan::Selection;
 use crate::numbers::rest::Api;
 use crate::numbers::wiring::Wiring;
+use crate::twilio::Role;
 
 /// Everything a monitor needs, read and checked by the command.
 #[derive(Debug)]
@@ -135,6 +136,25 @@ fn log(change: &Change) {
     }
 }
 
+/// One line per round, the only one: the per-round series the CloudWatch and Cloud Monitoring
+/// alarms count ("two rounds in a row" is their evaluation window, as Prometheus's is the
+/// failing_rounds gauge), which state-change lines cannot give.
+fn log_round(status: &Status) {
+    let fallback_urls_failing = status
+        .urls
+        .iter()
+        .filter(|u| u.role == Role::Fallback && !u.ok)
+        .count();
+    tracing::info!(
+        target: "twiml_failover::monitor",
+        round = status.round,
+        ok = status.ok,
+        fallback_urls_failing,
+        summary = status.summary.as_str(),
+        "round finished"
+    );
+}
+
 /// The wait before the next round: `interval` plus or minus `jitter` of it, at random.
 fn jittered(interval: Duration, jitter: f64) -> Duration {
     let factor = 1.0 + jitter * (fastrand::f64() * 2.0 - 1.0);
@@ -230,12 +250,7 @@ impl Monitor {
         for change in &changes {
             log(change);
         }
-        tracing::debug!(
-            target: "twiml_failover::monitor",
-            round = status.round,
-            summary = status.summary.as_str(),
-            "round finished"
-        );
+        log_round(&status);
         self.published
             .metrics
             .record(&status, started.elapsed().as_secs_f64());

@@ -37,6 +37,8 @@ pub struct Recorded {
 pub struct State {
     /// The auth token the fake accepts (with ACCOUNT); TOKEN unless set.
     pub token: Option<String>,
+    /// An API key (SK… sid, secret) the fake accepts besides, as Twilio does.
+    pub api_key: Option<(String, String)>,
     pub numbers: Vec<Value>,
     pub apps: Vec<Value>,
     pub services: Vec<Value>,
@@ -366,16 +368,24 @@ fn route(
     }
 }
 
-fn authorized(req: &hyper::Request<hyper::body::Incoming>, token: &str) -> bool {
+fn authorized(
+    req: &hyper::Request<hyper::body::Incoming>,
+    token: &str,
+    api_key: Option<&(String, String)>,
+) -> bool {
     use base64::Engine;
-    let want = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT}:{token}"))
-    );
-    req.headers()
+    let basic = |user: &str, password: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    };
+    let got = req
+        .headers()
         .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        == Some(want.as_str())
+        .and_then(|v| v.to_str().ok());
+    got == Some(basic(ACCOUNT, token).as_str())
+        || api_key.is_some_and(|(key, secret)| got == Some(basic(key, secret).as_str()))
 }
 
 async fn handle(
@@ -385,8 +395,11 @@ async fn handle(
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let q = query(req.uri().query().unwrap_or(""));
-    let token = state.lock().unwrap().token.clone();
-    let ok_auth = authorized(&req, token.as_deref().unwrap_or(TOKEN));
+    let (token, api_key) = {
+        let s = state.lock().unwrap();
+        (s.token.clone(), s.api_key.clone())
+    };
+    let ok_auth = authorized(&req, token.as_deref().unwrap_or(TOKEN), api_key.as_ref());
     let form_type = req
         .headers()
         .get("content-type")
