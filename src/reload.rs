@@ -89,11 +89,27 @@ impl Watched {
     }
 }
 
-/// Watches `paths` and reloads once per burst of changes. Runs until the process ends; returns at
-/// once (with a log line, and `template_watch_active` 0) if the platform cannot watch files,
-/// leaving SIGHUP as the trigger.
-pub async fn on_file_change(app: Arc<App>, paths: Vec<PathBuf>) {
-    let (tx, mut rx) = mpsc::channel::<()>(1);
+/// Watches `paths` and reloads once per burst of changes. The watch is armed before this returns,
+/// so a change made once the server answers is never missed (arming it inside the task left a
+/// moment after start-up in which a change went unseen). The returned loop runs until the process
+/// ends; it ends at once (with a log line, and `template_watch_active` 0) if the platform cannot
+/// watch files, leaving SIGHUP as the trigger.
+pub fn on_file_change(
+    app: Arc<App>,
+    paths: Vec<PathBuf>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let armed = arm(&app, paths);
+    async move {
+        if let Some((watcher, watched, rx)) = armed {
+            reload_on_change(app, watcher, watched, rx).await;
+        }
+    }
+}
+
+type Armed = (notify::RecommendedWatcher, Vec<Watched>, mpsc::Receiver<()>);
+
+fn arm(app: &App, paths: Vec<PathBuf>) -> Option<Armed> {
+    let (tx, rx) = mpsc::channel::<()>(1);
     let handler = move |event: notify::Result<notify::Event>| {
         if event.is_ok_and(|e| !e.kind.is_access()) {
             // A full channel already holds a pending reload; dropping this event loses nothing.
@@ -108,7 +124,7 @@ pub async fn on_file_change(app: Arc<App>, paths: Vec<PathBuf>) {
         Err(e) => {
             app.metrics().template_watch(false);
             tracing::error!(error = %e, "cannot watch files; reload with SIGHUP");
-            return;
+            return None;
         }
     };
     let mut watched: Vec<Watched> = paths
@@ -123,6 +139,15 @@ pub async fn on_file_change(app: Arc<App>, paths: Vec<PathBuf>) {
     }
     app.metrics()
         .template_watch(watched.iter().all(|w| w.identity.is_some()));
+    Some((watcher, watched, rx))
+}
+
+async fn reload_on_change(
+    app: Arc<App>,
+    mut watcher: notify::RecommendedWatcher,
+    mut watched: Vec<Watched>,
+    mut rx: mpsc::Receiver<()>,
+) {
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
