@@ -20,8 +20,9 @@
 # between threads), and measures each path INSTRUCTIONS_REPEAT times (default 3) and keeps the
 # lowest. Measured on a busy 2-CPU machine, three runs per path: the default two workers, one
 # measure per run, spread by up to 1.5%; one worker, one measure, up to 1.0% (and one measure in
-# eighteen 3.6% high); one worker, the lowest of three, up to 0.6%. The request's own work is the same, so the guard still sees every change
-# to it; the shared script of issue 25 counts the default runtime, one measure.
+# eighteen 3.6% high); one worker, the lowest of three, up to 0.6%. The request's own work is the
+# same, so the guard still sees every change to it; the shared script of issue 25 counts the
+# default runtime, one measure.
 #
 # Environment: BIN=path (default: cargo build --release and target/release/twiml-failover),
 # INSTRUCTIONS_PATHS="primary fallback", INSTRUCTIONS_PORT=19171, INSTRUCTIONS_REPEAT=3,
