@@ -13,9 +13,21 @@
 #   primary    POST /sms, --role primary
 #   fallback   POST /sms with ErrorCode/ErrorUrl (a fallback hit: counted and logged), --role fallback
 #
+# What moves the count from run to run is thread timing, not the request's work: whether an idle
+# runtime worker is woken to steal and parks again, and how many log lines the writer thread finds
+# per wake-up. Both only add instructions. So the guard counts one runtime worker
+# (TOKIO_WORKER_THREADS=1, unlike a deployment; it also drives the I/O and timers, so no hand-off
+# between threads), and measures each path INSTRUCTIONS_REPEAT times (default 3) and keeps the
+# lowest. Measured on a busy 2-CPU machine, three runs per path: the default two workers, one
+# measure per run, spread by up to 1.5%; one worker, one measure, up to 1.0% (and one measure in
+# eighteen 3.6% high); one worker, the lowest of three, up to 0.6%. The request's own work is the
+# same, so the guard still sees every change to it; the shared script of issue 25 counts the
+# default runtime, one measure.
+#
 # Environment: BIN=path (default: cargo build --release and target/release/twiml-failover),
-# INSTRUCTIONS_PATHS="primary fallback", INSTRUCTIONS_PORT=19171, INSTRUCTIONS_PROFILE_DIR=dir (keep
-# each run's callgrind profile there as PATH-N.out, for benches/stages.sh).
+# INSTRUCTIONS_PATHS="primary fallback", INSTRUCTIONS_PORT=19171, INSTRUCTIONS_REPEAT=3,
+# INSTRUCTIONS_PROFILE_DIR=dir (keep the last run's callgrind profiles there as PATH-N.out, for
+# benches/stages.sh).
 # Needs valgrind (installed with apt-get when missing and root) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +36,7 @@ check=0
 budget_file=benches/instructions-budget.txt
 paths=${INSTRUCTIONS_PATHS:-"primary fallback"}
 port=${INSTRUCTIONS_PORT:-19171}
+repeat=${INSTRUCTIONS_REPEAT:-3}
 export TWILIO_AUTH_TOKEN=instructions-token-not-a-secret-01
 
 if ! command -v valgrind >/dev/null; then
@@ -64,7 +77,7 @@ count() {
   [ "$path" = fallback ] && role=fallback
   local profile=/dev/null
   [ -n "${INSTRUCTIONS_PROFILE_DIR:-}" ] && profile=$INSTRUCTIONS_PROFILE_DIR/$path-$n.out
-  valgrind --tool=callgrind --callgrind-out-file="$profile" "$BIN" serve \
+  TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$profile" "$BIN" serve \
     --listen "127.0.0.1:$port" --public-url "http://127.0.0.1:$port" --role "$role" \
     --templates twiml-templates --config twiml-failover.toml \
     >/dev/null 2>"$tmp/vg.log" &
@@ -82,10 +95,16 @@ count() {
 
 status=0
 for path in $paths; do
-  a=$(count "$path" 2000)
-  b=$(count "$path" 6000)
-  per=$(( (b - a) / 4000 ))
+  per="" runs=""
+  for _ in $(seq "$repeat"); do
+    a=$(count "$path" 2000)
+    b=$(count "$path" 6000)
+    this=$(( (b - a) / 4000 ))
+    runs="$runs${runs:+ }$this"
+    if [ -z "$per" ] || (( this < per )); then per=$this; fi
+  done
   line="$path: $per instructions per request"
+  if (( repeat > 1 )); then line="$line, the lowest of $runs"; fi
   budget=$(awk -v p="$path" '$1 == p {print $2}' "$budget_file")
   if [ -n "$budget" ]; then
     line="$line (budget $budget, $(awk -v m="$per" -v b="$budget" 'BEGIN {printf "%.3f", m / b}')x)"

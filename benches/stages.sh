@@ -15,7 +15,8 @@ export INSTRUCTIONS_PROFILE_DIR
 INSTRUCTIONS_PROFILE_DIR=$(mktemp -d)
 trap 'rm -rf "$INSTRUCTIONS_PROFILE_DIR"' EXIT
 path=${INSTRUCTIONS_PATHS:-primary}
-INSTRUCTIONS_PATHS=$path bash benches/instructions.sh >&2
+# One measure: the table reads the profiles of the run it made.
+INSTRUCTIONS_PATHS=$path INSTRUCTIONS_REPEAT=1 bash benches/instructions.sh >&2
 for n in 2000 6000; do
   callgrind_annotate --inclusive=yes --threshold=100 "$INSTRUCTIONS_PROFILE_DIR/$path-$n.out" \
     >"$INSTRUCTIONS_PROFILE_DIR/$n.txt"

@@ -14,7 +14,7 @@ use crate::templates::valid_name;
 
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub enum Route<'p> {
     /// Liveness.
     Healthz,
     /// Readiness.
@@ -23,15 +23,15 @@ pub enum Route {
     Metrics,
     /// A status callback.
     Status,
-    /// A webhook answered by the named template.
-    Template(String),
+    /// A webhook answered by the named template (borrowed from the request's path: no copy).
+    Template(&'p str),
     /// No such endpoint (404).
     NotFound,
     /// Known endpoint, wrong method (405 with this `Allow`).
     MethodNotAllowed(&'static str),
 }
 
-impl Route {
+impl Route<'_> {
     /// A fixed, low-cardinality name for metrics and logs.
     pub fn label(&self) -> &'static str {
         match self {
@@ -47,8 +47,8 @@ impl Route {
 }
 
 /// Maps a method and raw path to a route.
-pub fn route(method: &Method, path: &str) -> Route {
-    let probe = |route: Route| {
+pub fn route<'p>(method: &Method, path: &'p str) -> Route<'p> {
+    let probe = |route: Route<'p>| {
         if method == Method::GET || method == Method::HEAD {
             route
         } else {
@@ -79,7 +79,7 @@ pub fn route(method: &Method, path: &str) -> Route {
         return Route::NotFound;
     }
     if webhook {
-        Route::Template(name.to_string())
+        Route::Template(name)
     } else {
         Route::MethodNotAllowed("GET, POST")
     }
@@ -98,17 +98,11 @@ mod tests {
         );
         assert_eq!(route(&Method::POST, "/status"), Route::Status);
         assert_eq!(route(&Method::POST, "/status/calls"), Route::Status);
-        assert_eq!(
-            route(&Method::POST, "/voice"),
-            Route::Template("voice".into())
-        );
-        assert_eq!(
-            route(&Method::GET, "/voice/"),
-            Route::Template("voice".into())
-        );
+        assert_eq!(route(&Method::POST, "/voice"), Route::Template("voice"));
+        assert_eq!(route(&Method::GET, "/voice/"), Route::Template("voice"));
         assert_eq!(
             route(&Method::POST, "/menu/sales"),
-            Route::Template("menu/sales".into())
+            Route::Template("menu/sales")
         );
         assert_eq!(
             route(&Method::PUT, "/voice"),

@@ -192,7 +192,9 @@ proptest! {
         let (_root, t) = templates_with_branchy(Role::Primary);
         let set = t.active_set();
         let ctx = minijinja::Value::from_object(twiml_failover::templates::RenderContext::new(
-            Arc::new([("company".to_string(), "A & <B>".to_string())].into_iter().collect()),
+            twiml_failover::templates::context::vars(
+                &[("company".to_string(), "A & <B>".to_string())].into_iter().collect(),
+            ),
             Arc::new(p.iter().map(|(k, v)| (k, v)).collect()),
         ));
         // Answers are checked by the strict parser before they leave; hold the schema to them too.

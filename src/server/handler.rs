@@ -143,7 +143,7 @@ fn respond(
     app: &App,
     head: &Parts,
     started: Instant,
-    route: &Route,
+    route: &Route<'_>,
     response: &mut Reply,
     outcome: &Outcome,
 ) {
@@ -263,7 +263,7 @@ enum Kind<'r> {
 }
 
 impl<'r> Kind<'r> {
-    fn of(route: &'r Route) -> Kind<'r> {
+    fn of(route: &'r Route<'_>) -> Kind<'r> {
         match route {
             Route::Template(name) => Kind::Template(name),
             _ => Kind::Callback,

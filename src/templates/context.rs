@@ -11,8 +11,19 @@ use minijinja::value::{Enumerator, Object, Value};
 
 use crate::webhook::Params;
 
-/// Values from the config's `[vars]`, shared by every render.
-pub type Vars = Arc<BTreeMap<String, String>>;
+/// Values from the config's `[vars]`, shared by every render: made template values once ([`vars`]),
+/// so a render takes a reference to each instead of a copy of its text.
+pub type Vars = Arc<BTreeMap<String, Value>>;
+
+/// The config's `[vars]` as every render sees them.
+pub fn vars(config: &BTreeMap<String, String>) -> Vars {
+    Arc::new(
+        config
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
+            .collect(),
+    )
+}
 
 /// The variables of one render: `[vars]` first (a caller cannot override them), then parameters.
 #[derive(Debug)]
@@ -32,7 +43,7 @@ impl Object for RenderContext {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let key = key.as_str()?;
         if let Some(v) = self.vars.get(key) {
-            return Some(Value::from(v.as_str()));
+            return Some(v.clone());
         }
         // A repeated name shows its first value, as TwiML Bins do.
         if let Some(value) = self.params.get(key) {

@@ -254,7 +254,7 @@ fn render_samples(
         Some(Channel::Messaging) => messaging_samples(),
         _ => voice_samples(),
     };
-    let vars = Arc::new(settings.vars.clone());
+    let vars = super::context::vars(&settings.vars);
     for sample in samples {
         let ctx = Value::from_object(RenderContext::new(vars.clone(), Arc::new(sample)));
         let rendered = match template.render(&ctx) {

@@ -341,13 +341,13 @@ impl Templates {
                 role,
                 primary: None,
                 fallback,
-                vars: Arc::new(settings.vars.clone()),
+                vars: context::vars(&settings.vars),
             }),
             (Some(Ok(primary)), Ok(fallback)) => Ok(Templates {
                 role,
                 primary: Some(primary),
                 fallback,
-                vars: Arc::new(settings.vars.clone()),
+                vars: context::vars(&settings.vars),
             }),
             _ => Err(merge_repeats(problems)),
         }
