@@ -24,6 +24,13 @@
 # same, so the guard still sees every change to it; the shared script of issue 25 counts the
 # default runtime, one measure.
 #
+# The count does not depend on the host's CPU model as long as it has AVX2: valgrind presents the
+# program with one synthetic CPU (an Intel i7-4910MQ, AVX2 and no SHA extensions, on this AMD EPYC
+# too), so glibc's string functions and the crates' run-time feature checks choose the same code
+# everywhere. On a host without AVX2 it presents an older model and the count comes out about 3%
+# higher (measured here by hiding AVX2 and ERMS from glibc with GLIBC_TUNABLES: primary 56255 ->
+# 58101), so --check says so and does not compare there.
+#
 # Environment: BIN=path (default: cargo build --release and target/release/twiml-failover),
 # INSTRUCTIONS_PATHS="primary fallback", INSTRUCTIONS_PORT=19171, INSTRUCTIONS_REPEAT=3,
 # INSTRUCTIONS_PROFILE_DIR=dir (keep the last run's callgrind profiles there as PATH-N.out, for
@@ -117,4 +124,10 @@ for path in $paths; do
   fi
   echo "$line"
 done
-if (( check )); then exit "$status"; fi
+if (( check )); then
+  if ! grep -qw avx2 /proc/cpuinfo; then
+    echo "not compared: this host has no AVX2, so valgrind presents another CPU model than the one the budget was counted on (see the top of this file)"
+    exit 0
+  fi
+  exit "$status"
+fi
