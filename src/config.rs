@@ -297,7 +297,6 @@ pub fn read_file(path: Option<&Path>) -> Result<ServeArgs, StartupError> {
 }
 
 const ROLES: &[(&str, Role)] = &[("primary", Role::Primary), ("fallback", Role::Fallback)];
-const LOG_FORMATS: &[(&str, LogFormat)] = &[("text", LogFormat::Text), ("json", LogFormat::Json)];
 
 impl ServeArgs {
     /// Every default, as a flag would give it: the merge's last layer and what `--help` shows.
@@ -308,7 +307,7 @@ impl ServeArgs {
             listen: Some("127.0.0.1:8080".into()),
             role: Some(Role::Primary.as_str().into()),
             templates: Some(DEFAULT_TEMPLATES.into()),
-            log_format: Some(LOG_FORMATS[0].0.into()),
+            log_format: Some(LogFormat::NAMES[0].0.into()),
             trust_forwarded_headers: Some(false),
             drain_timeout: secs(limits.drain_timeout),
             lame_duck: secs(limits.lame_duck),
@@ -336,7 +335,7 @@ impl ServeArgs {
             "log-format",
             "format",
             self.log_format.as_deref(),
-            LOG_FORMATS,
+            LogFormat::NAMES,
         )?;
         // The merged default is no given folder: the message says where it looked.
         let named = (self.templates.clone()).filter(|t| t != Path::new(DEFAULT_TEMPLATES));

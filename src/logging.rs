@@ -29,6 +29,12 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// Each format by the name `--log-format` takes (`serve` and `monitor` alike), the default first.
+    pub const NAMES: &'static [(&'static str, LogFormat)] =
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)];
+}
+
 /// Lines waiting for the writer thread at most; a line beyond them is dropped and counted. A request
 /// line is about 300 bytes, so a stalled log reader costs at most about 5 MiB; the channel's empty
 /// slots take 512 KiB (tracing-appender's default of 128,000 lines would take 4 MiB of slots).

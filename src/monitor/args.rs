@@ -144,7 +144,7 @@ const MAX_INTERVAL: f64 = 86_400.0;
 impl MonitorArgs {
     /// The first flag whose value cannot work, with why.
     pub fn problem(&self) -> Option<String> {
-        let checks: [(bool, String); 10] = [
+        let checks: [(bool, String); 9] = [
             (
                 !(self.interval >= 1.0 && self.interval <= MAX_INTERVAL),
                 format!("interval: {} is not within 1–86400 seconds", self.interval),
@@ -190,13 +190,12 @@ impl MonitorArgs {
                     self.certificate_warning_days
                 ),
             ),
-            (
-                self.log_format().is_err(),
-                format!("log-format: {:?} is neither text nor json", self.log_format),
-            ),
         ];
         if let Some((_, why)) = checks.into_iter().find(|(bad, _)| *bad) {
             return Some(why);
+        }
+        if let Err(e) = self.log_format() {
+            return Some(e);
         }
         if let Err(e) = self.listen_addr() {
             return Some(e);
@@ -229,11 +228,11 @@ impl MonitorArgs {
 
     /// `--log-format`.
     pub fn log_format(&self) -> Result<LogFormat, String> {
-        match self.log_format.as_str() {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!("log-format: {other:?} is neither text nor json")),
-        }
+        LogFormat::NAMES
+            .iter()
+            .find(|(name, _)| *name == self.log_format)
+            .map(|(_, format)| *format)
+            .ok_or_else(|| format!("log-format: {:?} is neither text nor json", self.log_format))
     }
 
     /// The numbers to watch, as `numbers` selects them.
